@@ -1,0 +1,1 @@
+#include "worker/libsvm_reader.h"
