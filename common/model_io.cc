@@ -1,0 +1,167 @@
+#include "common/model_io.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+
+namespace ps {
+namespace {
+
+constexpr char kMagic[8] = {'P', 'S', 'P', 'A', 'R', 'T', '1', '\n'};
+
+template <typename T>
+void Append(std::string* out, const T& v) {
+  out->append(reinterpret_cast<const char*>(&v), sizeof(T));
+}
+
+// A bounds-checked reader over a file's bytes.
+class Cursor {
+ public:
+  explicit Cursor(const std::string& data) : data_(data) {}
+  bool Read(void* dst, size_t n) {
+    if (n > data_.size() - pos_) return false;
+    std::memcpy(dst, data_.data() + pos_, n);
+    pos_ += n;
+    return true;
+  }
+  template <typename T>
+  bool Get(T* v) { return Read(v, sizeof(T)); }
+  bool AtEnd() const { return pos_ == data_.size(); }
+
+ private:
+  const std::string& data_;
+  size_t pos_ = 0;
+};
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open '", path, "': ", strerror(errno)));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
+  const std::string tmp = absl::StrCat(path, ".tmp");
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (f == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot write '", tmp, "': ", strerror(errno)));
+  }
+  const bool ok = std::fwrite(contents.data(), 1, contents.size(), f) == contents.size() &&
+                  std::fflush(f) == 0;
+  std::fclose(f);
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot write '", path, "': ", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WritePartitionFile(const std::string& dir, int partition,
+                                const std::vector<TableRows>& tables) {
+  std::string out(kMagic, sizeof(kMagic));
+  Append<uint32_t>(&out, static_cast<uint32_t>(partition));
+  Append<uint32_t>(&out, static_cast<uint32_t>(tables.size()));
+  for (const TableRows& t : tables) {
+    Append<uint32_t>(&out, t.table);
+    Append<uint32_t>(&out, t.dim);
+    Append<uint64_t>(&out, t.keys.size());
+    out.append(reinterpret_cast<const char*>(t.keys.data()), t.keys.size() * sizeof(uint64_t));
+    out.append(reinterpret_cast<const char*>(t.values.data()), t.values.size() * sizeof(float));
+  }
+  return WriteFileAtomically(absl::StrFormat("%s/part-%05d.bin", dir, partition), out);
+}
+
+absl::Status WriteManifest(const std::string& dir, int num_partitions,
+                           const std::vector<TableSpec>& tables) {
+  std::string out = absl::StrCat("psmodel 1\npartitions ", num_partitions, "\n");
+  for (const TableSpec& t : tables) absl::StrAppend(&out, "table ", t.id, " ", t.name, " ", t.dim, "\n");
+  return WriteFileAtomically(dir + "/MANIFEST", out);
+}
+
+absl::StatusOr<LoadedModel> ReadModel(const std::string& dir) {
+  LoadedModel model;
+  const std::string manifest_path = dir + "/MANIFEST";
+  auto manifest = ReadWholeFile(manifest_path);
+  if (!manifest.ok()) return manifest.status();
+  int line_no = 0;
+  for (absl::string_view line : absl::StrSplit(*manifest, '\n', absl::SkipEmpty())) {
+    ++line_no;
+    std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    auto bad = [&] {
+      return absl::InvalidArgumentError(
+          absl::StrCat(manifest_path, ":", line_no, ": cannot parse '", line, "'"));
+    };
+    if (line_no == 1) {
+      if (f.size() != 2 || f[0] != "psmodel" || f[1] != "1") return bad();
+    } else if (f.size() == 2 && f[0] == "partitions") {
+      if (!absl::SimpleAtoi(f[1], &model.num_partitions)) return bad();
+    } else if (f.size() == 4 && f[0] == "table") {
+      LoadedModel::Table t;
+      if (!absl::SimpleAtoi(f[1], &t.id) || !absl::SimpleAtoi(f[3], &t.dim) || t.dim == 0) return bad();
+      t.name = f[2];
+      model.tables[t.id] = std::move(t);
+    } else {
+      return bad();
+    }
+  }
+  for (int p = 0; p < model.num_partitions; ++p) {
+    const std::string path = absl::StrFormat("%s/part-%05d.bin", dir, p);
+    auto data = ReadWholeFile(path);
+    if (!data.ok()) return data.status();
+    Cursor c(*data);
+    auto corrupt = [&](absl::string_view what) {
+      return absl::DataLossError(absl::StrCat(path, ": corrupt part file: ", what));
+    };
+    char magic[8];
+    uint32_t partition = 0, count = 0;
+    if (!c.Read(magic, 8) || std::memcmp(magic, kMagic, 8) != 0) return corrupt("bad magic");
+    if (!c.Get(&partition) || !c.Get(&count)) return corrupt("truncated header");
+    if (partition != static_cast<uint32_t>(p)) return corrupt("wrong partition number");
+    for (uint32_t i = 0; i < count; ++i) {
+      uint32_t id = 0, dim = 0;
+      uint64_t n = 0;
+      if (!c.Get(&id) || !c.Get(&dim) || !c.Get(&n)) return corrupt("truncated table header");
+      auto it = model.tables.find(id);
+      if (it == model.tables.end()) return corrupt(absl::StrCat("table ", id, " not in MANIFEST"));
+      if (it->second.dim != dim) return corrupt(absl::StrCat("table ", id, " has dim ", dim));
+      if (n > (uint64_t{1} << 40)) return corrupt("absurd row count");
+      std::vector<uint64_t> keys(n);
+      std::vector<float> values(n * dim);
+      if (!c.Read(keys.data(), n * sizeof(uint64_t)) ||
+          !c.Read(values.data(), values.size() * sizeof(float))) {
+        return corrupt("truncated rows");
+      }
+      for (uint64_t k = 0; k < n; ++k) {
+        it->second.rows[keys[k]].assign(values.begin() + k * dim, values.begin() + (k + 1) * dim);
+      }
+    }
+    if (!c.AtEnd()) return corrupt("trailing bytes");
+  }
+  return model;
+}
+
+std::string DumpModelText(const LoadedModel& model) {
+  std::string out;
+  for (const auto& [id, table] : model.tables) {
+    for (const auto& [key, values] : table.rows) {
+      absl::StrAppend(&out, table.name, " ", key);
+      for (float v : values) absl::StrAppend(&out, " ", absl::StrFormat("%.9g", v));
+      out.push_back('\n');
+    }
+  }
+  return out;
+}
+
+}  // namespace ps

@@ -1,0 +1,60 @@
+// The saved-model format: a directory holding
+//   MANIFEST          text: "psmodel 1", "partitions P", then one line per
+//                     table: "table <id> <name> <dim>"
+//   part-NNNNN.bin    one file per partition, written by the server that owns it
+// A part file is little-endian binary:
+//   magic "PSPART1\n" (8 bytes), u32 partition, u32 table count, then per table:
+//   u32 table id, u32 dim, u64 n, n x u64 keys, n*dim x f32 values (row-major).
+// Files are written to a temporary name and renamed, so a reader never sees a
+// partial file. Pure functions; thread-safe for distinct files.
+#ifndef PS_COMMON_MODEL_IO_H_
+#define PS_COMMON_MODEL_IO_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/tables.h"
+
+namespace ps {
+
+// One table's rows within one partition.
+struct TableRows {
+  uint32_t table = 0;
+  uint32_t dim = 1;
+  std::vector<uint64_t> keys;
+  std::vector<float> values;  // keys.size() * dim
+};
+
+absl::Status WritePartitionFile(const std::string& dir, int partition,
+                                const std::vector<TableRows>& tables);
+absl::Status WriteManifest(const std::string& dir, int num_partitions,
+                           const std::vector<TableSpec>& tables);
+
+// A whole model in memory: table name -> key -> values.
+struct LoadedModel {
+  int num_partitions = 0;
+  struct Table {
+    uint32_t id = 0;
+    std::string name;
+    uint32_t dim = 1;
+    std::map<uint64_t, std::vector<float>> rows;
+  };
+  std::map<uint32_t, Table> tables;  // by id
+};
+
+// Reads MANIFEST and every part file of `dir`. Errors name the file.
+absl::StatusOr<LoadedModel> ReadModel(const std::string& dir);
+
+// "table key v0 v1 ..." per line, sorted by table id then key.
+std::string DumpModelText(const LoadedModel& model);
+
+// Writes `contents` to `path` atomically (temporary file + rename).
+absl::Status WriteFileAtomically(const std::string& path, const std::string& contents);
+
+}  // namespace ps
+
+#endif  // PS_COMMON_MODEL_IO_H_

@@ -1,0 +1,107 @@
+#include "common/scheduler_client.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/rpc.h"
+
+namespace ps {
+
+SchedulerClient::SchedulerClient(const std::string& address, absl::Duration rpc_timeout)
+    : address_(address), rpc_timeout_(rpc_timeout),
+      stub_(rpc::Scheduler::NewStub(MakeChannel(address))) {}
+
+absl::StatusOr<rpc::RegisterResponse> SchedulerClient::Register(const rpc::RegisterRequest& req,
+                                                                absl::Duration wait) {
+  const absl::Time give_up = absl::Now() + wait;
+  absl::Duration backoff = absl::Milliseconds(50);
+  while (true) {
+    grpc::ClientContext ctx;
+    const absl::Duration left = give_up - absl::Now();
+    ctx.set_deadline(DeadlineIn(std::max(absl::Milliseconds(100), std::min(left, rpc_timeout_))));
+    ctx.set_wait_for_ready(true);  // wait for the scheduler to come up, within the deadline
+    rpc::RegisterResponse resp;
+    grpc::Status s = stub_->Register(&ctx, req, &resp);
+    if (s.ok()) return resp;
+    const bool retry = s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                       s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+    if (!retry) return FromGrpcStatus(s);
+    if (absl::Now() + backoff >= give_up) {
+      return absl::UnavailableError(absl::StrCat("cannot reach the scheduler at ", address_,
+                                                 " within ", absl::FormatDuration(wait), ": ",
+                                                 s.error_message()));
+    }
+    absl::SleepFor(backoff);  // retry backoff, not synchronization
+    backoff = std::min(backoff * 2, absl::Seconds(1));
+  }
+}
+
+absl::StatusOr<rpc::ClusterView> SchedulerClient::Barrier(uint32_t node_id, const std::string& name,
+                                                          absl::Duration lost_after) {
+  rpc::BarrierRequest req;
+  req.set_node_id(node_id);
+  req.set_name(name);
+  absl::Time last_contact = absl::Now();
+  while (true) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(DeadlineIn(rpc_timeout_));
+    rpc::BarrierResponse resp;
+    grpc::Status s = stub_->Barrier(&ctx, req, &resp);
+    if (s.ok()) return resp.view();
+    if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      last_contact = absl::Now();  // the scheduler held the call: it is alive
+      continue;
+    }
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE) return FromGrpcStatus(s);
+    if (absl::Now() - last_contact > lost_after) {
+      return absl::UnavailableError(absl::StrCat("lost the scheduler at ", address_, " while at barrier '",
+                                                 name, "': ", s.error_message()));
+    }
+    absl::SleepFor(absl::Milliseconds(100));  // retry backoff
+  }
+}
+
+#define PS_SCHEDULER_UNARY(Method, Request, Response)              \
+  grpc::ClientContext ctx;                                         \
+  ctx.set_deadline(DeadlineIn(rpc_timeout_));                      \
+  Response resp;                                                   \
+  grpc::Status s = stub_->Method(&ctx, Request, &resp);            \
+  if (!s.ok()) return FromGrpcStatus(s);
+
+absl::StatusOr<rpc::HeartbeatResponse> SchedulerClient::Heartbeat(const rpc::HeartbeatRequest& req) {
+  PS_SCHEDULER_UNARY(Heartbeat, req, rpc::HeartbeatResponse);
+  return resp;
+}
+
+absl::StatusOr<rpc::ClusterView> SchedulerClient::GetView() {
+  PS_SCHEDULER_UNARY(GetView, rpc::GetViewRequest(), rpc::ClusterView);
+  return resp;
+}
+
+absl::StatusOr<rpc::NextShardResponse> SchedulerClient::NextShard(const rpc::NextShardRequest& req) {
+  PS_SCHEDULER_UNARY(NextShard, req, rpc::NextShardResponse);
+  return resp;
+}
+
+absl::Status SchedulerClient::SubmitEval(const rpc::SubmitEvalRequest& req) {
+  PS_SCHEDULER_UNARY(SubmitEval, req, rpc::SubmitEvalResponse);
+  return absl::OkStatus();
+}
+
+absl::Status SchedulerClient::Fail(uint32_t node_id, const std::string& message) {
+  rpc::FailRequest req;
+  req.set_node_id(node_id);
+  req.set_message(message);
+  PS_SCHEDULER_UNARY(Fail, req, rpc::FailResponse);
+  return absl::OkStatus();
+}
+
+absl::Status SchedulerClient::Leave(uint32_t node_id) {
+  rpc::LeaveRequest req;
+  req.set_node_id(node_id);
+  PS_SCHEDULER_UNARY(Leave, req, rpc::LeaveResponse);
+  return absl::OkStatus();
+}
+
+#undef PS_SCHEDULER_UNARY
+
+}  // namespace ps

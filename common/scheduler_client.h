@@ -1,0 +1,47 @@
+// A client of the Scheduler service, shared by servers, workers and tools.
+// Every call carries a deadline. Thread-safe (gRPC stubs are).
+#ifndef PS_COMMON_SCHEDULER_CLIENT_H_
+#define PS_COMMON_SCHEDULER_CLIENT_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "proto/scheduler.grpc.pb.h"
+
+namespace ps {
+
+class SchedulerClient {
+ public:
+  explicit SchedulerClient(const std::string& address, absl::Duration rpc_timeout = absl::Seconds(10));
+
+  const std::string& address() const { return address_; }
+
+  // Registers, retrying while the scheduler is unreachable, for at most
+  // `wait` (then UNAVAILABLE naming the address and how long it waited).
+  absl::StatusOr<rpc::RegisterResponse> Register(const rpc::RegisterRequest& req, absl::Duration wait);
+
+  // Waits at barrier `name` until released. Re-arrives after each RPC
+  // deadline; fails if the scheduler is unreachable for longer than `lost_after`
+  // or the job failed (ABORTED with the scheduler's message).
+  absl::StatusOr<rpc::ClusterView> Barrier(uint32_t node_id, const std::string& name,
+                                           absl::Duration lost_after);
+
+  absl::StatusOr<rpc::HeartbeatResponse> Heartbeat(const rpc::HeartbeatRequest& req);
+  absl::StatusOr<rpc::ClusterView> GetView();
+  absl::StatusOr<rpc::NextShardResponse> NextShard(const rpc::NextShardRequest& req);
+  absl::Status SubmitEval(const rpc::SubmitEvalRequest& req);
+  absl::Status Fail(uint32_t node_id, const std::string& message);
+  absl::Status Leave(uint32_t node_id);
+
+ private:
+  const std::string address_;
+  const absl::Duration rpc_timeout_;
+  std::unique_ptr<rpc::Scheduler::Stub> stub_;
+};
+
+}  // namespace ps
+
+#endif  // PS_COMMON_SCHEDULER_CLIENT_H_

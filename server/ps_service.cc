@@ -1,0 +1,77 @@
+#include "server/ps_service.h"
+
+#include "absl/time/clock.h"
+#include "common/rpc.h"
+
+namespace ps {
+namespace {
+
+const grpc::Status kNotReady(grpc::StatusCode::UNAVAILABLE, "server is starting");
+
+}  // namespace
+
+grpc::ServerUnaryReactor* PsService::Push(grpc::CallbackServerContext* ctx,
+                                          const rpc::PushRequest* req, rpc::PushResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  ServerCore* core = core_.load(std::memory_order_acquire);
+  if (core == nullptr) {
+    reactor->Finish(kNotReady);
+    return reactor;
+  }
+  absl::StatusOr<bool> duplicate = core->Push(*req);
+  if (duplicate.ok()) resp->set_duplicate(*duplicate);
+  reactor->Finish(ToGrpcStatus(duplicate.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* PsService::Pull(grpc::CallbackServerContext* ctx,
+                                          const rpc::PullRequest* req, rpc::PullResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  ServerCore* core = core_.load(std::memory_order_acquire);
+  if (core == nullptr) {
+    reactor->Finish(kNotReady);
+    return reactor;
+  }
+  const absl::Time deadline = absl::FromChrono(ctx->deadline());
+  core->Pull(req, resp, deadline,
+             [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* PsService::Tick(grpc::CallbackServerContext* ctx,
+                                          const rpc::TickRequest* req, rpc::TickResponse*) {
+  auto* reactor = ctx->DefaultReactor();
+  ServerCore* core = core_.load(std::memory_order_acquire);
+  reactor->Finish(core == nullptr ? kNotReady : ToGrpcStatus(core->Tick(req->worker(), req->clock())));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* PsService::SaveModel(grpc::CallbackServerContext* ctx,
+                                               const rpc::SaveModelRequest* req,
+                                               rpc::SaveModelResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  ServerCore* core = core_.load(std::memory_order_acquire);
+  if (core == nullptr) {
+    reactor->Finish(kNotReady);
+    return reactor;
+  }
+  auto saved = core->SaveModel(req->dir());
+  if (saved.ok()) *resp = *saved;
+  reactor->Finish(ToGrpcStatus(saved.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* PsService::Stats(grpc::CallbackServerContext* ctx,
+                                           const rpc::StatsRequest*, rpc::StatsResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  ServerCore* core = core_.load(std::memory_order_acquire);
+  if (core == nullptr) {
+    reactor->Finish(kNotReady);
+    return reactor;
+  }
+  *resp = core->Stats();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace ps

@@ -1,0 +1,37 @@
+// The ParameterServer gRPC service: decodes, calls ServerCore, finishes.
+// Until a core is attached (after registration) every call is UNAVAILABLE.
+// Thread-safe.
+#ifndef PS_SERVER_PS_SERVICE_H_
+#define PS_SERVER_PS_SERVICE_H_
+
+#include <atomic>
+
+#include "proto/ps.grpc.pb.h"
+#include "server/server_core.h"
+
+namespace ps {
+
+class PsService final : public rpc::ParameterServer::CallbackService {
+ public:
+  // `core` must outlive the service's gRPC server. Call once.
+  void Attach(ServerCore* core) { core_.store(core, std::memory_order_release); }
+
+  grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* ctx, const rpc::PushRequest* req,
+                                 rpc::PushResponse* resp) override;
+  grpc::ServerUnaryReactor* Pull(grpc::CallbackServerContext* ctx, const rpc::PullRequest* req,
+                                 rpc::PullResponse* resp) override;
+  grpc::ServerUnaryReactor* Tick(grpc::CallbackServerContext* ctx, const rpc::TickRequest* req,
+                                 rpc::TickResponse* resp) override;
+  grpc::ServerUnaryReactor* SaveModel(grpc::CallbackServerContext* ctx,
+                                      const rpc::SaveModelRequest* req,
+                                      rpc::SaveModelResponse* resp) override;
+  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx, const rpc::StatsRequest* req,
+                                  rpc::StatsResponse* resp) override;
+
+ private:
+  std::atomic<ServerCore*> core_{nullptr};
+};
+
+}  // namespace ps
+
+#endif  // PS_SERVER_PS_SERVICE_H_

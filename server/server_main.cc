@@ -1,0 +1,129 @@
+// ps_server: registers with the scheduler, receives the job config, serves
+// its partitions until the job ends.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <random>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/logging.h"
+#include "common/rpc.h"
+#include "common/scheduler_client.h"
+#include "common/signals.h"
+#include "server/ps_service.h"
+#include "server/server_core.h"
+
+ABSL_FLAG(std::string, scheduler, "", "host:port of the scheduler (required)");
+ABSL_FLAG(std::string, host, "127.0.0.1", "address to listen on and to advertise to peers");
+ABSL_FLAG(int, port, 0, "port to listen on; 0 picks a free one");
+ABSL_FLAG(int, connect_timeout_ms, 30000, "how long to wait for the scheduler to come up");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
+
+namespace ps {
+namespace {
+
+int Fatal(const std::string& message) {
+  spdlog::error("{}", message);
+  std::cerr << "ps_server: error: " << message << std::endl;
+  return 1;
+}
+
+int Run() {
+  const std::string scheduler = absl::GetFlag(FLAGS_scheduler);
+  if (scheduler.empty()) return Fatal("--scheduler is required (host:port of the scheduler)");
+  std::string host;
+  int port;
+  if (absl::Status s = ParseHostPort(scheduler, "--scheduler", &host, &port); !s.ok()) {
+    return Fatal(std::string(s.message()));
+  }
+  PsService service;
+  auto running = StartGrpcServer(absl::GetFlag(FLAGS_host), absl::GetFlag(FLAGS_port), {&service});
+  if (!running.ok()) return Fatal(std::string(running.status().message()));
+  const std::string my_address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", running->port);
+
+  SchedulerClient client(scheduler);
+  rpc::RegisterRequest reg;
+  reg.set_role(rpc::SERVER);
+  reg.set_address(my_address);
+  reg.set_incarnation(std::random_device{}() ^ (static_cast<uint64_t>(getpid()) << 32));
+  auto registered = client.Register(reg, absl::Milliseconds(absl::GetFlag(FLAGS_connect_timeout_ms)));
+  if (!registered.ok()) return Fatal(std::string(registered.status().message()));
+  const config::JobConfig& job = registered->config();
+  const uint32_t node_id = registered->node_id();
+  spdlog::info("server rank {} listening on {} (node {})", registered->rank(), my_address, node_id);
+
+  ServerCore core(job, registered->rank());
+  service.Attach(&core);
+  const absl::Duration lost_after = absl::Milliseconds(job.cluster().heartbeat_timeout_ms());
+  auto view = client.Barrier(node_id, "start", absl::Milliseconds(job.cluster().connect_timeout_ms()));
+  if (!view.ok()) {
+    core.Shutdown();
+    running->server->Shutdown(DeadlineIn(absl::Seconds(1)));
+    return Fatal(absl::StrCat("start barrier: ", view.status().message()));
+  }
+  core.UpdateView(*view);
+
+  // Heartbeat loop: follow the view, expire parked pulls, stop with the job.
+  const absl::Duration interval = absl::Milliseconds(job.cluster().heartbeat_interval_ms());
+  absl::Time last_ok = absl::Now();
+  uint64_t view_version = view->version();
+  int exit_code = 0;
+  std::string why;
+  while (!StopRequested()) {
+    absl::SleepFor(std::min(interval, absl::Milliseconds(100)));  // poll period of the loop
+    core.ExpireParked(absl::Now());
+    if (absl::Now() - last_ok < interval) continue;
+    rpc::HeartbeatRequest hb;
+    hb.set_node_id(node_id);
+    auto resp = client.Heartbeat(hb);
+    if (!resp.ok()) {
+      if (absl::Now() - last_ok > lost_after) {
+        exit_code = 1;
+        why = absl::StrCat("lost the scheduler at ", scheduler, ": ", resp.status().message());
+        break;
+      }
+      continue;
+    }
+    last_ok = absl::Now();
+    if (resp->state() == rpc::DONE) break;
+    if (resp->state() == rpc::FAILED) {
+      exit_code = 1;
+      why = "the job failed (see the scheduler's log)";
+      break;
+    }
+    if (resp->view_version() > view_version) {
+      auto v = client.GetView();
+      if (v.ok()) {
+        core.UpdateView(*v);
+        view_version = v->version();
+      }
+    }
+  }
+  (void)client.Leave(node_id);
+  core.Shutdown();
+  running->server->Shutdown(DeadlineIn(absl::Seconds(2)));
+  const rpc::StatsResponse stats = core.Stats();
+  spdlog::info("server rank {} done: {} pushes applied, {} duplicates, {} pulls ({} waited), "
+               "max staleness served {}, {} keys",
+               registered->rank(), stats.pushes_applied(), stats.pushes_duplicate(),
+               stats.pulls_served(), stats.pulls_parked(), stats.max_staleness_served(),
+               stats.keys_stored());
+  if (exit_code != 0) return Fatal(why);
+  return 0;
+}
+
+}  // namespace
+}  // namespace ps
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("ps_server --scheduler=HOST:PORT [--host=ADDR --port=N]");
+  absl::ParseCommandLine(argc, argv);
+  ps::InstallStopSignalHandlers();
+  ps::InitLogging("server", absl::GetFlag(FLAGS_log_level));
+  return ps::Run();
+}
