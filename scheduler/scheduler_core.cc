@@ -1,0 +1,432 @@
+#include "scheduler/scheduler_core.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "common/model_io.h"
+#include "common/rpc.h"
+#include "common/tables.h"
+#include "proto/ps.grpc.pb.h"
+#include "spdlog/spdlog.h"
+
+namespace ps {
+namespace {
+
+const char* RoleName(rpc::Role role) { return role == rpc::SERVER ? "server" : "worker"; }
+
+std::string ModeName(config::Mode mode) {
+  std::string name = config::Mode_Name(mode);
+  std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+  return name;
+}
+
+}  // namespace
+
+SchedulerCore::SchedulerCore(const config::JobConfig& job, absl::Time start)
+    : job_(job), created_(start) {
+  absl::MutexLock lock(&mu_);
+  view_.set_state(rpc::WAITING);
+  last_progress_ = start;
+}
+
+absl::StatusOr<rpc::RegisterResponse> SchedulerCore::Register(const rpc::RegisterRequest& req) {
+  absl::MutexLock lock(&mu_);
+  if (state_ == rpc::FAILED) return absl::AbortedError(absl::StrCat("the job failed: ", failure_));
+  Node node;
+  node.role = req.role();
+  if (req.role() == rpc::SERVER) {
+    if (req.address().empty()) return absl::InvalidArgumentError("a server must give its address");
+    if (servers_registered_ >= job_.cluster().num_servers()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the job already has its ", job_.cluster().num_servers(), " servers (cluster.num_servers)"));
+    }
+    node.rank = servers_registered_++;
+  } else if (req.role() == rpc::WORKER) {
+    if (workers_registered_ >= job_.cluster().num_workers()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the job already has its ", job_.cluster().num_workers(), " workers (cluster.num_workers)"));
+    }
+    node.rank = workers_registered_++;
+  } else {
+    return absl::InvalidArgumentError("register: role must be SERVER or WORKER");
+  }
+  node.id = next_node_id_++;
+  node.address = req.address();
+  node.last_heartbeat = absl::Now();
+  nodes_[node.id] = node;
+  spdlog::info("{} {} registered{}{}", RoleName(node.role), node.rank,
+               node.address.empty() ? "" : " at ", node.address);
+  if (servers_registered_ == job_.cluster().num_servers() &&
+      workers_registered_ == job_.cluster().num_workers()) {
+    BuildViewLocked();
+  }
+  rpc::RegisterResponse resp;
+  resp.set_node_id(node.id);
+  resp.set_rank(node.rank);
+  *resp.mutable_config() = job_;
+  return resp;
+}
+
+void SchedulerCore::BuildViewLocked() {
+  const int n = job_.cluster().num_servers();
+  std::vector<rpc::ServerInfo> servers(n);
+  for (const auto& [id, node] : nodes_) {
+    if (node.role != rpc::SERVER) continue;
+    servers[node.rank].set_rank(node.rank);
+    servers[node.rank].set_address(node.address);
+    servers[node.rank].set_node_id(id);
+  }
+  view_.clear_servers();
+  for (auto& s : servers) *view_.add_servers() = s;
+  view_.clear_partition_owner();
+  for (int p = 0; p < job_.cluster().num_partitions(); ++p) view_.add_partition_owner(p % n);
+  view_.clear_live_workers();
+  for (const auto& [id, node] : nodes_) {
+    if (node.role == rpc::WORKER) view_.add_live_workers(node.rank);
+  }
+  std::sort(view_.mutable_live_workers()->begin(), view_.mutable_live_workers()->end());
+  view_.set_version(view_.version() + 1);
+  state_ = rpc::RUNNING;
+  view_.set_state(state_);
+  spdlog::info("all {} servers and {} workers registered; {} partitions placed (map version {})", n,
+               job_.cluster().num_workers(), job_.cluster().num_partitions(), view_.version());
+}
+
+absl::StatusOr<rpc::HeartbeatResponse> SchedulerCore::Heartbeat(const rpc::HeartbeatRequest& req,
+                                                                absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  rpc::HeartbeatResponse resp;
+  auto it = nodes_.find(req.node_id());
+  resp.set_known(it != nodes_.end());
+  resp.set_view_version(view_.version());
+  resp.set_state(state_);
+  resp.set_message(failure_);
+  if (it == nodes_.end()) return resp;
+  Node& node = it->second;
+  node.last_heartbeat = now;
+  if (node.role == rpc::WORKER) {
+    node.samples_done = req.samples_done();
+    node.epoch = req.epoch();
+    node.loss_sum = req.loss_sum();
+    node.epoch_samples = req.epoch_samples();
+    if (req.train_examples() > 0) train_examples_ = req.train_examples();
+  }
+  return resp;
+}
+
+rpc::ClusterView SchedulerCore::View() const {
+  absl::MutexLock lock(&mu_);
+  return view_;
+}
+
+size_t SchedulerCore::ParticipantsLocked(const std::string& barrier) const {
+  size_t n = 0;
+  for (const auto& [id, node] : nodes_) {
+    if (node.role == rpc::WORKER || barrier == "start") ++n;
+  }
+  if (barrier == "start") {
+    return static_cast<size_t>(job_.cluster().num_servers() + job_.cluster().num_workers());
+  }
+  return n;
+}
+
+void SchedulerCore::MaybeReleaseLocked(const std::string& name, std::vector<BarrierDone>* ready) {
+  BarrierState& b = barriers_[name];
+  if (b.released || state_ != rpc::RUNNING || b.arrived.size() < ParticipantsLocked(name)) return;
+  if (name == "end" && !end_pending_ && finished_ == absl::Time()) {
+    // Released by Poll once the model is saved.
+    end_pending_ = true;
+    finished_ = absl::Now();
+    return;
+  }
+  if (name == "end") return;
+  b.released = true;
+  if (name == "start") {
+    started_ = absl::Now();
+    spdlog::info("training starts: mode {}, {} epochs, batch {} per worker", ModeName(job_.job().mode()),
+                 job_.train().epochs(), job_.train().batch_size());
+  }
+  ready->swap(b.waiting);
+}
+
+void SchedulerCore::Barrier(const rpc::BarrierRequest& req, BarrierDone done) {
+  std::vector<BarrierDone> ready;
+  rpc::ClusterView view;
+  {
+    absl::ReleasableMutexLock lock(&mu_);
+    if (state_ == rpc::FAILED) {
+      const std::string why = failure_;
+      lock.Release();
+      done(absl::AbortedError(absl::StrCat("the job failed: ", why)));
+      return;
+    }
+    if (nodes_.find(req.node_id()) == nodes_.end()) {
+      lock.Release();
+      done(absl::NotFoundError(absl::StrCat("node ", req.node_id(), " is not registered")));
+      return;
+    }
+    BarrierState& b = barriers_[req.name()];
+    if (b.released) {
+      view = view_;
+      lock.Release();
+      done(view);
+      return;
+    }
+    b.arrived.insert(req.node_id());
+    b.waiting.push_back(std::move(done));
+    MaybeReleaseLocked(req.name(), &ready);
+    view = view_;
+  }
+  for (auto& d : ready) d(view);
+}
+
+absl::StatusOr<rpc::NextShardResponse> SchedulerCore::NextShard(const rpc::NextShardRequest& req) {
+  absl::MutexLock lock(&mu_);
+  if (req.train_examples() == 0) return absl::InvalidArgumentError("next shard: no training examples");
+  if (train_examples_ != 0 && train_examples_ != req.train_examples()) {
+    return absl::InvalidArgumentError(absl::StrCat("worker loaded ", req.train_examples(),
+                                                   " training examples, another loaded ",
+                                                   train_examples_, ": the data files differ"));
+  }
+  train_examples_ = req.train_examples();
+  const uint64_t size = job_.data().shard_size();
+  const uint32_t shards = static_cast<uint32_t>((train_examples_ + size - 1) / size);
+  uint32_t& next = next_shard_[req.epoch()];
+  rpc::NextShardResponse resp;
+  if (next >= shards) return resp;
+  resp.set_has_shard(true);
+  resp.set_shard(next);
+  resp.set_begin(next * size);
+  resp.set_end(std::min<uint64_t>(train_examples_, (next + 1) * size));
+  ++next;
+  return resp;
+}
+
+absl::Status SchedulerCore::SubmitEval(const rpc::SubmitEvalRequest& req) {
+  absl::MutexLock lock(&mu_);
+  if (req.scores_size() != req.labels_size()) {
+    return absl::InvalidArgumentError("submit eval: scores and labels differ in length");
+  }
+  auto& parts = evals_[req.epoch()];
+  EvalPart& part = parts[req.node_id()];
+  part.scores.assign(req.scores().begin(), req.scores().end());
+  part.labels.assign(req.labels().begin(), req.labels().end());
+  part.loss_sum = req.train_loss_sum();
+  part.samples = req.train_samples();
+  if (parts.size() < static_cast<size_t>(view_.live_workers_size())) return absl::OkStatus();
+  // Every worker's share is in: metrics over the whole test set.
+  std::vector<float> scores, labels;
+  double loss = 0;
+  uint64_t samples = 0;
+  for (const auto& [id, p] : parts) {
+    scores.insert(scores.end(), p.scores.begin(), p.scores.end());
+    labels.insert(labels.end(), p.labels.begin(), p.labels.end());
+    loss += p.loss_sum;
+    samples += p.samples;
+  }
+  evals_.erase(req.epoch());
+  auto metrics = ComputeBinaryMetrics(scores, labels);
+  if (!metrics.ok()) return metrics.status();
+  EpochResult r;
+  r.epoch = req.epoch() + 1;
+  r.train_loss = samples > 0 ? loss / static_cast<double>(samples) : 0;
+  r.test = *metrics;
+  r.seconds = absl::ToDoubleSeconds(absl::Now() - started_);
+  history_.push_back(r);
+  spdlog::info("epoch {}/{}: train loss {:.4f} | test {}", r.epoch, job_.train().epochs(), r.train_loss,
+               FormatBinaryMetrics(r.test));
+  return absl::OkStatus();
+}
+
+void SchedulerCore::FailLocked(const std::string& message, std::vector<BarrierDone>* aborted) {
+  if (state_ == rpc::FAILED || state_ == rpc::DONE) return;
+  spdlog::error("job failed: {}", message);
+  state_ = rpc::FAILED;
+  failure_ = message;
+  over_at_ = absl::Now();
+  view_.set_state(state_);
+  view_.set_message(message);
+  view_.set_version(view_.version() + 1);
+  for (auto& [name, b] : barriers_) {
+    for (auto& d : b.waiting) aborted->push_back(std::move(d));
+    b.waiting.clear();
+  }
+}
+
+void SchedulerCore::Fail(const std::string& message) {
+  std::vector<BarrierDone> aborted;
+  {
+    absl::MutexLock lock(&mu_);
+    FailLocked(message, &aborted);
+  }
+  for (auto& d : aborted) d(absl::AbortedError(absl::StrCat("the job failed: ", message)));
+}
+
+absl::Status SchedulerCore::Leave(uint32_t node_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(node_id);
+  if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("node ", node_id, " unknown"));
+  it->second.left = true;
+  return absl::OkStatus();
+}
+
+rpc::JobState SchedulerCore::state() const {
+  absl::MutexLock lock(&mu_);
+  return state_;
+}
+
+std::string SchedulerCore::failure() const {
+  absl::MutexLock lock(&mu_);
+  return failure_;
+}
+
+bool SchedulerCore::Poll(absl::Time now) {
+  std::vector<BarrierDone> aborted;
+  bool finish = false;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Duration timeout = absl::Milliseconds(job_.cluster().heartbeat_timeout_ms());
+    if (state_ == rpc::WAITING &&
+        now - created_ > absl::Milliseconds(job_.cluster().connect_timeout_ms())) {
+      FailLocked(absl::StrFormat("only %d of %d servers and %d of %d workers registered within %s",
+                                 servers_registered_, job_.cluster().num_servers(),
+                                 workers_registered_, job_.cluster().num_workers(),
+                                 absl::FormatDuration(now - created_)),
+                 &aborted);
+    }
+    if (state_ == rpc::RUNNING) {
+      for (const auto& [id, node] : nodes_) {
+        if (node.left || now - node.last_heartbeat <= timeout) continue;
+        FailLocked(absl::StrFormat("%s %d%s%s sent no heartbeat for %s (cluster.heartbeat_timeout_ms)",
+                                   RoleName(node.role), node.rank, node.address.empty() ? "" : " at ",
+                                   node.address, absl::FormatDuration(now - node.last_heartbeat)),
+                   &aborted);
+        break;
+      }
+    }
+    if (state_ == rpc::RUNNING && started_ != absl::Time() && !end_pending_ &&
+        finished_ == absl::Time() && job_.train().progress_interval_ms() > 0 &&
+        now - last_progress_ >= absl::Milliseconds(job_.train().progress_interval_ms())) {
+      last_progress_ = now;
+      uint64_t done = 0, epoch_samples = 0;
+      double loss = 0;
+      int32_t epoch = 0;
+      for (const auto& [id, node] : nodes_) {
+        if (node.role != rpc::WORKER) continue;
+        done += node.samples_done;
+        loss += node.loss_sum;
+        epoch_samples += node.epoch_samples;
+        epoch = std::max(epoch, node.epoch);
+      }
+      const double total = static_cast<double>(train_examples_) * job_.train().epochs();
+      const double secs = absl::ToDoubleSeconds(now - started_);
+      const double rate = secs > 0 ? done / secs : 0;
+      const double pct = total > 0 ? 100.0 * done / total : 0;
+      const double eta = rate > 0 ? (total - done) / rate : 0;
+      spdlog::info("progress: epoch {}/{} {:.0f}% | {:.0f} samples/s | loss {:.4f} | ETA {:.0f}s",
+                   epoch + 1, job_.train().epochs(), pct, rate,
+                   epoch_samples > 0 ? loss / epoch_samples : 0.0, eta);
+    }
+    if (end_pending_ && state_ == rpc::RUNNING) {
+      end_pending_ = false;
+      finish = true;
+    }
+  }
+  for (auto& d : aborted) d(absl::AbortedError("the job failed"));
+  aborted.clear();
+  if (finish) {
+    absl::Status s = FinishJob();
+    std::vector<BarrierDone> ready;
+    rpc::ClusterView view;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!s.ok()) {
+        FailLocked(std::string(s.message()), &aborted);
+      } else {
+        state_ = rpc::DONE;
+        over_at_ = absl::Now();
+        view_.set_state(state_);
+        view_.set_version(view_.version() + 1);
+        BarrierState& b = barriers_["end"];
+        b.released = true;
+        ready.swap(b.waiting);
+      }
+      view = view_;
+    }
+    for (auto& d : ready) d(view);
+    for (auto& d : aborted) d(absl::AbortedError(absl::StrCat("the job failed: ", s.message())));
+  }
+  absl::MutexLock lock(&mu_);
+  if (state_ != rpc::DONE && state_ != rpc::FAILED) return false;
+  bool all_left = true;
+  for (const auto& [id, node] : nodes_) all_left &= node.left;
+  return all_left ||
+         now - over_at_ > absl::Milliseconds(job_.cluster().heartbeat_timeout_ms()) +
+                              absl::Milliseconds(2 * job_.cluster().heartbeat_interval_ms());
+}
+
+absl::Status SchedulerCore::FinishJob() {
+  const std::string model_dir = job_.job().output_dir() + "/model";
+  rpc::ClusterView view = View();
+  uint64_t keys = 0;
+  for (const rpc::ServerInfo& server : view.servers()) {
+    auto stub = rpc::ParameterServer::NewStub(MakeChannel(server.address()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(DeadlineIn(absl::Seconds(120)));
+    rpc::SaveModelRequest req;
+    req.set_dir(model_dir);
+    rpc::SaveModelResponse resp;
+    grpc::Status s = stub->SaveModel(&ctx, req, &resp);
+    if (!s.ok()) {
+      return absl::InternalError(absl::StrCat("saving the model on server ", server.rank(), " at ",
+                                              server.address(), ": ", s.error_message()));
+    }
+    keys += resp.keys_written();
+  }
+  if (absl::Status s = WriteManifest(model_dir, job_.cluster().num_partitions(), TablesForJob(job_));
+      !s.ok()) {
+    return s;
+  }
+  std::string json;
+  {
+    absl::MutexLock lock(&mu_);
+    json = MetricsJsonLocked(absl::ToDoubleSeconds(finished_ - started_), keys);
+  }
+  const std::string metrics_path = job_.job().output_dir() + "/metrics.json";
+  if (absl::Status s = WriteFileAtomically(metrics_path, json); !s.ok()) return s;
+  spdlog::info("model ({} keys) saved to {}; metrics in {}", keys, model_dir, metrics_path);
+  return absl::OkStatus();
+}
+
+std::string SchedulerCore::MetricsJsonLocked(double wall_seconds, uint64_t keys) const {
+  const uint64_t samples = train_examples_ * static_cast<uint64_t>(job_.train().epochs());
+  std::string out = "{\n";
+  absl::StrAppend(&out, "  \"job\": \"", job_.job().name(), "\",\n");
+  absl::StrAppend(&out, "  \"mode\": \"", ModeName(job_.job().mode()), "\",\n");
+  absl::StrAppend(&out, "  \"servers\": ", job_.cluster().num_servers(), ",\n");
+  absl::StrAppend(&out, "  \"workers\": ", job_.cluster().num_workers(), ",\n");
+  absl::StrAppend(&out, "  \"epochs\": ", job_.train().epochs(), ",\n");
+  absl::StrAppend(&out, "  \"train_samples\": ", samples, ",\n");
+  absl::StrAppend(&out, "  \"wall_seconds\": ", absl::StrFormat("%.3f", wall_seconds), ",\n");
+  absl::StrAppend(&out, "  \"samples_per_second\": ",
+                  absl::StrFormat("%.1f", wall_seconds > 0 ? samples / wall_seconds : 0.0), ",\n");
+  absl::StrAppend(&out, "  \"model_keys\": ", keys, ",\n");
+  if (!history_.empty()) {
+    absl::StrAppend(&out, "  \"train_loss\": ", absl::StrFormat("%.6f", history_.back().train_loss), ",\n");
+    absl::StrAppend(&out, "  \"test\": ", BinaryMetricsToJson(history_.back().test), ",\n");
+  }
+  absl::StrAppend(&out, "  \"history\": [");
+  for (size_t i = 0; i < history_.size(); ++i) {
+    const EpochResult& r = history_[i];
+    absl::StrAppend(&out, i == 0 ? "\n" : ",\n", "    {\"epoch\": ", r.epoch,
+                    ", \"seconds\": ", absl::StrFormat("%.3f", r.seconds),
+                    ", \"train_loss\": ", absl::StrFormat("%.6f", r.train_loss),
+                    ", \"test\": ", BinaryMetricsToJson(r.test), "}");
+  }
+  absl::StrAppend(&out, history_.empty() ? "]\n" : "\n  ]\n", "}\n");
+  return out;
+}
+
+}  // namespace ps

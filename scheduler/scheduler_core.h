@@ -1,0 +1,122 @@
+// The scheduler's state and logic, without its transport: registration and
+// ranks, heartbeats and liveness, the versioned cluster view (shard map +
+// live workers), named barriers, the per-epoch data-shard queue, evaluation
+// merging, job progress and the job's end (model save, metrics.json).
+//
+// Thread-safety: every method is thread-safe; mu_ guards all state. Barrier
+// completions and RPCs to servers run outside mu_.
+#ifndef PS_SCHEDULER_SCHEDULER_CORE_H_
+#define PS_SCHEDULER_SCHEDULER_CORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/metrics.h"
+#include "proto/job_config.pb.h"
+#include "proto/scheduler.pb.h"
+
+namespace ps {
+
+class SchedulerCore {
+ public:
+  using BarrierDone = std::function<void(absl::StatusOr<rpc::ClusterView>)>;
+
+  // `job` has absolute paths; `start` is when the scheduler started.
+  SchedulerCore(const config::JobConfig& job, absl::Time start);
+
+  absl::StatusOr<rpc::RegisterResponse> Register(const rpc::RegisterRequest& req);
+  absl::StatusOr<rpc::HeartbeatResponse> Heartbeat(const rpc::HeartbeatRequest& req, absl::Time now);
+  rpc::ClusterView View() const;
+  // Calls `done` once every participant arrived (maybe before returning).
+  void Barrier(const rpc::BarrierRequest& req, BarrierDone done);
+  absl::StatusOr<rpc::NextShardResponse> NextShard(const rpc::NextShardRequest& req);
+  absl::Status SubmitEval(const rpc::SubmitEvalRequest& req);
+  void Fail(const std::string& message);
+  absl::Status Leave(uint32_t node_id);
+
+  // One step of the scheduler's loop: liveness, progress lines, the job's end.
+  // Returns true once the scheduler may exit (job over and members gone, or
+  // given up waiting for them).
+  bool Poll(absl::Time now);
+
+  rpc::JobState state() const;
+  std::string failure() const;
+
+ private:
+  struct Node {
+    uint32_t id = 0;
+    rpc::Role role = rpc::ROLE_UNSPECIFIED;
+    int32_t rank = -1;
+    std::string address;
+    absl::Time last_heartbeat;
+    bool left = false;
+    // Worker progress, from heartbeats.
+    uint64_t samples_done = 0;
+    int32_t epoch = 0;
+    double loss_sum = 0;
+    uint64_t epoch_samples = 0;
+  };
+  struct BarrierState {
+    std::set<uint32_t> arrived;
+    std::vector<BarrierDone> waiting;
+    bool released = false;
+  };
+  struct EvalPart {
+    std::vector<float> scores, labels;
+    double loss_sum = 0;
+    uint64_t samples = 0;
+  };
+  struct EpochResult {
+    int epoch = 0;
+    double train_loss = 0;
+    BinaryMetrics test;
+    double seconds = 0;  // since the start barrier
+  };
+
+  size_t ParticipantsLocked(const std::string& barrier) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Releases `name` if complete; moves its waiters into `ready`.
+  void MaybeReleaseLocked(const std::string& name, std::vector<BarrierDone>* ready)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void BuildViewLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FailLocked(const std::string& message, std::vector<BarrierDone>* aborted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Saves the model on the servers and writes metrics.json. Runs without mu_.
+  absl::Status FinishJob();
+  std::string MetricsJsonLocked(double wall_seconds, uint64_t keys) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const config::JobConfig job_;
+  const absl::Time created_;
+
+  mutable absl::Mutex mu_;
+  rpc::JobState state_ ABSL_GUARDED_BY(mu_) = rpc::WAITING;
+  std::string failure_ ABSL_GUARDED_BY(mu_);
+  std::map<uint32_t, Node> nodes_ ABSL_GUARDED_BY(mu_);
+  uint32_t next_node_id_ ABSL_GUARDED_BY(mu_) = 1;
+  int32_t servers_registered_ ABSL_GUARDED_BY(mu_) = 0;
+  int32_t workers_registered_ ABSL_GUARDED_BY(mu_) = 0;
+  rpc::ClusterView view_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, BarrierState> barriers_ ABSL_GUARDED_BY(mu_);
+  // Data-shard queue: next shard to hand out, per epoch.
+  std::map<int32_t, uint32_t> next_shard_ ABSL_GUARDED_BY(mu_);
+  uint64_t train_examples_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<int32_t, std::map<uint32_t, EvalPart>> evals_ ABSL_GUARDED_BY(mu_);
+  std::vector<EpochResult> history_ ABSL_GUARDED_BY(mu_);
+  absl::Time started_ ABSL_GUARDED_BY(mu_);       // start barrier released
+  absl::Time finished_ ABSL_GUARDED_BY(mu_);      // end barrier complete
+  bool end_pending_ ABSL_GUARDED_BY(mu_) = false;  // end barrier complete, job not finished yet
+  absl::Time over_at_ ABSL_GUARDED_BY(mu_);       // when DONE/FAILED was reached
+  absl::Time last_progress_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace ps
+
+#endif  // PS_SCHEDULER_SCHEDULER_CORE_H_

@@ -1,0 +1,103 @@
+// ps_scheduler: reads the job config, hands it to the servers and workers
+// that register, coordinates the job, writes its results.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdlib>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/config.h"
+#include "common/flags_util.h"
+#include "common/logging.h"
+#include "common/model_io.h"
+#include "common/rpc.h"
+#include "common/signals.h"
+#include "scheduler/scheduler_core.h"
+#include "scheduler/scheduler_service.h"
+
+ABSL_FLAG(std::string, config, "", "job config file (YAML), required");
+ABSL_FLAG(std::string, host, "", "address to listen on; default: the host of cluster.scheduler_address");
+ABSL_FLAG(int, port, -1, "port to listen on (0 picks one); default: cluster.scheduler_address's port");
+ABSL_FLAG(std::string, port_file, "", "if set, the bound port is written to this file");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
+
+namespace ps {
+namespace {
+
+int Fatal(const std::string& message) {
+  std::cerr << "ps_scheduler: error: " << message << std::endl;
+  return 1;
+}
+
+std::string Absolute(const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  char cwd[PATH_MAX];
+  if (getcwd(cwd, sizeof(cwd)) == nullptr) return path;
+  return absl::StrCat(cwd, "/", path);
+}
+
+int Run(const std::vector<std::string>& overrides) {
+  const std::string path = absl::GetFlag(FLAGS_config);
+  if (path.empty()) return Fatal("--config is required");
+  auto job = LoadJobConfig(path, overrides);
+  if (!job.ok()) return Fatal(std::string(job.status().message()));
+  const size_t slash = path.rfind('/');
+  ResolveRelativePaths(Absolute(slash == std::string::npos ? "." : path.substr(0, slash)), &*job);
+  job->mutable_job()->set_output_dir(Absolute(job->job().output_dir()));
+  mkdir(job->job().output_dir().c_str(), 0755);
+
+  std::string host;
+  int port;
+  if (absl::Status s = ParseHostPort(job->cluster().scheduler_address(), "cluster.scheduler_address",
+                                     &host, &port);
+      !s.ok()) {
+    return Fatal(std::string(s.message()));
+  }
+  if (!absl::GetFlag(FLAGS_host).empty()) host = absl::GetFlag(FLAGS_host);
+  if (absl::GetFlag(FLAGS_port) >= 0) port = absl::GetFlag(FLAGS_port);
+
+  SchedulerCore core(*job, absl::Now());
+  SchedulerService service(&core);
+  auto running = StartGrpcServer(host, port, {&service});
+  if (!running.ok()) return Fatal(std::string(running.status().message()));
+  spdlog::info("scheduler of job '{}' listening on {}:{}; waiting for {} servers and {} workers",
+               job->job().name(), host, running->port, job->cluster().num_servers(),
+               job->cluster().num_workers());
+  if (!absl::GetFlag(FLAGS_port_file).empty()) {
+    if (absl::Status s = WriteFileAtomically(absl::GetFlag(FLAGS_port_file),
+                                             absl::StrCat(running->port, "\n"));
+        !s.ok()) {
+      return Fatal(std::string(s.message()));
+    }
+  }
+  while (!core.Poll(absl::Now())) {
+    if (StopRequested()) {
+      core.Fail("the scheduler was asked to stop");
+      StopRequested();
+    }
+    absl::SleepFor(absl::Milliseconds(50));  // the scheduler's loop period
+  }
+  running->server->Shutdown(DeadlineIn(absl::Seconds(1)));
+  if (core.state() != rpc::DONE) return Fatal(absl::StrCat("the job failed: ", core.failure()));
+  spdlog::info("job '{}' done", job->job().name());
+  return 0;
+}
+
+}  // namespace
+}  // namespace ps
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "ps_scheduler --config=JOB.yaml [--set section.field=value ...] [--port=N --port_file=F]");
+  std::vector<std::string> overrides = ps::ExtractRepeatedFlag("set", &argc, argv);
+  absl::ParseCommandLine(argc, argv);
+  ps::InstallStopSignalHandlers();
+  ps::InitLogging("scheduler", absl::GetFlag(FLAGS_log_level));
+  return ps::Run(overrides);
+}
