@@ -6,6 +6,19 @@ std::vector<TableSpec> TablesForJob(const config::JobConfig& job) {
   const config::ModelSection& model = job.model();
   std::vector<TableSpec> tables;
   switch (model.type()) {
+    case config::BENCHMARK: {
+      const std::pair<const char*, int> dense[] = {
+          {"dense_4k", 1024}, {"dense_1m", 262144}, {"dense_16m", 4194304}, {"sparse", 8}};
+      for (uint32_t id = 0; id < 4; ++id) {
+        TableSpec t;
+        t.id = id;
+        t.name = dense[id].first;
+        t.dim = dense[id].second;
+        t.optimizer = job.optimizer();
+        tables.push_back(t);
+      }
+      break;
+    }
     case config::LOGISTIC_REGRESSION:
     default: {
       TableSpec w;

@@ -28,6 +28,12 @@ struct TableSpec {
 inline constexpr uint32_t kLrWeights = 0;
 inline constexpr uint32_t kLrBias = 1;
 
+// Table ids of the BENCHMARK model.
+inline constexpr uint32_t kBenchDense4K = 0;
+inline constexpr uint32_t kBenchDense1M = 1;
+inline constexpr uint32_t kBenchDense16M = 2;
+inline constexpr uint32_t kBenchSparse = 3;
+
 std::vector<TableSpec> TablesForJob(const config::JobConfig& job);
 
 }  // namespace ps

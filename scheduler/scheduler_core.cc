@@ -215,6 +215,12 @@ absl::Status SchedulerCore::SubmitEval(const rpc::SubmitEvalRequest& req) {
   part.labels.assign(req.labels().begin(), req.labels().end());
   part.loss_sum = req.train_loss_sum();
   part.samples = req.train_samples();
+  if (part.samples > 0 && req.epoch() == 0) {
+    // Every worker's epoch-0 samples add up to the training set.
+    uint64_t total = 0;
+    for (const auto& [id, p] : parts) total += p.samples;
+    train_examples_ = std::max(train_examples_, total);
+  }
   if (parts.size() < static_cast<size_t>(view_.live_workers_size())) return absl::OkStatus();
   // Every worker's share is in: metrics over the whole test set.
   std::vector<float> scores, labels;

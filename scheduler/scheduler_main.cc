@@ -47,8 +47,9 @@ int Run(const std::vector<std::string>& overrides) {
   if (path.empty()) return Fatal("--config is required");
   auto job = LoadJobConfig(path, overrides);
   if (!job.ok()) return Fatal(std::string(job.status().message()));
-  const size_t slash = path.rfind('/');
-  ResolveRelativePaths(Absolute(slash == std::string::npos ? "." : path.substr(0, slash)), &*job);
+  // LoadJobConfig made data paths relative to the config file's folder; the
+  // other processes may run elsewhere, so hand them absolute paths.
+  ResolveRelativePaths(Absolute("."), &*job);
   job->mutable_job()->set_output_dir(Absolute(job->job().output_dir()));
   mkdir(job->job().output_dir().c_str(), 0755);
 

@@ -213,8 +213,9 @@ void ServerCore::TakeReadyLocked(std::vector<Parked>* ready) {
 void ServerCore::AdvanceAndServe() {
   while (true) {
     std::vector<Parked> ready;
-    int64_t from = 0, target = 0;
-    std::vector<std::pair<int64_t, uint64_t>> clocks;  // (clock, global examples)
+    int64_t target = 0;
+    bool apply = false;
+    std::vector<std::pair<int64_t, uint64_t>> clocks;  // (clock, global examples) to apply
     {
       absl::MutexLock lock(&gate_mu_);
       if (applying_) return;  // the applying thread loops again when done
@@ -226,16 +227,16 @@ void ServerCore::AdvanceAndServe() {
         TakeReadyLocked(&ready);
       } else {
         applying_ = true;
-        from = applied_clock_;
-        for (auto it = examples_.lower_bound(from); it != examples_.end() && it->first < target;
-             ++it) {
+        apply = true;
+        for (auto it = examples_.lower_bound(applied_clock_);
+             it != examples_.end() && it->first < target; ++it) {
           uint64_t n = 0;
           for (const auto& [w, e] : it->second) n += e;
           clocks.emplace_back(it->first, n);
         }
       }
     }
-    if (!ready.empty() || target <= from) {
+    if (!apply) {
       for (Parked& p : ready) {
         Serve(*p.req, p.resp);
         p.done(absl::OkStatus());
@@ -248,7 +249,7 @@ void ServerCore::AdvanceAndServe() {
     }
     {
       absl::MutexLock lock(&gate_mu_);
-      applied_clock_ = target;
+      applied_clock_ = std::max(applied_clock_, target);
       applying_ = false;
       examples_.erase(examples_.begin(), examples_.lower_bound(target));
       TakeReadyLocked(&ready);

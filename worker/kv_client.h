@@ -1,0 +1,89 @@
+// The worker's key-value client: slices keys by the shard map (partition ->
+// server), sends one request per server (cut into chunks of whole partitions
+// when large), all in flight at once, each with a deadline; retries
+// UNAVAILABLE and DEADLINE_EXCEEDED with the same seq (so a retried push is
+// applied once), and on FAILED_PRECONDITION (stale map) refreshes the view and
+// re-routes the failed partitions.
+//
+// Thread-safety: one training thread calls Push/Pull/Tick; SetView may be
+// called from another thread (mu_ guards the view and stubs).
+#ifndef PS_WORKER_KV_CLIENT_H_
+#define PS_WORKER_KV_CLIENT_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "common/tables.h"
+#include "proto/ps.grpc.pb.h"
+#include "proto/scheduler.pb.h"
+
+namespace ps {
+
+// Keys of one table (for pulls) and, for pushes, their gradient sums.
+struct TableKeys {
+  uint32_t table = 0;
+  std::vector<uint64_t> keys;
+  std::vector<float> values;  // pushes: keys.size() * dim; pulls: filled in
+};
+
+class KvClient {
+ public:
+  struct Options {
+    int32_t rank = 0;
+    uint64_t incarnation = 0;
+    int num_partitions = 1;
+    absl::Duration rpc_timeout = absl::Seconds(30);
+    int max_retries = 5;
+    size_t max_chunk_bytes = 4 << 20;
+  };
+  using ViewSource = std::function<absl::StatusOr<rpc::ClusterView>()>;
+
+  // `refresh_view` fetches the current view from the scheduler.
+  KvClient(Options options, std::vector<TableSpec> tables, ViewSource refresh_view);
+
+  void SetView(const rpc::ClusterView& view) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Fills tables[i].values with the values of tables[i].keys. With a clock,
+  // the servers answer once their consistency gate allows.
+  absl::Status Pull(std::vector<TableKeys>* tables, std::optional<int64_t> clock);
+
+  // Pushes gradient sums over `num_examples` examples. With a clock, every
+  // server receives a (maybe empty) push, which advances this worker's clock
+  // there.
+  absl::Status Push(const std::vector<TableKeys>& tables, std::optional<int64_t> clock,
+                    uint64_t num_examples);
+
+  // Sets this worker's clock on every server.
+  absl::Status Tick(int64_t clock);
+
+  // Pushes sent so far (the last seq used).
+  uint64_t last_seq() const { return seq_; }
+
+ private:
+  struct Routed;
+  absl::StatusOr<Routed> Route(const std::vector<TableKeys>& tables, bool with_values);
+  rpc::ParameterServer::Stub* Stub(int server) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status RefreshView();
+
+  const Options options_;
+  const std::vector<TableSpec> tables_;
+  const ViewSource refresh_view_;
+  uint64_t seq_ = 0;  // touched by the training thread only
+
+  mutable absl::Mutex mu_;
+  rpc::ClusterView view_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<rpc::ParameterServer::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace ps
+
+#endif  // PS_WORKER_KV_CLIENT_H_

@@ -1,0 +1,158 @@
+// ps_worker: registers with the scheduler, loads its data, trains.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <random>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "common/logging.h"
+#include "common/rpc.h"
+#include "common/scheduler_client.h"
+#include "common/signals.h"
+#include "common/tables.h"
+#include "worker/kv_client.h"
+#include "worker/libsvm_reader.h"
+#include "worker/trainer.h"
+
+ABSL_FLAG(std::string, scheduler, "", "host:port of the scheduler (required)");
+ABSL_FLAG(int, connect_timeout_ms, 30000, "how long to wait for the scheduler to come up");
+ABSL_FLAG(int, iteration_delay_ms, 0, "test hook: sleep this long in every iteration (a slow worker)");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
+
+namespace ps {
+namespace {
+
+int Fatal(const std::string& message) {
+  spdlog::error("{}", message);
+  std::cerr << "ps_worker: error: " << message << std::endl;
+  return 1;
+}
+
+int Run() {
+  const std::string scheduler = absl::GetFlag(FLAGS_scheduler);
+  if (scheduler.empty()) return Fatal("--scheduler is required (host:port of the scheduler)");
+  std::string host;
+  int port;
+  if (absl::Status s = ParseHostPort(scheduler, "--scheduler", &host, &port); !s.ok()) {
+    return Fatal(std::string(s.message()));
+  }
+  SchedulerClient client(scheduler);
+  rpc::RegisterRequest reg;
+  reg.set_role(rpc::WORKER);
+  const uint64_t incarnation = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ getpid();
+  reg.set_incarnation(incarnation);
+  auto registered = client.Register(reg, absl::Milliseconds(absl::GetFlag(FLAGS_connect_timeout_ms)));
+  if (!registered.ok()) return Fatal(std::string(registered.status().message()));
+  const config::JobConfig job = registered->config();
+  const uint32_t node_id = registered->node_id();
+  const int32_t rank = registered->rank();
+  spdlog::info("worker rank {} registered (node {})", rank, node_id);
+  auto fail = [&](const std::string& message) {
+    (void)client.Fail(node_id, absl::StrCat("worker ", rank, ": ", message));
+    return Fatal(message);
+  };
+
+  // Heartbeats and progress, on their own thread; a failed job ends the process.
+  Trainer::Progress* progress = nullptr;
+  absl::Mutex progress_mu;
+  absl::Notification stop_heartbeats;
+  std::thread heartbeats([&] {
+    const absl::Duration interval = absl::Milliseconds(job.cluster().heartbeat_interval_ms());
+    const absl::Duration lost_after = absl::Milliseconds(job.cluster().heartbeat_timeout_ms());
+    absl::Time last_ok = absl::Now();
+    while (!stop_heartbeats.WaitForNotificationWithTimeout(interval)) {
+      rpc::HeartbeatRequest hb;
+      hb.set_node_id(node_id);
+      {
+        absl::MutexLock lock(&progress_mu);
+        if (progress != nullptr) {
+          hb.set_samples_done(progress->samples_done.load());
+          hb.set_epoch(progress->epoch.load());
+          hb.set_loss_sum(progress->loss_sum.load());
+          hb.set_epoch_samples(progress->epoch_samples.load());
+        }
+      }
+      auto resp = client.Heartbeat(hb);
+      if (resp.ok()) {
+        last_ok = absl::Now();
+        if (resp->state() == rpc::FAILED) {
+          std::cerr << "ps_worker: error: the job failed: " << resp->message() << std::endl;
+          std::_Exit(1);
+        }
+      } else if (absl::Now() - last_ok > lost_after) {
+        std::cerr << "ps_worker: error: lost the scheduler at " << scheduler << ": "
+                  << resp.status().message() << std::endl;
+        std::_Exit(1);
+      }
+      if (StopRequested()) {
+        (void)client.Fail(node_id, absl::StrCat("worker ", rank, " was asked to stop"));
+        std::cerr << "ps_worker: stopped by a signal" << std::endl;
+        std::_Exit(1);
+      }
+    }
+  });
+  auto stop = [&](int code) {
+    stop_heartbeats.Notify();
+    heartbeats.join();
+    return code;
+  };
+
+  LibsvmOptions options;
+  if (job.model().hash_bits() == 0) options.max_feature_index = job.model().num_features();
+  auto train = ReadLibsvm(job.data().train_path(), options);
+  if (!train.ok()) return stop(fail(std::string(train.status().message())));
+  Dataset test;
+  if (!job.data().test_path().empty()) {
+    auto t = ReadLibsvm(job.data().test_path(), options);
+    if (!t.ok()) return stop(fail(std::string(t.status().message())));
+    test = std::move(*t);
+  }
+  spdlog::info("worker rank {}: {} training and {} test examples", rank, train->rows(), test.rows());
+
+  auto view = client.Barrier(node_id, "start", absl::Milliseconds(job.cluster().connect_timeout_ms()));
+  if (!view.ok()) return stop(Fatal(absl::StrCat("start barrier: ", view.status().message())));
+
+  KvClient::Options kv_options;
+  kv_options.rank = rank;
+  kv_options.incarnation = incarnation;
+  kv_options.num_partitions = job.cluster().num_partitions();
+  kv_options.rpc_timeout = absl::Milliseconds(job.cluster().rpc_timeout_ms());
+  kv_options.max_retries = job.cluster().max_retries();
+  kv_options.max_chunk_bytes = job.cluster().max_chunk_bytes();
+  KvClient kv(kv_options, TablesForJob(job), [&client] { return client.GetView(); });
+  kv.SetView(*view);
+
+  Trainer trainer(job, rank, node_id, view->live_workers_size(), &client, &kv, &*train, &test,
+                  absl::Milliseconds(absl::GetFlag(FLAGS_iteration_delay_ms)));
+  {
+    absl::MutexLock lock(&progress_mu);
+    progress = const_cast<Trainer::Progress*>(&trainer.progress());
+  }
+  absl::Status result = trainer.Run();
+  {
+    absl::MutexLock lock(&progress_mu);
+    progress = nullptr;
+  }
+  if (!result.ok()) return stop(fail(std::string(result.message())));
+  (void)client.Leave(node_id);
+  spdlog::info("worker rank {} done ({} pushes)", rank, kv.last_seq());
+  return stop(0);
+}
+
+}  // namespace
+}  // namespace ps
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("ps_worker --scheduler=HOST:PORT");
+  absl::ParseCommandLine(argc, argv);
+  ps::InstallStopSignalHandlers();
+  ps::InitLogging("worker", absl::GetFlag(FLAGS_log_level));
+  return ps::Run();
+}
