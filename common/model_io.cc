@@ -1,5 +1,7 @@
 #include "common/model_io.h"
 
+#include "common/file_util.h"
+
 #include <dirent.h>
 #include <sys/stat.h>
 
@@ -43,30 +45,7 @@ class Cursor {
   size_t pos_ = 0;
 };
 
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open '", path, "': ", strerror(errno)));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
-
-absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
-  const std::string tmp = absl::StrCat(path, ".tmp");
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) {
-    return absl::InternalError(absl::StrCat("cannot write '", tmp, "': ", strerror(errno)));
-  }
-  const bool ok = std::fwrite(contents.data(), 1, contents.size(), f) == contents.size() &&
-                  std::fflush(f) == 0;
-  std::fclose(f);
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("cannot write '", path, "': ", strerror(errno)));
-  }
-  return absl::OkStatus();
-}
 
 absl::Status WritePartitionFile(const std::string& dir, int partition,
                                 const std::vector<TableRows>& tables) {

@@ -52,9 +52,6 @@ absl::StatusOr<LoadedModel> ReadModel(const std::string& dir);
 // "table key v0 v1 ..." per line, sorted by table id then key.
 std::string DumpModelText(const LoadedModel& model);
 
-// Writes `contents` to `path` atomically (temporary file + rename).
-absl::Status WriteFileAtomically(const std::string& path, const std::string& contents);
-
 }  // namespace ps
 
 #endif  // PS_COMMON_MODEL_IO_H_

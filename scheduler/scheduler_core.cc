@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/file_util.h"
 #include "common/model_io.h"
 #include "common/rpc.h"
 #include "common/tables.h"

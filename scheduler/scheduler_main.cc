@@ -15,6 +15,7 @@
 #include "common/config.h"
 #include "common/flags_util.h"
 #include "common/logging.h"
+#include "common/file_util.h"
 #include "common/model_io.h"
 #include "common/rpc.h"
 #include "common/signals.h"
@@ -51,7 +52,7 @@ int Run(const std::vector<std::string>& overrides) {
   // other processes may run elsewhere, so hand them absolute paths.
   ResolveRelativePaths(Absolute("."), &*job);
   job->mutable_job()->set_output_dir(Absolute(job->job().output_dir()));
-  mkdir(job->job().output_dir().c_str(), 0755);
+  if (absl::Status s = MakeDirs(job->job().output_dir()); !s.ok()) return Fatal(std::string(s.message()));
 
   std::string host;
   int port;

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/partitioning.h"
 #include "spdlog/spdlog.h"
 
@@ -15,19 +16,6 @@ namespace ps {
 namespace {
 
 constexpr int64_t kNoClock = std::numeric_limits<int64_t>::max();
-
-absl::Status MakeDirs(const std::string& dir) {
-  std::string partial;
-  for (size_t i = 0; i <= dir.size(); ++i) {
-    if (i == dir.size() || dir[i] == '/') {
-      if (!partial.empty() && mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
-        return absl::InternalError(absl::StrCat("cannot create '", partial, "': ", strerror(errno)));
-      }
-    }
-    if (i < dir.size()) partial.push_back(dir[i]);
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 

@@ -1,0 +1,103 @@
+// ps_launch: runs a whole job on this machine from its config file: one
+// scheduler, the servers and the workers, each its own process. Prints the
+// scheduler's progress; servers' and workers' logs go to <output_dir>/logs.
+// Exits 0 when the job succeeded, non-zero (and says why) otherwise; leaves
+// no process behind either way.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "common/config.h"
+#include "common/file_util.h"
+#include "common/flags_util.h"
+#include "common/signals.h"
+#include "tools/local_cluster.h"
+
+ABSL_FLAG(std::string, config, "", "job config file (YAML), required");
+ABSL_FLAG(std::string, bin_dir, "", "where the ps_* binaries are; default: next to ps_launch");
+ABSL_FLAG(std::string, worker_delay, "",
+          "test hook: RANK:MS makes worker RANK sleep MS milliseconds every iteration");
+ABSL_FLAG(int, timeout_s, 0, "stop the job (and fail) after this many seconds; 0: no limit");
+
+namespace ps {
+namespace {
+
+int Fatal(const std::string& message, int code = 2) {
+  std::cerr << "ps_launch: error: " << message << std::endl;
+  return code;
+}
+
+absl::Status CheckReadable(const std::string& config_path, const std::string& field,
+                           const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat(config_path, ": ", field, ": cannot open '", path, "': ", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+int Run(const std::vector<std::string>& overrides) {
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  if (config_path.empty()) return Fatal("--config is required");
+  auto job = LoadJobConfig(config_path, overrides);
+  if (!job.ok()) return Fatal(std::string(job.status().message()));
+  if (absl::Status s = CheckReadable(config_path, "data.train_path", job->data().train_path()); !s.ok()) {
+    return Fatal(std::string(s.message()));
+  }
+  if (!job->data().test_path().empty()) {
+    if (absl::Status s = CheckReadable(config_path, "data.test_path", job->data().test_path()); !s.ok()) {
+      return Fatal(std::string(s.message()));
+    }
+  }
+  LocalClusterOptions options;
+  options.config_path = config_path;
+  options.overrides = overrides;
+  options.bin_dir = absl::GetFlag(FLAGS_bin_dir).empty() ? ExecutableDir() : absl::GetFlag(FLAGS_bin_dir);
+  options.log_dir = job->job().output_dir() + "/logs";
+  if (absl::Status s = MakeDirs(options.log_dir); !s.ok()) return Fatal(std::string(s.message()));
+  if (const std::string d = absl::GetFlag(FLAGS_worker_delay); !d.empty()) {
+    std::vector<std::string> parts = absl::StrSplit(d, ':');
+    int rank, ms;
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &rank) || !absl::SimpleAtoi(parts[1], &ms)) {
+      return Fatal(absl::StrCat("--worker_delay: '", d, "' is not RANK:MS"));
+    }
+    options.worker_delay_ms[rank] = ms;
+  }
+  LocalCluster cluster;
+  if (absl::Status s = cluster.Start(*job, options); !s.ok()) return Fatal(std::string(s.message()), 1);
+  std::cout << "ps_launch: job '" << job->job().name() << "': scheduler at "
+            << cluster.scheduler_address() << ", " << job->cluster().num_servers() << " servers, "
+            << job->cluster().num_workers() << " workers; logs in " << options.log_dir << std::endl;
+  const int timeout = absl::GetFlag(FLAGS_timeout_s);
+  const absl::Time deadline =
+      timeout > 0 ? absl::Now() + absl::Seconds(timeout) : absl::InfiniteFuture();
+  std::string error;
+  const int code = cluster.Wait(deadline, &error, [] { return StopRequested(); });
+  if (code != 0) return Fatal(error, code);
+  std::cout << "ps_launch: job '" << job->job().name() << "' finished; results in "
+            << job->job().output_dir() << "/metrics.json" << std::endl;
+  return 0;
+}
+
+}  // namespace
+}  // namespace ps
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("ps_launch --config=JOB.yaml [--set section.field=value ...]");
+  std::vector<std::string> overrides = ps::ExtractRepeatedFlag("set", &argc, argv);
+  absl::ParseCommandLine(argc, argv);
+  ps::InstallStopSignalHandlers();
+  return ps::Run(overrides);
+}

@@ -1,0 +1,105 @@
+#include "tools/local_cluster.h"
+
+#include <sys/stat.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/file_util.h"
+
+namespace ps {
+
+absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalClusterOptions& options) {
+  if (absl::Status s = MakeDirs(options.log_dir); !s.ok()) return s;
+  const std::string port_file = options.log_dir + "/scheduler.port";
+  unlink(port_file.c_str());
+  ChildSpec scheduler{"scheduler",
+                      {options.bin_dir + "/ps_scheduler", "--config", options.config_path,
+                       "--host", "127.0.0.1", "--port", "0", "--port_file", port_file},
+                      options.scheduler_to_log ? options.log_dir + "/scheduler.log" : ""};
+  for (const std::string& o : options.overrides) {
+    scheduler.argv.push_back("--set");
+    scheduler.argv.push_back(o);
+  }
+  auto pid = group_.Spawn(scheduler);
+  if (!pid.ok()) return pid.status();
+  pids_["scheduler"] = *pid;
+  logs_["scheduler"] = scheduler.log_path;
+  auto port = WaitForPortFile(port_file, &group_, *pid, absl::Now() + options.start_timeout);
+  if (!port.ok()) {
+    return absl::Status(port.status().code(),
+                        absl::StrCat("the scheduler did not start: ", port.status().message()));
+  }
+  scheduler_address_ = absl::StrCat("127.0.0.1:", *port);
+  auto spawn = [&](const std::string& role, int rank, std::vector<std::string> extra) -> absl::Status {
+    const std::string name = absl::StrCat(role, "-", rank);
+    ChildSpec spec{name,
+                   {absl::StrCat(options.bin_dir, "/ps_", role), "--scheduler", scheduler_address_},
+                   absl::StrCat(options.log_dir, "/", name, ".log")};
+    spec.argv.insert(spec.argv.end(), extra.begin(), extra.end());
+    auto p = group_.Spawn(spec);
+    if (!p.ok()) return p.status();
+    pids_[name] = *p;
+    logs_[name] = spec.log_path;
+    return absl::OkStatus();
+  };
+  for (int i = 0; i < job.cluster().num_servers(); ++i) {
+    if (absl::Status s = spawn("server", i, {}); !s.ok()) return s;
+  }
+  if (options.start_workers) {
+    for (int i = 0; i < job.cluster().num_workers(); ++i) {
+      std::vector<std::string> extra;
+      auto d = options.worker_delay_ms.find(i);
+      if (d != options.worker_delay_ms.end()) extra = {"--iteration_delay_ms", std::to_string(d->second)};
+      if (absl::Status s = spawn("worker", i, extra); !s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+pid_t LocalCluster::Pid(const std::string& name) const {
+  auto it = pids_.find(name);
+  return it == pids_.end() ? 0 : it->second;
+}
+
+int LocalCluster::Wait(absl::Time deadline, std::string* error,
+                       const std::function<bool()>& interrupted) {
+  while (group_.size() > 0) {
+    if (interrupted && interrupted()) {
+      *error = "interrupted; stopped the job";
+      group_.TerminateAll(absl::Seconds(3));
+      return 130;
+    }
+    auto exit = group_.WaitAny(std::min(deadline, absl::Now() + absl::Milliseconds(200)));
+    if (!exit.ok()) {
+      if (absl::Now() < deadline) continue;
+      *error = "the job did not finish in time; stopped it";
+      group_.TerminateAll(absl::Seconds(2));
+      return 1;
+    }
+    if (exit->code != 0) {
+      *error = absl::StrCat(exit->name, " exited with code ", exit->code);
+      const std::string& log = logs_[exit->name];
+      if (!log.empty()) absl::StrAppend(error, "; the end of ", log, ":\n", TailOfFile(log, 5));
+      group_.TerminateAll(absl::Seconds(2));
+      return 1;
+    }
+    if (exit->name == "scheduler") {
+      // The job is over; the others leave within a heartbeat or two.
+      const absl::Time grace = std::min(deadline, absl::Now() + absl::Seconds(10));
+      while (group_.size() > 0) {
+        auto rest = group_.WaitAny(grace);
+        if (!rest.ok()) {
+          for (const auto& e : group_.TerminateAll(absl::Seconds(2))) {
+            *error = absl::StrCat(e.name, " did not exit after the job ended; killed");
+          }
+          return 1;
+        }
+        if (rest->code != 0) *error = absl::StrCat(rest->name, " exited with code ", rest->code);
+      }
+      return error->empty() ? 0 : 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace ps
