@@ -378,6 +378,7 @@ absl::Status SchedulerCore::FinishJob() {
   const std::string model_dir = job_.job().output_dir() + "/model";
   rpc::ClusterView view = View();
   uint64_t keys = 0;
+  std::string server_stats;
   for (const rpc::ServerInfo& server : view.servers()) {
     auto stub = rpc::ParameterServer::NewStub(MakeChannel(server.address()));
     grpc::ClientContext ctx;
@@ -391,6 +392,18 @@ absl::Status SchedulerCore::FinishJob() {
                                               server.address(), ": ", s.error_message()));
     }
     keys += resp.keys_written();
+    grpc::ClientContext stats_ctx;
+    stats_ctx.set_deadline(DeadlineIn(absl::Seconds(10)));
+    rpc::StatsResponse stats;
+    if (stub->Stats(&stats_ctx, rpc::StatsRequest(), &stats).ok()) {
+      absl::StrAppend(&server_stats, server_stats.empty() ? "" : ",\n",
+                      absl::StrFormat("    {\"rank\": %d, \"pushes_applied\": %d, \"pushes_duplicate\": %d, "
+                                      "\"pulls_served\": %d, \"pulls_waited\": %d, "
+                                      "\"max_staleness_served\": %d, \"keys\": %d}",
+                                      server.rank(), stats.pushes_applied(), stats.pushes_duplicate(),
+                                      stats.pulls_served(), stats.pulls_parked(),
+                                      stats.max_staleness_served(), stats.keys_stored()));
+    }
   }
   if (absl::Status s = WriteManifest(model_dir, job_.cluster().num_partitions(), TablesForJob(job_));
       !s.ok()) {
@@ -399,7 +412,7 @@ absl::Status SchedulerCore::FinishJob() {
   std::string json;
   {
     absl::MutexLock lock(&mu_);
-    json = MetricsJsonLocked(absl::ToDoubleSeconds(finished_ - started_), keys);
+    json = MetricsJsonLocked(absl::ToDoubleSeconds(finished_ - started_), keys, server_stats);
   }
   const std::string metrics_path = job_.job().output_dir() + "/metrics.json";
   if (absl::Status s = WriteFileAtomically(metrics_path, json); !s.ok()) return s;
@@ -407,7 +420,8 @@ absl::Status SchedulerCore::FinishJob() {
   return absl::OkStatus();
 }
 
-std::string SchedulerCore::MetricsJsonLocked(double wall_seconds, uint64_t keys) const {
+std::string SchedulerCore::MetricsJsonLocked(double wall_seconds, uint64_t keys,
+                                             const std::string& server_stats) const {
   const uint64_t samples = train_examples_ * static_cast<uint64_t>(job_.train().epochs());
   std::string out = "{\n";
   absl::StrAppend(&out, "  \"job\": \"", job_.job().name(), "\",\n");
@@ -420,6 +434,7 @@ std::string SchedulerCore::MetricsJsonLocked(double wall_seconds, uint64_t keys)
   absl::StrAppend(&out, "  \"samples_per_second\": ",
                   absl::StrFormat("%.1f", wall_seconds > 0 ? samples / wall_seconds : 0.0), ",\n");
   absl::StrAppend(&out, "  \"model_keys\": ", keys, ",\n");
+  absl::StrAppend(&out, "  \"server_stats\": [\n", server_stats, "\n  ],\n");
   if (!history_.empty()) {
     absl::StrAppend(&out, "  \"train_loss\": ", absl::StrFormat("%.6f", history_.back().train_loss), ",\n");
     absl::StrAppend(&out, "  \"test\": ", BinaryMetricsToJson(history_.back().test), ",\n");

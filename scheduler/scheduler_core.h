@@ -90,7 +90,8 @@ class SchedulerCore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Saves the model on the servers and writes metrics.json. Runs without mu_.
   absl::Status FinishJob();
-  std::string MetricsJsonLocked(double wall_seconds, uint64_t keys) const
+  std::string MetricsJsonLocked(double wall_seconds, uint64_t keys,
+                                const std::string& server_stats) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const config::JobConfig job_;

@@ -1,0 +1,166 @@
+// Multi-process training tests: every test runs ps_launch, which starts a
+// scheduler, servers and workers as separate processes on loopback.
+#include <signal.h>
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/model_io.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+#include "tools/process_group.h"
+
+namespace ps {
+namespace {
+
+using ::ps::testing::BinDir;
+using ::ps::testing::JsonNumber;
+using ::ps::testing::NewTempDir;
+using ::ps::testing::ProcessesMentioning;
+using ::ps::testing::ReadFile;
+using ::ps::testing::RunCommand;
+using ::ps::testing::SourceDir;
+using ::testing::HasSubstr;
+
+const absl::Duration kJobTimeout = absl::Seconds(120);
+
+std::string Config() { return SourceDir() + "/examples/spambase_lr.yaml"; }
+
+// Runs the spambase job with `sets` overrides into `out`; returns its result.
+testing::CommandResult Launch(const std::string& out, std::vector<std::string> sets,
+                              std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv = {BinDir() + "/ps_launch", "--config", Config(), "--set",
+                                   "job.output_dir=" + out, "--set", "train.progress_interval_ms=0"};
+  for (const std::string& s : sets) {
+    argv.push_back("--set");
+    argv.push_back(s);
+  }
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return RunCommand(argv, kJobTimeout);
+}
+
+double TestAccuracy(const std::string& out) {
+  return JsonNumber(ReadFile(out + "/metrics.json"), "\"test\": {", "accuracy");
+}
+
+TEST(Training, BspReachesSingleMachineAccuracy) {
+  const std::string out = NewTempDir("bsp");
+  auto r = Launch(out, {});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_GE(TestAccuracy(out), 0.92) << ReadFile(out + "/metrics.json");
+  // The saved model holds the 57 weights and the bias.
+  auto model = ReadModel(out + "/model");
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(model->tables.at(0).rows.size() + model->tables.at(1).rows.size(), 58u);
+}
+
+// DESIGN.md section 4: K workers at batch b give the model of one worker at
+// batch K*b, because each clock's global batch and the summation order are
+// fixed by rank, not by timing.
+TEST(Training, BspTwoWorkersEqualOneWorkerWithDoubleBatch) {
+  const std::vector<std::string> common = {"optimizer.type=sgd", "optimizer.learning_rate=0.5",
+                                           "train.epochs=3", "train.eval_every_epoch=false"};
+  const std::string two = NewTempDir("bsp2"), one = NewTempDir("bsp1");
+  std::vector<std::string> a = common, b = common;
+  a.insert(a.end(), {"cluster.num_workers=2", "train.batch_size=16"});
+  b.insert(b.end(), {"cluster.num_workers=1", "train.batch_size=32"});
+  auto ra = Launch(two, a);
+  ASSERT_EQ(ra.exit_code, 0) << ra.output;
+  auto rb = Launch(one, b);
+  ASSERT_EQ(rb.exit_code, 0) << rb.output;
+  auto ma = ReadModel(two + "/model");
+  auto mb = ReadModel(one + "/model");
+  ASSERT_TRUE(ma.ok() && mb.ok());
+  double max_diff = 0;
+  size_t compared = 0;
+  for (const auto& [id, table] : ma->tables) {
+    const auto& other = mb->tables.at(id).rows;
+    ASSERT_EQ(table.rows.size(), other.size()) << table.name;
+    for (const auto& [key, values] : table.rows) {
+      ASSERT_TRUE(other.count(key)) << table.name << " key " << key;
+      for (size_t i = 0; i < values.size(); ++i) {
+        max_diff = std::max(max_diff, std::abs(static_cast<double>(values[i]) - other.at(key)[i]));
+        ++compared;
+      }
+    }
+  }
+  EXPECT_EQ(compared, 58u);
+  std::cout << "max abs difference per weight: " << max_diff << std::endl;
+  EXPECT_LT(max_diff, 1e-5);
+  // And the model did move: not two untrained models compared.
+  EXPECT_GT(std::abs(ma->tables.at(0).rows.begin()->second[0]), 1e-3);
+}
+
+// SSP with staleness 2 and worker 1 slowed on purpose: the servers record,
+// for every pull they served, how far the reader's clock was ahead of the
+// slowest live worker; it must never exceed 2, and the gate must have made
+// readers wait.
+TEST(Training, SspKeepsReadsWithinStaleness) {
+  const std::string out = NewTempDir("ssp");
+  auto r = Launch(out, {"job.mode=ssp", "job.staleness=2", "train.epochs=3"},
+                  {"--worker_delay", "1:3"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string metrics = ReadFile(out + "/metrics.json");
+  for (int rank = 0; rank < 2; ++rank) {
+    const std::string anchor = absl::StrCat("{\"rank\": ", rank);
+    const double staleness = JsonNumber(metrics, anchor, "max_staleness_served");
+    const double waited = JsonNumber(metrics, anchor, "pulls_waited");
+    EXPECT_LE(staleness, 2) << metrics;
+    EXPECT_GE(staleness, 1) << "the slow worker never fell behind: the test shows nothing";
+    EXPECT_GT(waited, 0) << metrics;
+  }
+  EXPECT_GE(TestAccuracy(out), 0.91);
+}
+
+TEST(Training, AspConverges) {
+  const std::string out = NewTempDir("asp");
+  auto r = Launch(out, {"job.mode=asp", "train.epochs=5"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_GE(TestAccuracy(out), 0.91);
+  EXPECT_LT(JsonNumber(ReadFile(out + "/metrics.json"), "\"test\": {", "log_loss"), 0.3);
+}
+
+TEST(Training, NoProcessOutlivesTheJob) {
+  const std::string out = NewTempDir("stray");
+  auto r = Launch(out, {"train.epochs=1"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string port = ReadFile(out + "/logs/scheduler.port");
+  ASSERT_FALSE(port.empty());
+  EXPECT_THAT(ProcessesMentioning("127.0.0.1:" + port.substr(0, port.find('\n'))), ::testing::IsEmpty());
+  EXPECT_THAT(ProcessesMentioning(out), ::testing::IsEmpty());
+}
+
+// kill -9 of the launcher mid-job: its children die with it (PDEATHSIG).
+TEST(Training, KilledLauncherLeavesNoProcess) {
+  const std::string out = NewTempDir("killed");
+  ProcessGroup group;
+  auto pid = group.Spawn({"launcher",
+                          {BinDir() + "/ps_launch", "--config", Config(), "--set",
+                           "job.output_dir=" + out, "--set", "train.epochs=1000"},
+                          out + ".log"});
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  // Wait until the workers are training (their logs say so), then kill.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (ReadFile(out + "/logs/worker-1.log").find("training and") == std::string::npos) {
+    ASSERT_LT(absl::Now(), deadline) << ReadFile(out + ".log");
+    absl::SleepFor(absl::Milliseconds(20));  // poll period, bounded by the deadline
+  }
+  ASSERT_FALSE(ProcessesMentioning(out).empty());
+  group.Signal(*pid, SIGKILL);
+  auto exit = group.WaitAny(absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(exit.ok());
+  const absl::Time gone_by = absl::Now() + absl::Seconds(10);
+  const std::string port = ReadFile(out + "/logs/scheduler.port");
+  const std::string needle = "127.0.0.1:" + port.substr(0, port.find('\n'));
+  while (!ProcessesMentioning(needle).empty() || !ProcessesMentioning(out).empty()) {
+    ASSERT_LT(absl::Now(), gone_by) << "processes outlived a killed launcher";
+    absl::SleepFor(absl::Milliseconds(20));  // poll period, bounded by the deadline
+  }
+}
+
+}  // namespace
+}  // namespace ps

@@ -1,0 +1,148 @@
+#include "tests/test_util.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+
+namespace ps::testing {
+
+std::string BinDir() {
+  const char* dir = std::getenv("PS_BIN_DIR");
+  return dir != nullptr ? dir : "build/bin";
+}
+
+std::string SourceDir() {
+  const char* dir = std::getenv("PS_SOURCE_DIR");
+  return dir != nullptr ? dir : ".";
+}
+
+std::string NewTempDir(const std::string& name) {
+  std::string tmpl = absl::StrCat(::testing::TempDir(), "/", name, "-XXXXXX");
+  char* dir = mkdtemp(tmpl.data());
+  return dir != nullptr ? std::string(dir) : tmpl;
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout) {
+  CommandResult result;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return result;
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    dup2(fds[1], STDOUT_FILENO);
+    dup2(fds[1], STDERR_FILENO);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  fcntl(fds[0], F_SETFL, O_NONBLOCK);
+  const absl::Time deadline = absl::Now() + timeout;
+  char buf[4096];
+  int status = 0;
+  bool exited = false;
+  while (true) {
+    const ssize_t n = read(fds[0], buf, sizeof(buf));
+    if (n > 0) {
+      result.output.append(buf, n);
+      continue;
+    }
+    if (n == 0) break;  // EOF: every writer closed the pipe
+    if (!exited && waitpid(pid, &status, WNOHANG) == pid) exited = true;
+    if (absl::Now() > deadline) {
+      if (!exited) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        result.output += "\n[test: command timed out and was killed]\n";
+        close(fds[0]);
+        return result;
+      }
+      result.output += "\n[test: the command exited but something kept its output open]\n";
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(5));  // poll period while waiting for output
+  }
+  if (!exited) waitpid(pid, &status, 0);
+  close(fds[0]);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+std::vector<int> ProcessesMentioning(const std::string& needle) {
+  std::vector<int> pids;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return pids;
+  while (dirent* e = readdir(proc)) {
+    const int pid = std::atoi(e->d_name);
+    if (pid <= 0 || pid == getpid()) continue;
+    std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"));
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (char& c : cmdline) {
+      if (c == '\0') c = ' ';
+    }
+    if (cmdline.find(needle) != std::string::npos) {
+      // Skip zombies: they are gone, only not reaped.
+      std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+      std::string s((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+      const size_t close_paren = s.rfind(')');
+      if (close_paren != std::string::npos && close_paren + 2 < s.size() && s[close_paren + 2] == 'Z') {
+        continue;
+      }
+      pids.push_back(pid);
+    }
+  }
+  closedir(proc);
+  return pids;
+}
+
+void WriteFile(const std::string& path, const std::string& contents) {
+  std::ofstream out(path);
+  out << contents;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+double JsonNumber(const std::string& json, const std::string& anchor, const std::string& key) {
+  size_t pos = json.find(anchor);
+  if (pos == std::string::npos) return std::nan("");
+  pos = json.find("\"" + key + "\"", pos);
+  if (pos == std::string::npos) return std::nan("");
+  pos = json.find(':', pos);
+  return std::strtod(json.c_str() + pos + 1, nullptr);
+}
+
+int UnusedPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+}  // namespace ps::testing

@@ -1,0 +1,44 @@
+// Helpers for the multi-process tests: where the binaries are, running a
+// command with a deadline and capturing its output, finding stray processes.
+#ifndef PS_TESTS_TEST_UTIL_H_
+#define PS_TESTS_TEST_UTIL_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace ps::testing {
+
+// Directory of the ps_* binaries (CTest sets PS_BIN_DIR; the tests' only env var).
+std::string BinDir();
+// The source tree (for examples/ and data/).
+std::string SourceDir();
+// A fresh directory for one test.
+std::string NewTempDir(const std::string& name);
+
+struct CommandResult {
+  int exit_code = -1;    // 128 + signal if killed; -1 if it timed out (then killed)
+  std::string output;    // stdout and stderr interleaved
+};
+
+// Runs argv[0] with argv, waiting at most `timeout`.
+CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout);
+
+// pids of live processes whose command line contains `needle`.
+std::vector<int> ProcessesMentioning(const std::string& needle);
+
+// Writes a file.
+void WriteFile(const std::string& path, const std::string& contents);
+std::string ReadFile(const std::string& path);
+
+// The number after "key": at the first occurrence of `key` after `anchor`
+// in a JSON text (NaN if absent). Enough for metrics.json.
+double JsonNumber(const std::string& json, const std::string& anchor, const std::string& key);
+
+// A port that nothing listens on at the moment of the call.
+int UnusedPort();
+
+}  // namespace ps::testing
+
+#endif  // PS_TESTS_TEST_UTIL_H_
