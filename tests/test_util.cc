@@ -20,15 +20,9 @@
 
 namespace ps::testing {
 
-std::string BinDir() {
-  const char* dir = std::getenv("PS_BIN_DIR");
-  return dir != nullptr ? dir : "build/bin";
-}
+std::string BinDir() { return PS_BIN_DIR; }
 
-std::string SourceDir() {
-  const char* dir = std::getenv("PS_SOURCE_DIR");
-  return dir != nullptr ? dir : ".";
-}
+std::string SourceDir() { return PS_SOURCE_DIR; }
 
 std::string NewTempDir(const std::string& name) {
   std::string tmpl = absl::StrCat(::testing::TempDir(), "/", name, "-XXXXXX");

@@ -10,9 +10,9 @@
 
 namespace ps::testing {
 
-// Directory of the ps_* binaries (CTest sets PS_BIN_DIR; the tests' only env var).
+// Directory of the ps_* binaries of this build (fixed at compile time).
 std::string BinDir();
-// The source tree (for examples/ and data/).
+// The source tree (for examples/ and data/), fixed at compile time.
 std::string SourceDir();
 // A fresh directory for one test.
 std::string NewTempDir(const std::string& name);

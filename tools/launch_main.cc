@@ -86,8 +86,23 @@ int Run(const std::vector<std::string>& overrides) {
   std::string error;
   const int code = cluster.Wait(deadline, &error, [] { return StopRequested(); });
   if (code != 0) return Fatal(error, code);
-  std::cout << "ps_launch: job '" << job->job().name() << "' finished; results in "
-            << job->job().output_dir() << "/metrics.json" << std::endl;
+  const std::string metrics_path = job->job().output_dir() + "/metrics.json";
+  std::ifstream metrics(metrics_path);
+  std::string line;
+  std::cout << "ps_launch: job '" << job->job().name() << "' finished:" << std::endl;
+  for (const char* key : {"\"wall_seconds\"", "\"samples_per_second\"", "\"test\""}) {
+    metrics.clear();
+    metrics.seekg(0);
+    while (std::getline(metrics, line)) {
+      if (line.find(key) != std::string::npos) {
+        std::cout << line << std::endl;
+        break;
+      }
+    }
+  }
+  std::cout << "ps_launch: results in " << metrics_path << ", model in " << job->job().output_dir()
+            << "/model (print it with: ps_model dump " << job->job().output_dir() << "/model)"
+            << std::endl;
   return 0;
 }
 

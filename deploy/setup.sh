@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what the build needs on Debian 12 (only what is missing), then
+# configures (once) and builds (incrementally) into build/.
+# Usage: deploy/setup.sh [BUILD_DIR [extra cmake args...]]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD_DIR=${1:-build}
+shift || true
+
+PACKAGES=(build-essential cmake ninja-build ccache pkg-config
+          libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+          libabsl-dev libeigen3-dev libspdlog-dev libyaml-cpp-dev
+          libgtest-dev libgmock-dev libbenchmark-dev)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+fi
+# Two cores here: keep memory and the other core's work in check.
+ninja -C "$BUILD_DIR" -j "$(nproc)" | grep -Ev '^\[[0-9]+/[0-9]+\] (Building|Linking|Automatic|Generating)' || true
+test "${PIPESTATUS[0]}" -eq 0

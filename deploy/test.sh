@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test: installs what is missing, builds, runs the unit tests and
+# the multi-process tests (real scheduler/server/worker processes on loopback).
+#   deploy/test.sh                 # the normal build
+#   deploy/test.sh --sanitize=thread|address   # a separate sanitizer build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD_DIR=build
+CMAKE_ARGS=()
+for arg in "$@"; do
+  case "$arg" in
+    --sanitize=thread)  BUILD_DIR=build-tsan; CMAKE_ARGS+=(-DPS_SANITIZE=thread) ;;
+    --sanitize=address) BUILD_DIR=build-asan; CMAKE_ARGS+=(-DPS_SANITIZE=address) ;;
+    *) echo "test.sh: unknown argument '$arg'" >&2; exit 2 ;;
+  esac
+done
+
+start=$(date +%s)
+deploy/setup.sh "$BUILD_DIR" "${CMAKE_ARGS[@]}"
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+export ASAN_OPTIONS="detect_leaks=1"
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j 2 --timeout 600
+echo "test.sh: all tests passed in $(( $(date +%s) - start ))s ($BUILD_DIR)"
