@@ -45,7 +45,7 @@ class Trainer {
           absl::Duration iteration_delay);
 
   absl::Status Run();
-  const Progress& progress() const { return progress_; }
+  Progress& progress() { return progress_; }
 
  private:
   // One batch: returns the summed loss.

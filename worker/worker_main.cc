@@ -133,7 +133,7 @@ int Run() {
                   absl::Milliseconds(absl::GetFlag(FLAGS_iteration_delay_ms)));
   {
     absl::MutexLock lock(&progress_mu);
-    progress = const_cast<Trainer::Progress*>(&trainer.progress());
+    progress = &trainer.progress();
   }
   absl::Status result = trainer.Run();
   {

@@ -1,0 +1,99 @@
+#include "server/optimizer.h"
+
+#include <cmath>
+
+#include "gtest/gtest.h"
+
+namespace ps {
+namespace {
+
+TableSpec Table(config::OptimizerType type, float lr, float l2 = 0) {
+  TableSpec t;
+  t.dim = 2;
+  t.optimizer.set_type(type);
+  t.optimizer.set_learning_rate(lr);
+  t.l2 = l2;
+  return t;
+}
+
+// One step from w = {1, -1} with gradient {0.5, -2}.
+struct Step {
+  std::vector<float> w{1.0f, -1.0f};
+  std::vector<float> slots;
+  uint32_t step = 0;
+  void Run(const Optimizer& opt, std::vector<float> g = {0.5f, -2.0f}) {
+    if (slots.empty()) slots.assign(opt.num_slots() * 2, opt.slot_init());
+    opt.Update(2, g.data(), w.data(), slots.data(), &step);
+  }
+};
+
+TEST(Optimizer, SgdWithL2) {
+  auto opt = MakeOptimizer(Table(config::SGD, 0.1f, /*l2=*/0.5f));
+  Step s;
+  s.Run(*opt);
+  // w - lr * (g + l2 w)
+  EXPECT_FLOAT_EQ(s.w[0], 1.0f - 0.1f * (0.5f + 0.5f * 1.0f));
+  EXPECT_FLOAT_EQ(s.w[1], -1.0f - 0.1f * (-2.0f + 0.5f * -1.0f));
+  EXPECT_EQ(s.step, 1u);
+}
+
+TEST(Optimizer, MomentumAccumulatesVelocity) {
+  TableSpec t = Table(config::MOMENTUM, 0.1f);
+  t.optimizer.set_momentum(0.9f);
+  auto opt = MakeOptimizer(t);
+  Step s;
+  s.Run(*opt);
+  s.Run(*opt);
+  // v1 = g, v2 = 0.9 g + g; w = w0 - lr (v1 + v2)
+  EXPECT_FLOAT_EQ(s.w[0], 1.0f - 0.1f * (0.5f + 1.9f * 0.5f));
+}
+
+TEST(Optimizer, AdaGradDividesByAccumulatedSquares) {
+  TableSpec t = Table(config::ADAGRAD, 0.1f);
+  t.optimizer.set_initial_accumulator(0.0f);
+  t.optimizer.set_epsilon(0.0f);
+  auto opt = MakeOptimizer(t);
+  Step s;
+  s.Run(*opt);
+  EXPECT_FLOAT_EQ(s.w[0], 1.0f - 0.1f);   // g / |g|
+  EXPECT_FLOAT_EQ(s.w[1], -1.0f + 0.1f);
+}
+
+TEST(Optimizer, AdamFamilyFirstStepIsLearningRateTimesSign) {
+  for (auto type : {config::ADAM, config::ADAMAX}) {
+    TableSpec t = Table(type, 0.01f);
+    t.optimizer.set_epsilon(0.0f);
+    auto opt = MakeOptimizer(t);
+    Step s;
+    s.Run(*opt);
+    EXPECT_NEAR(s.w[0], 1.0f - 0.01f, 1e-6) << config::OptimizerType_Name(type);
+    EXPECT_NEAR(s.w[1], -1.0f + 0.01f, 1e-6) << config::OptimizerType_Name(type);
+  }
+}
+
+TEST(Optimizer, AdamWDecaysWeightsIndependentlyOfTheGradient) {
+  TableSpec t = Table(config::ADAMW, 0.01f);
+  t.optimizer.set_weight_decay(0.5f);
+  t.optimizer.set_epsilon(0.0f);
+  auto opt = MakeOptimizer(t);
+  Step s;
+  s.Run(*opt);
+  EXPECT_NEAR(s.w[0], 1.0f * (1 - 0.01f * 0.5f) - 0.01f, 1e-6);
+}
+
+TEST(Optimizer, InitializerIsDeterministicPerKey) {
+  TableSpec t = Table(config::SGD, 0.1f);
+  t.init = config::NORMAL;
+  t.init_scale = 1.0f;
+  float a[2], b[2], c[2];
+  InitializeRow(t, 42, 7, a);
+  InitializeRow(t, 42, 7, b);
+  InitializeRow(t, 42, 8, c);
+  EXPECT_EQ(a[0], b[0]);
+  EXPECT_EQ(a[1], b[1]);
+  EXPECT_NE(a[0], c[0]);
+  EXPECT_TRUE(std::isfinite(a[0]));
+}
+
+}  // namespace
+}  // namespace ps

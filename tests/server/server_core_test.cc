@@ -1,0 +1,272 @@
+// ServerCore without gRPC: the consistency gate, BSP aggregation, dedupe.
+#include "server/server_core.h"
+
+#include <atomic>
+#include <optional>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+
+namespace ps {
+namespace {
+
+config::JobConfig Job(config::Mode mode, int staleness = 2) {
+  config::JobConfig job;
+  job.mutable_job()->set_mode(mode);
+  job.mutable_job()->set_staleness(staleness);
+  job.mutable_cluster()->set_num_partitions(8);
+  job.mutable_optimizer()->set_type(config::SGD);
+  job.mutable_optimizer()->set_learning_rate(1.0f);
+  return job;
+}
+
+rpc::ClusterView View(int workers) {
+  rpc::ClusterView view;
+  view.set_version(1);
+  for (int p = 0; p < 8; ++p) view.add_partition_owner(0);
+  for (int w = 0; w < workers; ++w) view.add_live_workers(w);
+  return view;
+}
+
+rpc::PushRequest PushOf(int worker, std::optional<int64_t> clock, uint64_t key, float grad,
+                        uint64_t seq, uint64_t examples = 1) {
+  rpc::PushRequest req;
+  req.set_worker(worker);
+  req.set_incarnation(1);
+  req.set_seq(seq);
+  if (clock) req.set_clock(*clock);
+  req.set_num_examples(examples);
+  auto* s = req.add_slices();
+  s->set_table(kLrWeights);
+  s->add_keys(key);
+  s->add_values(grad);
+  return req;
+}
+
+// A pull whose completion the test can observe.
+struct PendingPull {
+  rpc::PullRequest req;
+  rpc::PullResponse resp;
+  std::optional<absl::Status> status;
+
+  PendingPull(uint64_t key, std::optional<int64_t> clock, int worker = 0) {
+    req.set_worker(worker);
+    if (clock) req.set_clock(*clock);
+    auto* s = req.add_slices();
+    s->set_table(kLrWeights);
+    s->add_keys(key);
+  }
+  void Start(ServerCore& core, absl::Duration timeout = absl::Seconds(30)) {
+    core.Pull(&req, &resp, absl::Now() + timeout, [this](absl::Status s) { status = s; });
+  }
+  float value() const { return resp.slices(0).values(0); }
+};
+
+TEST(ServerCore, AspAppliesAtOnceAndPullsNeverWait) {
+  ServerCore core(Job(config::ASP), 0);
+  core.UpdateView(View(2));
+  ASSERT_TRUE(core.Push(PushOf(0, std::nullopt, 5, 0.5f, 1)).ok());
+  PendingPull pull(5, 100);
+  pull.Start(core);
+  ASSERT_TRUE(pull.status.has_value());
+  EXPECT_TRUE(pull.status->ok());
+  EXPECT_FLOAT_EQ(pull.value(), -0.5f);
+}
+
+TEST(ServerCore, RequestsBeforeAViewAreUnavailable) {
+  ServerCore core(Job(config::ASP), 0);
+  EXPECT_EQ(core.Push(PushOf(0, std::nullopt, 5, 0.5f, 1)).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST(ServerCore, BspAveragesAClockOverAllWorkersBeforeAnyReadSeesIt) {
+  ServerCore core(Job(config::BSP), 0);
+  core.UpdateView(View(2));
+  // Worker 0: 3 examples with gradient sum 3; worker 1: 1 example, sum 5.
+  ASSERT_TRUE(core.Push(PushOf(0, 0, 7, 3.0f, 1, /*examples=*/3)).ok());
+  PendingPull early(7, 1);
+  early.Start(core);
+  EXPECT_FALSE(early.status.has_value()) << "clock 0 is not complete: the read must wait";
+  ASSERT_TRUE(core.Push(PushOf(1, 0, 7, 5.0f, 1, /*examples=*/1)).ok());
+  ASSERT_TRUE(early.status.has_value());
+  ASSERT_TRUE(early.status->ok());
+  EXPECT_FLOAT_EQ(early.value(), -(3.0f + 5.0f) / 4.0f);  // one step, averaged over 4 examples
+}
+
+TEST(ServerCore, BspRejectsPushesWithoutClockOrFromNonMembers) {
+  ServerCore core(Job(config::BSP), 0);
+  core.UpdateView(View(2));
+  EXPECT_EQ(core.Push(PushOf(0, std::nullopt, 7, 1.0f, 1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(core.Push(PushOf(9, 0, 7, 1.0f, 1)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(ServerCore, BspRetryOfAnAppliedClockIsADuplicate) {
+  ServerCore core(Job(config::BSP), 0);
+  core.UpdateView(View(1));
+  auto first = core.Push(PushOf(0, 0, 7, 1.0f, 1));
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(*first);
+  auto retry = core.Push(PushOf(0, 0, 7, 1.0f, 1));
+  ASSERT_TRUE(retry.ok());
+  EXPECT_TRUE(*retry);
+  PendingPull pull(7, 1);
+  pull.Start(core);
+  ASSERT_TRUE(pull.status.has_value());
+  EXPECT_FLOAT_EQ(pull.value(), -1.0f);
+}
+
+TEST(ServerCore, SspReadWaitsForTheSlowestWithinStaleness) {
+  ServerCore core(Job(config::SSP, /*staleness=*/2), 0);
+  core.UpdateView(View(2));
+  // Worker 0 runs ahead to clock 3; worker 1 is still at clock 0.
+  for (int c = 0; c < 3; ++c) ASSERT_TRUE(core.Push(PushOf(0, c, 1, 0.0f, c + 1)).ok());
+  PendingPull ahead(1, 3, 0);
+  ahead.Start(core);
+  EXPECT_FALSE(ahead.status.has_value()) << "3 - 0 > staleness 2";
+  ASSERT_TRUE(core.Push(PushOf(1, 0, 1, 0.0f, 1)).ok());  // worker 1 finishes clock 0
+  ASSERT_TRUE(ahead.status.has_value());
+  EXPECT_TRUE(ahead.status->ok());
+  EXPECT_EQ(core.Stats().max_staleness_served(), 2);
+  EXPECT_EQ(core.Stats().pulls_parked(), 1u);
+}
+
+TEST(ServerCore, TickReleasesWaitingReaders) {
+  ServerCore core(Job(config::SSP, 0), 0);
+  core.UpdateView(View(2));
+  PendingPull pull(1, 1, 0);
+  pull.Start(core);
+  EXPECT_FALSE(pull.status.has_value());
+  ASSERT_TRUE(core.Tick(0, 1).ok());
+  EXPECT_FALSE(pull.status.has_value());
+  ASSERT_TRUE(core.Tick(1, 1).ok());
+  EXPECT_TRUE(pull.status.has_value());
+}
+
+TEST(ServerCore, ParkedPullFailsAtItsDeadlineAndOnShutdown) {
+  ServerCore core(Job(config::SSP, 0), 0);
+  core.UpdateView(View(2));
+  PendingPull a(1, 5), b(1, 5);
+  a.Start(core, absl::Milliseconds(1));
+  b.Start(core, absl::Hours(1));
+  core.ExpireParked(absl::Now() + absl::Seconds(1));
+  ASSERT_TRUE(a.status.has_value());
+  EXPECT_EQ(a.status->code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_FALSE(b.status.has_value());
+  core.Shutdown();
+  ASSERT_TRUE(b.status.has_value());
+  EXPECT_EQ(b.status->code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(ServerCore, MalformedPushChangesNothing) {
+  ServerCore core(Job(config::ASP), 0);
+  core.UpdateView(View(1));
+  rpc::PushRequest req = PushOf(0, std::nullopt, 2, 1.0f, 1);
+  req.mutable_slices(0)->add_keys(3);  // two keys, one value
+  EXPECT_EQ(core.Push(req).status().code(), absl::StatusCode::kInvalidArgument);
+  PendingPull pull(2, std::nullopt);
+  pull.Start(core);
+  EXPECT_FLOAT_EQ(pull.value(), 0.0f);
+}
+
+TEST(ServerCore, KeysOfPartitionsOwnedElsewhereAreRefused) {
+  ServerCore core(Job(config::ASP), /*rank=*/1);  // View places everything on server 0
+  core.UpdateView(View(1));
+  EXPECT_EQ(core.Push(PushOf(0, std::nullopt, 2, 1.0f, 1)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace ps
+
+namespace ps {
+namespace {
+
+// Several workers push and pull concurrently (each on its own thread, as the
+// gRPC threads would); with ThreadSanitizer this exercises every lock. In BSP
+// every key must end at exactly -lr * (sum of all gradients) / examples per
+// clock: here each worker pushes gradient 1 for 1 example per clock, so each
+// clock moves every key by -1.
+TEST(ServerCoreConcurrency, BspWorkersInParallelGiveTheExactModel) {
+  constexpr int kWorkers = 4, kClocks = 50, kKeys = 32;
+  ServerCore core(Job(config::BSP), 0);
+  core.UpdateView(View(kWorkers));
+  std::vector<std::thread> threads;
+  std::atomic<int> errors{0};
+  for (int w = 0; w < kWorkers; ++w) {
+    threads.emplace_back([&, w] {
+      for (int c = 0; c < kClocks; ++c) {
+        rpc::PullRequest pull;
+        pull.set_worker(w);
+        pull.set_clock(c);
+        auto* ps = pull.add_slices();
+        ps->set_table(kLrWeights);
+        for (int k = 0; k < kKeys; ++k) ps->add_keys(k);
+        rpc::PullResponse resp;
+        absl::Notification done;
+        absl::Status status;
+        core.Pull(&pull, &resp, absl::Now() + absl::Seconds(30), [&](absl::Status s) {
+          status = s;
+          done.Notify();
+        });
+        if (!done.WaitForNotificationWithTimeout(absl::Seconds(30)) || !status.ok()) {
+          ++errors;
+          return;
+        }
+        for (float v : resp.slices(0).values()) {
+          if (v != -static_cast<float>(c)) ++errors;  // every read sees exactly c steps
+        }
+        rpc::PushRequest push;
+        push.set_worker(w);
+        push.set_incarnation(1);
+        push.set_seq(c + 1);
+        push.set_clock(c);
+        push.set_num_examples(1);
+        auto* s = push.add_slices();
+        s->set_table(kLrWeights);
+        for (int k = 0; k < kKeys; ++k) {
+          s->add_keys(k);
+          s->add_values(1.0f);
+        }
+        if (!core.Push(push).ok()) ++errors;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(core.Stats().pushes_applied(), static_cast<uint64_t>(kWorkers * kClocks));
+}
+
+TEST(ServerCoreConcurrency, SspWorkersInParallelStayWithinStaleness) {
+  constexpr int kWorkers = 4, kClocks = 100;
+  ServerCore core(Job(config::SSP, 1), 0);
+  core.UpdateView(View(kWorkers));
+  std::vector<std::thread> threads;
+  std::atomic<int> errors{0};
+  for (int w = 0; w < kWorkers; ++w) {
+    threads.emplace_back([&, w] {
+      for (int c = 0; c < kClocks; ++c) {
+        PendingPull pull(w, c, w);
+        absl::Notification done;
+        pull.req.set_worker(w);
+        core.Pull(&pull.req, &pull.resp, absl::Now() + absl::Seconds(30),
+                  [&](absl::Status s) {
+                    if (!s.ok()) ++errors;
+                    done.Notify();
+                  });
+        if (!done.WaitForNotificationWithTimeout(absl::Seconds(30))) ++errors;
+        if (!core.Push(PushOf(w, c, w, 0.5f, c + 1)).ok()) ++errors;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_LE(core.Stats().max_staleness_served(), 1);
+}
+
+}  // namespace
+}  // namespace ps
