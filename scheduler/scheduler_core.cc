@@ -125,9 +125,9 @@ rpc::ClusterView SchedulerCore::View() const {
 size_t SchedulerCore::ParticipantsLocked(const std::string& barrier) const {
   size_t n = 0;
   for (const auto& [id, node] : nodes_) {
-    if (node.role == rpc::WORKER || barrier == "start") ++n;
+    if (node.role == rpc::WORKER) ++n;
   }
-  if (barrier == "start") {
+  if (barrier == "start" || barrier == "ready") {
     return static_cast<size_t>(job_.cluster().num_servers() + job_.cluster().num_workers());
   }
   return n;
@@ -144,7 +144,7 @@ void SchedulerCore::MaybeReleaseLocked(const std::string& name, std::vector<Barr
   }
   if (name == "end") return;
   b.released = true;
-  if (name == "start") {
+  if (name == "ready") {
     started_ = absl::Now();
     spdlog::info("training starts: mode {}, {} epochs, batch {} per worker", ModeName(job_.job().mode()),
                  job_.train().epochs(), job_.train().batch_size());

@@ -67,6 +67,13 @@ int Run() {
     return Fatal(absl::StrCat("start barrier: ", view.status().message()));
   }
   core.UpdateView(*view);
+  // Workers start once every server has adopted the view.
+  view = client.Barrier(node_id, "ready", absl::Milliseconds(job.cluster().connect_timeout_ms()));
+  if (!view.ok()) {
+    core.Shutdown();
+    running->server->Shutdown(DeadlineIn(absl::Seconds(1)));
+    return Fatal(absl::StrCat("ready barrier: ", view.status().message()));
+  }
 
   // Heartbeat loop: follow the view, expire parked pulls, stop with the job.
   const absl::Duration interval = absl::Milliseconds(job.cluster().heartbeat_interval_ms());

@@ -61,6 +61,8 @@ data:
     node_id_ = registered->node_id();
     auto view = scheduler_->Barrier(node_id_, "start", absl::Seconds(30));
     ASSERT_TRUE(view.ok()) << view.status();
+    view = scheduler_->Barrier(node_id_, "ready", absl::Seconds(30));
+    ASSERT_TRUE(view.ok()) << view.status();
     view_ = *view;
     for (const auto& s : view_.servers()) stubs_.push_back(rpc::ParameterServer::NewStub(MakeChannel(s.address())));
   }

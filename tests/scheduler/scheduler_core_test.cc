@@ -126,22 +126,25 @@ TEST(SchedulerCore, EvaluationIsMergedOverWorkersBeforeMetrics) {
 }
 
 TEST(SchedulerCore, SilentMemberFailsTheJobAndReleasesBarriersWithAnError) {
-  config::JobConfig job = Job(1, 1);
+  config::JobConfig job = Job(1, 2);
   job.mutable_cluster()->set_heartbeat_timeout_ms(1000);
   const absl::Time t0 = absl::Now();
   SchedulerCore core(job, t0);
   const uint32_t s = Register(core, rpc::SERVER, 0);
-  const uint32_t w = Register(core, rpc::WORKER, 0);
+  const uint32_t w0 = Register(core, rpc::WORKER, 0);
+  Register(core, rpc::WORKER, 1);
   BarrierResult waiting;
-  waiting.Arrive(core, w, "epoch-0");
-  rpc::HeartbeatRequest hb;
-  hb.set_node_id(s);
-  ASSERT_TRUE(core.Heartbeat(hb, t0 + absl::Seconds(5)).ok());
+  waiting.Arrive(core, w0, "epoch-0");  // waits for worker 1, which goes silent
+  for (uint32_t node : {s, w0}) {
+    rpc::HeartbeatRequest hb;
+    hb.set_node_id(node);
+    ASSERT_TRUE(core.Heartbeat(hb, absl::Now() + absl::Seconds(5)).ok());
+  }
   EXPECT_FALSE(core.Poll(t0 + absl::Milliseconds(500)));
   EXPECT_EQ(core.state(), rpc::RUNNING);
   core.Poll(absl::Now() + absl::Seconds(5));  // the worker has been silent for 5 s
   EXPECT_EQ(core.state(), rpc::FAILED);
-  EXPECT_NE(core.failure().find("worker 0 sent no heartbeat"), std::string::npos) << core.failure();
+  EXPECT_NE(core.failure().find("worker 1 sent no heartbeat"), std::string::npos) << core.failure();
   ASSERT_TRUE(waiting.result.has_value());
   EXPECT_EQ(waiting.result->status().code(), absl::StatusCode::kAborted);
 }
