@@ -18,7 +18,7 @@ done
 
 start=$(date +%s)
 deploy/setup.sh "$BUILD_DIR" "${CMAKE_ARGS[@]}"
-export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp"
 export ASAN_OPTIONS="detect_leaks=1"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j 2 --timeout 600
 echo "test.sh: all tests passed in $(( $(date +%s) - start ))s ($BUILD_DIR)"

@@ -27,13 +27,13 @@ std::string ModeName(config::Mode mode) {
 
 SchedulerCore::SchedulerCore(const config::JobConfig& job, absl::Time start)
     : job_(job), created_(start) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   view_.set_state(rpc::WAITING);
   last_progress_ = start;
 }
 
 absl::StatusOr<rpc::RegisterResponse> SchedulerCore::Register(const rpc::RegisterRequest& req) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (state_ == rpc::FAILED) return absl::AbortedError(absl::StrCat("the job failed: ", failure_));
   Node node;
   node.role = req.role();
@@ -97,7 +97,7 @@ void SchedulerCore::BuildViewLocked() {
 
 absl::StatusOr<rpc::HeartbeatResponse> SchedulerCore::Heartbeat(const rpc::HeartbeatRequest& req,
                                                                 absl::Time now) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   rpc::HeartbeatResponse resp;
   auto it = nodes_.find(req.node_id());
   resp.set_known(it != nodes_.end());
@@ -118,7 +118,7 @@ absl::StatusOr<rpc::HeartbeatResponse> SchedulerCore::Heartbeat(const rpc::Heart
 }
 
 rpc::ClusterView SchedulerCore::View() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return view_;
 }
 
@@ -156,7 +156,7 @@ void SchedulerCore::Barrier(const rpc::BarrierRequest& req, BarrierDone done) {
   std::vector<BarrierDone> ready;
   rpc::ClusterView view;
   {
-    absl::ReleasableMutexLock lock(&mu_);
+    ReleasableMutexLock lock(&mu_);
     if (state_ == rpc::FAILED) {
       const std::string why = failure_;
       lock.Release();
@@ -184,7 +184,7 @@ void SchedulerCore::Barrier(const rpc::BarrierRequest& req, BarrierDone done) {
 }
 
 absl::StatusOr<rpc::NextShardResponse> SchedulerCore::NextShard(const rpc::NextShardRequest& req) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (req.train_examples() == 0) return absl::InvalidArgumentError("next shard: no training examples");
   if (train_examples_ != 0 && train_examples_ != req.train_examples()) {
     return absl::InvalidArgumentError(absl::StrCat("worker loaded ", req.train_examples(),
@@ -206,7 +206,7 @@ absl::StatusOr<rpc::NextShardResponse> SchedulerCore::NextShard(const rpc::NextS
 }
 
 absl::Status SchedulerCore::SubmitEval(const rpc::SubmitEvalRequest& req) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (req.scores_size() != req.labels_size()) {
     return absl::InvalidArgumentError("submit eval: scores and labels differ in length");
   }
@@ -265,14 +265,14 @@ void SchedulerCore::FailLocked(const std::string& message, std::vector<BarrierDo
 void SchedulerCore::Fail(const std::string& message) {
   std::vector<BarrierDone> aborted;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     FailLocked(message, &aborted);
   }
   for (auto& d : aborted) d(absl::AbortedError(absl::StrCat("the job failed: ", message)));
 }
 
 absl::Status SchedulerCore::Leave(uint32_t node_id) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = nodes_.find(node_id);
   if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("node ", node_id, " unknown"));
   it->second.left = true;
@@ -280,12 +280,12 @@ absl::Status SchedulerCore::Leave(uint32_t node_id) {
 }
 
 rpc::JobState SchedulerCore::state() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return state_;
 }
 
 std::string SchedulerCore::failure() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return failure_;
 }
 
@@ -293,7 +293,7 @@ bool SchedulerCore::Poll(absl::Time now) {
   std::vector<BarrierDone> aborted;
   bool finish = false;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     const absl::Duration timeout = absl::Milliseconds(job_.cluster().heartbeat_timeout_ms());
     if (state_ == rpc::WAITING &&
         now - created_ > absl::Milliseconds(job_.cluster().connect_timeout_ms())) {
@@ -348,7 +348,7 @@ bool SchedulerCore::Poll(absl::Time now) {
     std::vector<BarrierDone> ready;
     rpc::ClusterView view;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (!s.ok()) {
         FailLocked(std::string(s.message()), &aborted);
       } else {
@@ -365,7 +365,7 @@ bool SchedulerCore::Poll(absl::Time now) {
     for (auto& d : ready) d(view);
     for (auto& d : aborted) d(absl::AbortedError(absl::StrCat("the job failed: ", s.message())));
   }
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (state_ != rpc::DONE && state_ != rpc::FAILED) return false;
   bool all_left = true;
   for (const auto& [id, node] : nodes_) all_left &= node.left;
@@ -381,12 +381,23 @@ absl::Status SchedulerCore::FinishJob() {
   std::string server_stats;
   for (const rpc::ServerInfo& server : view.servers()) {
     auto stub = rpc::ParameterServer::NewStub(MakeChannel(server.address()));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(DeadlineIn(absl::Seconds(120)));
     rpc::SaveModelRequest req;
     req.set_dir(model_dir);
     rpc::SaveModelResponse resp;
-    grpc::Status s = stub->SaveModel(&ctx, req, &resp);
+    grpc::Status s;
+    // A transient connection failure is retried; the deadline bounds it all.
+    const absl::Time give_up = absl::Now() + absl::Seconds(120);
+    for (int attempt = 0;; ++attempt) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(DeadlineIn(give_up - absl::Now()));
+      ctx.set_wait_for_ready(true);
+      s = stub->SaveModel(&ctx, req, &resp);
+      if (s.ok() || s.error_code() != grpc::StatusCode::UNAVAILABLE || attempt >= 5 ||
+          absl::Now() >= give_up) {
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(100) * (attempt + 1));  // retry backoff
+    }
     if (!s.ok()) {
       return absl::InternalError(absl::StrCat("saving the model on server ", server.rank(), " at ",
                                               server.address(), ": ", s.error_message()));
@@ -394,6 +405,7 @@ absl::Status SchedulerCore::FinishJob() {
     keys += resp.keys_written();
     grpc::ClientContext stats_ctx;
     stats_ctx.set_deadline(DeadlineIn(absl::Seconds(10)));
+    stats_ctx.set_wait_for_ready(true);
     rpc::StatsResponse stats;
     if (stub->Stats(&stats_ctx, rpc::StatsRequest(), &stats).ok()) {
       absl::StrAppend(&server_stats, server_stats.empty() ? "" : ",\n",
@@ -411,7 +423,7 @@ absl::Status SchedulerCore::FinishJob() {
   }
   std::string json;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     json = MetricsJsonLocked(absl::ToDoubleSeconds(finished_ - started_), keys, server_stats);
   }
   const std::string metrics_path = job_.job().output_dir() + "/metrics.json";

@@ -17,7 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "common/sync.h"
 #include "absl/time/time.h"
 #include "common/metrics.h"
 #include "proto/job_config.pb.h"
@@ -97,7 +97,7 @@ class SchedulerCore {
   const config::JobConfig job_;
   const absl::Time created_;
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   rpc::JobState state_ ABSL_GUARDED_BY(mu_) = rpc::WAITING;
   std::string failure_ ABSL_GUARDED_BY(mu_);
   std::map<uint32_t, Node> nodes_ ABSL_GUARDED_BY(mu_);

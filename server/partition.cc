@@ -37,7 +37,7 @@ bool Partition::SeenLocked(const rpc::PushRequest& req) {
 
 void Partition::Read(const rpc::PullRequest& req, absl::Span<const KeyRef> refs,
                      rpc::PullResponse* resp) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const KeyRef& r : refs) {
     const rpc::TableSlice& in = req.slices(r.slice);
     const int dim = (*tables_)[in.table()].dim;
@@ -51,7 +51,7 @@ void Partition::Read(const rpc::PullRequest& req, absl::Span<const KeyRef> refs,
 
 bool Partition::ApplyPush(const rpc::PushRequest& req, absl::Span<const KeyRef> refs,
                           double scale) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (SeenLocked(req)) return false;
   std::vector<float> grad;
   for (const KeyRef& r : refs) {
@@ -69,7 +69,7 @@ bool Partition::ApplyPush(const rpc::PushRequest& req, absl::Span<const KeyRef> 
 }
 
 bool Partition::BufferPush(const rpc::PushRequest& req, absl::Span<const KeyRef> refs) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (SeenLocked(req)) return false;
   Buffered& b = pending_[req.clock()][req.worker()];
   for (const KeyRef& r : refs) {
@@ -83,7 +83,7 @@ bool Partition::BufferPush(const rpc::PushRequest& req, absl::Span<const KeyRef>
 }
 
 void Partition::ApplyClock(int64_t clock, double scale) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = pending_.find(clock);
   if (it == pending_.end()) return;
   // Sum in rank order (std::map iterates ranks ascending), in double, so the
@@ -119,7 +119,7 @@ void Partition::ApplyClock(int64_t clock, double scale) {
 }
 
 std::vector<TableRows> Partition::Snapshot() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::vector<TableRows> out;
   for (uint32_t table = 0; table < data_.size(); ++table) {
     const TableData& t = data_[table];
@@ -143,7 +143,7 @@ std::vector<TableRows> Partition::Snapshot() const {
 }
 
 uint64_t Partition::num_keys() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   uint64_t n = 0;
   for (const TableData& t : data_) n += t.keys.size();
   return n;

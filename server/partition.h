@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
+#include "common/sync.h"
 #include "absl/types/span.h"
 #include "common/model_io.h"
 #include "common/tables.h"
@@ -97,7 +97,7 @@ class Partition {
   const std::vector<std::unique_ptr<Optimizer>>* const optimizers_;
   const uint64_t seed_;
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::vector<TableData> data_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<PusherId, uint64_t> last_seq_ ABSL_GUARDED_BY(mu_);
   // clock -> worker rank -> gradients (BSP only).

@@ -30,13 +30,13 @@ ServerCore::ServerCore(const config::JobConfig& job, int rank)
   for (int p = 0; p < num_partitions_; ++p) {
     partitions_.push_back(std::make_unique<Partition>(p, &tables_, &optimizers_, job.job().seed()));
   }
-  absl::MutexLock lock(&gate_mu_);
+  MutexLock lock(&gate_mu_);
   owned_.assign(num_partitions_, false);
 }
 
 void ServerCore::UpdateView(const rpc::ClusterView& view) {
   {
-    absl::MutexLock lock(&gate_mu_);
+    MutexLock lock(&gate_mu_);
     if (view.version() <= view_version_) return;
     view_version_ = view.version();
     for (int p = 0; p < num_partitions_; ++p) {
@@ -52,7 +52,7 @@ absl::StatusOr<ServerCore::Routing> ServerCore::Route(const Request& req, bool w
   std::vector<bool> owned;
   uint64_t version;
   {
-    absl::MutexLock lock(&gate_mu_);
+    MutexLock lock(&gate_mu_);
     if (view_version_ == 0) return absl::UnavailableError("server has no cluster view yet");
     owned = owned_;
     version = view_version_;
@@ -108,7 +108,7 @@ absl::StatusOr<bool> ServerCore::Push(const rpc::PushRequest& req) {
   auto routing = Route(req, /*with_values=*/true);
   if (!routing.ok()) return routing.status();
   if (bsp) {
-    absl::MutexLock lock(&gate_mu_);
+    MutexLock lock(&gate_mu_);
     if (std::find(live_workers_.begin(), live_workers_.end(), req.worker()) == live_workers_.end()) {
       return absl::FailedPreconditionError(
           absl::StrCat("worker ", req.worker(), " is not a live worker of this job"));
@@ -131,7 +131,7 @@ absl::StatusOr<bool> ServerCore::Push(const rpc::PushRequest& req) {
   if (req.has_clock()) {
     std::vector<Parked> ready;
     {
-      absl::MutexLock lock(&gate_mu_);
+      MutexLock lock(&gate_mu_);
       if (bsp) examples_[req.clock()][req.worker()] = req.num_examples();
       auto key = std::make_pair(req.worker(), req.clock());
       std::set<uint32_t>& got = chunks_[key];
@@ -154,7 +154,7 @@ absl::StatusOr<bool> ServerCore::Push(const rpc::PushRequest& req) {
 
 absl::Status ServerCore::Tick(int32_t worker, int64_t clock) {
   {
-    absl::MutexLock lock(&gate_mu_);
+    MutexLock lock(&gate_mu_);
     int64_t& next = next_clock_[worker];
     next = std::max(next, clock);
   }
@@ -205,7 +205,7 @@ void ServerCore::AdvanceAndServe() {
     bool apply = false;
     std::vector<std::pair<int64_t, uint64_t>> clocks;  // (clock, global examples) to apply
     {
-      absl::MutexLock lock(&gate_mu_);
+      MutexLock lock(&gate_mu_);
       if (applying_) return;  // the applying thread loops again when done
       if (mode_ == config::BSP && !shut_down_) {
         target = MinClockLocked();
@@ -236,7 +236,7 @@ void ServerCore::AdvanceAndServe() {
       for (auto& partition : partitions_) partition->ApplyClock(clock, scale);
     }
     {
-      absl::MutexLock lock(&gate_mu_);
+      MutexLock lock(&gate_mu_);
       applied_clock_ = std::max(applied_clock_, target);
       applying_ = false;
       examples_.erase(examples_.begin(), examples_.lower_bound(target));
@@ -271,7 +271,7 @@ void ServerCore::Pull(const rpc::PullRequest* req, rpc::PullResponse* resp, absl
     out->mutable_values()->Resize(in.keys_size() * tables_[in.table()].dim, 0.0f);
   }
   {
-    absl::MutexLock lock(&gate_mu_);
+    MutexLock lock(&gate_mu_);
     if (shut_down_) {
       done(absl::UnavailableError("server is shutting down"));
       return;
@@ -294,7 +294,7 @@ void ServerCore::ExpireParked(absl::Time now) {
   std::vector<Parked> expired;
   int64_t min;
   {
-    absl::MutexLock lock(&gate_mu_);
+    MutexLock lock(&gate_mu_);
     min = MinClockLocked();
     auto keep = parked_.begin();
     for (auto it = parked_.begin(); it != parked_.end(); ++it) {
@@ -317,7 +317,7 @@ void ServerCore::ExpireParked(absl::Time now) {
 void ServerCore::Shutdown() {
   std::vector<Parked> parked;
   {
-    absl::MutexLock lock(&gate_mu_);
+    MutexLock lock(&gate_mu_);
     shut_down_ = true;
     parked.swap(parked_);
   }
@@ -328,7 +328,7 @@ absl::StatusOr<rpc::SaveModelResponse> ServerCore::SaveModel(const std::string& 
   if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
   std::vector<bool> owned;
   {
-    absl::MutexLock lock(&gate_mu_);
+    MutexLock lock(&gate_mu_);
     owned = owned_;
   }
   rpc::SaveModelResponse resp;
@@ -351,7 +351,7 @@ rpc::StatsResponse ServerCore::Stats() const {
   uint64_t keys = 0;
   for (const auto& p : partitions_) keys += p->num_keys();
   s.set_keys_stored(keys);
-  absl::MutexLock lock(&gate_mu_);
+  MutexLock lock(&gate_mu_);
   s.set_max_staleness_served(max_staleness_);
   return s;
 }

@@ -28,7 +28,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "common/sync.h"
 #include "absl/time/time.h"
 #include "common/tables.h"
 #include "proto/job_config.pb.h"
@@ -100,7 +100,7 @@ class ServerCore {
   std::vector<std::unique_ptr<Optimizer>> optimizers_;
   std::vector<std::unique_ptr<Partition>> partitions_;  // all P; only owned ones are used
 
-  mutable absl::Mutex gate_mu_;
+  mutable Mutex gate_mu_;
   uint64_t view_version_ ABSL_GUARDED_BY(gate_mu_) = 0;
   std::vector<bool> owned_ ABSL_GUARDED_BY(gate_mu_);
   std::vector<int32_t> live_workers_ ABSL_GUARDED_BY(gate_mu_);

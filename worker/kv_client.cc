@@ -14,8 +14,8 @@ namespace {
 // Completion state shared with gRPC callbacks; heap-held so a late callback
 // never touches a dead stack frame.
 struct Pending {
-  absl::Mutex mu;
-  absl::CondVar cv;
+  Mutex mu;
+  CondVar cv;
   size_t left ABSL_GUARDED_BY(mu) = 0;
 };
 
@@ -35,7 +35,7 @@ template <typename C, typename Start>
 void RunAll(const std::vector<C*>& calls, absl::Duration timeout, Start start) {
   auto pending = std::make_shared<Pending>();
   {
-    absl::MutexLock lock(&pending->mu);
+    MutexLock lock(&pending->mu);
     pending->left = calls.size();
   }
   for (C* c : calls) {
@@ -43,11 +43,11 @@ void RunAll(const std::vector<C*>& calls, absl::Duration timeout, Start start) {
     c->ctx->set_deadline(DeadlineIn(timeout));
     start(c, [pending, c](grpc::Status s) {
       c->status = std::move(s);
-      absl::MutexLock lock(&pending->mu);
+      MutexLock lock(&pending->mu);
       if (--pending->left == 0) pending->cv.Signal();
     });
   }
-  absl::MutexLock lock(&pending->mu);
+  MutexLock lock(&pending->mu);
   while (pending->left > 0) pending->cv.Wait(&pending->mu);
 }
 
@@ -71,7 +71,7 @@ KvClient::KvClient(Options options, std::vector<TableSpec> tables, ViewSource re
     : options_(options), tables_(std::move(tables)), refresh_view_(std::move(refresh_view)) {}
 
 void KvClient::SetView(const rpc::ClusterView& view) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (view.version() <= view_.version() && !stubs_.empty()) return;
   std::vector<std::unique_ptr<rpc::ParameterServer::Stub>> stubs;
   for (int s = 0; s < view.servers_size(); ++s) {
@@ -85,7 +85,7 @@ void KvClient::SetView(const rpc::ClusterView& view) {
 }
 
 rpc::ParameterServer::Stub* KvClient::Stub(int server) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return stubs_[server].get();
 }
 
@@ -170,7 +170,7 @@ absl::Status KvClient::Push(const std::vector<TableKeys>& tables, std::optional<
     for (int p : partitions) bytes[p] = routed->parts[p].bytes;
     rpc::ClusterView view;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       view = view_;
     }
     std::vector<int> all;
@@ -262,7 +262,7 @@ absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_
     for (int p : partitions) bytes[p] = routed->parts[p].bytes;
     rpc::ClusterView view;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       view = view_;
     }
     std::vector<std::unique_ptr<PullCall>> out;
@@ -357,7 +357,7 @@ absl::Status KvClient::Tick(int64_t clock) {
   using TickCall = Call<rpc::TickRequest, rpc::TickResponse>;
   int servers;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     servers = view_.servers_size();
   }
   std::vector<std::unique_ptr<TickCall>> calls;

@@ -19,7 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "common/sync.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "common/tables.h"
@@ -79,7 +79,7 @@ class KvClient {
   const ViewSource refresh_view_;
   uint64_t seq_ = 0;  // touched by the training thread only
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   rpc::ClusterView view_ ABSL_GUARDED_BY(mu_);
   std::vector<std::unique_ptr<rpc::ParameterServer::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
 };

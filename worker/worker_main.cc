@@ -10,7 +10,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
+#include "common/sync.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/rpc.h"
@@ -61,8 +61,8 @@ int Run() {
 
   // Heartbeats and progress, on their own thread; a failed job ends the process.
   Trainer::Progress* progress = nullptr;
-  absl::Mutex progress_mu;
-  absl::Notification stop_heartbeats;
+  Mutex progress_mu;
+  Notification stop_heartbeats;
   std::thread heartbeats([&] {
     const absl::Duration interval = absl::Milliseconds(job.cluster().heartbeat_interval_ms());
     const absl::Duration lost_after = absl::Milliseconds(job.cluster().heartbeat_timeout_ms());
@@ -71,7 +71,7 @@ int Run() {
       rpc::HeartbeatRequest hb;
       hb.set_node_id(node_id);
       {
-        absl::MutexLock lock(&progress_mu);
+        MutexLock lock(&progress_mu);
         if (progress != nullptr) {
           hb.set_samples_done(progress->samples_done.load());
           hb.set_epoch(progress->epoch.load());
@@ -136,12 +136,12 @@ int Run() {
   Trainer trainer(job, rank, node_id, view->live_workers_size(), &client, &kv, &*train, &test,
                   absl::Milliseconds(absl::GetFlag(FLAGS_iteration_delay_ms)));
   {
-    absl::MutexLock lock(&progress_mu);
+    MutexLock lock(&progress_mu);
     progress = &trainer.progress();
   }
   absl::Status result = trainer.Run();
   {
-    absl::MutexLock lock(&progress_mu);
+    MutexLock lock(&progress_mu);
     progress = nullptr;
   }
   if (!result.ok()) return stop(fail(std::string(result.message())));

@@ -5,7 +5,7 @@
 #include <optional>
 #include <thread>
 
-#include "absl/synchronization/notification.h"
+#include "common/sync.h"
 
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
@@ -207,7 +207,7 @@ TEST(ServerCoreConcurrency, BspWorkersInParallelGiveTheExactModel) {
         ps->set_table(kLrWeights);
         for (int k = 0; k < kKeys; ++k) ps->add_keys(k);
         rpc::PullResponse resp;
-        absl::Notification done;
+        Notification done;
         absl::Status status;
         core.Pull(&pull, &resp, absl::Now() + absl::Seconds(30), [&](absl::Status s) {
           status = s;
@@ -251,7 +251,7 @@ TEST(ServerCoreConcurrency, SspWorkersInParallelStayWithinStaleness) {
     threads.emplace_back([&, w] {
       for (int c = 0; c < kClocks; ++c) {
         PendingPull pull(w, c, w);
-        absl::Notification done;
+        Notification done;
         pull.req.set_worker(w);
         core.Pull(&pull.req, &pull.resp, absl::Now() + absl::Seconds(30),
                   [&](absl::Status s) {
