@@ -1,0 +1,830 @@
+// ps_bench: push and pull throughput against a live cluster, with raw TCP on
+// loopback measured in the same run as the reference.
+//
+//   ps_bench --config bench/bench.yaml     starts its own cluster (scheduler +
+//                                          servers as processes) and is its worker
+//   ps_bench --scheduler HOST:PORT         joins a running BENCHMARK job as its
+//                                          (single) worker
+//
+// Dense: one key per request of 4 KiB, 1 MiB or 16 MiB (tables dense_4k,
+// dense_1m, dense_16m), (a) one request at a time, (b) --inflight requests in
+// flight (threads, each with its own KvClient and pusher identity and its own
+// keys). Sparse: batches of --sparse_keys random keys of table sparse (dim 8).
+// GB/s is payload bytes (values only) / wall seconds, 1 GB = 10^9 bytes.
+// After the runs, every key pushed is pulled and checked against the
+// gradients pushed (SGD: value = initial - lr * sum of gradients), so lost or
+// doubled pushes fail the bench.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/config.h"
+#include "common/file_util.h"
+#include "common/flags_util.h"
+#include "common/logging.h"
+#include "common/partitioning.h"
+#include "common/rpc.h"
+#include "common/scheduler_client.h"
+#include "common/signals.h"
+#include "common/tables.h"
+#include "tools/local_cluster.h"
+#include "worker/kv_client.h"
+
+ABSL_FLAG(std::string, config, "", "job config (YAML): start a local cluster for it and bench it");
+ABSL_FLAG(std::string, scheduler, "", "host:port of the scheduler of a running BENCHMARK job");
+ABSL_FLAG(std::string, json, "", "also write the figures to this file");
+ABSL_FLAG(std::string, bin_dir, "", "where ps_scheduler/ps_server are; default: next to ps_bench");
+ABSL_FLAG(int, inflight, 8, "requests in flight in the concurrent dense runs (1..8)");
+ABSL_FLAG(int, budget_mib, 256, "payload per measurement, MiB (a run also stops at --max_seconds)");
+ABSL_FLAG(double, max_seconds, 2.0, "time cap per measurement");
+ABSL_FLAG(int, sparse_keys, 10000, "keys per sparse push/pull");
+ABSL_FLAG(int, connect_timeout_ms, 30000, "how long to wait for the scheduler");
+ABSL_FLAG(std::string, log_level, "warn", "debug, info, warn or error");
+
+namespace ps {
+namespace {
+
+constexpr int kDenseKeys = 8;  // distinct keys per dense table (16 MiB each for dense_16m)
+constexpr int kSparseBatches = 4;
+constexpr double kGB = 1e9;
+
+// The bench's gradient: exact multiples of 2^-10, so sums of them stay exact
+// in float and the spot check can compare for equality.
+float Gradient(size_t i) { return static_cast<float>((i % 5) + 1) / 1024.0f; }
+
+std::string SizeName(uint64_t bytes) {
+  if (bytes >= (1 << 20)) return absl::StrCat(bytes >> 20, " MiB");
+  return absl::StrCat(bytes >> 10, " KiB");
+}
+
+// ---------------------------------------------------------------------------
+// Timed runs.
+
+struct Rate {
+  uint64_t ops = 0;
+  uint64_t bytes = 0;  // payload
+  double seconds = 0;
+  double gbps() const { return seconds > 0 ? bytes / seconds / kGB : 0; }
+  double ops_per_s() const { return seconds > 0 ? ops / seconds : 0; }
+};
+
+// Set when the job failed, the scheduler is lost or a signal arrived.
+class StopFlag {
+ public:
+  void Set(const std::string& why) {
+    absl::MutexLock lock(&mu_);
+    if (why_.empty()) why_ = why;
+    set_.store(true);
+  }
+  bool set() const { return set_.load() || StopRequested(); }
+  std::string why() const {
+    absl::MutexLock lock(&mu_);
+    return why_.empty() ? std::string("stopped by a signal") : why_;
+  }
+
+ private:
+  std::atomic<bool> set_{false};
+  mutable absl::Mutex mu_;
+  std::string why_ ABSL_GUARDED_BY(mu_);
+};
+
+// Runs op(thread, i) on `threads` threads until `budget` payload bytes were
+// issued (each op moves op_bytes) or `max_time` passed; at least one op per
+// thread. Returns the first error of any op.
+absl::StatusOr<Rate> RunTimed(int threads, uint64_t op_bytes, uint64_t budget,
+                              absl::Duration max_time, const StopFlag& stop,
+                              const std::function<absl::Status(int, uint64_t)>& op) {
+  std::atomic<uint64_t> issued{0};
+  std::atomic<uint64_t> done_ops{0};
+  absl::Mutex mu;
+  absl::Status first_error;
+  std::atomic<bool> failed{false};
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = start + max_time;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      for (uint64_t i = 0;; ++i) {
+        if (i > 0 && (issued.fetch_add(op_bytes) >= budget || absl::Now() >= deadline)) break;
+        if (failed.load() || stop.set()) break;
+        absl::Status s = op(t, i);
+        if (!s.ok()) {
+          absl::MutexLock lock(&mu);
+          if (first_error.ok()) first_error = s;
+          failed.store(true);
+          break;
+        }
+        done_ops.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread& t : pool) t.join();
+  Rate rate;
+  rate.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  if (!first_error.ok()) return first_error;
+  if (stop.set()) return absl::CancelledError(stop.why());
+  rate.ops = done_ops.load();
+  rate.bytes = rate.ops * op_bytes;
+  return rate;
+}
+
+// ---------------------------------------------------------------------------
+// Raw TCP reference: request of N bytes (after an 8-byte length), 1-byte ack.
+
+absl::Status Errno(const std::string& what) {
+  return absl::UnavailableError(absl::StrCat("raw tcp: ", what, ": ", strerror(errno)));
+}
+
+bool ReadFull(int fd, char* p, size_t n) {
+  while (n > 0) {
+    const ssize_t r = read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= r;
+  }
+  return true;
+}
+
+bool WriteFull(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    const ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= w;
+  }
+  return true;
+}
+
+// A TCP server on 127.0.0.1 (port 0) that acks every request; on its own
+// thread, serves one connection at a time until the client closes it.
+class RawTcpSink {
+ public:
+  ~RawTcpSink() {
+    if (listen_fd_ >= 0) shutdown(listen_fd_, SHUT_RDWR);  // unblocks accept()
+    if (thread_.joinable()) thread_.join();
+    if (listen_fd_ >= 0) close(listen_fd_);
+  }
+
+  absl::Status Start() {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    if (listen_fd_ < 0) return Errno("socket");
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    socklen_t len = sizeof(addr);
+    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
+      return Errno("bind");
+    if (listen(listen_fd_, 1) != 0) return Errno("listen");
+    if (getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      return Errno("getsockname");
+    }
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+    return absl::OkStatus();
+  }
+  int port() const { return port_; }
+
+ private:
+  void Serve() {
+    while (true) {
+      const int fd = accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0) return;  // shut down
+      ServeConnection(fd);
+    }
+  }
+
+  void ServeConnection(int fd) {
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    std::vector<char> buffer;
+    while (true) {
+      uint64_t n;
+      if (!ReadFull(fd, reinterpret_cast<char*>(&n), sizeof(n))) break;
+      if (buffer.size() < n) buffer.resize(n);
+      if (!ReadFull(fd, buffer.data(), n)) break;
+      const char ack = 1;
+      if (!WriteFull(fd, &ack, 1)) break;
+    }
+    close(fd);
+  }
+
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+class RawTcpClient {
+ public:
+  ~RawTcpClient() {
+    if (fd_ >= 0) close(fd_);
+  }
+  absl::Status Connect(int port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd_ < 0) return Errno("socket");
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
+      return Errno("connect");
+    const int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    const timeval timeout{10, 0};  // a lost ack is an error, not a hang
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+    return absl::OkStatus();
+  }
+  // Sends `message` (8-byte length header + payload, built by the caller)
+  // and waits for the ack.
+  absl::Status RoundTrip(const std::vector<char>& message) {
+    if (!WriteFull(fd_, message.data(), message.size())) return Errno("write");
+    char ack;
+    if (!ReadFull(fd_, &ack, 1)) return Errno("read ack");
+    return absl::OkStatus();
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// ---------------------------------------------------------------------------
+// The bench as the job's worker.
+
+struct DenseResult {
+  std::string table;
+  uint64_t bytes = 0;  // payload per request
+  Rate tcp, push1, pull1, pushn, pulln;
+};
+
+struct SparseResult {
+  int keys = 0;
+  int dim = 0;
+  Rate push, pull;
+};
+
+struct Results {
+  int servers = 0;
+  int partitions = 0;
+  int inflight = 0;
+  std::vector<DenseResult> dense;
+  SparseResult sparse;
+  std::string spot_check;
+};
+
+class Bench {
+ public:
+  Bench(const config::JobConfig& job, const rpc::ClusterView& view, int32_t rank,
+        uint64_t incarnation, SchedulerClient* scheduler, const StopFlag* stop)
+      : job_(job),
+        view_(view),
+        rank_(rank),
+        incarnation_(incarnation),
+        scheduler_(scheduler),
+        stop_(stop),
+        tables_(TablesForJob(job)) {}
+
+  absl::StatusOr<Results> Run();
+
+ private:
+  std::unique_ptr<KvClient> NewClient(uint64_t incarnation) const;
+  // kDenseKeys keys of `table` in distinct partitions, alternating over the servers.
+  std::vector<uint64_t> PickKeys(uint32_t table) const;
+  absl::StatusOr<DenseResult> RunDense(uint32_t table);
+  absl::StatusOr<SparseResult> RunSparse();
+  absl::StatusOr<Rate> RunTcp(uint64_t bytes);
+  // Pulls `keys` of `table` with client 0.
+  absl::StatusOr<std::vector<float>> PullValues(uint32_t table, const std::vector<uint64_t>& keys);
+  // Compares the values of every pushed key with baseline - lr * pushes * g.
+  absl::Status Check(uint32_t table, const std::vector<uint64_t>& keys,
+                     const std::vector<float>& baseline, const std::vector<uint64_t>& pushes);
+
+  uint64_t budget() const { return static_cast<uint64_t>(absl::GetFlag(FLAGS_budget_mib)) << 20; }
+  absl::Duration max_time() const { return absl::Seconds(absl::GetFlag(FLAGS_max_seconds)); }
+
+  const config::JobConfig job_;
+  const rpc::ClusterView view_;
+  const int32_t rank_;
+  const uint64_t incarnation_;
+  SchedulerClient* const scheduler_;
+  const StopFlag* const stop_;
+  const std::vector<TableSpec> tables_;
+  int tcp_port_ = 0;
+  // clients_[0] does the one-at-a-time runs; clients_[t] is thread t's in the
+  // concurrent runs. Distinct incarnations keep their seqs apart on the servers.
+  std::vector<std::unique_ptr<KvClient>> clients_;
+};
+
+std::unique_ptr<KvClient> Bench::NewClient(uint64_t incarnation) const {
+  KvClient::Options o;
+  o.rank = rank_;
+  o.incarnation = incarnation;
+  o.num_partitions = job_.cluster().num_partitions();
+  o.rpc_timeout = absl::Milliseconds(job_.cluster().rpc_timeout_ms());
+  o.max_retries = job_.cluster().max_retries();
+  o.max_chunk_bytes = job_.cluster().max_chunk_bytes();
+  auto kv = std::make_unique<KvClient>(o, tables_, [s = scheduler_] { return s->GetView(); });
+  kv->SetView(view_);
+  return kv;
+}
+
+std::vector<uint64_t> Bench::PickKeys(uint32_t table) const {
+  const int partitions = job_.cluster().num_partitions();
+  const int servers = std::max(1, view_.servers_size());
+  std::vector<std::vector<uint64_t>> by_server(servers);
+  std::set<int> used;
+  std::vector<uint64_t> keys;
+  for (uint64_t k = 0; keys.size() < kDenseKeys && k < 100000; ++k) {
+    const int p = PartitionOf(table, k, partitions);
+    if (used.count(p) > 0 && used.size() < static_cast<size_t>(partitions)) continue;
+    const int owner = p < view_.partition_owner_size() ? view_.partition_owner(p) : 0;
+    // Take the key if its server is not ahead of the others.
+    const size_t fair = (keys.size() + servers) / servers;
+    if (owner < 0 || owner >= servers || by_server[owner].size() >= fair) continue;
+    used.insert(p);
+    by_server[owner].push_back(k);
+    keys.push_back(k);
+  }
+  for (uint64_t k = 0; keys.size() < kDenseKeys; ++k) {  // e.g. one partition only
+    if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
+  }
+  return keys;
+}
+
+absl::StatusOr<std::vector<float>> Bench::PullValues(uint32_t table,
+                                                     const std::vector<uint64_t>& keys) {
+  std::vector<TableKeys> batch(1);
+  batch[0].table = table;
+  batch[0].keys = keys;
+  if (absl::Status s = clients_[0]->Pull(&batch, std::nullopt); !s.ok()) return s;
+  return std::move(batch[0].values);
+}
+
+absl::Status Bench::Check(uint32_t table, const std::vector<uint64_t>& keys,
+                          const std::vector<float>& baseline, const std::vector<uint64_t>& pushes) {
+  auto got = PullValues(table, keys);
+  if (!got.ok()) return got.status();
+  const TableSpec& spec = tables_[table];
+  const size_t dim = spec.dim;
+  const double lr = spec.optimizer.learning_rate();
+  if (got->size() != keys.size() * dim) {
+    return absl::DataLossError(absl::StrCat("spot check: table ", spec.name, ": pulled ",
+                                            got->size(), " values for ", keys.size(),
+                                            " keys of dim ", dim));
+  }
+  for (size_t k = 0; k < keys.size(); ++k) {
+    for (size_t i = 0; i < dim; ++i) {
+      const size_t at = k * dim + i;
+      const double want = baseline[at] - lr * static_cast<double>(pushes[k]) * Gradient(i);
+      // Exact for the bench's own job (zeros, lr 1); a float-rounding margin otherwise.
+      const double slack = (pushes[k] + 1) * std::ldexp(std::max(std::fabs(want), 1e-3), -22);
+      if (std::fabs((*got)[at] - want) > slack) {
+        return absl::DataLossError(absl::StrFormat(
+            "spot check failed: table %s key %d element %d: pulled %.9g, want %.9g (initial %.9g "
+            "- lr %g * %d pushes * gradient %.9g)",
+            spec.name, keys[k], i, (*got)[at], want, baseline[at], lr, pushes[k], Gradient(i)));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Rate> Bench::RunTcp(uint64_t bytes) {
+  RawTcpClient client;
+  if (absl::Status s = client.Connect(tcp_port_); !s.ok()) return s;
+  std::vector<char> message(sizeof(uint64_t) + bytes, 'x');
+  std::memcpy(message.data(), &bytes, sizeof(bytes));
+  for (int i = 0; i < 4; ++i) {  // warm-up
+    if (absl::Status s = client.RoundTrip(message); !s.ok()) return s;
+  }
+  return RunTimed(1, bytes, budget(), max_time(), *stop_,
+                  [&](int, uint64_t) { return client.RoundTrip(message); });
+}
+
+absl::StatusOr<DenseResult> Bench::RunDense(uint32_t table) {
+  const TableSpec& spec = tables_[table];
+  const size_t dim = spec.dim;
+  const uint64_t bytes = dim * sizeof(float);
+  DenseResult result;
+  result.table = spec.name;
+  result.bytes = bytes;
+  auto tcp = RunTcp(bytes);
+  if (!tcp.ok()) return tcp.status();
+  result.tcp = *tcp;
+
+  const std::vector<uint64_t> keys = PickKeys(table);
+  const int inflight = static_cast<int>(clients_.size()) - 1;
+  auto baseline = PullValues(table, keys);  // also creates the rows on the servers
+  if (!baseline.ok()) return baseline.status();
+  std::vector<uint64_t> pushes(keys.size(), 0);
+
+  // Per-thread request buffers, reused across ops.
+  const int threads = std::max(1, inflight);
+  std::vector<std::vector<TableKeys>> push_req(threads), pull_req(threads);
+  for (int t = 0; t < threads; ++t) {
+    push_req[t].resize(1);
+    push_req[t][0].table = table;
+    push_req[t][0].keys = {keys[0]};
+    push_req[t][0].values.resize(dim);
+    for (size_t i = 0; i < dim; ++i) push_req[t][0].values[i] = Gradient(i);
+    pull_req[t].resize(1);
+    pull_req[t][0].table = table;
+    pull_req[t][0].keys = {keys[0]};
+  }
+  // Thread t of n owns keys t, t+n, ...; one at a time, client 0 cycles all.
+  auto key_of = [&](int t, int n, uint64_t i) -> size_t {
+    const size_t owned = (keys.size() - t + n - 1) / n;
+    return t + (i % owned) * n;
+  };
+  auto push = [&](KvClient* kv, int t, size_t k) {
+    push_req[t][0].keys[0] = keys[k];
+    absl::Status s = kv->Push(push_req[t], std::nullopt, /*num_examples=*/1);
+    if (s.ok()) ++pushes[k];  // k is owned by this thread during a run
+    return s;
+  };
+  auto pull = [&](KvClient* kv, int t, size_t k) {
+    pull_req[t][0].keys[0] = keys[k];
+    absl::Status s = kv->Pull(&pull_req[t], std::nullopt);
+    if (s.ok() && pull_req[t][0].values.size() != dim) {
+      return absl::DataLossError(absl::StrCat("pull of table ", spec.name, " returned ",
+                                              pull_req[t][0].values.size(), " values, want ", dim));
+    }
+    return s;
+  };
+
+  // Warm-up: every key pushed and pulled once by client 0.
+  for (size_t k = 0; k < keys.size(); ++k) {
+    if (absl::Status s = push(clients_[0].get(), 0, k); !s.ok()) return s;
+    if (absl::Status s = pull(clients_[0].get(), 0, k); !s.ok()) return s;
+  }
+  auto one = [&](bool is_push) {
+    return RunTimed(1, bytes, budget(), max_time(), *stop_, [&](int, uint64_t i) {
+      const size_t k = key_of(0, 1, i);
+      return is_push ? push(clients_[0].get(), 0, k) : pull(clients_[0].get(), 0, k);
+    });
+  };
+  auto many = [&](bool is_push) {
+    return RunTimed(inflight, bytes, budget(), max_time(), *stop_, [&](int t, uint64_t i) {
+      const size_t k = key_of(t, inflight, i);
+      KvClient* kv = clients_[t + 1].get();
+      return is_push ? push(kv, t, k) : pull(kv, t, k);
+    });
+  };
+  for (auto [rate, run] : {std::pair{&result.push1, std::function([&] { return one(true); })},
+                           std::pair{&result.pull1, std::function([&] { return one(false); })},
+                           std::pair{&result.pushn, std::function([&] { return many(true); })},
+                           std::pair{&result.pulln, std::function([&] { return many(false); })}}) {
+    auto r = run();
+    if (!r.ok()) return r.status();
+    *rate = *r;
+  }
+  if (spec.optimizer.type() == config::SGD) {
+    if (absl::Status s = Check(table, keys, *baseline, pushes); !s.ok()) return s;
+  }
+  return result;
+}
+
+absl::StatusOr<SparseResult> Bench::RunSparse() {
+  const uint32_t table = kBenchSparse;
+  const TableSpec& spec = tables_[table];
+  const int n = absl::GetFlag(FLAGS_sparse_keys);
+  SparseResult result;
+  result.keys = n;
+  result.dim = spec.dim;
+  // Fixed batches of distinct random keys, reused, so the model stays small.
+  std::mt19937_64 rng(job_.job().seed());
+  std::set<uint64_t> seen;
+  std::vector<std::vector<TableKeys>> push_batches(kSparseBatches), pull_batches(kSparseBatches);
+  for (int b = 0; b < kSparseBatches; ++b) {
+    TableKeys t;
+    t.table = table;
+    while (t.keys.size() < static_cast<size_t>(n)) {
+      const uint64_t k = rng();
+      if (seen.insert(k).second) t.keys.push_back(k);
+    }
+    pull_batches[b] = {t};
+    t.values.resize(t.keys.size() * spec.dim);
+    for (size_t i = 0; i < t.values.size(); ++i) t.values[i] = Gradient(i % spec.dim);
+    push_batches[b] = {t};
+  }
+  std::vector<std::vector<float>> baseline(kSparseBatches);
+  std::vector<uint64_t> pushes(kSparseBatches, 0);
+  KvClient* kv = clients_[0].get();
+  for (int b = 0; b < kSparseBatches; ++b) {  // warm-up; creates the rows
+    auto v = PullValues(table, pull_batches[b][0].keys);
+    if (!v.ok()) return v.status();
+    baseline[b] = std::move(*v);
+  }
+  const uint64_t op_bytes = static_cast<uint64_t>(n) * spec.dim * sizeof(float);
+  auto push = RunTimed(1, op_bytes, budget(), max_time(), *stop_, [&](int, uint64_t i) {
+    const int b = i % kSparseBatches;
+    absl::Status s = kv->Push(push_batches[b], std::nullopt, 1);
+    if (s.ok()) ++pushes[b];
+    return s;
+  });
+  if (!push.ok()) return push.status();
+  result.push = *push;
+  auto pull = RunTimed(1, op_bytes, budget(), max_time(), *stop_, [&](int, uint64_t i) {
+    return kv->Pull(&pull_batches[i % kSparseBatches], std::nullopt);
+  });
+  if (!pull.ok()) return pull.status();
+  result.pull = *pull;
+  if (spec.optimizer.type() == config::SGD) {
+    for (int b = 0; b < kSparseBatches; ++b) {
+      // Check() wants per-key push counts.
+      std::vector<uint64_t> per_key(pull_batches[b][0].keys.size(), pushes[b]);
+      if (absl::Status s = Check(table, pull_batches[b][0].keys, baseline[b], per_key); !s.ok()) {
+        return s;
+      }
+    }
+  }
+  return result;
+}
+
+absl::StatusOr<Results> Bench::Run() {
+  if (tables_.size() != 4 || job_.model().type() != config::BENCHMARK) {
+    return absl::FailedPreconditionError("the job's model is not of type benchmark");
+  }
+  RawTcpSink sink;
+  if (absl::Status s = sink.Start(); !s.ok()) return s;
+  tcp_port_ = sink.port();
+  const int inflight = std::clamp(absl::GetFlag(FLAGS_inflight), 1, kDenseKeys);
+  for (int c = 0; c <= inflight; ++c) {
+    clients_.push_back(NewClient(incarnation_ + 0x9e3779b97f4a7c15ULL * c));
+  }
+  Results results;
+  results.servers = view_.servers_size();
+  results.partitions = job_.cluster().num_partitions();
+  results.inflight = inflight;
+  for (uint32_t table : {kBenchDense4K, kBenchDense1M, kBenchDense16M}) {
+    auto d = RunDense(table);
+    if (!d.ok()) return d.status();
+    results.dense.push_back(*d);
+    std::cerr << "ps_bench: " << SizeName(d->bytes) << " done" << std::endl;
+  }
+  auto sparse = RunSparse();
+  if (!sparse.ok()) return sparse.status();
+  results.sparse = *sparse;
+  results.spot_check = tables_[0].optimizer.type() == config::SGD
+                           ? "passed (every key pushed: value = initial - lr * sum of gradients)"
+                           : "skipped (the job's optimizer is not sgd)";
+  return results;
+}
+
+// ---------------------------------------------------------------------------
+// Output.
+
+std::string Table(const Results& r) {
+  std::string out = absl::StrFormat(
+      "ps_bench: %d servers, %d partitions, loopback; GB/s = 10^9 payload bytes/s; one key per "
+      "request;\n          'x1' = one request at a time, 'x%d' = %d requests in flight (own "
+      "KvClient each)\n\n",
+      r.servers, r.partitions, r.inflight, r.inflight);
+  absl::StrAppend(
+      &out, absl::StrFormat("%-8s | %-4s | %12s | %9s | %9s | %8s | %8s\n", "size", "mode",
+                            "raw TCP GB/s", "push GB/s", "pull GB/s", "push/TCP", "pull/TCP"));
+  absl::StrAppend(&out, std::string(8, '-'), "-+-", std::string(4, '-'), "-+-",
+                  std::string(12, '-'), "-+-", std::string(9, '-'), "-+-", std::string(9, '-'),
+                  "-+-", std::string(8, '-'), "-+-", std::string(8, '-'), "\n");
+  for (const DenseResult& d : r.dense) {
+    const double tcp = d.tcp.gbps();
+    auto row = [&](const std::string& mode, const Rate& push, const Rate& pull) {
+      absl::StrAppend(&out,
+                      absl::StrFormat("%-8s | %-4s | %12.2f | %9.2f | %9.2f | %8.2f | %8.2f\n",
+                                      SizeName(d.bytes), mode, tcp, push.gbps(), pull.gbps(),
+                                      push.gbps() / tcp, pull.gbps() / tcp));
+    };
+    row("x1", d.push1, d.pull1);
+    row(absl::StrCat("x", r.inflight), d.pushn, d.pulln);
+  }
+  const SparseResult& s = r.sparse;
+  absl::StrAppend(&out, "\n",
+                  absl::StrFormat("sparse push: %7.0f keys/s  (%d keys x dim %d per request, %.0f "
+                                  "requests/s, %.2f GB/s of values)\n",
+                                  s.push.ops_per_s() * s.keys, s.keys, s.dim, s.push.ops_per_s(),
+                                  s.push.gbps()),
+                  absl::StrFormat("sparse pull: %7.0f keys/s  (%d keys x dim %d per request, %.0f "
+                                  "requests/s, %.2f GB/s of values)\n",
+                                  s.pull.ops_per_s() * s.keys, s.keys, s.dim, s.pull.ops_per_s(),
+                                  s.pull.gbps()),
+                  "spot check: ", r.spot_check, "\n");
+  return out;
+}
+
+std::string Json(const Results& r) {
+  auto rate = [](const Rate& x) {
+    return absl::StrFormat("{\"gbps\": %.4f, \"ops\": %d, \"bytes\": %d, \"seconds\": %.4f}",
+                           x.gbps(), x.ops, x.bytes, x.seconds);
+  };
+  std::string out = absl::StrFormat(
+      "{\n  \"servers\": %d,\n  \"partitions\": %d,\n  \"inflight\": %d,\n  \"cpus\": %d,\n  "
+      "\"dense\": [",
+      r.servers, r.partitions, r.inflight, std::thread::hardware_concurrency());
+  for (size_t i = 0; i < r.dense.size(); ++i) {
+    const DenseResult& d = r.dense[i];
+    absl::StrAppend(&out, i == 0 ? "\n" : ",\n",
+                    absl::StrFormat("    {\"table\": \"%s\", \"bytes\": %d,\n", d.table, d.bytes),
+                    "     \"raw_tcp\": ", rate(d.tcp), ",\n", "     \"push_x1\": ", rate(d.push1),
+                    ",\n", "     \"pull_x1\": ", rate(d.pull1), ",\n",
+                    "     \"push_inflight\": ", rate(d.pushn), ",\n",
+                    "     \"pull_inflight\": ", rate(d.pulln), "}");
+  }
+  const SparseResult& s = r.sparse;
+  absl::StrAppend(
+      &out, "\n  ],\n",
+      absl::StrFormat("  \"sparse\": {\"keys_per_request\": %d, \"dim\": %d,\n", s.keys, s.dim),
+      absl::StrFormat("     \"push_keys_per_s\": %.0f, \"pull_keys_per_s\": %.0f,\n",
+                      s.push.ops_per_s() * s.keys, s.pull.ops_per_s() * s.keys),
+      "     \"push\": ", rate(s.push), ",\n     \"pull\": ", rate(s.pull), "},\n",
+      "  \"spot_check\": \"", r.spot_check, "\"\n}\n");
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Wiring.
+
+int Fatal(const std::string& message) {
+  std::cerr << "ps_bench: error: " << message << std::endl;
+  return 1;
+}
+
+// Registers as the job's worker, benches, reaches "end" and leaves. Returns
+// the results, or an error after telling the scheduler the job failed.
+absl::StatusOr<Results> JoinAndBench(const std::string& scheduler_address) {
+  SchedulerClient client(scheduler_address);
+  rpc::RegisterRequest reg;
+  reg.set_role(rpc::WORKER);
+  const uint64_t incarnation = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ getpid();
+  reg.set_incarnation(incarnation);
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  reg.set_hostname(host);
+  auto registered =
+      client.Register(reg, absl::Milliseconds(absl::GetFlag(FLAGS_connect_timeout_ms)));
+  if (!registered.ok()) return registered.status();
+  const config::JobConfig& job = registered->config();
+  const uint32_t node_id = registered->node_id();
+  if (job.model().type() != config::BENCHMARK || job.job().mode() == config::BSP) {
+    (void)client.Leave(node_id);
+    return absl::FailedPreconditionError(
+        absl::StrCat("the job at ", scheduler_address,
+                     " is not a benchmark job in asp or ssp mode "
+                     "(model.type: benchmark, job.mode: asp; see bench/bench.yaml)"));
+  }
+
+  StopFlag stop;
+  absl::Notification stop_heartbeats;
+  std::thread heartbeats([&] {
+    const absl::Duration interval = absl::Milliseconds(job.cluster().heartbeat_interval_ms());
+    const absl::Duration lost_after = absl::Milliseconds(job.cluster().heartbeat_timeout_ms());
+    absl::Time last_ok = absl::Now();
+    while (!stop_heartbeats.WaitForNotificationWithTimeout(interval)) {
+      rpc::HeartbeatRequest hb;
+      hb.set_node_id(node_id);
+      auto resp = client.Heartbeat(hb);
+      if (resp.ok()) {
+        last_ok = absl::Now();
+        if (resp->state() == rpc::FAILED)
+          stop.Set(absl::StrCat("the job failed: ", resp->message()));
+      } else if (absl::Now() - last_ok > lost_after) {
+        stop.Set(absl::StrCat("lost the scheduler at ", scheduler_address, ": ",
+                              resp.status().message()));
+      }
+    }
+  });
+  auto finish = [&](absl::StatusOr<Results> r) {
+    if (!r.ok()) (void)client.Fail(node_id, absl::StrCat("ps_bench: ", r.status().message()));
+    stop_heartbeats.Notify();
+    heartbeats.join();
+    return r;
+  };
+
+  const absl::Duration connect = absl::Milliseconds(job.cluster().connect_timeout_ms());
+  auto view = client.Barrier(node_id, "start", connect);
+  if (!view.ok()) {
+    return finish(absl::Status(view.status().code(),
+                               absl::StrCat("start barrier: ", view.status().message())));
+  }
+  Bench bench(job, *view, registered->rank(), incarnation, &client, &stop);
+  absl::StatusOr<Results> results = bench.Run();
+  if (!results.ok()) return finish(results);
+  // The scheduler saves the model, then releases "end".
+  if (auto end = client.Barrier(node_id, "end", connect); !end.ok()) {
+    return finish(
+        absl::Status(end.status().code(), absl::StrCat("end barrier: ", end.status().message())));
+  }
+  (void)client.Leave(node_id);
+  return finish(results);
+}
+
+int Report(const Results& results) {
+  std::cout << Table(results) << std::flush;
+  if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
+    if (absl::Status s = WriteFileAtomically(path, Json(results)); !s.ok()) {
+      return Fatal(std::string(s.message()));
+    }
+    std::cout << "figures written to " << path << std::endl;
+  }
+  return 0;
+}
+
+int Run(const std::vector<std::string>& overrides) {
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  const std::string scheduler = absl::GetFlag(FLAGS_scheduler);
+  if (config_path.empty() == scheduler.empty()) {
+    return Fatal(
+        "give exactly one of --config JOB.yaml (start a cluster) or --scheduler HOST:PORT");
+  }
+  if (!scheduler.empty()) {
+    std::string host;
+    int port;
+    if (absl::Status s = ParseHostPort(scheduler, "--scheduler", &host, &port); !s.ok()) {
+      return Fatal(std::string(s.message()));
+    }
+    auto results = JoinAndBench(scheduler);
+    if (!results.ok()) return Fatal(std::string(results.status().message()));
+    return Report(*results);
+  }
+
+  auto job = LoadJobConfig(config_path, overrides);
+  if (!job.ok()) return Fatal(std::string(job.status().message()));
+  if (job->model().type() != config::BENCHMARK) {
+    return Fatal(absl::StrCat(config_path, ": model.type must be benchmark"));
+  }
+  if (job->job().mode() == config::BSP) {
+    return Fatal(absl::StrCat(config_path,
+                              ": job.mode must be asp or ssp (the bench pushes without clocks)"));
+  }
+  if (job->cluster().num_workers() != 1) {
+    return Fatal(
+        absl::StrCat(config_path, ": cluster.num_workers must be 1 (ps_bench is the worker)"));
+  }
+  LocalClusterOptions options;
+  options.config_path = config_path;
+  options.overrides = overrides;
+  options.bin_dir =
+      absl::GetFlag(FLAGS_bin_dir).empty() ? ExecutableDir() : absl::GetFlag(FLAGS_bin_dir);
+  options.log_dir = job->job().output_dir() + "/logs";
+  options.start_workers = false;
+  options.scheduler_to_log = true;
+  LocalCluster cluster;
+  if (absl::Status s = cluster.Start(*job, options); !s.ok()) {
+    cluster.processes().TerminateAll(absl::Seconds(2));
+    return Fatal(absl::StrCat(s.message(), " (logs in ", options.log_dir, ")"));
+  }
+  std::cerr << "ps_bench: cluster up: scheduler at " << cluster.scheduler_address() << ", "
+            << job->cluster().num_servers() << " servers; logs in " << options.log_dir << std::endl;
+  auto results = JoinAndBench(cluster.scheduler_address());
+  std::string error;
+  const int code = cluster.Wait(absl::Now() + absl::Seconds(results.ok() ? 60 : 10), &error,
+                                [] { return StopRequested(); });
+  if (!results.ok()) {
+    return Fatal(absl::StrCat(results.status().message(), " (logs in ", options.log_dir, ")"));
+  }
+  if (code != 0) return Fatal(absl::StrCat("cluster shutdown: ", error));
+  return Report(*results);
+}
+
+}  // namespace
+}  // namespace ps
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "ps_bench --config bench/bench.yaml [--set section.field=value ...] [--json FILE]\n"
+      "   or: ps_bench --scheduler HOST:PORT [--json FILE]");
+  std::vector<std::string> overrides = ps::ExtractRepeatedFlag("set", &argc, argv);
+  absl::ParseCommandLine(argc, argv);
+  ps::InstallStopSignalHandlers();
+  ps::InitLogging("bench", absl::GetFlag(FLAGS_log_level));
+  return ps::Run(overrides);
+}
