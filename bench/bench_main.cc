@@ -42,8 +42,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
+#include "common/sync.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/config.h"
@@ -100,19 +99,19 @@ struct Rate {
 class StopFlag {
  public:
   void Set(const std::string& why) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (why_.empty()) why_ = why;
     set_.store(true);
   }
   bool set() const { return set_.load() || StopRequested(); }
   std::string why() const {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return why_.empty() ? std::string("stopped by a signal") : why_;
   }
 
  private:
   std::atomic<bool> set_{false};
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::string why_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -124,7 +123,7 @@ absl::StatusOr<Rate> RunTimed(int threads, uint64_t op_bytes, uint64_t budget,
                               const std::function<absl::Status(int, uint64_t)>& op) {
   std::atomic<uint64_t> issued{0};
   std::atomic<uint64_t> done_ops{0};
-  absl::Mutex mu;
+  Mutex mu;
   absl::Status first_error;
   std::atomic<bool> failed{false};
   const absl::Time start = absl::Now();
@@ -137,7 +136,7 @@ absl::StatusOr<Rate> RunTimed(int threads, uint64_t op_bytes, uint64_t budget,
         if (failed.load() || stop.set()) break;
         absl::Status s = op(t, i);
         if (!s.ok()) {
-          absl::MutexLock lock(&mu);
+          MutexLock lock(&mu);
           if (first_error.ok()) first_error = s;
           failed.store(true);
           break;
@@ -703,7 +702,7 @@ absl::StatusOr<Results> JoinAndBench(const std::string& scheduler_address) {
   }
 
   StopFlag stop;
-  absl::Notification stop_heartbeats;
+  Notification stop_heartbeats;
   std::thread heartbeats([&] {
     const absl::Duration interval = absl::Milliseconds(job.cluster().heartbeat_interval_ms());
     const absl::Duration lost_after = absl::Milliseconds(job.cluster().heartbeat_timeout_ms());
@@ -730,7 +729,7 @@ absl::StatusOr<Results> JoinAndBench(const std::string& scheduler_address) {
   };
 
   const absl::Duration connect = absl::Milliseconds(job.cluster().connect_timeout_ms());
-  auto view = client.Barrier(node_id, "start", connect);
+  auto view = client.WaitForStart(node_id, connect);
   if (!view.ok()) {
     return finish(absl::Status(view.status().code(),
                                absl::StrCat("start barrier: ", view.status().message())));

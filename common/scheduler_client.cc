@@ -60,6 +60,13 @@ absl::StatusOr<rpc::ClusterView> SchedulerClient::Barrier(uint32_t node_id, cons
   }
 }
 
+absl::StatusOr<rpc::ClusterView> SchedulerClient::WaitForStart(uint32_t node_id,
+                                                               absl::Duration lost_after) {
+  auto view = Barrier(node_id, "start", lost_after);
+  if (!view.ok()) return view;
+  return Barrier(node_id, "ready", lost_after);
+}
+
 #define PS_SCHEDULER_UNARY(Method, Request, Response)              \
   grpc::ClientContext ctx;                                         \
   ctx.set_deadline(DeadlineIn(rpc_timeout_));                      \

@@ -29,6 +29,10 @@ class SchedulerClient {
   absl::StatusOr<rpc::ClusterView> Barrier(uint32_t node_id, const std::string& name,
                                            absl::Duration lost_after);
 
+  // For workers: barriers "start" then "ready" (released once every server has
+  // adopted the cluster view). Returns the view.
+  absl::StatusOr<rpc::ClusterView> WaitForStart(uint32_t node_id, absl::Duration lost_after);
+
   absl::StatusOr<rpc::HeartbeatResponse> Heartbeat(const rpc::HeartbeatRequest& req);
   absl::StatusOr<rpc::ClusterView> GetView();
   absl::StatusOr<rpc::NextShardResponse> NextShard(const rpc::NextShardRequest& req);

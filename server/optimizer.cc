@@ -11,20 +11,19 @@ namespace {
 using Vec = Eigen::Map<Eigen::ArrayXf>;
 using ConstVec = Eigen::Map<const Eigen::ArrayXf>;
 
-// g + l2 * w, the gradient with the L2 penalty's term.
-Eigen::ArrayXf Regularized(int dim, const float* grad, const float* value, float l2) {
-  Eigen::ArrayXf g = ConstVec(grad, dim);
-  if (l2 != 0.0f) g += l2 * ConstVec(value, dim);
-  return g;
-}
+// The gradient with the L2 penalty's term, scale * grad + l2 * w, as an Eigen
+// expression: evaluated coefficient by coefficient where it is used, never
+// materialized (a 16 MiB value would otherwise cost a 16 MiB temporary).
+#define PS_GRADIENT (scale * ConstVec(grad, dim) + l2_ * Vec(value, dim))
 
 class Sgd final : public Optimizer {
  public:
   explicit Sgd(const TableSpec& t) : lr_(t.optimizer.learning_rate()), l2_(t.l2) {}
   int num_slots() const override { return 0; }
-  void Update(int dim, const float* grad, float* value, float*, uint32_t* step) const override {
+  void Update(int dim, const float* grad, float scale, float* value, float*,
+              uint32_t* step) const override {
     Vec w(value, dim);
-    w -= lr_ * Regularized(dim, grad, value, l2_);
+    w -= lr_ * PS_GRADIENT;
     ++*step;
   }
 
@@ -38,13 +37,16 @@ class Momentum final : public Optimizer {
       : lr_(t.optimizer.learning_rate()), mu_(t.optimizer.momentum()),
         nesterov_(t.optimizer.nesterov()), l2_(t.l2) {}
   int num_slots() const override { return 1; }
-  void Update(int dim, const float* grad, float* value, float* slots, uint32_t* step) const override {
-    const Eigen::ArrayXf g = Regularized(dim, grad, value, l2_);
+  void Update(int dim, const float* grad, float scale, float* value, float* slots,
+              uint32_t* step) const override {
     Vec w(value, dim), v(slots, dim);
-    v = mu_ * v + g;
     if (nesterov_) {
-      w -= lr_ * (g + mu_ * v);
+      // w -= lr (g + mu v_new), v_new = mu v + g; element-wise, so each
+      // coefficient reads the old w before it is written.
+      v = mu_ * v + PS_GRADIENT;
+      w -= lr_ * (PS_GRADIENT + mu_ * v);
     } else {
+      v = mu_ * v + PS_GRADIENT;
       w -= lr_ * v;
     }
     ++*step;
@@ -63,11 +65,11 @@ class AdaGrad final : public Optimizer {
         init_(t.optimizer.initial_accumulator()), l2_(t.l2) {}
   int num_slots() const override { return 1; }
   float slot_init() const override { return init_; }
-  void Update(int dim, const float* grad, float* value, float* slots, uint32_t* step) const override {
-    const Eigen::ArrayXf g = Regularized(dim, grad, value, l2_);
+  void Update(int dim, const float* grad, float scale, float* value, float* slots,
+              uint32_t* step) const override {
     Vec w(value, dim), h(slots, dim);
-    h += g.square();
-    w -= lr_ * g / (h.sqrt() + eps_);
+    h += PS_GRADIENT.square();
+    w -= lr_ * PS_GRADIENT / (h.sqrt() + eps_);
     ++*step;
   }
 
@@ -84,19 +86,20 @@ class AdamFamily final : public Optimizer {
         b2_(t.optimizer.beta2()), eps_(t.optimizer.epsilon()),
         wd_(t.optimizer.weight_decay()), l2_(t.l2) {}
   int num_slots() const override { return 2; }
-  void Update(int dim, const float* grad, float* value, float* slots, uint32_t* step) const override {
-    const Eigen::ArrayXf g = Regularized(dim, grad, value, l2_);
+  void Update(int dim, const float* grad, float scale, float* value, float* slots,
+              uint32_t* step) const override {
     Vec w(value, dim), m(slots, dim), v(slots + dim, dim);
     const uint32_t t = ++*step;
     const float bc1 = 1.0f - std::pow(b1_, static_cast<float>(t));
-    m = b1_ * m + (1.0f - b1_) * g;
+    // m and v read the gradient (and so w) before w changes below.
+    m = b1_ * m + (1.0f - b1_) * PS_GRADIENT;
     if (type_ == config::ADAMAX) {
-      v = (b2_ * v).max(g.abs());
+      v = (b2_ * v).max(PS_GRADIENT.abs());
       w -= (lr_ / bc1) * m / (v + eps_);
       return;
     }
     const float bc2 = 1.0f - std::pow(b2_, static_cast<float>(t));
-    v = b2_ * v + (1.0f - b2_) * g.square();
+    v = b2_ * v + (1.0f - b2_) * PS_GRADIENT.square();
     if (type_ == config::ADAMW) w -= lr_ * wd_ * w;
     w -= lr_ * (m / bc1) / ((v / bc2).sqrt() + eps_);
   }
@@ -105,6 +108,8 @@ class AdamFamily final : public Optimizer {
   config::OptimizerType type_;
   float lr_, b1_, b2_, eps_, wd_, l2_;
 };
+
+#undef PS_GRADIENT
 
 // Standard normal from two uniforms (Box-Muller), deterministic everywhere.
 float Normal(SplitMix64& rng) {

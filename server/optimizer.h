@@ -19,9 +19,10 @@ class Optimizer {
   virtual int num_slots() const = 0;
   // Initial value of the slots of a new key.
   virtual float slot_init() const { return 0.0f; }
-  // Applies one step with gradient `grad` (already averaged over the batch,
-  // L2 not yet added). `step` counts this key's updates, before this one.
-  virtual void Update(int dim, const float* grad, float* value, float* slots,
+  // Applies one step with gradient `scale * grad` (scale turns a sum over a
+  // batch into a mean; the L2 term is added here). `step` counts this key's
+  // updates, before this one.
+  virtual void Update(int dim, const float* grad, float scale, float* value, float* slots,
                       uint32_t* step) const = 0;
 };
 

@@ -53,17 +53,14 @@ bool Partition::ApplyPush(const rpc::PushRequest& req, absl::Span<const KeyRef> 
                           double scale) {
   MutexLock lock(&mu_);
   if (SeenLocked(req)) return false;
-  std::vector<float> grad;
   for (const KeyRef& r : refs) {
     const rpc::TableSlice& in = req.slices(r.slice);
     const uint32_t table = in.table();
     const int dim = (*tables_)[table].dim;
-    grad.resize(dim);
     const float* g = in.values().data() + static_cast<size_t>(r.index) * dim;
-    for (int i = 0; i < dim; ++i) grad[i] = static_cast<float>(g[i] * scale);
     uint32_t* step;
     float* row = RowLocked(table, in.keys(r.index), &step);
-    (*optimizers_)[table]->Update(dim, grad.data(), row, row + dim, step);
+    (*optimizers_)[table]->Update(dim, g, static_cast<float>(scale), row, row + dim, step);
   }
   return true;
 }
@@ -113,7 +110,7 @@ void Partition::ApplyClock(int64_t clock, double scale) {
       for (int i = 0; i < dim; ++i) grad[i] = static_cast<float>(s[i] * scale);
       uint32_t* step;
       float* row = RowLocked(table, key, &step);
-      (*optimizers_)[table]->Update(dim, grad.data(), row, row + dim, step);
+      (*optimizers_)[table]->Update(dim, grad.data(), 1.0f, row, row + dim, step);
     }
   }
 }

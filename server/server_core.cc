@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <Eigen/Core>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -71,19 +72,20 @@ absl::StatusOr<ServerCore::Routing> ServerCore::Route(const Request& req, bool w
           "table '", table.name, "': ", slice.keys_size(), " keys of dim ", table.dim, " need ", want,
           " values, got ", slice.values_size()));
     }
+    if (with_values && !Eigen::Map<const Eigen::ArrayXf>(slice.values().data(), want).allFinite()) {
+      for (size_t j = 0; j < want; ++j) {
+        if (!std::isfinite(slice.values(j))) {
+          return absl::InvalidArgumentError(absl::StrCat("table '", table.name, "': key ",
+                                                         slice.keys(j / table.dim),
+                                                         " has a non-finite gradient"));
+        }
+      }
+    }
     for (int i = 0; i < slice.keys_size(); ++i) {
       const uint64_t key = slice.keys(i);
       if (table.num_keys != 0 && key >= table.num_keys) {
         return absl::InvalidArgumentError(absl::StrCat("table '", table.name, "': key ", key,
                                                        " is beyond its ", table.num_keys, " keys"));
-      }
-      if (with_values) {
-        for (int d = 0; d < table.dim; ++d) {
-          if (!std::isfinite(slice.values(i * table.dim + d))) {
-            return absl::InvalidArgumentError(absl::StrCat("table '", table.name, "': key ", key,
-                                                           " has a non-finite gradient"));
-          }
-        }
       }
       const int p = PartitionOf(slice.table(), key, num_partitions_);
       if (!owned[p]) {
@@ -267,12 +269,16 @@ void ServerCore::Pull(const rpc::PullRequest* req, rpc::PullResponse* resp, absl
   for (const rpc::TableSlice& in : req->slices()) {
     rpc::TableSlice* out = resp->add_slices();
     out->set_table(in.table());
-    out->mutable_keys()->CopyFrom(in.keys());
-    out->mutable_values()->Resize(in.keys_size() * tables_[in.table()].dim, 0.0f);
+    // Values only (the keys are the request's, in its order); every value is
+    // written by Serve, so they are not zero-filled first.
+    const int n = in.keys_size() * tables_[in.table()].dim;
+    out->mutable_values()->Reserve(n);
+    out->mutable_values()->AddNAlreadyReserved(n);
   }
   {
-    MutexLock lock(&gate_mu_);
+    ReleasableMutexLock lock(&gate_mu_);
     if (shut_down_) {
+      lock.Release();
       done(absl::UnavailableError("server is shutting down"));
       return;
     }

@@ -72,16 +72,17 @@ KvClient::KvClient(Options options, std::vector<TableSpec> tables, ViewSource re
 
 void KvClient::SetView(const rpc::ClusterView& view) {
   MutexLock lock(&mu_);
-  if (view.version() <= view_.version() && !stubs_.empty()) return;
+  if (view_ != nullptr && view.version() <= view_->version()) return;
   std::vector<std::unique_ptr<rpc::ParameterServer::Stub>> stubs;
   for (int s = 0; s < view.servers_size(); ++s) {
-    const bool same = s < view_.servers_size() && s < static_cast<int>(stubs_.size()) &&
-                      view_.servers(s).address() == view.servers(s).address();
+    const bool same = view_ != nullptr && s < view_->servers_size() &&
+                      s < static_cast<int>(stubs_.size()) &&
+                      view_->servers(s).address() == view.servers(s).address();
     stubs.push_back(same ? std::move(stubs_[s])
                          : rpc::ParameterServer::NewStub(MakeChannel(view.servers(s).address())));
   }
   stubs_ = std::move(stubs);
-  view_ = view;
+  view_ = std::make_shared<const rpc::ClusterView>(view);
 }
 
 rpc::ParameterServer::Stub* KvClient::Stub(int server) {
@@ -168,11 +169,12 @@ absl::Status KvClient::Push(const std::vector<TableKeys>& tables, std::optional<
   auto build = [&](const std::vector<int>& partitions) {
     std::map<int, size_t> bytes;
     for (int p : partitions) bytes[p] = routed->parts[p].bytes;
-    rpc::ClusterView view;
+    std::shared_ptr<const rpc::ClusterView> current;
     {
       MutexLock lock(&mu_);
-      view = view_;
+      current = view_;
     }
+    const rpc::ClusterView& view = *current;
     std::vector<int> all;
     if (clock.has_value()) {
       for (int s = 0; s < view.servers_size(); ++s) all.push_back(s);
@@ -260,11 +262,12 @@ absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_
   auto build = [&](const std::vector<int>& partitions) {
     std::map<int, size_t> bytes;
     for (int p : partitions) bytes[p] = routed->parts[p].bytes;
-    rpc::ClusterView view;
+    std::shared_ptr<const rpc::ClusterView> current;
     {
       MutexLock lock(&mu_);
-      view = view_;
+      current = view_;
     }
+    const rpc::ClusterView& view = *current;
     std::vector<std::unique_ptr<PullCall>> out;
     for (Plan& plan : PlanCalls(partitions, bytes, view, {}, options_.max_chunk_bytes)) {
       auto c = std::make_unique<PullCall>();
@@ -358,7 +361,7 @@ absl::Status KvClient::Tick(int64_t clock) {
   int servers;
   {
     MutexLock lock(&mu_);
-    servers = view_.servers_size();
+    servers = view_->servers_size();
   }
   std::vector<std::unique_ptr<TickCall>> calls;
   for (int s = 0; s < servers; ++s) {

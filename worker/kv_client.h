@@ -80,7 +80,8 @@ class KvClient {
   uint64_t seq_ = 0;  // touched by the training thread only
 
   mutable Mutex mu_;
-  rpc::ClusterView view_ ABSL_GUARDED_BY(mu_);
+  // Immutable once published; replaced whole by SetView.
+  std::shared_ptr<const rpc::ClusterView> view_ ABSL_GUARDED_BY(mu_);
   std::vector<std::unique_ptr<rpc::ParameterServer::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -116,11 +116,7 @@ int Run() {
   }
   spdlog::info("worker rank {}: {} training and {} test examples", rank, train->rows(), test.rows());
 
-  auto view = client.Barrier(node_id, "start", absl::Milliseconds(job.cluster().connect_timeout_ms()));
-  if (view.ok()) {
-    // Released once every server has adopted the view.
-    view = client.Barrier(node_id, "ready", absl::Milliseconds(job.cluster().connect_timeout_ms()));
-  }
+  auto view = client.WaitForStart(node_id, absl::Milliseconds(job.cluster().connect_timeout_ms()));
   if (!view.ok()) return stop(Fatal(absl::StrCat("start barrier: ", view.status().message())));
 
   KvClient::Options kv_options;

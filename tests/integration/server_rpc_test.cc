@@ -59,9 +59,7 @@ data:
     auto registered = scheduler_->Register(reg, absl::Seconds(30));
     ASSERT_TRUE(registered.ok()) << registered.status();
     node_id_ = registered->node_id();
-    auto view = scheduler_->Barrier(node_id_, "start", absl::Seconds(30));
-    ASSERT_TRUE(view.ok()) << view.status();
-    view = scheduler_->Barrier(node_id_, "ready", absl::Seconds(30));
+    auto view = scheduler_->WaitForStart(node_id_, absl::Seconds(30));
     ASSERT_TRUE(view.ok()) << view.status();
     view_ = *view;
     for (const auto& s : view_.servers()) stubs_.push_back(rpc::ParameterServer::NewStub(MakeChannel(s.address())));
