@@ -384,7 +384,10 @@ class YamlReader {
     const Descriptor& descriptor = *message->GetDescriptor();
     absl::flat_hash_map<std::string, int> seen;  // key -> 1-based line
     for (auto it = node.begin(); it != node.end(); ++it) {
-      const YAML::Node& key = it->first;
+      // yaml-cpp's iterator hands out a temporary pair: copy the nodes (cheap
+      // handles), never hold references into it.
+      const YAML::Node key = it->first;
+      const YAML::Node value = it->second;
       const std::string key_where = Where(key.Mark(), where);
       if (!key.IsScalar()) {
         return ConfigError(key_where, path,
@@ -403,7 +406,7 @@ class YamlReader {
       if (field == nullptr) {
         return ConfigError(key_where, field_path, UnknownFieldMessage(descriptor, path, name));
       }
-      RETURN_IF_ERROR(FillField(it->second, *field, field_path, key_where, message));
+      RETURN_IF_ERROR(FillField(value, *field, field_path, key_where, message));
     }
     return absl::OkStatus();
   }
