@@ -37,16 +37,25 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerClient::Register(const rpc::Regis
 
 absl::StatusOr<rpc::ClusterView> SchedulerClient::Barrier(uint32_t node_id, const std::string& name,
                                                           absl::Duration lost_after) {
+  auto resp = Vote(node_id, name, false, lost_after);
+  if (!resp.ok()) return resp.status();
+  return resp->view();
+}
+
+absl::StatusOr<rpc::BarrierResponse> SchedulerClient::Vote(uint32_t node_id,
+                                                           const std::string& name, bool want_stop,
+                                                           absl::Duration lost_after) {
   rpc::BarrierRequest req;
   req.set_node_id(node_id);
   req.set_name(name);
+  req.set_want_stop(want_stop);
   absl::Time last_contact = absl::Now();
   while (true) {
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineIn(rpc_timeout_));
     rpc::BarrierResponse resp;
     grpc::Status s = stub_->Barrier(&ctx, req, &resp);
-    if (s.ok()) return resp.view();
+    if (s.ok()) return resp;
     if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
       last_contact = absl::Now();  // the scheduler held the call: it is alive
       continue;

@@ -28,6 +28,10 @@ class SchedulerClient {
   // or the job failed (ABORTED with the scheduler's message).
   absl::StatusOr<rpc::ClusterView> Barrier(uint32_t node_id, const std::string& name,
                                            absl::Duration lost_after);
+  // The same, with the stop vote and decision (BarrierRequest.want_stop,
+  // BarrierResponse.stop).
+  absl::StatusOr<rpc::BarrierResponse> Vote(uint32_t node_id, const std::string& name,
+                                            bool want_stop, absl::Duration lost_after);
 
   // For workers: barriers "start" then "ready" (released once every server has
   // adopted the cluster view). Returns the view.

@@ -20,13 +20,20 @@ struct TableSpec {
   config::InitType init = config::ZEROS;
   float init_value = 0;
   float init_scale = 0;
+  int fan_in = 1, fan_out = 1;       // for XAVIER/HE
   config::OptimizerSection optimizer;
   float l2 = 0;                      // lambda of lambda/2 * ||w||^2, applied on the servers
+  float l1 = 0;                      // lambda of lambda * |w| (proximal step; FTRL's own L1)
+  // A statistics table: pushes accumulate instead of training. dim 6 holds,
+  // per feature, (present count, missing count, sum, sum of squares, min,
+  // max); dim 1 holds a sum.
+  bool statistics = false;
 };
 
-// Table ids of the logistic regression model.
+// Table ids of the logistic/linear/softmax regression and FM models.
 inline constexpr uint32_t kLrWeights = 0;
 inline constexpr uint32_t kLrBias = 1;
+inline constexpr uint32_t kFmFactors = 2;
 
 // Table ids of the BENCHMARK model.
 inline constexpr uint32_t kBenchDense4K = 0;
@@ -34,7 +41,20 @@ inline constexpr uint32_t kBenchDense1M = 1;
 inline constexpr uint32_t kBenchDense16M = 2;
 inline constexpr uint32_t kBenchSparse = 3;
 
+// MLP layer l: weights (key = input unit, dim = output units) and bias (key 0).
+inline uint32_t MlpWeights(int layer) { return 2 * layer; }
+inline uint32_t MlpBias(int layer) { return 2 * layer + 1; }
+
 std::vector<TableSpec> TablesForJob(const config::JobConfig& job);
+
+// The statistics tables every job has after its model's tables.
+uint32_t FeatureStatsTable(const config::JobConfig& job);  // dim 6, key = feature index
+uint32_t ClassCountsTable(const config::JobConfig& job);   // dim 1, key = class id
+
+// Labels the model predicts: 1 score (binary, regression) or num_classes.
+enum class Task { kBinary, kMulticlass, kRegression };
+Task TaskOf(const config::ModelSection& model);
+int NumOutputs(const config::ModelSection& model);
 
 }  // namespace ps
 

@@ -1,7 +1,9 @@
 #include "scheduler/scheduler_core.h"
 
 #include <algorithm>
+#include <filesystem>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -136,13 +138,21 @@ size_t SchedulerCore::ParticipantsLocked(const std::string& barrier) const {
 void SchedulerCore::MaybeReleaseLocked(const std::string& name, std::vector<BarrierDone>* ready) {
   BarrierState& b = barriers_[name];
   if (b.released || state_ != rpc::RUNNING || b.arrived.size() < ParticipantsLocked(name)) return;
-  if (name == "end" && !end_pending_ && finished_ == absl::Time()) {
-    // Released by Poll once the model is saved.
-    end_pending_ = true;
-    finished_ = absl::Now();
+  if (name == "end") {
+    if (!end_pending_ && finished_ == absl::Time()) {
+      // Released by Poll once the model is saved.
+      end_pending_ = true;
+      finished_ = absl::Now();
+      work_cv_.Signal();
+    }
     return;
   }
-  if (name == "end") return;
+  if (name.rfind("eval-", 0) == 0) {
+    // Released once the evaluation is merged (and the best model saved).
+    int32_t epoch = -1;
+    if (!absl::SimpleAtoi(name.substr(5), &epoch) || evaluated_.count(epoch) == 0) return;
+    if (stop_early_) b.stop = true;
+  }
   b.released = true;
   if (name == "ready") {
     started_ = absl::Now();
@@ -154,7 +164,7 @@ void SchedulerCore::MaybeReleaseLocked(const std::string& name, std::vector<Barr
 
 void SchedulerCore::Barrier(const rpc::BarrierRequest& req, BarrierDone done) {
   std::vector<BarrierDone> ready;
-  rpc::ClusterView view;
+  rpc::BarrierResponse resp;
   {
     ReleasableMutexLock lock(&mu_);
     if (state_ == rpc::FAILED) {
@@ -170,17 +180,20 @@ void SchedulerCore::Barrier(const rpc::BarrierRequest& req, BarrierDone done) {
     }
     BarrierState& b = barriers_[req.name()];
     if (b.released) {
-      view = view_;
+      *resp.mutable_view() = view_;
+      resp.set_stop(b.stop);
       lock.Release();
-      done(view);
+      done(resp);
       return;
     }
     b.arrived.insert(req.node_id());
+    b.stop |= req.want_stop();
     b.waiting.push_back(std::move(done));
     MaybeReleaseLocked(req.name(), &ready);
-    view = view_;
+    *resp.mutable_view() = view_;
+    resp.set_stop(b.stop);
   }
-  for (auto& d : ready) d(view);
+  for (auto& d : ready) d(resp);
 }
 
 absl::StatusOr<rpc::NextShardResponse> SchedulerCore::NextShard(const rpc::NextShardRequest& req) {
@@ -206,45 +219,97 @@ absl::StatusOr<rpc::NextShardResponse> SchedulerCore::NextShard(const rpc::NextS
 }
 
 absl::Status SchedulerCore::SubmitEval(const rpc::SubmitEvalRequest& req) {
-  MutexLock lock(&mu_);
-  if (req.scores_size() != req.labels_size()) {
-    return absl::InvalidArgumentError("submit eval: scores and labels differ in length");
+  std::vector<BarrierDone> ready;
+  rpc::BarrierResponse resp;
+  {
+    MutexLock lock(&mu_);
+    if (req.labels_size() * NumOutputs(job_.model()) != req.scores_size() ||
+        req.val_labels_size() * NumOutputs(job_.model()) != req.val_scores_size()) {
+      return absl::InvalidArgumentError("submit eval: scores and labels differ in length");
+    }
+    auto& parts = evals_[req.epoch()];
+    EvalPart& part = parts[req.node_id()];
+    part.scores.assign(req.scores().begin(), req.scores().end());
+    part.labels.assign(req.labels().begin(), req.labels().end());
+    part.val_scores.assign(req.val_scores().begin(), req.val_scores().end());
+    part.val_labels.assign(req.val_labels().begin(), req.val_labels().end());
+    part.loss_sum = req.train_loss_sum();
+    part.samples = req.train_samples();
+    if (part.samples > 0 && req.epoch() == 0) {
+      // Every worker's epoch-0 samples add up to the training set.
+      uint64_t total = 0;
+      for (const auto& [id, p] : parts) total += p.samples;
+      train_examples_ = std::max(train_examples_, total);
+    }
+    if (parts.size() < static_cast<size_t>(view_.live_workers_size())) return absl::OkStatus();
+    // Every worker's share is in: metrics over the whole sets.
+    std::vector<float> scores, labels, val_scores, val_labels;
+    double loss = 0;
+    uint64_t samples = 0;
+    for (const auto& [id, p] : parts) {
+      scores.insert(scores.end(), p.scores.begin(), p.scores.end());
+      labels.insert(labels.end(), p.labels.begin(), p.labels.end());
+      val_scores.insert(val_scores.end(), p.val_scores.begin(), p.val_scores.end());
+      val_labels.insert(val_labels.end(), p.val_labels.begin(), p.val_labels.end());
+      loss += p.loss_sum;
+      samples += p.samples;
+    }
+    evals_.erase(req.epoch());
+    const Task task = TaskOf(job_.model());
+    const int classes = job_.model().num_classes();
+    EpochResult r;
+    r.epoch = req.epoch() + 1;
+    r.train_loss = samples > 0 ? loss / static_cast<double>(samples) : 0;
+    r.seconds = absl::ToDoubleSeconds(absl::Now() - started_);
+    if (!labels.empty()) {
+      auto test = Evaluate(task, classes, scores, labels);
+      if (!test.ok()) return test.status();
+      r.test = std::move(*test);
+    }
+    if (!val_labels.empty()) {
+      auto val = Evaluate(task, classes, val_scores, val_labels);
+      if (!val.ok()) return val.status();
+      r.validation = std::move(*val);
+      r.has_validation = true;
+    }
+    spdlog::info("epoch {}/{}: train loss {:.4f}{}{} | test {}", r.epoch, job_.train().epochs(),
+                 r.train_loss, r.has_validation ? " | validation " : "",
+                 r.has_validation ? r.validation.line : "", labels.empty() ? "-" : r.test.line);
+    // Early stopping on the validation metric.
+    if (job_.train().early_stopping_patience() > 0 && r.has_validation) {
+      auto metric = MetricForStopping(r.validation, job_.train().early_stopping_metric());
+      if (!metric.ok()) return metric.status();
+      const auto [value, higher_better] = *metric;
+      const bool better = best_epoch_ < 0 || (higher_better ? value > best_value_ : value < best_value_);
+      if (better) {
+        best_value_ = value;
+        best_epoch_ = req.epoch();
+        bad_evaluations_ = 0;
+        save_pending_ = req.epoch();  // Poll saves it before releasing "eval-E"
+        work_cv_.Signal();
+      } else if (++bad_evaluations_ >= job_.train().early_stopping_patience()) {
+        stop_early_ = true;
+        spdlog::info("early stopping: {} has not improved for {} evaluations; keeping epoch {} ({} {:.4f})",
+                     job_.train().early_stopping_metric(), bad_evaluations_, best_epoch_ + 1,
+                     job_.train().early_stopping_metric(), best_value_);
+      }
+    }
+    history_.push_back(std::move(r));
+    if (save_pending_ != req.epoch()) {
+      evaluated_.insert(req.epoch());
+      MaybeReleaseLocked(absl::StrCat("eval-", req.epoch()), &ready);
+      *resp.mutable_view() = view_;
+      resp.set_stop(barriers_[absl::StrCat("eval-", req.epoch())].stop);
+    }
   }
-  auto& parts = evals_[req.epoch()];
-  EvalPart& part = parts[req.node_id()];
-  part.scores.assign(req.scores().begin(), req.scores().end());
-  part.labels.assign(req.labels().begin(), req.labels().end());
-  part.loss_sum = req.train_loss_sum();
-  part.samples = req.train_samples();
-  if (part.samples > 0 && req.epoch() == 0) {
-    // Every worker's epoch-0 samples add up to the training set.
-    uint64_t total = 0;
-    for (const auto& [id, p] : parts) total += p.samples;
-    train_examples_ = std::max(train_examples_, total);
-  }
-  if (parts.size() < static_cast<size_t>(view_.live_workers_size())) return absl::OkStatus();
-  // Every worker's share is in: metrics over the whole test set.
-  std::vector<float> scores, labels;
-  double loss = 0;
-  uint64_t samples = 0;
-  for (const auto& [id, p] : parts) {
-    scores.insert(scores.end(), p.scores.begin(), p.scores.end());
-    labels.insert(labels.end(), p.labels.begin(), p.labels.end());
-    loss += p.loss_sum;
-    samples += p.samples;
-  }
-  evals_.erase(req.epoch());
-  auto metrics = ComputeBinaryMetrics(scores, labels);
-  if (!metrics.ok()) return metrics.status();
-  EpochResult r;
-  r.epoch = req.epoch() + 1;
-  r.train_loss = samples > 0 ? loss / static_cast<double>(samples) : 0;
-  r.test = *metrics;
-  r.seconds = absl::ToDoubleSeconds(absl::Now() - started_);
-  history_.push_back(r);
-  spdlog::info("epoch {}/{}: train loss {:.4f} | test {}", r.epoch, job_.train().epochs(), r.train_loss,
-               FormatBinaryMetrics(r.test));
+  for (auto& d : ready) d(resp);
   return absl::OkStatus();
+}
+
+void SchedulerCore::WaitForWork(absl::Duration timeout) {
+  MutexLock lock(&mu_);
+  if (save_pending_ >= 0 || end_pending_) return;
+  work_cv_.WaitWithTimeout(&mu_, timeout);
 }
 
 void SchedulerCore::FailLocked(const std::string& message, std::vector<BarrierDone>* aborted) {
@@ -292,6 +357,7 @@ std::string SchedulerCore::failure() const {
 bool SchedulerCore::Poll(absl::Time now) {
   std::vector<BarrierDone> aborted;
   bool finish = false;
+  int32_t save_epoch = -1;
   {
     MutexLock lock(&mu_);
     const absl::Duration timeout = absl::Milliseconds(job_.cluster().heartbeat_timeout_ms());
@@ -340,13 +406,38 @@ bool SchedulerCore::Poll(absl::Time now) {
       end_pending_ = false;
       finish = true;
     }
+    if (save_pending_ >= 0 && state_ == rpc::RUNNING) save_epoch = save_pending_;
   }
   for (auto& d : aborted) d(absl::AbortedError("the job failed"));
   aborted.clear();
+  if (save_epoch >= 0) {
+    // The workers wait at "eval-E" while the new best model is written.
+    std::string unused;
+    auto saved = SaveModel(job_.job().output_dir() + "/best_model", &unused);
+    std::vector<BarrierDone> ready;
+    rpc::BarrierResponse resp;
+    {
+      MutexLock lock(&mu_);
+      save_pending_ = -1;
+      if (!saved.ok()) {
+        FailLocked(absl::StrCat("saving the best model: ", saved.status().message()), &aborted);
+      } else {
+        saved_best_epoch_ = save_epoch;
+        evaluated_.insert(save_epoch);
+        const std::string name = absl::StrCat("eval-", save_epoch);
+        MaybeReleaseLocked(name, &ready);
+        *resp.mutable_view() = view_;
+        resp.set_stop(barriers_[name].stop);
+      }
+    }
+    for (auto& d : ready) d(resp);
+    for (auto& d : aborted) d(absl::AbortedError(absl::StrCat("the job failed: ", saved.status().message())));
+    aborted.clear();
+  }
   if (finish) {
     absl::Status s = FinishJob();
     std::vector<BarrierDone> ready;
-    rpc::ClusterView view;
+    rpc::BarrierResponse resp;
     {
       MutexLock lock(&mu_);
       if (!s.ok()) {
@@ -360,9 +451,9 @@ bool SchedulerCore::Poll(absl::Time now) {
         b.released = true;
         ready.swap(b.waiting);
       }
-      view = view_;
+      *resp.mutable_view() = view_;
     }
-    for (auto& d : ready) d(view);
+    for (auto& d : ready) d(resp);
     for (auto& d : aborted) d(absl::AbortedError(absl::StrCat("the job failed: ", s.message())));
   }
   MutexLock lock(&mu_);
@@ -374,15 +465,14 @@ bool SchedulerCore::Poll(absl::Time now) {
                               absl::Milliseconds(2 * job_.cluster().heartbeat_interval_ms());
 }
 
-absl::Status SchedulerCore::FinishJob() {
-  const std::string model_dir = job_.job().output_dir() + "/model";
+absl::StatusOr<uint64_t> SchedulerCore::SaveModel(const std::string& dir, std::string* server_stats) {
   rpc::ClusterView view = View();
   uint64_t keys = 0;
-  std::string server_stats;
+  server_stats->clear();
   for (const rpc::ServerInfo& server : view.servers()) {
     auto stub = rpc::ParameterServer::NewStub(MakeChannel(server.address()));
     rpc::SaveModelRequest req;
-    req.set_dir(model_dir);
+    req.set_dir(dir);
     rpc::SaveModelResponse resp;
     grpc::Status s;
     // A transient connection failure is retried; the deadline bounds it all.
@@ -408,7 +498,7 @@ absl::Status SchedulerCore::FinishJob() {
     stats_ctx.set_wait_for_ready(true);
     rpc::StatsResponse stats;
     if (stub->Stats(&stats_ctx, rpc::StatsRequest(), &stats).ok()) {
-      absl::StrAppend(&server_stats, server_stats.empty() ? "" : ",\n",
+      absl::StrAppend(server_stats, server_stats->empty() ? "" : ",\n",
                       absl::StrFormat("    {\"rank\": %d, \"pushes_applied\": %d, \"pushes_duplicate\": %d, "
                                       "\"pulls_served\": %d, \"pulls_waited\": %d, "
                                       "\"max_staleness_served\": %d, \"keys\": %d}",
@@ -417,50 +507,98 @@ absl::Status SchedulerCore::FinishJob() {
                                       stats.max_staleness_served(), stats.keys_stored()));
     }
   }
-  if (absl::Status s = WriteManifest(model_dir, job_.cluster().num_partitions(), TablesForJob(job_));
-      !s.ok()) {
+  if (absl::Status s = WriteManifest(dir, job_.cluster().num_partitions(), TablesForJob(job_)); !s.ok()) {
     return s;
   }
-  std::string json;
+  return keys;
+}
+
+absl::Status SchedulerCore::FinishJob() {
+  const std::string out = job_.job().output_dir();
+  const std::string model_dir = out + "/model";
+  std::string server_stats;
+  auto keys = SaveModel(model_dir, &server_stats);
+  if (!keys.ok()) return keys.status();
+  int32_t best = -1;
   {
     MutexLock lock(&mu_);
-    json = MetricsJsonLocked(absl::ToDoubleSeconds(finished_ - started_), keys, server_stats);
+    if (job_.train().early_stopping_patience() > 0) best = saved_best_epoch_;
   }
-  const std::string metrics_path = job_.job().output_dir() + "/metrics.json";
+  if (best >= 0) {
+    // Early stopping: the job's model is the best one, not the last.
+    std::error_code ec;
+    std::filesystem::remove_all(out + "/last_model", ec);
+    std::filesystem::rename(model_dir, out + "/last_model", ec);
+    if (!ec) std::filesystem::rename(out + "/best_model", model_dir, ec);
+    if (ec) return absl::InternalError(absl::StrCat("keeping the best model: ", ec.message()));
+    spdlog::info("the model of epoch {} (the best on validation) is kept; the last one is in {}/last_model",
+                 best + 1, out);
+  }
+  std::string json;
+  double wall = 0;
+  {
+    MutexLock lock(&mu_);
+    wall = absl::ToDoubleSeconds(finished_ - started_);
+    json = MetricsJsonLocked(wall, *keys, server_stats);
+    WriteReportLocked(wall);
+  }
+  const std::string metrics_path = out + "/metrics.json";
   if (absl::Status s = WriteFileAtomically(metrics_path, json); !s.ok()) return s;
-  spdlog::info("model ({} keys) saved to {}; metrics in {}", keys, model_dir, metrics_path);
+  spdlog::info("model ({} keys) saved to {}; metrics in {}, report in {}/report.html", *keys, model_dir,
+               metrics_path, out);
   return absl::OkStatus();
+}
+
+const SchedulerCore::EpochResult* SchedulerCore::FinalResultLocked() const {
+  if (history_.empty()) return nullptr;
+  if (job_.train().early_stopping_patience() > 0 && saved_best_epoch_ >= 0) {
+    for (const EpochResult& r : history_) {
+      if (r.epoch == saved_best_epoch_ + 1) return &r;
+    }
+  }
+  return &history_.back();
 }
 
 std::string SchedulerCore::MetricsJsonLocked(double wall_seconds, uint64_t keys,
                                              const std::string& server_stats) const {
-  const uint64_t samples = train_examples_ * static_cast<uint64_t>(job_.train().epochs());
+  uint64_t samples = 0;
+  for (const EpochResult& r : history_) (void)r;
+  samples = train_examples_ * static_cast<uint64_t>(history_.empty() ? 0 : history_.back().epoch);
   std::string out = "{\n";
   absl::StrAppend(&out, "  \"job\": \"", job_.job().name(), "\",\n");
   absl::StrAppend(&out, "  \"mode\": \"", ModeName(job_.job().mode()), "\",\n");
   absl::StrAppend(&out, "  \"servers\": ", job_.cluster().num_servers(), ",\n");
   absl::StrAppend(&out, "  \"workers\": ", job_.cluster().num_workers(), ",\n");
-  absl::StrAppend(&out, "  \"epochs\": ", job_.train().epochs(), ",\n");
+  absl::StrAppend(&out, "  \"epochs\": ", history_.empty() ? 0 : history_.back().epoch, ",\n");
   absl::StrAppend(&out, "  \"train_samples\": ", samples, ",\n");
   absl::StrAppend(&out, "  \"wall_seconds\": ", absl::StrFormat("%.3f", wall_seconds), ",\n");
   absl::StrAppend(&out, "  \"samples_per_second\": ",
                   absl::StrFormat("%.1f", wall_seconds > 0 ? samples / wall_seconds : 0.0), ",\n");
   absl::StrAppend(&out, "  \"model_keys\": ", keys, ",\n");
   absl::StrAppend(&out, "  \"server_stats\": [\n", server_stats, "\n  ],\n");
-  if (!history_.empty()) {
-    absl::StrAppend(&out, "  \"train_loss\": ", absl::StrFormat("%.6f", history_.back().train_loss), ",\n");
-    absl::StrAppend(&out, "  \"test\": ", BinaryMetricsToJson(history_.back().test), ",\n");
+  if (const EpochResult* final = FinalResultLocked(); final != nullptr) {
+    absl::StrAppend(&out, "  \"model_epoch\": ", final->epoch, ",\n");
+    absl::StrAppend(&out, "  \"train_loss\": ", absl::StrFormat("%.6f", final->train_loss), ",\n");
+    if (final->has_validation) absl::StrAppend(&out, "  \"validation\": ", final->validation.json, ",\n");
+    if (!final->test.json.empty()) absl::StrAppend(&out, "  \"test\": ", final->test.json, ",\n");
   }
   absl::StrAppend(&out, "  \"history\": [");
   for (size_t i = 0; i < history_.size(); ++i) {
     const EpochResult& r = history_[i];
     absl::StrAppend(&out, i == 0 ? "\n" : ",\n", "    {\"epoch\": ", r.epoch,
                     ", \"seconds\": ", absl::StrFormat("%.3f", r.seconds),
-                    ", \"train_loss\": ", absl::StrFormat("%.6f", r.train_loss),
-                    ", \"test\": ", BinaryMetricsToJson(r.test), "}");
+                    ", \"train_loss\": ", absl::StrFormat("%.6f", r.train_loss));
+    if (r.has_validation) absl::StrAppend(&out, ", \"validation\": ", r.validation.json);
+    if (!r.test.json.empty()) absl::StrAppend(&out, ", \"test\": ", r.test.json);
+    absl::StrAppend(&out, "}");
   }
   absl::StrAppend(&out, history_.empty() ? "]\n" : "\n  ]\n", "}\n");
   return out;
+}
+
+void SchedulerCore::WriteReportLocked(double wall_seconds) const {
+  // Filled in with the HTML report (common/report.h).
+  (void)wall_seconds;
 }
 
 }  // namespace ps

@@ -1,7 +1,8 @@
 // The scheduler's state and logic, without its transport: registration and
 // ranks, heartbeats and liveness, the versioned cluster view (shard map +
 // live workers), named barriers, the per-epoch data-shard queue, evaluation
-// merging, job progress and the job's end (model save, metrics.json).
+// merging, early stopping (the best model saved on the servers' side), job
+// progress and the job's end (model save, metrics.json, report.html).
 //
 // Thread-safety: every method is thread-safe; mu_ guards all state. Barrier
 // completions and RPCs to servers run outside mu_.
@@ -19,7 +20,7 @@
 #include "absl/status/statusor.h"
 #include "common/sync.h"
 #include "absl/time/time.h"
-#include "common/metrics.h"
+#include "common/evaluation.h"
 #include "proto/job_config.pb.h"
 #include "proto/scheduler.pb.h"
 
@@ -27,7 +28,7 @@ namespace ps {
 
 class SchedulerCore {
  public:
-  using BarrierDone = std::function<void(absl::StatusOr<rpc::ClusterView>)>;
+  using BarrierDone = std::function<void(absl::StatusOr<rpc::BarrierResponse>)>;
 
   // `job` has absolute paths; `start` is when the scheduler started.
   SchedulerCore(const config::JobConfig& job, absl::Time start);
@@ -42,7 +43,11 @@ class SchedulerCore {
   void Fail(const std::string& message);
   absl::Status Leave(uint32_t node_id);
 
-  // One step of the scheduler's loop: liveness, progress lines, the job's end.
+  // Waits up to `timeout` for work for Poll (a model to save, the job's end).
+  void WaitForWork(absl::Duration timeout);
+
+  // One step of the scheduler's loop: liveness, progress lines, saving the
+  // best model, the job's end.
   // Returns true once the scheduler may exit (job over and members gone, or
   // given up waiting for them).
   bool Poll(absl::Time now);
@@ -68,17 +73,20 @@ class SchedulerCore {
     std::set<uint32_t> arrived;
     std::vector<BarrierDone> waiting;
     bool released = false;
+    bool stop = false;  // someone voted to stop (or early stopping decided)
   };
   struct EvalPart {
-    std::vector<float> scores, labels;
+    std::vector<float> scores, labels, val_scores, val_labels;
     double loss_sum = 0;
     uint64_t samples = 0;
   };
   struct EpochResult {
-    int epoch = 0;
+    int epoch = 0;  // 1-based
     double train_loss = 0;
-    BinaryMetrics test;
-    double seconds = 0;  // since the start barrier
+    Evaluation test;
+    bool has_validation = false;
+    Evaluation validation;
+    double seconds = 0;  // since training started
   };
 
   size_t ParticipantsLocked(const std::string& barrier) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -88,11 +96,19 @@ class SchedulerCore {
   void BuildViewLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailLocked(const std::string& message, std::vector<BarrierDone>* aborted)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Saves the model on the servers and writes metrics.json. Runs without mu_.
+  // Asks every server to write its partitions into `dir`; returns the keys
+  // written and the servers' counters as JSON. Runs without mu_.
+  absl::StatusOr<uint64_t> SaveModel(const std::string& dir, std::string* server_stats);
+  // Saves the model (or keeps the best one), writes metrics.json and
+  // report.html. Runs without mu_.
   absl::Status FinishJob();
   std::string MetricsJsonLocked(double wall_seconds, uint64_t keys,
                                 const std::string& server_stats) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The history entry whose model the job keeps: the best one with early
+  // stopping, else the last.
+  const EpochResult* FinalResultLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WriteReportLocked(double wall_seconds) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const config::JobConfig job_;
   const absl::Time created_;
@@ -111,6 +127,18 @@ class SchedulerCore {
   uint64_t train_examples_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int32_t, std::map<uint32_t, EvalPart>> evals_ ABSL_GUARDED_BY(mu_);
   std::vector<EpochResult> history_ ABSL_GUARDED_BY(mu_);
+  // Epochs whose evaluation is merged and, where needed, whose model is saved:
+  // their "eval-E" barrier may be released.
+  std::set<int32_t> evaluated_ ABSL_GUARDED_BY(mu_);
+  // Early stopping: best validation value so far, its epoch (0-based, -1:
+  // none), evaluations without improvement, a save of the best model pending.
+  double best_value_ ABSL_GUARDED_BY(mu_) = 0;
+  int32_t best_epoch_ ABSL_GUARDED_BY(mu_) = -1;
+  int32_t saved_best_epoch_ ABSL_GUARDED_BY(mu_) = -1;
+  int32_t bad_evaluations_ ABSL_GUARDED_BY(mu_) = 0;
+  int32_t save_pending_ ABSL_GUARDED_BY(mu_) = -1;
+  bool stop_early_ ABSL_GUARDED_BY(mu_) = false;
+  CondVar work_cv_;  // signalled when Poll has work
   absl::Time started_ ABSL_GUARDED_BY(mu_);       // start barrier released
   absl::Time finished_ ABSL_GUARDED_BY(mu_);      // end barrier complete
   bool end_pending_ ABSL_GUARDED_BY(mu_) = false;  // end barrier complete, job not finished yet

@@ -83,7 +83,7 @@ int Run(const std::vector<std::string>& overrides) {
       core.Fail("the scheduler was asked to stop");
       StopRequested();
     }
-    absl::SleepFor(absl::Milliseconds(50));  // the scheduler's loop period
+    core.WaitForWork(absl::Milliseconds(50));  // the loop's period, or sooner when there is work
   }
   running->server->Shutdown(DeadlineIn(absl::Seconds(1)));
   if (core.state() != rpc::DONE) return Fatal(absl::StrCat("the job failed: ", core.failure()));

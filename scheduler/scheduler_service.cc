@@ -46,9 +46,9 @@ grpc::ServerUnaryReactor* SchedulerService::Barrier(grpc::CallbackServerContext*
                                                     const rpc::BarrierRequest* req,
                                                     rpc::BarrierResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  core_->Barrier(*req, [reactor, resp](absl::StatusOr<rpc::ClusterView> view) {
-    if (view.ok()) *resp->mutable_view() = std::move(*view);
-    reactor->Finish(ToGrpcStatus(view.status()));
+  core_->Barrier(*req, [reactor, resp](absl::StatusOr<rpc::BarrierResponse> result) {
+    if (result.ok()) *resp = std::move(*result);
+    reactor->Finish(ToGrpcStatus(result.status()));
   });
   return reactor;
 }

@@ -2,6 +2,7 @@
 
 #include <Eigen/Core>
 #include <cmath>
+#include <limits>
 
 #include "common/partitioning.h"
 
@@ -16,65 +17,76 @@ using ConstVec = Eigen::Map<const Eigen::ArrayXf>;
 // materialized (a 16 MiB value would otherwise cost a 16 MiB temporary).
 #define PS_GRADIENT (scale * ConstVec(grad, dim) + l2_ * Vec(value, dim))
 
+// The proximal step of the L1 penalty: soft-thresholding by lr * l1.
+void SoftThreshold(int dim, float threshold, float* value) {
+  if (threshold <= 0) return;
+  Vec w(value, dim);
+  w = w.sign() * (w.abs() - threshold).max(0.0f);
+}
+
 class Sgd final : public Optimizer {
  public:
-  explicit Sgd(const TableSpec& t) : lr_(t.optimizer.learning_rate()), l2_(t.l2) {}
+  explicit Sgd(const TableSpec& t) : lr_(t.optimizer.learning_rate()), l2_(t.l2), l1_(t.l1) {}
   int num_slots() const override { return 0; }
-  void Update(int dim, const float* grad, float scale, float* value, float*,
+  void Update(int dim, const float* grad, float scale, float lr_scale, float* value, float*,
               uint32_t* step) const override {
+    const float lr = lr_ * lr_scale;
     Vec w(value, dim);
-    w -= lr_ * PS_GRADIENT;
+    w -= lr * PS_GRADIENT;
+    SoftThreshold(dim, lr * l1_, value);
     ++*step;
   }
 
  private:
-  float lr_, l2_;
+  float lr_, l2_, l1_;
 };
 
 class Momentum final : public Optimizer {
  public:
   explicit Momentum(const TableSpec& t)
       : lr_(t.optimizer.learning_rate()), mu_(t.optimizer.momentum()),
-        nesterov_(t.optimizer.nesterov()), l2_(t.l2) {}
+        nesterov_(t.optimizer.nesterov()), l2_(t.l2), l1_(t.l1) {}
   int num_slots() const override { return 1; }
-  void Update(int dim, const float* grad, float scale, float* value, float* slots,
+  void Update(int dim, const float* grad, float scale, float lr_scale, float* value, float* slots,
               uint32_t* step) const override {
+    const float lr = lr_ * lr_scale;
     Vec w(value, dim), v(slots, dim);
+    // Element-wise: each coefficient reads the old w before it is written.
+    v = mu_ * v + PS_GRADIENT;
     if (nesterov_) {
-      // w -= lr (g + mu v_new), v_new = mu v + g; element-wise, so each
-      // coefficient reads the old w before it is written.
-      v = mu_ * v + PS_GRADIENT;
-      w -= lr_ * (PS_GRADIENT + mu_ * v);
+      w -= lr * (PS_GRADIENT + mu_ * v);
     } else {
-      v = mu_ * v + PS_GRADIENT;
-      w -= lr_ * v;
+      w -= lr * v;
     }
+    SoftThreshold(dim, lr * l1_, value);
     ++*step;
   }
 
  private:
   float lr_, mu_;
   bool nesterov_;
-  float l2_;
+  float l2_, l1_;
 };
 
 class AdaGrad final : public Optimizer {
  public:
   explicit AdaGrad(const TableSpec& t)
       : lr_(t.optimizer.learning_rate()), eps_(t.optimizer.epsilon()),
-        init_(t.optimizer.initial_accumulator()), l2_(t.l2) {}
+        init_(t.optimizer.initial_accumulator()), l2_(t.l2), l1_(t.l1) {}
   int num_slots() const override { return 1; }
   float slot_init() const override { return init_; }
-  void Update(int dim, const float* grad, float scale, float* value, float* slots,
+  void Update(int dim, const float* grad, float scale, float lr_scale, float* value, float* slots,
               uint32_t* step) const override {
+    const float lr = lr_ * lr_scale;
     Vec w(value, dim), h(slots, dim);
     h += PS_GRADIENT.square();
-    w -= lr_ * PS_GRADIENT / (h.sqrt() + eps_);
+    w -= lr * PS_GRADIENT / (h.sqrt() + eps_);
+    SoftThreshold(dim, lr * l1_, value);
     ++*step;
   }
 
  private:
-  float lr_, eps_, init_, l2_;
+  float lr_, eps_, init_, l2_, l1_;
 };
 
 // Adam, AdamW (decoupled weight decay) and Adamax (infinity norm), with
@@ -84,10 +96,11 @@ class AdamFamily final : public Optimizer {
   AdamFamily(const TableSpec& t, config::OptimizerType type)
       : type_(type), lr_(t.optimizer.learning_rate()), b1_(t.optimizer.beta1()),
         b2_(t.optimizer.beta2()), eps_(t.optimizer.epsilon()),
-        wd_(t.optimizer.weight_decay()), l2_(t.l2) {}
+        wd_(t.optimizer.weight_decay()), l2_(t.l2), l1_(t.l1) {}
   int num_slots() const override { return 2; }
-  void Update(int dim, const float* grad, float scale, float* value, float* slots,
+  void Update(int dim, const float* grad, float scale, float lr_scale, float* value, float* slots,
               uint32_t* step) const override {
+    const float lr = lr_ * lr_scale;
     Vec w(value, dim), m(slots, dim), v(slots + dim, dim);
     const uint32_t t = ++*step;
     const float bc1 = 1.0f - std::pow(b1_, static_cast<float>(t));
@@ -95,18 +108,70 @@ class AdamFamily final : public Optimizer {
     m = b1_ * m + (1.0f - b1_) * PS_GRADIENT;
     if (type_ == config::ADAMAX) {
       v = (b2_ * v).max(PS_GRADIENT.abs());
-      w -= (lr_ / bc1) * m / (v + eps_);
-      return;
+      w -= (lr / bc1) * m / (v + eps_);
+    } else {
+      const float bc2 = 1.0f - std::pow(b2_, static_cast<float>(t));
+      v = b2_ * v + (1.0f - b2_) * PS_GRADIENT.square();
+      if (type_ == config::ADAMW) w -= lr * wd_ * w;
+      w -= lr * (m / bc1) / ((v / bc2).sqrt() + eps_);
     }
-    const float bc2 = 1.0f - std::pow(b2_, static_cast<float>(t));
-    v = b2_ * v + (1.0f - b2_) * PS_GRADIENT.square();
-    if (type_ == config::ADAMW) w -= lr_ * wd_ * w;
-    w -= lr_ * (m / bc1) / ((v / bc2).sqrt() + eps_);
+    SoftThreshold(dim, lr * l1_, value);
   }
 
  private:
   config::OptimizerType type_;
-  float lr_, b1_, b2_, eps_, wd_, l2_;
+  float lr_, b1_, b2_, eps_, wd_, l2_, l1_;
+};
+
+// FTRL-proximal (McMahan et al. 2013), per coordinate: slots z and n; the
+// weight is a closed form of them, with its own L1 and L2.
+class Ftrl final : public Optimizer {
+ public:
+  explicit Ftrl(const TableSpec& t)
+      : alpha_(t.optimizer.learning_rate()), beta_(t.optimizer.ftrl_beta()), l1_(t.l1),
+        l2_(t.l2) {}
+  int num_slots() const override { return 2; }
+  void Update(int dim, const float* grad, float scale, float lr_scale, float* value, float* slots,
+              uint32_t* step) const override {
+    const float alpha = alpha_ * lr_scale;
+    float* z = slots;
+    float* n = slots + dim;
+    for (int i = 0; i < dim; ++i) {
+      const float g = scale * grad[i];
+      const float n_new = n[i] + g * g;
+      const float sigma = alpha > 0 ? (std::sqrt(n_new) - std::sqrt(n[i])) / alpha : 0.0f;
+      z[i] += g - sigma * value[i];
+      n[i] = n_new;
+      if (std::abs(z[i]) <= l1_ || alpha <= 0) {
+        value[i] = 0.0f;
+      } else {
+        const float sign = z[i] < 0 ? -1.0f : 1.0f;
+        value[i] = -(z[i] - sign * l1_) / ((beta_ + std::sqrt(n[i])) / alpha + l2_);
+      }
+    }
+    ++*step;
+  }
+
+ private:
+  float alpha_, beta_, l1_, l2_;
+};
+
+// Statistics tables: a push adds (present, missing, sum, sum of squares) and
+// folds (min, max) in; with dim 1 it adds.
+class Accumulate final : public Optimizer {
+ public:
+  int num_slots() const override { return 0; }
+  void Update(int dim, const float* grad, float scale, float, float* value, float*,
+              uint32_t* step) const override {
+    if (dim == 6) {
+      for (int i = 0; i < 4; ++i) value[i] += scale * grad[i];
+      value[4] = std::min(value[4], grad[4]);
+      value[5] = std::max(value[5], grad[5]);
+    } else {
+      for (int i = 0; i < dim; ++i) value[i] += scale * grad[i];
+    }
+    ++*step;
+  }
 };
 
 #undef PS_GRADIENT
@@ -121,6 +186,7 @@ float Normal(SplitMix64& rng) {
 }  // namespace
 
 std::unique_ptr<Optimizer> MakeOptimizer(const TableSpec& table) {
+  if (table.statistics) return std::make_unique<Accumulate>();
   switch (table.optimizer.type()) {
     case config::SGD:
       return std::make_unique<Sgd>(table);
@@ -132,13 +198,25 @@ std::unique_ptr<Optimizer> MakeOptimizer(const TableSpec& table) {
     case config::ADAMW:
     case config::ADAMAX:
       return std::make_unique<AdamFamily>(table, table.optimizer.type());
+    case config::FTRL:
+      return std::make_unique<Ftrl>(table);
     default:
       return std::make_unique<Sgd>(table);
   }
 }
 
 void InitializeRow(const TableSpec& table, uint64_t seed, uint64_t key, float* values) {
+  if (table.statistics) {
+    for (int i = 0; i < table.dim; ++i) values[i] = 0.0f;
+    if (table.dim == 6) {
+      values[4] = std::numeric_limits<float>::infinity();
+      values[5] = -std::numeric_limits<float>::infinity();
+    }
+    return;
+  }
   SplitMix64 rng(Mix64(seed ^ Mix64(key) ^ (static_cast<uint64_t>(table.id) << 32)));
+  const double xavier = std::sqrt(6.0 / (table.fan_in + table.fan_out));
+  const double he = std::sqrt(2.0 / table.fan_in);
   for (int i = 0; i < table.dim; ++i) {
     switch (table.init) {
       case config::CONSTANT:
@@ -149,6 +227,12 @@ void InitializeRow(const TableSpec& table, uint64_t seed, uint64_t key, float* v
         break;
       case config::NORMAL:
         values[i] = Normal(rng) * table.init_scale;
+        break;
+      case config::XAVIER:
+        values[i] = static_cast<float>((2.0 * rng.NextDouble() - 1.0) * xavier);
+        break;
+      case config::HE:
+        values[i] = static_cast<float>(Normal(rng) * he);
         break;
       default:
         values[i] = 0.0f;

@@ -20,10 +20,11 @@ class Optimizer {
   // Initial value of the slots of a new key.
   virtual float slot_init() const { return 0.0f; }
   // Applies one step with gradient `scale * grad` (scale turns a sum over a
-  // batch into a mean; the L2 term is added here). `step` counts this key's
+  // batch into a mean; the L2 term is added here) and learning rate
+  // learning_rate * lr_scale (the schedule's factor). `step` counts this key's
   // updates, before this one.
-  virtual void Update(int dim, const float* grad, float scale, float* value, float* slots,
-                      uint32_t* step) const = 0;
+  virtual void Update(int dim, const float* grad, float scale, float lr_scale, float* value,
+                      float* slots, uint32_t* step) const = 0;
 };
 
 // The optimizer of `table` (its type, hyper-parameters and L2).

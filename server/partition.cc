@@ -3,6 +3,11 @@
 #include <algorithm>
 
 namespace ps {
+namespace {
+
+float LrScale(const rpc::PushRequest& req) { return req.lr_scale() > 0 ? req.lr_scale() : 1.0f; }
+
+}  // namespace
 
 Partition::Partition(int id, const std::vector<TableSpec>* tables,
                      const std::vector<std::unique_ptr<Optimizer>>* optimizers, uint64_t seed)
@@ -60,7 +65,8 @@ bool Partition::ApplyPush(const rpc::PushRequest& req, absl::Span<const KeyRef> 
     const float* g = in.values().data() + static_cast<size_t>(r.index) * dim;
     uint32_t* step;
     float* row = RowLocked(table, in.keys(r.index), &step);
-    (*optimizers_)[table]->Update(dim, g, static_cast<float>(scale), row, row + dim, step);
+    (*optimizers_)[table]->Update(dim, g, static_cast<float>(scale), LrScale(req), row, row + dim,
+                                  step);
   }
   return true;
 }
@@ -69,6 +75,7 @@ bool Partition::BufferPush(const rpc::PushRequest& req, absl::Span<const KeyRef>
   MutexLock lock(&mu_);
   if (SeenLocked(req)) return false;
   Buffered& b = pending_[req.clock()][req.worker()];
+  b.lr_scale = LrScale(req);
   for (const KeyRef& r : refs) {
     const rpc::TableSlice& in = req.slices(r.slice);
     const int dim = (*tables_)[in.table()].dim;
@@ -87,6 +94,7 @@ void Partition::ApplyClock(int64_t clock, double scale) {
   // result does not depend on arrival order.
   std::vector<absl::flat_hash_map<uint64_t, std::vector<double>>> sums(data_.size());
   std::vector<std::vector<uint64_t>> order(data_.size());  // first-seen key order
+  const float lr_scale = it->second.begin()->second.lr_scale;  // the same for every rank
   for (const auto& [rank, b] : it->second) {
     size_t offset = 0;
     for (const auto& [table, key] : b.keys) {
@@ -110,7 +118,7 @@ void Partition::ApplyClock(int64_t clock, double scale) {
       for (int i = 0; i < dim; ++i) grad[i] = static_cast<float>(s[i] * scale);
       uint32_t* step;
       float* row = RowLocked(table, key, &step);
-      (*optimizers_)[table]->Update(dim, grad.data(), 1.0f, row, row + dim, step);
+      (*optimizers_)[table]->Update(dim, grad.data(), 1.0f, lr_scale, row, row + dim, step);
     }
   }
 }

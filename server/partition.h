@@ -85,6 +85,7 @@ class Partition {
   struct Buffered {
     std::vector<std::pair<uint32_t, uint64_t>> keys;
     std::vector<float> grads;
+    float lr_scale = 1.0f;
   };
 
   int stride(uint32_t table) const;

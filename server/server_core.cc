@@ -99,8 +99,9 @@ absl::StatusOr<ServerCore::Routing> ServerCore::Route(const Request& req, bool w
 }
 
 absl::StatusOr<bool> ServerCore::Push(const rpc::PushRequest& req) {
-  const bool bsp = mode_ == config::BSP;
-  if (bsp && !req.has_clock()) return absl::InvalidArgumentError("a bsp push needs a clock");
+  // Pushes with a clock are training steps (aggregated per clock in BSP);
+  // pushes without one (statistics, benchmarks) are applied at once.
+  const bool bsp = mode_ == config::BSP && req.has_clock();
   if (req.has_clock() && req.clock() < 0) return absl::InvalidArgumentError("negative clock");
   const uint32_t chunk_count = std::max<uint32_t>(1, req.chunk_count());
   if (req.chunk_index() >= chunk_count) {

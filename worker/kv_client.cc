@@ -159,7 +159,7 @@ std::vector<Plan> PlanCalls(const std::vector<int>& partitions,
 }  // namespace
 
 absl::Status KvClient::Push(const std::vector<TableKeys>& tables, std::optional<int64_t> clock,
-                            uint64_t num_examples) {
+                            uint64_t num_examples, float lr_scale) {
   auto routed = Route(tables, /*with_values=*/true);
   if (!routed.ok()) return routed.status();
   const uint64_t seq = ++seq_;
@@ -191,6 +191,7 @@ absl::Status KvClient::Push(const std::vector<TableKeys>& tables, std::optional<
       if (clock.has_value()) req.set_clock(*clock);
       req.set_map_version(view.version());
       req.set_num_examples(num_examples);
+      req.set_lr_scale(lr_scale);
       req.set_chunk_index(plan.chunk_index);
       req.set_chunk_count(plan.chunk_count);
       std::vector<rpc::TableSlice*> slices(tables.size(), nullptr);

@@ -60,7 +60,7 @@ class KvClient {
   // server receives a (maybe empty) push, which advances this worker's clock
   // there.
   absl::Status Push(const std::vector<TableKeys>& tables, std::optional<int64_t> clock,
-                    uint64_t num_examples);
+                    uint64_t num_examples, float lr_scale = 1.0f);
 
   // Sets this worker's clock on every server.
   absl::Status Tick(int64_t clock);

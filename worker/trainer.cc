@@ -1,13 +1,16 @@
 #include "worker/trainer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/partitioning.h"
+#include "common/tables.h"
 #include "spdlog/spdlog.h"
+#include "worker/preprocess.h"
 
 namespace ps {
 namespace {
@@ -16,6 +19,13 @@ namespace {
 // epoch (and ticked to the next base) never holds back one still in it.
 int64_t EpochBase(int epoch) { return static_cast<int64_t>(epoch) << 32; }
 constexpr int64_t kDoneClock = std::numeric_limits<int64_t>::max() / 2;
+
+// This worker's rows of `rows` for work split by rank: every K-th from its rank.
+std::vector<uint64_t> ShareOf(const std::vector<uint64_t>& rows, int rank, int workers) {
+  std::vector<uint64_t> out;
+  for (size_t i = rank; i < rows.size(); i += workers) out.push_back(rows[i]);
+  return out;
+}
 
 }  // namespace
 
@@ -28,26 +38,117 @@ std::vector<uint64_t> EpochOrder(uint64_t n, uint64_t seed, int epoch, bool shuf
   return order;
 }
 
-Trainer::Trainer(const config::JobConfig& job, int32_t rank, uint32_t node_id, int num_workers,
-                 SchedulerClient* scheduler, KvClient* kv, const Dataset* train,
-                 const Dataset* test, absl::Duration iteration_delay)
-    : job_(job), rank_(rank), node_id_(node_id), num_workers_(num_workers), scheduler_(scheduler),
-      kv_(kv), train_(train), test_(test), iteration_delay_(iteration_delay),
-      model_(job.model()) {}
+float LearningRateScale(const config::OptimizerSection& o, int epoch, double fraction) {
+  double scale = 1.0;
+  switch (o.schedule()) {
+    case config::STEP:
+      scale = std::pow(o.step_gamma(), epoch / o.step_epochs());
+      break;
+    case config::COSINE: {
+      const double floor = o.learning_rate() > 0 ? o.min_learning_rate() / o.learning_rate() : 0;
+      scale = floor + (1 - floor) * 0.5 * (1 + std::cos(M_PI * std::min(1.0, fraction)));
+      break;
+    }
+    default:
+      break;
+  }
+  if (o.warmup_fraction() > 0 && fraction < o.warmup_fraction()) {
+    scale *= fraction / o.warmup_fraction();
+  }
+  return static_cast<float>(std::max(scale, 1e-12));
+}
 
-absl::StatusOr<double> Trainer::Step(absl::Span<const uint64_t> rows, int64_t clock) {
+void ClipGradients(const config::OptimizerSection& o, uint64_t n, std::vector<TableKeys>* grads) {
+  if (n == 0) return;
+  const double count = static_cast<double>(n);
+  if (o.clip_value() > 0) {
+    const float limit = static_cast<float>(o.clip_value() * count);  // on sums: n * value
+    for (TableKeys& t : *grads) {
+      for (float& g : t.values) g = std::clamp(g, -limit, limit);
+    }
+  }
+  if (o.clip_norm() > 0) {
+    double sq = 0;
+    for (const TableKeys& t : *grads) {
+      for (float g : t.values) sq += (g / count) * (g / count);
+    }
+    const double norm = std::sqrt(sq);
+    if (norm > o.clip_norm()) {
+      const float factor = static_cast<float>(o.clip_norm() / norm);
+      for (TableKeys& t : *grads) {
+        for (float& g : t.values) g *= factor;
+      }
+    }
+  }
+}
+
+Trainer::Trainer(const config::JobConfig& job, int32_t rank, uint32_t node_id, int num_workers,
+                 SchedulerClient* scheduler, KvClient* kv, Dataset train, Dataset test,
+                 absl::Duration iteration_delay)
+    : job_(job), rank_(rank), node_id_(node_id), num_workers_(num_workers), scheduler_(scheduler),
+      kv_(kv), train_(std::move(train)), test_(std::move(test)),
+      iteration_delay_(iteration_delay), model_(MakeModel(job.model())) {}
+
+absl::StatusOr<double> Trainer::Step(absl::Span<const uint64_t> rows, int64_t clock,
+                                     float lr_scale) {
   if (iteration_delay_ > absl::ZeroDuration()) absl::SleepFor(iteration_delay_);  // test hook: a slow worker
   if (rows.empty()) {
     // Nothing to learn from, but the clock must still advance everywhere.
-    if (absl::Status s = kv_->Push({}, clock, 0); !s.ok()) return s;
+    if (absl::Status s = kv_->Push({}, clock, 0, lr_scale); !s.ok()) return s;
     return 0.0;
   }
-  std::vector<TableKeys> params = model_.KeysFor(*train_, rows);
+  std::vector<TableKeys> params = model_->KeysFor(train_, rows);
   if (absl::Status s = kv_->Pull(&params, clock); !s.ok()) return s;
   std::vector<TableKeys> grads;
-  const double loss = model_.Gradient(*train_, rows, params, &grads);
-  if (absl::Status s = kv_->Push(grads, clock, rows.size()); !s.ok()) return s;
+  const uint64_t seed = Mix64(job_.job().seed() ^ (static_cast<uint64_t>(rank_) << 40) ^
+                              static_cast<uint64_t>(clock));
+  const double loss = model_->Gradient(train_, rows, class_weights_, params, &grads, seed);
+  ClipGradients(job_.optimizer(), rows.size(), &grads);
+  if (absl::Status s = kv_->Push(grads, clock, rows.size(), lr_scale); !s.ok()) return s;
   return loss;
+}
+
+absl::Status Trainer::Prepare() {
+  const int classes = TaskOf(job_.model()) == Task::kRegression ? 0 : std::max(2, NumOutputs(job_.model()));
+  const uint32_t stats_table = FeatureStatsTable(job_);
+  const uint32_t class_table = ClassCountsTable(job_);
+  // Each worker adds its share of the training rows; the servers sum them.
+  const std::vector<uint64_t> share = ShareOf(train_rows_, rank_, num_workers_);
+  if (absl::Status s = kv_->Push(PartialStatistics(train_, share, stats_table, class_table, classes),
+                                 std::nullopt, 0);
+      !s.ok()) {
+    return s;
+  }
+  const absl::Duration lost_after = absl::Milliseconds(job_.cluster().heartbeat_timeout_ms());
+  if (auto b = scheduler_->Barrier(node_id_, "statistics", lost_after); !b.ok()) return b.status();
+  std::vector<TableKeys> pulled = StatisticsKeys({&train_, &test_}, stats_table, class_table, classes);
+  if (absl::Status s = kv_->Pull(&pulled, std::nullopt); !s.ok()) return s;
+  const DatasetStats stats = ReduceStatistics(pulled);
+  if (stats.rows != train_rows_.size()) {
+    return absl::InternalError(absl::StrCat("statistics cover ", stats.rows, " rows, the training set has ",
+                                            train_rows_.size(), ": do all workers read the same files?"));
+  }
+  FillAndScale(job_.data(), stats, &train_);
+  FillAndScale(job_.data(), stats, &test_);
+  class_weights_ = ClassWeights(job_.data(), stats);
+  spdlog::info("worker {}: statistics over {} training rows and {} features applied", rank_, stats.rows,
+               stats.features.size());
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::Score(const Dataset& data, const std::vector<uint64_t>& rows, int64_t clock,
+                            google::protobuf::RepeatedField<float>* scores,
+                            google::protobuf::RepeatedField<float>* labels) {
+  // In slices, so a large evaluation set does not become one huge pull.
+  constexpr size_t kSlice = 4096;
+  for (size_t begin = 0; begin < rows.size(); begin += kSlice) {
+    absl::Span<const uint64_t> part(rows.data() + begin, std::min(kSlice, rows.size() - begin));
+    std::vector<TableKeys> params = model_->KeysFor(data, part);
+    if (absl::Status s = kv_->Pull(&params, clock); !s.ok()) return s;
+    for (float p : model_->Predict(data, part, params)) scores->Add(p);
+    for (uint64_t r : part) labels->Add(data.labels[r]);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Trainer::Evaluate(int epoch, int64_t clock, double loss_sum, uint64_t samples) {
@@ -56,56 +157,74 @@ absl::Status Trainer::Evaluate(int epoch, int64_t clock, double loss_sum, uint64
   req.set_epoch(epoch);
   req.set_train_loss_sum(loss_sum);
   req.set_train_samples(samples);
-  std::vector<uint64_t> rows;
-  for (uint64_t r = rank_; r < test_->rows(); r += num_workers_) rows.push_back(r);
-  // Evaluate in slices so a large test set does not become one huge pull.
-  constexpr size_t kSlice = 4096;
-  for (size_t begin = 0; begin < rows.size(); begin += kSlice) {
-    absl::Span<const uint64_t> part(rows.data() + begin, std::min(kSlice, rows.size() - begin));
-    std::vector<TableKeys> params = model_.KeysFor(*test_, part);
-    if (absl::Status s = kv_->Pull(&params, clock); !s.ok()) return s;
-    for (float p : model_.Predict(*test_, part, params)) req.add_scores(p);
-    for (uint64_t r : part) req.add_labels(test_->labels[r]);
+  std::vector<uint64_t> test_rows(test_.rows());
+  std::iota(test_rows.begin(), test_rows.end(), 0);
+  if (absl::Status s = Score(test_, ShareOf(test_rows, rank_, num_workers_), clock,
+                             req.mutable_scores(), req.mutable_labels());
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = Score(train_, ShareOf(validation_rows_, rank_, num_workers_), clock,
+                             req.mutable_val_scores(), req.mutable_val_labels());
+      !s.ok()) {
+    return s;
   }
   return scheduler_->SubmitEval(req);
 }
 
 absl::Status Trainer::Run() {
   const config::Mode mode = job_.job().mode();
-  const uint64_t n = train_->rows();
   const uint64_t b = job_.train().batch_size();
   const int epochs = job_.train().epochs();
   const absl::Duration lost_after = absl::Milliseconds(job_.cluster().heartbeat_timeout_ms());
+  const int classes = TaskOf(job_.model()) == Task::kRegression ? 0 : std::max(2, NumOutputs(job_.model()));
+  SplitValidation(train_.rows(), job_.data().validation_fraction(), job_.job().seed(), &train_rows_,
+                  &validation_rows_);
+  if (NeedsStatistics(job_)) {
+    if (absl::Status s = Prepare(); !s.ok()) return s;
+  }
+  progress_.train_examples.store(train_rows_.size());
+  const int64_t max_steps = job_.train().max_iterations();
+  int64_t steps = 0;
   int64_t clock = 0;
   for (int epoch = 0; epoch < epochs; ++epoch) {
-    const std::vector<uint64_t> order = EpochOrder(n, job_.job().seed(), epoch, job_.data().shuffle());
+    const std::vector<uint64_t> rows =
+        Resample(job_.data(), train_, train_rows_, classes, job_.job().seed(), epoch);
+    const uint64_t n = rows.size();
+    std::vector<uint64_t> order = EpochOrder(n, job_.job().seed(), epoch, job_.data().shuffle());
+    for (uint64_t& o : order) o = rows[o];  // positions -> training rows
     progress_.epoch.store(epoch);
     progress_.loss_sum.store(0);
     progress_.epoch_samples.store(0);
     double loss_sum = 0;
     uint64_t samples = 0;
+    bool limit_reached = false;
     auto run_batch = [&](uint64_t begin, uint64_t end) -> absl::Status {
-      absl::Span<const uint64_t> rows(order.data() + begin, end - begin);
-      auto loss = Step(rows, clock++);
+      absl::Span<const uint64_t> batch(order.data() + begin, end - begin);
+      const double fraction = (epoch + static_cast<double>(begin) / std::max<uint64_t>(1, n)) / epochs;
+      auto loss = Step(batch, clock++, LearningRateScale(job_.optimizer(), epoch, fraction));
       if (!loss.ok()) return loss.status();
       loss_sum += *loss;
-      samples += rows.size();
-      progress_.samples_done.fetch_add(rows.size());
+      samples += batch.size();
+      progress_.samples_done.fetch_add(batch.size());
       progress_.loss_sum.store(loss_sum);
       progress_.epoch_samples.store(samples);
+      if (max_steps > 0 && ++steps >= max_steps) limit_reached = true;
       return absl::OkStatus();
     };
     if (mode == config::BSP) {
+      // Every rank runs the same number of steps (empty ones included), so
+      // max_iterations stops them all at the same clock.
       const uint64_t global = b * num_workers_;
-      const uint64_t steps = (n + global - 1) / global;
-      for (uint64_t t = 0; t < steps; ++t) {
+      const uint64_t batches = (n + global - 1) / global;
+      for (uint64_t t = 0; t < batches && !limit_reached; ++t) {
         const uint64_t begin = std::min(n, t * global + rank_ * b);
         const uint64_t end = std::min(n, begin + b);
         if (absl::Status s = run_batch(begin, end); !s.ok()) return s;
       }
     } else {
       clock = std::max(clock, EpochBase(epoch));
-      while (true) {
+      while (!limit_reached) {
         rpc::NextShardRequest req;
         req.set_node_id(node_id_);
         req.set_epoch(epoch);
@@ -113,7 +232,7 @@ absl::Status Trainer::Run() {
         auto shard = scheduler_->NextShard(req);
         if (!shard.ok()) return shard.status();
         if (!shard->has_shard()) break;
-        for (uint64_t begin = shard->begin(); begin < shard->end(); begin += b) {
+        for (uint64_t begin = shard->begin(); begin < shard->end() && !limit_reached; begin += b) {
           if (absl::Status s = run_batch(begin, std::min(shard->end(), begin + b)); !s.ok()) return s;
         }
       }
@@ -121,15 +240,21 @@ absl::Status Trainer::Run() {
       clock = EpochBase(epoch + 1);
       if (absl::Status s = kv_->Tick(clock); !s.ok()) return s;
     }
-    auto view = scheduler_->Barrier(node_id_, absl::StrCat("epoch-", epoch), lost_after);
-    if (!view.ok()) return view.status();
-    if (job_.train().eval_every_epoch() || epoch + 1 == epochs) {
+    auto trained = scheduler_->Vote(node_id_, absl::StrCat("epoch-", epoch), limit_reached, lost_after);
+    if (!trained.ok()) return trained.status();
+    const bool last = trained->stop() || epoch + 1 == epochs;
+    bool stop = trained->stop();
+    if (job_.train().eval_every_epoch() || last || job_.train().early_stopping_patience() > 0) {
       if (absl::Status s = Evaluate(epoch, clock, loss_sum, samples); !s.ok()) return s;
-      if (mode != config::BSP) {
-        // Nobody trains on until everyone has read the model being evaluated.
-        auto after = scheduler_->Barrier(node_id_, absl::StrCat("eval-", epoch), lost_after);
-        if (!after.ok()) return after.status();
-      }
+      // Nobody trains on until everyone has read the model being evaluated and
+      // the scheduler has decided (and saved the best model).
+      auto evaluated = scheduler_->Vote(node_id_, absl::StrCat("eval-", epoch), false, lost_after);
+      if (!evaluated.ok()) return evaluated.status();
+      stop |= evaluated->stop();
+    }
+    if (stop) {
+      spdlog::info("worker {}: training stops after epoch {}", rank_, epoch + 1);
+      break;
     }
   }
   if (mode != config::BSP) {

@@ -1,8 +1,11 @@
-// The worker's training loop: for each batch, pull -> gradient -> push (which
-// advances the worker's clock); after each epoch a barrier, then evaluation
-// of this worker's share of the test set, merged by the scheduler.
+// The worker's training loop: optional statistics pass (scaling, class
+// weights; see preprocess.h), then per batch pull -> gradient -> push (which
+// advances the worker's clock); after each epoch a barrier, evaluation of
+// this worker's share of the validation and test sets (merged by the
+// scheduler), and a second barrier that carries the stop decision (early
+// stopping, max_iterations).
 //
-// Data order: each epoch is a seeded permutation of the training set, the
+// Data order: each epoch is a seeded permutation of the training rows, the
 // same on every worker. In BSP a worker is a rank with a fixed place in it:
 // global batch t is positions [t*K*b, (t+1)*K*b) and rank r takes the r-th
 // b of them, so the model does not depend on timing and K workers at batch b
@@ -15,6 +18,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -23,12 +27,21 @@
 #include "proto/job_config.pb.h"
 #include "worker/kv_client.h"
 #include "worker/libsvm_reader.h"
-#include "worker/logistic_regression.h"
+#include "worker/model.h"
 
 namespace ps {
 
 // The permutation of [0, n) used in `epoch` (identity if !shuffle).
 std::vector<uint64_t> EpochOrder(uint64_t n, uint64_t seed, int epoch, bool shuffle);
+
+// The learning-rate schedule's factor at `epoch`, `fraction` of the whole
+// job done (0..1).
+float LearningRateScale(const config::OptimizerSection& optimizer, int epoch, double fraction);
+
+// Clips the mean gradient (sums / n) of a batch in place: element-wise at
+// clip_value, then to global L2 norm clip_norm (0 disables either).
+void ClipGradients(const config::OptimizerSection& optimizer, uint64_t n,
+                   std::vector<TableKeys>* grads);
 
 class Trainer {
  public:
@@ -37,11 +50,12 @@ class Trainer {
     std::atomic<int32_t> epoch{0};
     std::atomic<double> loss_sum{0};
     std::atomic<uint64_t> epoch_samples{0};
+    std::atomic<uint64_t> train_examples{0};
   };
 
-  // Borrows everything; all must outlive Run().
+  // Borrows the clients; they must outlive Run().
   Trainer(const config::JobConfig& job, int32_t rank, uint32_t node_id, int num_workers,
-          SchedulerClient* scheduler, KvClient* kv, const Dataset* train, const Dataset* test,
+          SchedulerClient* scheduler, KvClient* kv, Dataset train, Dataset test,
           absl::Duration iteration_delay);
 
   absl::Status Run();
@@ -49,8 +63,14 @@ class Trainer {
 
  private:
   // One batch: returns the summed loss.
-  absl::StatusOr<double> Step(absl::Span<const uint64_t> rows, int64_t clock);
+  absl::StatusOr<double> Step(absl::Span<const uint64_t> rows, int64_t clock, float lr_scale);
+  // Scaling and class weights from statistics over the whole training set.
+  absl::Status Prepare();
   absl::Status Evaluate(int epoch, int64_t clock, double loss_sum, uint64_t samples);
+  // Scores of `rows` of `data` into scores/labels.
+  absl::Status Score(const Dataset& data, const std::vector<uint64_t>& rows, int64_t clock,
+                     google::protobuf::RepeatedField<float>* scores,
+                     google::protobuf::RepeatedField<float>* labels);
 
   const config::JobConfig& job_;
   const int32_t rank_;
@@ -58,10 +78,11 @@ class Trainer {
   const int num_workers_;
   SchedulerClient* const scheduler_;
   KvClient* const kv_;
-  const Dataset* const train_;
-  const Dataset* const test_;
+  Dataset train_, test_;
   const absl::Duration iteration_delay_;
-  const LogisticRegression model_;
+  const std::unique_ptr<Model> model_;
+  std::vector<uint64_t> train_rows_, validation_rows_;
+  std::vector<float> class_weights_;
   Progress progress_;
 };
 

@@ -18,7 +18,7 @@
 #include "common/signals.h"
 #include "common/tables.h"
 #include "worker/kv_client.h"
-#include "worker/libsvm_reader.h"
+#include "worker/data_source.h"
 #include "worker/trainer.h"
 
 ABSL_FLAG(std::string, scheduler, "", "host:port of the scheduler (required)");
@@ -77,6 +77,7 @@ int Run() {
           hb.set_epoch(progress->epoch.load());
           hb.set_loss_sum(progress->loss_sum.load());
           hb.set_epoch_samples(progress->epoch_samples.load());
+          hb.set_train_examples(progress->train_examples.load());
         }
       }
       auto resp = client.Heartbeat(hb);
@@ -104,17 +105,11 @@ int Run() {
     return code;
   };
 
-  LibsvmOptions options;
-  if (job.model().hash_bits() == 0) options.max_feature_index = job.model().num_features();
-  auto train = ReadLibsvm(job.data().train_path(), options);
+  auto train = LoadTrainingSet(job);
   if (!train.ok()) return stop(fail(std::string(train.status().message())));
-  Dataset test;
-  if (!job.data().test_path().empty()) {
-    auto t = ReadLibsvm(job.data().test_path(), options);
-    if (!t.ok()) return stop(fail(std::string(t.status().message())));
-    test = std::move(*t);
-  }
-  spdlog::info("worker rank {}: {} training and {} test examples", rank, train->rows(), test.rows());
+  auto test = LoadTestSet(job);
+  if (!test.ok()) return stop(fail(std::string(test.status().message())));
+  spdlog::info("worker rank {}: {} training and {} test examples", rank, train->rows(), test->rows());
 
   auto view = client.WaitForStart(node_id, absl::Milliseconds(job.cluster().connect_timeout_ms()));
   if (!view.ok()) return stop(Fatal(absl::StrCat("start barrier: ", view.status().message())));
@@ -129,8 +124,8 @@ int Run() {
   KvClient kv(kv_options, TablesForJob(job), [&client] { return client.GetView(); });
   kv.SetView(*view);
 
-  Trainer trainer(job, rank, node_id, view->live_workers_size(), &client, &kv, &*train, &test,
-                  absl::Milliseconds(absl::GetFlag(FLAGS_iteration_delay_ms)));
+  Trainer trainer(job, rank, node_id, view->live_workers_size(), &client, &kv, std::move(*train),
+                  std::move(*test), absl::Milliseconds(absl::GetFlag(FLAGS_iteration_delay_ms)));
   {
     MutexLock lock(&progress_mu);
     progress = &trainer.progress();

@@ -37,7 +37,13 @@ struct BarrierResult {
     rpc::BarrierRequest req;
     req.set_node_id(node);
     req.set_name(name);
-    core.Barrier(req, [this](absl::StatusOr<rpc::ClusterView> v) { result = std::move(v); });
+    core.Barrier(req, [this](absl::StatusOr<rpc::BarrierResponse> r) {
+      if (r.ok()) {
+        result = r->view();
+      } else {
+        result = r.status();
+      }
+    });
   }
 };
 

@@ -23,7 +23,7 @@ struct Step {
   uint32_t step = 0;
   void Run(const Optimizer& opt, std::vector<float> g = {0.5f, -2.0f}) {
     if (slots.empty()) slots.assign(opt.num_slots() * 2, opt.slot_init());
-    opt.Update(2, g.data(), 1.0f, w.data(), slots.data(), &step);
+    opt.Update(2, g.data(), 1.0f, 1.0f, w.data(), slots.data(), &step);
   }
 };
 

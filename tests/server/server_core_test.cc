@@ -96,13 +96,22 @@ TEST(ServerCore, BspAveragesAClockOverAllWorkersBeforeAnyReadSeesIt) {
   EXPECT_FLOAT_EQ(early.value(), -(3.0f + 5.0f) / 4.0f);  // one step, averaged over 4 examples
 }
 
-TEST(ServerCore, BspRejectsPushesWithoutClockOrFromNonMembers) {
+TEST(ServerCore, BspRejectsClockedPushesFromNonMembers) {
   ServerCore core(Job(config::BSP), 0);
   core.UpdateView(View(2));
-  EXPECT_EQ(core.Push(PushOf(0, std::nullopt, 7, 1.0f, 1)).status().code(),
-            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(core.Push(PushOf(9, 0, 7, 1.0f, 1)).status().code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(ServerCore, PushesWithoutClockApplyAtOnceEvenInBsp) {
+  // Statistics pushes carry no clock: they are not training steps.
+  ServerCore core(Job(config::BSP), 0);
+  core.UpdateView(View(2));
+  ASSERT_TRUE(core.Push(PushOf(0, std::nullopt, 7, 1.0f, 1)).ok());
+  PendingPull pull(7, std::nullopt);
+  pull.Start(core);
+  ASSERT_TRUE(pull.status.has_value());
+  EXPECT_FLOAT_EQ(pull.value(), -1.0f);
 }
 
 TEST(ServerCore, BspRetryOfAnAppliedClockIsADuplicate) {
