@@ -17,9 +17,10 @@ absl::StatusOr<Evaluation> Evaluate(Task task, int num_classes, absl::Span<const
       if (!m.ok()) return m.status();
       e.line = FormatBinaryMetrics(*m);
       e.json = BinaryMetricsToJson(*m);
-      e.values = {{"accuracy", m->accuracy}, {"auc", m->roc_auc}, {"f1", m->f1},
-                  {"precision", m->precision}, {"recall", m->recall}, {"loss", m->log_loss}};
-      e.roc = RocCurve(scores, labels);
+      e.values = std::map<std::string, double>{
+          {"accuracy", m->accuracy}, {"auc", m->roc_auc},       {"f1", m->f1},
+          {"precision", m->precision}, {"recall", m->recall}, {"loss", m->log_loss}};
+      if (auto roc = RocCurve(scores, labels); roc.ok()) e.roc = std::move(*roc);  // none with one class
       break;
     }
     case Task::kMulticlass: {
@@ -27,8 +28,10 @@ absl::StatusOr<Evaluation> Evaluate(Task task, int num_classes, absl::Span<const
       if (!m.ok()) return m.status();
       e.line = FormatMulticlassMetrics(*m);
       e.json = MulticlassMetricsToJson(*m);
-      e.values = {{"accuracy", m->accuracy}, {"auc", m->roc_auc_ovr_macro},
-                  {"f1", m->f1_macro}, {"loss", m->log_loss}};
+      e.values = std::map<std::string, double>{{"accuracy", m->accuracy},
+                                              {"auc", m->roc_auc_ovr_macro},
+                                              {"f1", m->f1_macro},
+                                              {"loss", m->log_loss}};
       break;
     }
     case Task::kRegression: {
@@ -36,7 +39,8 @@ absl::StatusOr<Evaluation> Evaluate(Task task, int num_classes, absl::Span<const
       if (!m.ok()) return m.status();
       e.line = FormatRegressionMetrics(*m);
       e.json = RegressionMetricsToJson(*m);
-      e.values = {{"rmse", m->rmse}, {"mae", m->mae}, {"r2", m->r2}, {"loss", m->rmse * m->rmse}};
+      e.values = std::map<std::string, double>{
+          {"rmse", m->rmse}, {"mae", m->mae}, {"r2", m->r2}, {"loss", m->rmse * m->rmse}};
       break;
     }
   }
