@@ -11,7 +11,8 @@ shift || true
 PACKAGES=(build-essential cmake ninja-build ccache pkg-config
           libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
           libabsl-dev libeigen3-dev libspdlog-dev libyaml-cpp-dev
-          libgtest-dev libgmock-dev libbenchmark-dev)
+          libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
+          dataset-fashion-mnist)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

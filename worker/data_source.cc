@@ -4,6 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/tables.h"
+#include "worker/csv_reader.h"
+#include "worker/idx_reader.h"
 
 namespace ps {
 namespace {
@@ -32,6 +34,25 @@ absl::StatusOr<Dataset> LoadDataFile(const config::JobConfig& job, const std::st
   const Task task = TaskOf(job.model());
   absl::StatusOr<Dataset> data;
   switch (job.data().format()) {
+    case config::CSV: {
+      if (job.data().label_column().empty()) {
+        return absl::InvalidArgumentError("data.label_column: required for CSV data");
+      }
+      CsvOptions options;
+      options.label_column = job.data().label_column();
+      options.binary_labels = task == Task::kBinary;
+      if (task == Task::kMulticlass) options.num_classes = job.model().num_classes();
+      data = ReadCsv(path, options);
+      break;
+    }
+    case config::IDX: {
+      if (labels_path.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "data.train_labels_path / data.test_labels_path: IDX images '", path, "' need a labels file"));
+      }
+      data = ReadIdx(path, labels_path);
+      break;
+    }
     default: {
       LibsvmOptions options;
       options.binary_labels = task == Task::kBinary;
@@ -40,7 +61,6 @@ absl::StatusOr<Dataset> LoadDataFile(const config::JobConfig& job, const std::st
       break;
     }
   }
-  (void)labels_path;
   if (!data.ok()) return data.status();
   if (absl::Status s = CheckLabels(job, path, *data); !s.ok()) return s;
   return data;

@@ -22,13 +22,17 @@
 namespace ps {
 
 // Rows in CSR form: row r has features indices[k], values[k] for k in
-// [row_offsets[r], row_offsets[r+1]).
+// [row_offsets[r], row_offsets[r+1]). Every reader uses 1-based feature
+// indices (index 0 is never used), so models treat all readers alike.
 struct Dataset {
   std::vector<float> labels;          // One per row.
   std::vector<uint64_t> row_offsets;  // rows() + 1 entries, starting at 0.
   std::vector<uint64_t> indices;      // Feature indices as written in the file.
   std::vector<float> values;          // Parallel to indices.
   uint64_t max_index = 0;             // Largest feature index seen; 0 if none.
+  // Names of features 1..n when the source has them (CSV header):
+  // feature_names[i] names index i + 1. Empty for LIBSVM and IDX.
+  std::vector<std::string> feature_names;
 
   size_t rows() const { return labels.size(); }
 };

@@ -153,6 +153,7 @@ void FillAndScale(const config::DataSection& options, const DatasetStats& stats,
   }
   Dataset out;
   out.labels = data->labels;
+  out.feature_names = data->feature_names;
   out.row_offsets.push_back(0);
   for (size_t r = 0; r < data->rows(); ++r) {
     const uint64_t begin = data->row_offsets[r], end = data->row_offsets[r + 1];
