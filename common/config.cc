@@ -793,6 +793,8 @@ void ResolveRelativePaths(const std::string& base_dir, config::JobConfig* config
   config::DataSection* data = config->mutable_data();
   if (data->has_train_path()) resolve(data->mutable_train_path());
   if (data->has_test_path()) resolve(data->mutable_test_path());
+  if (data->has_train_labels_path()) resolve(data->mutable_train_labels_path());
+  if (data->has_test_labels_path()) resolve(data->mutable_test_labels_path());
 }
 
 }  // namespace ps

@@ -83,6 +83,7 @@ std::vector<TableSpec> ModelTables(const config::JobConfig& job) {
         v.num_keys = feature_keys;
         v.init = config::NORMAL;  // factors must not start at zero (their gradient would stay 0)
         v.init_scale = model.init_scale() > 0 ? model.init_scale() : 0.01f;
+        if (model.fm_factor_l2() >= 0) v.l2 = model.fm_factor_l2();
         tables.push_back(v);
       }
       break;

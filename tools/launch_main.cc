@@ -56,8 +56,11 @@ int Run(const std::vector<std::string>& overrides) {
   if (absl::Status s = CheckReadable(config_path, "data.train_path", job->data().train_path()); !s.ok()) {
     return Fatal(std::string(s.message()));
   }
-  if (!job->data().test_path().empty()) {
-    if (absl::Status s = CheckReadable(config_path, "data.test_path", job->data().test_path()); !s.ok()) {
+  for (const auto& [field, path] : {std::pair<const char*, std::string>{"data.test_path", job->data().test_path()},
+                                     {"data.train_labels_path", job->data().train_labels_path()},
+                                     {"data.test_labels_path", job->data().test_labels_path()}}) {
+    if (path.empty()) continue;
+    if (absl::Status s = CheckReadable(config_path, field, path); !s.ok()) {
       return Fatal(std::string(s.message()));
     }
   }
