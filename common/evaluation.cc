@@ -21,6 +21,7 @@ absl::StatusOr<Evaluation> Evaluate(Task task, int num_classes, absl::Span<const
           {"accuracy", m->accuracy}, {"auc", m->roc_auc},       {"f1", m->f1},
           {"precision", m->precision}, {"recall", m->recall}, {"loss", m->log_loss}};
       if (auto roc = RocCurve(scores, labels); roc.ok()) e.roc = std::move(*roc);  // none with one class
+      e.confusion = {{m->tn, m->fp}, {m->fn, m->tp}};
       break;
     }
     case Task::kMulticlass: {
@@ -28,6 +29,7 @@ absl::StatusOr<Evaluation> Evaluate(Task task, int num_classes, absl::Span<const
       if (!m.ok()) return m.status();
       e.line = FormatMulticlassMetrics(*m);
       e.json = MulticlassMetricsToJson(*m);
+      e.confusion = m->confusion;
       e.values = std::map<std::string, double>{{"accuracy", m->accuracy},
                                               {"auc", m->roc_auc_ovr_macro},
                                               {"f1", m->f1_macro},

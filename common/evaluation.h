@@ -21,6 +21,7 @@ struct Evaluation {
   std::string json;                            // a JSON object
   std::map<std::string, double> values;        // "accuracy", "auc", "f1", "loss", "rmse", ...
   std::vector<std::pair<double, double>> roc;  // (FPR, TPR), binary only
+  std::vector<std::vector<uint64_t>> confusion;  // [true][predicted], classification only
 };
 
 // scores: num_outputs per example (1 for binary and regression).

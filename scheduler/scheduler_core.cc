@@ -4,11 +4,14 @@
 #include <filesystem>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
+#include "common/config.h"
 #include "common/model_io.h"
+#include "common/report.h"
 #include "common/rpc.h"
 #include "common/tables.h"
 #include "proto/ps.grpc.pb.h"
@@ -597,8 +600,85 @@ std::string SchedulerCore::MetricsJsonLocked(double wall_seconds, uint64_t keys,
 }
 
 void SchedulerCore::WriteReportLocked(double wall_seconds) const {
-  // Filled in with the HTML report (common/report.h).
-  (void)wall_seconds;
+  Report report;
+  report.title = job_.job().name();
+  report.config_yaml = JobConfigToYaml(job_);
+  const EpochResult* final = FinalResultLocked();
+  report.summary = {
+      {"mode", ModeName(job_.job().mode())},
+      {"cluster", absl::StrCat(job_.cluster().num_servers(), " servers, ",
+                               job_.cluster().num_workers(), " workers")},
+      {"model", absl::AsciiStrToLower(config::ModelType_Name(job_.model().type()))},
+      {"wall time", absl::StrFormat("%.1f s", wall_seconds)},
+      {"epochs run", absl::StrCat(history_.empty() ? 0 : history_.back().epoch)}};
+  if (final != nullptr) {
+    report.summary.emplace_back("model kept", absl::StrCat("epoch ", final->epoch));
+    if (!final->test.line.empty()) report.summary.emplace_back("test", final->test.line);
+    if (final->has_validation) report.summary.emplace_back("validation", final->validation.line);
+  }
+  // Learning curves: loss, then the task's main metric, per epoch.
+  const bool regression = TaskOf(job_.model()) == Task::kRegression;
+  const std::string metric = regression ? "rmse" : "accuracy";
+  ReportChart loss{"Loss per epoch", "epoch", regression ? "squared error" : "log-loss", {}, false};
+  ReportChart score{absl::StrCat(metric, " per epoch"), "epoch", metric, {}, false};
+  ReportSeries train{"train (running)", {}, {}}, val_loss{"validation", {}, {}}, test_loss{"test", {}, {}};
+  ReportSeries val_score{"validation", {}, {}}, test_score{"test", {}, {}};
+  ReportTable table{"History", {"epoch", "seconds", "train loss", "validation", "test"}, {}};
+  for (const EpochResult& r : history_) {
+    train.x.push_back(r.epoch);
+    train.y.push_back(regression ? 2 * r.train_loss : r.train_loss);  // 1/2 e^2 -> e^2
+    if (r.has_validation) {
+      val_loss.x.push_back(r.epoch);
+      val_loss.y.push_back(r.validation.values.at("loss"));
+      val_score.x.push_back(r.epoch);
+      val_score.y.push_back(r.validation.values.at(metric));
+    }
+    if (!r.test.values.empty()) {
+      test_loss.x.push_back(r.epoch);
+      test_loss.y.push_back(r.test.values.at("loss"));
+      test_score.x.push_back(r.epoch);
+      test_score.y.push_back(r.test.values.at(metric));
+    }
+    table.rows.push_back({absl::StrCat(r.epoch), absl::StrFormat("%.2f", r.seconds),
+                          absl::StrFormat("%.4f", r.train_loss),
+                          r.has_validation ? r.validation.line : "-", r.test.line});
+  }
+  for (ReportSeries* s : {&train, &val_loss, &test_loss}) {
+    if (!s->x.empty()) loss.series.push_back(std::move(*s));
+  }
+  for (ReportSeries* s : {&val_score, &test_score}) {
+    if (!s->x.empty()) score.series.push_back(std::move(*s));
+  }
+  report.charts = {std::move(loss), std::move(score)};
+  if (final != nullptr && (!final->test.roc.empty() || !final->validation.roc.empty())) {
+    ReportChart roc{"ROC curve", "false positive rate", "true positive rate", {}, true};
+    for (const auto& [name, e] : {std::pair<const char*, const Evaluation*>{"test", &final->test},
+                                  {"validation", &final->validation}}) {
+      if (e->roc.empty()) continue;
+      ReportSeries s{absl::StrFormat("%s (AUC %.4f)", name, e->values.at("auc")), {}, {}};
+      for (const auto& [fpr, tpr] : e->roc) {
+        s.x.push_back(fpr);
+        s.y.push_back(tpr);
+      }
+      roc.series.push_back(std::move(s));
+    }
+    report.charts.push_back(std::move(roc));
+  }
+  report.tables.push_back(std::move(table));
+  if (final != nullptr && !final->test.confusion.empty()) {
+    ReportTable confusion{"Confusion matrix (test; rows: true class, columns: predicted)", {""}, {}};
+    for (size_t c = 0; c < final->test.confusion.size(); ++c) confusion.header.push_back(absl::StrCat(c));
+    for (size_t t = 0; t < final->test.confusion.size(); ++t) {
+      std::vector<std::string> row = {absl::StrCat(t)};
+      for (uint64_t v : final->test.confusion[t]) row.push_back(absl::StrCat(v));
+      confusion.rows.push_back(std::move(row));
+    }
+    report.tables.push_back(std::move(confusion));
+  }
+  const std::string path = job_.job().output_dir() + "/report.html";
+  if (absl::Status s = WriteReport(path, report); !s.ok()) {
+    spdlog::warn("could not write the report: {}", std::string(s.message()));
+  }
 }
 
 }  // namespace ps
