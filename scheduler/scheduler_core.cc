@@ -513,6 +513,9 @@ absl::StatusOr<uint64_t> SchedulerCore::SaveModel(const std::string& dir, std::s
   if (absl::Status s = WriteManifest(dir, job_.cluster().num_partitions(), TablesForJob(job_)); !s.ok()) {
     return s;
   }
+  // The job's config goes with the model: ps_predict needs the model's type and
+  // preprocessing.
+  if (absl::Status s = WriteFileAtomically(dir + "/job.yaml", JobConfigToYaml(job_)); !s.ok()) return s;
   return keys;
 }
 
