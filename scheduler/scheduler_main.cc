@@ -80,8 +80,9 @@ int Run(const std::vector<std::string>& overrides) {
   }
   while (!core.Poll(absl::Now())) {
     if (StopRequested()) {
+      // Members see FAILED at their next heartbeat (or are being stopped too).
       core.Fail("the scheduler was asked to stop");
-      StopRequested();
+      break;
     }
     core.WaitForWork(absl::Milliseconds(50));  // the loop's period, or sooner when there is work
   }

@@ -78,6 +78,20 @@ CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration ti
   return result;
 }
 
+CommandResult Launch(const std::string& config, const std::string& out,
+                     const std::vector<std::string>& sets, const std::vector<std::string>& extra,
+                     absl::Duration timeout) {
+  std::vector<std::string> argv = {BinDir() + "/ps_launch", "--config", SourceDir() + "/" + config,
+                                   "--set", "job.output_dir=" + out, "--set",
+                                   "train.progress_interval_ms=0"};
+  for (const std::string& s : sets) {
+    argv.push_back("--set");
+    argv.push_back(s);
+  }
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return RunCommand(argv, timeout);
+}
+
 std::vector<int> ProcessesMentioning(const std::string& needle) {
   std::vector<int> pids;
   DIR* proc = opendir("/proc");

@@ -25,6 +25,13 @@ struct CommandResult {
 // Runs argv[0] with argv, waiting at most `timeout`.
 CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout);
 
+// Runs build/bin/ps_launch on `config` (relative to the source tree, e.g.
+// "examples/spambase_lr.yaml") with its output in `out`, the given --set
+// overrides and extra flags; waits at most `timeout`.
+CommandResult Launch(const std::string& config, const std::string& out,
+                     const std::vector<std::string>& sets, const std::vector<std::string>& extra = {},
+                     absl::Duration timeout = absl::Seconds(300));
+
 // pids of live processes whose command line contains `needle`.
 std::vector<int> ProcessesMentioning(const std::string& needle);
 

@@ -22,12 +22,13 @@ using ::testing::HasSubstr;
 
 const absl::Duration kTimeout = absl::Seconds(60);
 
-std::string GoodConfig(const std::string& dir, const std::string& train_path) {
+std::string GoodConfig(const std::string& dir, const std::string& train_path,
+                       const std::string& data_extra = "",
+                       const std::string& model = "model:\n  num_features: 57\n") {
   return absl::StrCat("job:\n  name: cli\n  output_dir: ", dir, "/out\n",
                       "cluster:\n  num_servers: 1\n  num_workers: 1\n  connect_timeout_ms: 3000\n",
-                      "model:\n  num_features: 57\n",
-                      "optimizer:\n  learning_rate: 0.1\n",
-                      "data:\n  train_path: ", train_path, "\n",
+                      model, "optimizer:\n  learning_rate: 0.1\n",
+                      "data:\n  train_path: ", train_path, "\n", data_extra,
                       "train:\n  epochs: 1\n");
 }
 
@@ -77,6 +78,48 @@ TEST(CliErrors, UnparsableLibsvmLineFailsTheJobWithFileAndLine) {
   auto r = RunCommand({BinDir() + "/ps_launch", "--config", path}, kTimeout);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.output, HasSubstr(data + ":3:"));
+}
+
+// Runs a one-server one-worker job on `data` with `yaml_extra` lines added to
+// the config; the job must fail with `expected` in its output.
+void ExpectJobFails(const std::string& name, const std::string& data_file, const std::string& data,
+                    const std::string& data_extra, const std::string& model,
+                    const std::string& expected) {
+  const std::string dir = NewTempDir(name);
+  const std::string path = dir + "/" + data_file;
+  WriteFile(path, data);
+  WriteFile(dir + "/job.yaml", GoodConfig(dir, path, data_extra, model));
+  auto r = RunCommand({BinDir() + "/ps_launch", "--config", dir + "/job.yaml"}, kTimeout);
+  EXPECT_NE(r.exit_code, 0) << name;
+  EXPECT_THAT(r.output, HasSubstr(expected)) << name;
+}
+
+TEST(CliErrors, CsvWithARaggedRow) {
+  ExpectJobFails("ragged", "d.csv", "a,b,y\n1,2,0\n3,1\n",
+                 "  format: csv\n  label_column: y\n", "model:\n  num_features: 2\n",
+                 "d.csv:3: row has 2 cells, the header has 3");
+}
+
+TEST(CliErrors, LabelOutsideTheClasses) {
+  ExpectJobFails("classes", "d.csv", "a,b,y\n1,2,0\n3,1,7\n",
+                 "  format: csv\n  label_column: y\n",
+                 "model:\n  type: softmax_regression\n  num_classes: 3\n",
+                 "d.csv:3: label 7 is outside the 3 classes");
+}
+
+TEST(CliErrors, IdxWithAWrongMagicNumber) {
+  const std::string dir = NewTempDir("idx");
+  WriteFile(dir + "/labels.idx", std::string("\x00\x00\x08\x01\x00\x00\x00\x01\x03", 9));
+  ExpectJobFails("idxmagic", "images.idx", std::string(16, '\0'),
+                 "  format: idx\n  train_labels_path: " + dir + "/labels.idx\n",
+                 "model:\n  type: mlp\n  num_features: 784\n  num_classes: 10\n",
+                 "images.idx: bad IDX magic 0x00000000 (expected 0x00000803 for images)");
+}
+
+TEST(CliErrors, FeatureIndexBeyondTheDeclaredTable) {
+  // model.num_features is 57 in GoodConfig.
+  ExpectJobFails("beyond", "d.libsvm", "1 1:0.5 2:1\n0 3:2\n1 90:1\n", "",
+                 "model:\n  num_features: 57\n", "d.libsvm:3: feature index 90 exceeds the declared maximum 57");
 }
 
 TEST(CliErrors, PortAlreadyTaken) {

@@ -33,14 +33,7 @@ std::string Config() { return SourceDir() + "/examples/spambase_lr.yaml"; }
 // Runs the spambase job with `sets` overrides into `out`; returns its result.
 testing::CommandResult Launch(const std::string& out, std::vector<std::string> sets,
                               std::vector<std::string> extra = {}) {
-  std::vector<std::string> argv = {BinDir() + "/ps_launch", "--config", Config(), "--set",
-                                   "job.output_dir=" + out, "--set", "train.progress_interval_ms=0"};
-  for (const std::string& s : sets) {
-    argv.push_back("--set");
-    argv.push_back(s);
-  }
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  return RunCommand(argv, kJobTimeout);
+  return testing::Launch("examples/spambase_lr.yaml", out, sets, extra, kJobTimeout);
 }
 
 double TestAccuracy(const std::string& out) {
