@@ -97,3 +97,42 @@ TEST(Optimizer, InitializerIsDeterministicPerKey) {
 
 }  // namespace
 }  // namespace ps
+
+namespace ps {
+namespace {
+
+TEST(Optimizer, L1SoftThresholdsAfterTheStep) {
+  TableSpec t = Table(config::SGD, 0.1f);
+  t.l1 = 2.0f;  // threshold lr * l1 = 0.2
+  auto opt = MakeOptimizer(t);
+  Step s;
+  s.w = {0.1f, -1.0f};
+  s.Run(*opt, {0.0f, 0.0f});
+  EXPECT_FLOAT_EQ(s.w[0], 0.0f);    // |0.1| < 0.2: zeroed
+  EXPECT_FLOAT_EQ(s.w[1], -0.8f);   // shrunk toward 0 by 0.2
+}
+
+TEST(Optimizer, FtrlClosedForm) {
+  // One step from z = n = 0, w = 0, with alpha 0.5, beta 1, l1 0.1, l2 0:
+  // n = g^2, sigma = |g| / alpha, z = g; w = -(z - sign(z) l1) / ((beta + |g|) / alpha).
+  TableSpec t = Table(config::FTRL, 0.5f);
+  t.optimizer.set_ftrl_beta(1.0f);
+  t.l1 = 0.1f;
+  auto opt = MakeOptimizer(t);
+  Step s;
+  s.w = {0.0f, 0.0f};
+  s.Run(*opt, {0.5f, -0.05f});
+  EXPECT_NEAR(s.w[0], -(0.5f - 0.1f) / ((1.0f + 0.5f) / 0.5f), 1e-6);
+  EXPECT_FLOAT_EQ(s.w[1], 0.0f);  // |z| = 0.05 <= l1: exactly zero (sparsity)
+}
+
+TEST(Optimizer, LearningRateScaleMultipliesTheStep) {
+  auto opt = MakeOptimizer(Table(config::SGD, 0.1f));
+  std::vector<float> w = {1.0f, 1.0f}, g = {1.0f, 1.0f};
+  uint32_t step = 0;
+  opt->Update(2, g.data(), 1.0f, 0.5f, w.data(), nullptr, &step);
+  EXPECT_FLOAT_EQ(w[0], 1.0f - 0.05f);
+}
+
+}  // namespace
+}  // namespace ps
