@@ -26,7 +26,8 @@ struct TableSpec {
   float l1 = 0;                      // lambda of lambda * |w| (proximal step; FTRL's own L1)
   // A statistics table: pushes accumulate instead of training. dim 6 holds,
   // per feature, (present count, missing count, sum, sum of squares, min,
-  // max); dim 1 holds a sum.
+  // max); dim 1 holds a sum. Accumulated in float: counts are exact up to
+  // 2^24 per key, sums to float precision.
   bool statistics = false;
 };
 

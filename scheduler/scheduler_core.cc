@@ -202,21 +202,22 @@ void SchedulerCore::Barrier(const rpc::BarrierRequest& req, BarrierDone done) {
 absl::StatusOr<rpc::NextShardResponse> SchedulerCore::NextShard(const rpc::NextShardRequest& req) {
   MutexLock lock(&mu_);
   if (req.train_examples() == 0) return absl::InvalidArgumentError("next shard: no training examples");
-  if (train_examples_ != 0 && train_examples_ != req.train_examples()) {
-    return absl::InvalidArgumentError(absl::StrCat("worker loaded ", req.train_examples(),
-                                                   " training examples, another loaded ",
-                                                   train_examples_, ": the data files differ"));
+  uint64_t& n = epoch_examples_[req.epoch()];
+  if (n != 0 && n != req.train_examples()) {
+    return absl::InvalidArgumentError(absl::StrCat("a worker has ", req.train_examples(),
+                                                   " training examples in epoch ", req.epoch() + 1,
+                                                   ", another ", n, ": the data files differ"));
   }
-  train_examples_ = req.train_examples();
+  n = req.train_examples();
   const uint64_t size = job_.data().shard_size();
-  const uint32_t shards = static_cast<uint32_t>((train_examples_ + size - 1) / size);
+  const uint32_t shards = static_cast<uint32_t>((n + size - 1) / size);
   uint32_t& next = next_shard_[req.epoch()];
   rpc::NextShardResponse resp;
   if (next >= shards) return resp;
   resp.set_has_shard(true);
   resp.set_shard(next);
   resp.set_begin(next * size);
-  resp.set_end(std::min<uint64_t>(train_examples_, (next + 1) * size));
+  resp.set_end(std::min<uint64_t>(n, (next + 1) * size));
   ++next;
   return resp;
 }

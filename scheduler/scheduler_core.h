@@ -124,6 +124,8 @@ class SchedulerCore {
   std::map<std::string, BarrierState> barriers_ ABSL_GUARDED_BY(mu_);
   // Data-shard queue: next shard to hand out, per epoch.
   std::map<int32_t, uint32_t> next_shard_ ABSL_GUARDED_BY(mu_);
+  // Examples in each epoch's shard queue (resampling may change it per epoch).
+  std::map<int32_t, uint64_t> epoch_examples_ ABSL_GUARDED_BY(mu_);
   uint64_t train_examples_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int32_t, std::map<uint32_t, EvalPart>> evals_ ABSL_GUARDED_BY(mu_);
   std::vector<EpochResult> history_ ABSL_GUARDED_BY(mu_);

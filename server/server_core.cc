@@ -136,20 +136,20 @@ absl::StatusOr<bool> ServerCore::Push(const rpc::PushRequest& req) {
     {
       MutexLock lock(&gate_mu_);
       if (bsp) examples_[req.clock()][req.worker()] = req.num_examples();
-      auto key = std::make_pair(req.worker(), req.clock());
-      std::set<uint32_t>& got = chunks_[key];
-      got.insert(req.chunk_index());
-      if (got.size() == chunk_count) {
-        chunks_.erase(key);
-        int64_t& next = next_clock_[req.worker()];
-        next = std::max(next, req.clock() + 1);
+      int64_t& next = next_clock_[req.worker()];
+      // A retry arriving after its clock completed must not start a new count.
+      if (req.clock() >= next) {
+        auto key = std::make_pair(req.worker(), req.clock());
+        std::set<uint32_t>& got = chunks_[key];
+        got.insert(req.chunk_index());
+        if (got.size() == chunk_count) {
+          chunks_.erase(key);
+          next = req.clock() + 1;
+        }
       }
       if (!bsp) TakeReadyLocked(&ready);
     }
-    for (Parked& p : ready) {
-      Serve(*p.req, p.resp);
-      p.done(absl::OkStatus());
-    }
+    for (Parked& p : ready) p.done(Serve(*p.req, p.resp));
     if (bsp) AdvanceAndServe();
   }
   return !any_applied;
@@ -228,15 +228,19 @@ void ServerCore::AdvanceAndServe() {
       }
     }
     if (!apply) {
-      for (Parked& p : ready) {
-        Serve(*p.req, p.resp);
-        p.done(absl::OkStatus());
-      }
+      for (Parked& p : ready) p.done(Serve(*p.req, p.resp));
       return;
+    }
+    std::vector<int> owned;
+    {
+      MutexLock lock(&gate_mu_);
+      for (int p = 0; p < num_partitions_; ++p) {
+        if (owned_[p]) owned.push_back(p);
+      }
     }
     for (const auto& [clock, n] : clocks) {
       const double scale = 1.0 / static_cast<double>(std::max<uint64_t>(1, n));
-      for (auto& partition : partitions_) partition->ApplyClock(clock, scale);
+      for (int p : owned) partitions_[p]->ApplyClock(clock, scale);
     }
     {
       MutexLock lock(&gate_mu_);
@@ -245,18 +249,17 @@ void ServerCore::AdvanceAndServe() {
       examples_.erase(examples_.begin(), examples_.lower_bound(target));
       TakeReadyLocked(&ready);
     }
-    for (Parked& p : ready) {
-      Serve(*p.req, p.resp);
-      p.done(absl::OkStatus());
-    }
+    for (Parked& p : ready) p.done(Serve(*p.req, p.resp));
   }
 }
 
-void ServerCore::Serve(const rpc::PullRequest& req, rpc::PullResponse* resp) {
+absl::Status ServerCore::Serve(const rpc::PullRequest& req, rpc::PullResponse* resp) {
+  // Routed again: a parked pull's partitions may have moved while it waited.
   auto routing = Route(req, /*with_values=*/false);
-  if (!routing.ok()) return;  // checked before parking; ownership does not change in this version
+  if (!routing.ok()) return routing.status();
   for (const auto& [p, refs] : *routing) partitions_[p]->Read(req, refs, resp);
   pulls_served_.fetch_add(1, std::memory_order_relaxed);
+  return absl::OkStatus();
 }
 
 void ServerCore::Pull(const rpc::PullRequest* req, rpc::PullResponse* resp, absl::Time deadline,
@@ -293,8 +296,7 @@ void ServerCore::Pull(const rpc::PullRequest* req, rpc::PullResponse* resp, absl
       max_staleness_ = std::max(max_staleness_, req->clock() - min);
     }
   }
-  Serve(*req, resp);
-  done(absl::OkStatus());
+  done(Serve(*req, resp));
 }
 
 void ServerCore::ExpireParked(absl::Time now) {

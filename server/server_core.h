@@ -87,7 +87,7 @@ class ServerCore {
   bool GateOpenLocked(int64_t clock) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(gate_mu_);
   // Moves parked pulls whose gate is open into `ready`.
   void TakeReadyLocked(std::vector<Parked>* ready) ABSL_EXCLUSIVE_LOCKS_REQUIRED(gate_mu_);
-  void Serve(const rpc::PullRequest& req, rpc::PullResponse* resp);
+  absl::Status Serve(const rpc::PullRequest& req, rpc::PullResponse* resp);
   // BSP: applies every complete clock, in order, then serves ready pulls.
   void AdvanceAndServe() ABSL_LOCKS_EXCLUDED(gate_mu_);
 

@@ -66,10 +66,8 @@ int Run() {
   if (NeedsStatistics(*job)) {
     // The training set's statistics were saved with the model.
     const uint32_t stats_table = FeatureStatsTable(*job);
-    std::vector<uint64_t> keys = {0};
-    for (const auto& [key, values] : model->tables.at(stats_table).rows) {
-      if (key != 0) keys.push_back(key);
-    }
+    std::vector<uint64_t> keys;
+    for (const auto& [key, values] : model->tables.at(stats_table).rows) keys.push_back(key);
     const DatasetStats stats = ReduceStatistics({Lookup(*model, stats_table, keys)});
     FillAndScale(job->data(), stats, &*data);
   }

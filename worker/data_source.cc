@@ -17,6 +17,10 @@ absl::Status CheckLabels(const config::JobConfig& job, const std::string& path, 
     if (!std::isfinite(y)) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": example ", r + 1, ": label is not a number"));
     }
+    if (task == Task::kBinary && y != 0 && y != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": example ", r + 1, ": label ", y,
+                                                     " is not 0 or 1 (a binary model)"));
+    }
     if (task == Task::kMulticlass &&
         (y != std::floor(y) || y < 0 || y >= job.model().num_classes())) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -112,7 +112,8 @@ absl::StatusOr<KvClient::Routed> KvClient::Route(const std::vector<TableKeys>& t
     for (uint32_t i = 0; i < in.keys.size(); ++i) {
       Routed::Part& part = routed.parts[PartitionOf(in.table, in.keys[i], options_.num_partitions)];
       part.refs.emplace_back(t, i);
-      part.bytes += sizeof(uint64_t) + (with_values ? dim * sizeof(float) : 0);
+      // A pull's reply carries the values, so its size counts them too.
+      part.bytes += sizeof(uint64_t) + dim * sizeof(float);
     }
   }
   return routed;

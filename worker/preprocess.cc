@@ -9,6 +9,13 @@
 #include "common/partitioning.h"
 
 namespace ps {
+namespace {
+
+// The statistics table's key holding the row count: outside any feature's
+// range (feature indices, 0 included, stay usable as keys).
+constexpr uint64_t kRowsKey = std::numeric_limits<uint64_t>::max();
+
+}  // namespace
 
 void SplitValidation(uint64_t n, double fraction, uint64_t seed, std::vector<uint64_t>* train,
                      std::vector<uint64_t>* validation) {
@@ -60,8 +67,7 @@ std::vector<TableKeys> PartialStatistics(const Dataset& data, absl::Span<const u
   }
   TableKeys stats;
   stats.table = stats_table;
-  // Key 0: the number of rows (features are 1-based).
-  stats.keys.push_back(0);
+  stats.keys.push_back(kRowsKey);
   stats.values.insert(stats.values.end(),
                       {static_cast<float>(rows.size()), 0, 0, 0, 0, 0});
   std::vector<uint64_t> features;
@@ -95,7 +101,7 @@ std::vector<TableKeys> StatisticsKeys(const std::vector<const Dataset*>& dataset
                                       int num_classes) {
   TableKeys stats;
   stats.table = stats_table;
-  stats.keys.push_back(0);
+  stats.keys.push_back(kRowsKey);
   for (const Dataset* d : datasets) stats.keys.insert(stats.keys.end(), d->indices.begin(), d->indices.end());
   std::sort(stats.keys.begin(), stats.keys.end());
   stats.keys.erase(std::unique(stats.keys.begin(), stats.keys.end()), stats.keys.end());
@@ -112,9 +118,12 @@ std::vector<TableKeys> StatisticsKeys(const std::vector<const Dataset*>& dataset
 DatasetStats ReduceStatistics(const std::vector<TableKeys>& pulled) {
   DatasetStats out;
   const TableKeys& stats = pulled[0];
-  out.rows = static_cast<uint64_t>(stats.values[0]);
+  for (size_t i = 0; i < stats.keys.size(); ++i) {
+    if (stats.keys[i] == kRowsKey) out.rows = static_cast<uint64_t>(stats.values[i * 6]);
+  }
   const double n = static_cast<double>(out.rows);
-  for (size_t i = 1; i < stats.keys.size(); ++i) {
+  for (size_t i = 0; i < stats.keys.size(); ++i) {
+    if (stats.keys[i] == kRowsKey) continue;
     const float* v = stats.values.data() + i * 6;
     const double present = v[0], missing = v[1];
     FeatureStats f;

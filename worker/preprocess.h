@@ -24,7 +24,7 @@ void SplitValidation(uint64_t n, double fraction, uint64_t seed, std::vector<uin
                      std::vector<uint64_t>* validation);
 
 // This worker's partial statistics over `rows`: pushes for the feature-stats
-// table (key 0 holds the row count) and, for classification, the
+// table (one key beyond any feature holds the row count) and, for classification, the
 // class-counts table. Missing values are NaN; absent sparse entries are zeros.
 std::vector<TableKeys> PartialStatistics(const Dataset& data, absl::Span<const uint64_t> rows,
                                          uint32_t stats_table, uint32_t class_table,
@@ -41,7 +41,8 @@ struct DatasetStats {
   std::vector<double> class_counts;
 };
 
-// The keys to pull from the statistics tables: 0 and every feature of `datasets`.
+// The keys to pull from the statistics tables: the row count's and every
+// feature of `datasets`.
 std::vector<TableKeys> StatisticsKeys(const std::vector<const Dataset*>& datasets,
                                       uint32_t stats_table, uint32_t class_table,
                                       int num_classes);
