@@ -226,7 +226,7 @@ absl::Status SchedulerCore::SubmitEval(const rpc::SubmitEvalRequest& req) {
   std::vector<BarrierDone> ready;
   rpc::BarrierResponse resp;
   {
-    MutexLock lock(&mu_);
+    ReleasableMutexLock lock(&mu_);
     if (req.labels_size() * NumOutputs(job_.model()) != req.scores_size() ||
         req.val_labels_size() * NumOutputs(job_.model()) != req.val_scores_size()) {
       return absl::InvalidArgumentError("submit eval: scores and labels differ in length");
@@ -265,6 +265,9 @@ absl::Status SchedulerCore::SubmitEval(const rpc::SubmitEvalRequest& req) {
     r.epoch = req.epoch() + 1;
     r.train_loss = samples > 0 ? loss / static_cast<double>(samples) : 0;
     r.seconds = absl::ToDoubleSeconds(absl::Now() - started_);
+    // Metrics (sorts over whole sets) are computed without the lock, so
+    // heartbeats and barriers are not held up behind them.
+    lock.Release();
     if (!labels.empty()) {
       auto test = Evaluate(task, classes, scores, labels);
       if (!test.ok()) return test.status();
@@ -276,6 +279,7 @@ absl::Status SchedulerCore::SubmitEval(const rpc::SubmitEvalRequest& req) {
       r.validation = std::move(*val);
       r.has_validation = true;
     }
+    MutexLock relock(&mu_);
     spdlog::info("epoch {}/{}: train loss {:.4f}{}{} | test {}", r.epoch, job_.train().epochs(),
                  r.train_loss, r.has_validation ? " | validation " : "",
                  r.has_validation ? r.validation.line : "", labels.empty() ? "-" : r.test.line);
