@@ -130,7 +130,7 @@ rpc::ClusterView SchedulerCore::View() const {
 size_t SchedulerCore::ParticipantsLocked(const std::string& barrier) const {
   size_t n = 0;
   for (const auto& [id, node] : nodes_) {
-    if (node.role == rpc::WORKER) ++n;
+    if (node.role == rpc::WORKER && !node.dead) ++n;
   }
   if (barrier == "start" || barrier == "ready") {
     return static_cast<size_t>(job_.cluster().num_servers() + job_.cluster().num_workers());
@@ -209,24 +209,39 @@ absl::StatusOr<rpc::NextShardResponse> SchedulerCore::NextShard(const rpc::NextS
                                                    ", another ", n, ": the data files differ"));
   }
   n = req.train_examples();
+  // Asking for a shard means the previous one is done.
+  auto node = nodes_.find(req.node_id());
+  if (node != nodes_.end()) node->second.shard_epoch = -1;
   const uint64_t size = job_.data().shard_size();
   const uint32_t shards = static_cast<uint32_t>((n + size - 1) / size);
   uint32_t& next = next_shard_[req.epoch()];
   rpc::NextShardResponse resp;
-  if (next >= shards) return resp;
-  resp.set_has_shard(true);
-  resp.set_shard(next);
-  resp.set_begin(next * size);
-  resp.set_end(std::min<uint64_t>(n, (next + 1) * size));
-  ++next;
+  auto& again = requeued_[req.epoch()];
+  if (!again.empty()) {
+    // A dead worker's shard first.
+    resp.set_has_shard(true);
+    resp.set_shard(static_cast<uint32_t>(again.front().first / size));
+    resp.set_begin(again.front().first);
+    resp.set_end(again.front().second);
+    again.pop_front();
+  } else if (next < shards) {
+    resp.set_has_shard(true);
+    resp.set_shard(next);
+    resp.set_begin(next * size);
+    resp.set_end(std::min<uint64_t>(n, (next + 1) * size));
+    ++next;
+  }
+  if (resp.has_shard() && node != nodes_.end()) {
+    node->second.shard_epoch = req.epoch();
+    node->second.shard_begin = resp.begin();
+    node->second.shard_end = resp.end();
+  }
   return resp;
 }
 
 absl::Status SchedulerCore::SubmitEval(const rpc::SubmitEvalRequest& req) {
-  std::vector<BarrierDone> ready;
-  rpc::BarrierResponse resp;
   {
-    ReleasableMutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (req.labels_size() * NumOutputs(job_.model()) != req.scores_size() ||
         req.val_labels_size() * NumOutputs(job_.model()) != req.val_scores_size()) {
       return absl::InvalidArgumentError("submit eval: scores and labels differ in length");
@@ -245,6 +260,18 @@ absl::Status SchedulerCore::SubmitEval(const rpc::SubmitEvalRequest& req) {
       for (const auto& [id, p] : parts) total += p.samples;
       train_examples_ = std::max(train_examples_, total);
     }
+  }
+  return FinishEval(req.epoch());
+}
+
+absl::Status SchedulerCore::FinishEval(int32_t epoch) {
+  std::vector<BarrierDone> ready;
+  rpc::BarrierResponse resp;
+  {
+    ReleasableMutexLock lock(&mu_);
+    auto found = evals_.find(epoch);
+    if (found == evals_.end()) return absl::OkStatus();
+    const auto& parts = found->second;
     if (parts.size() < static_cast<size_t>(view_.live_workers_size())) return absl::OkStatus();
     // Every worker's share is in: metrics over the whole sets.
     std::vector<float> scores, labels, val_scores, val_labels;
@@ -258,11 +285,11 @@ absl::Status SchedulerCore::SubmitEval(const rpc::SubmitEvalRequest& req) {
       loss += p.loss_sum;
       samples += p.samples;
     }
-    evals_.erase(req.epoch());
+    evals_.erase(found);
     const Task task = TaskOf(job_.model());
     const int classes = job_.model().num_classes();
     EpochResult r;
-    r.epoch = req.epoch() + 1;
+    r.epoch = epoch + 1;
     r.train_loss = samples > 0 ? loss / static_cast<double>(samples) : 0;
     r.seconds = absl::ToDoubleSeconds(absl::Now() - started_);
     // Metrics (sorts over whole sets) are computed without the lock, so
@@ -291,9 +318,9 @@ absl::Status SchedulerCore::SubmitEval(const rpc::SubmitEvalRequest& req) {
       const bool better = best_epoch_ < 0 || (higher_better ? value > best_value_ : value < best_value_);
       if (better) {
         best_value_ = value;
-        best_epoch_ = req.epoch();
+        best_epoch_ = epoch;
         bad_evaluations_ = 0;
-        save_pending_ = req.epoch();  // Poll saves it before releasing "eval-E"
+        save_pending_ = epoch;  // Poll saves it before releasing "eval-E"
         work_cv_.Signal();
       } else if (++bad_evaluations_ >= job_.train().early_stopping_patience()) {
         stop_early_ = true;
@@ -303,11 +330,11 @@ absl::Status SchedulerCore::SubmitEval(const rpc::SubmitEvalRequest& req) {
       }
     }
     history_.push_back(std::move(r));
-    if (save_pending_ != req.epoch()) {
-      evaluated_.insert(req.epoch());
-      MaybeReleaseLocked(absl::StrCat("eval-", req.epoch()), &ready);
+    if (save_pending_ != epoch) {
+      evaluated_.insert(epoch);
+      MaybeReleaseLocked(absl::StrCat("eval-", epoch), &ready);
       *resp.mutable_view() = view_;
-      resp.set_stop(barriers_[absl::StrCat("eval-", req.epoch())].stop);
+      resp.set_stop(barriers_[absl::StrCat("eval-", epoch)].stop);
     }
   }
   for (auto& d : ready) d(resp);
@@ -333,6 +360,47 @@ void SchedulerCore::FailLocked(const std::string& message, std::vector<BarrierDo
     for (auto& d : b.waiting) aborted->push_back(std::move(d));
     b.waiting.clear();
   }
+}
+
+void SchedulerCore::WorkerDiedLocked(Node& node, absl::Duration silent,
+                                     std::vector<std::pair<BarrierDone, rpc::BarrierResponse>>* ready,
+                                     std::vector<BarrierDone>* aborted) {
+  node.dead = true;
+  node.left = true;  // nobody waits for it to leave either
+  auto* live = view_.mutable_live_workers();
+  live->erase(std::remove(live->begin(), live->end(), node.rank), live->end());
+  view_.set_version(view_.version() + 1);
+  if (node.shard_epoch >= 0) {
+    requeued_[node.shard_epoch].emplace_back(node.shard_begin, node.shard_end);
+    node.shard_epoch = -1;
+  }
+  if (live->empty()) {
+    FailLocked(absl::StrFormat("worker %d sent no heartbeat for %s and no worker is left", node.rank,
+                               absl::FormatDuration(silent)),
+               aborted);
+    return;
+  }
+  spdlog::warn("worker {} sent no heartbeat for {}: the job goes on with {} worker{} (map version {})",
+               node.rank, absl::FormatDuration(silent), live->size(), live->size() == 1 ? "" : "s",
+               view_.version());
+  // Barriers stop waiting for it.
+  for (auto& [name, b] : barriers_) {
+    std::vector<BarrierDone> now_ready;
+    MaybeReleaseLocked(name, &now_ready);
+    rpc::BarrierResponse resp;
+    *resp.mutable_view() = view_;
+    resp.set_stop(b.stop);
+    for (auto& d : now_ready) ready->emplace_back(std::move(d), resp);
+  }
+}
+
+void SchedulerCore::FailFrom(uint32_t node_id, const std::string& message) {
+  {
+    MutexLock lock(&mu_);
+    auto it = nodes_.find(node_id);
+    if (it != nodes_.end()) it->second.left = true;  // it exits now; do not wait for it
+  }
+  Fail(message);
 }
 
 void SchedulerCore::Fail(const std::string& message) {
@@ -364,6 +432,8 @@ std::string SchedulerCore::failure() const {
 
 bool SchedulerCore::Poll(absl::Time now) {
   std::vector<BarrierDone> aborted;
+  std::vector<std::pair<BarrierDone, rpc::BarrierResponse>> released;
+  std::vector<int32_t> pending_evals;
   bool finish = false;
   int32_t save_epoch = -1;
   {
@@ -378,8 +448,14 @@ bool SchedulerCore::Poll(absl::Time now) {
                  &aborted);
     }
     if (state_ == rpc::RUNNING) {
-      for (const auto& [id, node] : nodes_) {
-        if (node.left || now - node.last_heartbeat <= timeout) continue;
+      for (auto& [id, node] : nodes_) {
+        if (node.left || node.dead || now - node.last_heartbeat <= timeout) continue;
+        if (node.role == rpc::WORKER) {
+          WorkerDiedLocked(node, now - node.last_heartbeat, &released, &aborted);
+          for (const auto& [epoch, parts] : evals_) pending_evals.push_back(epoch);
+          continue;
+        }
+        // A server holds partitions nothing else has (no replication yet).
         FailLocked(absl::StrFormat("%s %d%s%s sent no heartbeat for %s (cluster.heartbeat_timeout_ms)",
                                    RoleName(node.role), node.rank, node.address.empty() ? "" : " at ",
                                    node.address, absl::FormatDuration(now - node.last_heartbeat)),
@@ -418,6 +494,10 @@ bool SchedulerCore::Poll(absl::Time now) {
   }
   for (auto& d : aborted) d(absl::AbortedError("the job failed"));
   aborted.clear();
+  for (auto& [done, resp] : released) done(resp);
+  for (int32_t epoch : pending_evals) {
+    if (absl::Status s = FinishEval(epoch); !s.ok()) Fail(std::string(s.message()));
+  }
   if (save_epoch >= 0) {
     // The workers wait at "eval-E" while the new best model is written.
     std::string unused;

@@ -10,6 +10,7 @@
 #define PS_SCHEDULER_SCHEDULER_CORE_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <set>
@@ -41,6 +42,8 @@ class SchedulerCore {
   absl::StatusOr<rpc::NextShardResponse> NextShard(const rpc::NextShardRequest& req);
   absl::Status SubmitEval(const rpc::SubmitEvalRequest& req);
   void Fail(const std::string& message);
+  // Fail, reported by member `node_id`, which is exiting.
+  void FailFrom(uint32_t node_id, const std::string& message);
   absl::Status Leave(uint32_t node_id);
 
   // Waits up to `timeout` for work for Poll (a model to save, the job's end).
@@ -63,6 +66,10 @@ class SchedulerCore {
     std::string address;
     absl::Time last_heartbeat;
     bool left = false;
+    bool dead = false;  // a worker that stopped heartbeating; the job went on without it
+    // The data shard this worker is on (SSP/ASP); requeued if it dies.
+    int32_t shard_epoch = -1;
+    uint64_t shard_begin = 0, shard_end = 0;
     // Worker progress, from heartbeats.
     uint64_t samples_done = 0;
     int32_t epoch = 0;
@@ -94,6 +101,14 @@ class SchedulerCore {
   void MaybeReleaseLocked(const std::string& name, std::vector<BarrierDone>* ready)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BuildViewLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A worker died: the job goes on without it (its shard is requeued, it
+  // leaves the live set, barriers and evaluations stop waiting for it).
+  // Collects barrier waiters now released.
+  void WorkerDiedLocked(Node& node, absl::Duration silent,
+                        std::vector<std::pair<BarrierDone, rpc::BarrierResponse>>* ready,
+                        std::vector<BarrierDone>* aborted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Merges an epoch's evaluation parts once every live worker's is in.
+  absl::Status FinishEval(int32_t epoch) ABSL_LOCKS_EXCLUDED(mu_);
   void FailLocked(const std::string& message, std::vector<BarrierDone>* aborted)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Asks every server to write its partitions into `dir`; returns the keys
@@ -126,6 +141,8 @@ class SchedulerCore {
   std::map<int32_t, uint32_t> next_shard_ ABSL_GUARDED_BY(mu_);
   // Examples in each epoch's shard queue (resampling may change it per epoch).
   std::map<int32_t, uint64_t> epoch_examples_ ABSL_GUARDED_BY(mu_);
+  // Shards of dead workers, handed out again before new ones.
+  std::map<int32_t, std::deque<std::pair<uint64_t, uint64_t>>> requeued_ ABSL_GUARDED_BY(mu_);
   uint64_t train_examples_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int32_t, std::map<uint32_t, EvalPart>> evals_ ABSL_GUARDED_BY(mu_);
   std::vector<EpochResult> history_ ABSL_GUARDED_BY(mu_);

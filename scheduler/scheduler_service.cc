@@ -67,7 +67,7 @@ grpc::ServerUnaryReactor* SchedulerService::SubmitEval(grpc::CallbackServerConte
 
 grpc::ServerUnaryReactor* SchedulerService::Fail(grpc::CallbackServerContext* ctx,
                                                  const rpc::FailRequest* req, rpc::FailResponse*) {
-  core_->Fail(req->message());
+  core_->FailFrom(req->node_id(), req->message());
   return FinishWith(ctx, absl::OkStatus());
 }
 

@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <iostream>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
@@ -76,8 +78,21 @@ int LocalCluster::Wait(absl::Time deadline, std::string* error,
       group_.TerminateAll(absl::Seconds(2));
       return 1;
     }
+    if (exit->code != 0 && exit->name.rfind("worker-", 0) == 0) {
+      // The scheduler decides: it goes on without a dead worker, or fails the
+      // job (then it exits non-zero and we report this worker too).
+      std::cerr << "ps_launch: " << exit->name << " exited with code " << exit->code
+                << "; the scheduler decides whether the job goes on" << std::endl;
+      if (worker_error_.empty()) {
+        worker_error_ = absl::StrCat(exit->name, " exited with code ", exit->code);
+        const std::string& log = logs_[exit->name];
+        if (!log.empty()) absl::StrAppend(&worker_error_, "; the end of ", log, ":\n", TailOfFile(log, 5));
+      }
+      continue;
+    }
     if (exit->code != 0) {
       *error = absl::StrCat(exit->name, " exited with code ", exit->code);
+      if (exit->name == "scheduler" && !worker_error_.empty()) absl::StrAppend(error, "; ", worker_error_);
       const std::string& log = logs_[exit->name];
       if (!log.empty()) absl::StrAppend(error, "; the end of ", log, ":\n", TailOfFile(log, 5));
       group_.TerminateAll(absl::Seconds(2));

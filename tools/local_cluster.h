@@ -50,6 +50,7 @@ class LocalCluster {
   std::string scheduler_address_;
   std::map<std::string, pid_t> pids_;
   std::map<std::string, std::string> logs_;
+  std::string worker_error_;  // the first worker that exited non-zero
 };
 
 }  // namespace ps

@@ -151,7 +151,18 @@ absl::Status Trainer::Score(const Dataset& data, const std::vector<uint64_t>& ro
   return absl::OkStatus();
 }
 
-absl::Status Trainer::Evaluate(int epoch, int64_t clock, double loss_sum, uint64_t samples) {
+absl::Status Trainer::Evaluate(int epoch, int64_t clock, double loss_sum, uint64_t samples,
+                               const rpc::ClusterView& view) {
+  // Shares follow the live workers, so a dead worker's rows are still scored.
+  int position = 0, live = 0;
+  for (int32_t w : view.live_workers()) {
+    if (w == rank_) position = live;
+    ++live;
+  }
+  if (live == 0) {
+    position = rank_;
+    live = num_workers_;
+  }
   rpc::SubmitEvalRequest req;
   req.set_node_id(node_id_);
   req.set_epoch(epoch);
@@ -159,12 +170,12 @@ absl::Status Trainer::Evaluate(int epoch, int64_t clock, double loss_sum, uint64
   req.set_train_samples(samples);
   std::vector<uint64_t> test_rows(test_.rows());
   std::iota(test_rows.begin(), test_rows.end(), 0);
-  if (absl::Status s = Score(test_, ShareOf(test_rows, rank_, num_workers_), clock,
+  if (absl::Status s = Score(test_, ShareOf(test_rows, position, live), clock,
                              req.mutable_scores(), req.mutable_labels());
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = Score(train_, ShareOf(validation_rows_, rank_, num_workers_), clock,
+  if (absl::Status s = Score(train_, ShareOf(validation_rows_, position, live), clock,
                              req.mutable_val_scores(), req.mutable_val_labels());
       !s.ok()) {
     return s;
@@ -245,7 +256,9 @@ absl::Status Trainer::Run() {
     const bool last = trained->stop() || epoch + 1 == epochs;
     bool stop = trained->stop();
     if (job_.train().eval_every_epoch() || last || job_.train().early_stopping_patience() > 0) {
-      if (absl::Status s = Evaluate(epoch, clock, loss_sum, samples); !s.ok()) return s;
+      if (absl::Status s = Evaluate(epoch, clock, loss_sum, samples, trained->view()); !s.ok()) {
+        return s;
+      }
       // Nobody trains on until everyone has read the model being evaluated and
       // the scheduler has decided (and saved the best model).
       auto evaluated = scheduler_->Vote(node_id_, absl::StrCat("eval-", epoch), false, lost_after);

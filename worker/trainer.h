@@ -66,7 +66,8 @@ class Trainer {
   absl::StatusOr<double> Step(absl::Span<const uint64_t> rows, int64_t clock, float lr_scale);
   // Scaling and class weights from statistics over the whole training set.
   absl::Status Prepare();
-  absl::Status Evaluate(int epoch, int64_t clock, double loss_sum, uint64_t samples);
+  absl::Status Evaluate(int epoch, int64_t clock, double loss_sum, uint64_t samples,
+                        const rpc::ClusterView& view);
   // Scores of `rows` of `data` into scores/labels.
   absl::Status Score(const Dataset& data, const std::vector<uint64_t>& rows, int64_t clock,
                      google::protobuf::RepeatedField<float>* scores,

@@ -155,5 +155,43 @@ TEST(Training, KilledLauncherLeavesNoProcess) {
   }
 }
 
+// kill -9 of a worker mid-training, no standby: the scheduler drops it after
+// the heartbeat timeout, barriers stop waiting for it, its data shard goes
+// back to the queue (SSP), and the job finishes with the other worker.
+TEST(Training, KilledWorkerLeavesTheJobToTheOthers) {
+  for (const std::string mode : {"ssp", "bsp"}) {
+    const std::string out = NewTempDir("killworker-" + mode);
+    ProcessGroup group;
+    auto pid = group.Spawn({"launcher",
+                            {BinDir() + "/ps_launch", "--config", Config(), "--set",
+                             "job.output_dir=" + out, "--set", "job.mode=" + mode, "--set",
+                             "train.epochs=60", "--set", "cluster.heartbeat_interval_ms=100",
+                             "--set", "cluster.heartbeat_timeout_ms=1000"},
+                            out + ".log"});
+    ASSERT_TRUE(pid.ok()) << pid.status();
+    // Kill a worker once training is under way (epoch 3 evaluated).
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (ReadFile(out + ".log").find("epoch 3/60") == std::string::npos) {
+      ASSERT_LT(absl::Now(), deadline) << ReadFile(out + ".log");
+      absl::SleepFor(absl::Milliseconds(10));  // poll period, bounded by the deadline
+    }
+    const std::string port = ReadFile(out + "/logs/scheduler.port");
+    std::vector<int> workers;
+    for (int p : ProcessesMentioning("127.0.0.1:" + port.substr(0, port.find('\n')))) {
+      if (ReadFile("/proc/" + std::to_string(p) + "/cmdline").find("ps_worker") != std::string::npos) {
+        workers.push_back(p);
+      }
+    }
+    ASSERT_EQ(workers.size(), 2u);
+    ASSERT_EQ(kill(workers[1], SIGKILL), 0);  // either one: the other must finish the job
+    auto exit = group.WaitAny(absl::Now() + absl::Seconds(120));
+    ASSERT_TRUE(exit.ok()) << "the job hung after a worker died";
+    const std::string output = ReadFile(out + ".log");
+    EXPECT_EQ(exit->code, 0) << output;
+    EXPECT_THAT(output, HasSubstr("the job goes on with 1 worker")) << mode;
+    EXPECT_GE(TestAccuracy(out), 0.9) << mode;
+  }
+}
+
 }  // namespace
 }  // namespace ps

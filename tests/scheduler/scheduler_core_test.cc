@@ -131,7 +131,7 @@ TEST(SchedulerCore, EvaluationIsMergedOverWorkersBeforeMetrics) {
   EXPECT_EQ(core.SubmitEval(bad).code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST(SchedulerCore, SilentMemberFailsTheJobAndReleasesBarriersWithAnError) {
+TEST(SchedulerCore, SilentWorkerIsDroppedAndTheOthersGoOn) {
   config::JobConfig job = Job(1, 2);
   job.mutable_cluster()->set_heartbeat_timeout_ms(1000);
   const absl::Time t0 = absl::Now();
@@ -139,18 +139,50 @@ TEST(SchedulerCore, SilentMemberFailsTheJobAndReleasesBarriersWithAnError) {
   const uint32_t s = Register(core, rpc::SERVER, 0);
   const uint32_t w0 = Register(core, rpc::WORKER, 0);
   Register(core, rpc::WORKER, 1);
+  // Worker 1 takes a shard, then goes silent.
+  rpc::NextShardRequest shard;
+  shard.set_node_id(w0 + 1);
+  shard.set_epoch(0);
+  shard.set_train_examples(150);
+  auto taken = core.NextShard(shard);
+  ASSERT_TRUE(taken.ok() && taken->has_shard());
   BarrierResult waiting;
-  waiting.Arrive(core, w0, "epoch-0");  // waits for worker 1, which goes silent
+  waiting.Arrive(core, w0, "epoch-0");  // waits for worker 1
   for (uint32_t node : {s, w0}) {
     rpc::HeartbeatRequest hb;
     hb.set_node_id(node);
     ASSERT_TRUE(core.Heartbeat(hb, absl::Now() + absl::Seconds(5)).ok());
   }
   EXPECT_FALSE(core.Poll(t0 + absl::Milliseconds(500)));
+  EXPECT_FALSE(waiting.result.has_value());
+  core.Poll(absl::Now() + absl::Seconds(5));  // worker 1 has been silent for 5 s
   EXPECT_EQ(core.state(), rpc::RUNNING);
-  core.Poll(absl::Now() + absl::Seconds(5));  // the worker has been silent for 5 s
+  ASSERT_TRUE(waiting.result.has_value()) << "the barrier no longer waits for the dead worker";
+  ASSERT_TRUE(waiting.result->ok());
+  EXPECT_EQ((*waiting.result)->live_workers_size(), 1);
+  // Its shard is handed out again.
+  shard.set_node_id(w0);
+  auto again = core.NextShard(shard);
+  ASSERT_TRUE(again.ok() && again->has_shard());
+  EXPECT_EQ(again->begin(), taken->begin());
+  EXPECT_EQ(again->end(), taken->end());
+}
+
+TEST(SchedulerCore, SilentServerFailsTheJobAndReleasesBarriersWithAnError) {
+  config::JobConfig job = Job(1, 1);
+  job.mutable_cluster()->set_heartbeat_timeout_ms(1000);
+  SchedulerCore core(job, absl::Now());
+  Register(core, rpc::SERVER, 0);
+  const uint32_t w = Register(core, rpc::WORKER, 0);
+  BarrierResult waiting;
+  waiting.Arrive(core, w, "end");  // held until the model is saved
+  rpc::HeartbeatRequest hb;
+  hb.set_node_id(w);
+  ASSERT_TRUE(core.Heartbeat(hb, absl::Now() + absl::Seconds(5)).ok());
+  core.Poll(absl::Now() + absl::Seconds(5));
   EXPECT_EQ(core.state(), rpc::FAILED);
-  EXPECT_NE(core.failure().find("worker 1 sent no heartbeat"), std::string::npos) << core.failure();
+  EXPECT_NE(core.failure().find("server 0 at 127.0.0.1:1 sent no heartbeat"), std::string::npos)
+      << core.failure();
   ASSERT_TRUE(waiting.result.has_value());
   EXPECT_EQ(waiting.result->status().code(), absl::StatusCode::kAborted);
 }
