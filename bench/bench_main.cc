@@ -48,6 +48,7 @@
 #include "common/config.h"
 #include "common/file_util.h"
 #include "common/flags_util.h"
+#include "common/heartbeat.h"
 #include "common/logging.h"
 #include "common/partitioning.h"
 #include "common/rpc.h"
@@ -702,29 +703,13 @@ absl::StatusOr<Results> JoinAndBench(const std::string& scheduler_address) {
   }
 
   StopFlag stop;
-  Notification stop_heartbeats;
-  std::thread heartbeats([&] {
-    const absl::Duration interval = absl::Milliseconds(job.cluster().heartbeat_interval_ms());
-    const absl::Duration lost_after = absl::Milliseconds(job.cluster().heartbeat_timeout_ms());
-    absl::Time last_ok = absl::Now();
-    while (!stop_heartbeats.WaitForNotificationWithTimeout(interval)) {
-      rpc::HeartbeatRequest hb;
-      hb.set_node_id(node_id);
-      auto resp = client.Heartbeat(hb);
-      if (resp.ok()) {
-        last_ok = absl::Now();
-        if (resp->state() == rpc::FAILED)
-          stop.Set(absl::StrCat("the job failed: ", resp->message()));
-      } else if (absl::Now() - last_ok > lost_after) {
-        stop.Set(absl::StrCat("lost the scheduler at ", scheduler_address, ": ",
-                              resp.status().message()));
-      }
-    }
-  });
+  auto heartbeat = std::make_unique<Heartbeat>(
+      &client, node_id, absl::Milliseconds(job.cluster().heartbeat_interval_ms()),
+      absl::Milliseconds(job.cluster().heartbeat_timeout_ms()), nullptr,
+      [&](Heartbeat::End, const std::string& why) { stop.Set(why); });
   auto finish = [&](absl::StatusOr<Results> r) {
     if (!r.ok()) (void)client.Fail(node_id, absl::StrCat("ps_bench: ", r.status().message()));
-    stop_heartbeats.Notify();
-    heartbeats.join();
+    heartbeat.reset();
     return r;
   };
 

@@ -85,6 +85,11 @@ void KvClient::SetView(const rpc::ClusterView& view) {
   view_ = std::make_shared<const rpc::ClusterView>(view);
 }
 
+std::shared_ptr<const rpc::ClusterView> KvClient::CurrentView() {
+  MutexLock lock(&mu_);
+  return view_;
+}
+
 rpc::ParameterServer::Stub* KvClient::Stub(int server) {
   MutexLock lock(&mu_);
   return stubs_[server].get();
@@ -170,11 +175,7 @@ absl::Status KvClient::Push(const std::vector<TableKeys>& tables, std::optional<
   auto build = [&](const std::vector<int>& partitions) {
     std::map<int, size_t> bytes;
     for (int p : partitions) bytes[p] = routed->parts[p].bytes;
-    std::shared_ptr<const rpc::ClusterView> current;
-    {
-      MutexLock lock(&mu_);
-      current = view_;
-    }
+    const std::shared_ptr<const rpc::ClusterView> current = CurrentView();
     const rpc::ClusterView& view = *current;
     std::vector<int> all;
     if (clock.has_value()) {
@@ -264,11 +265,7 @@ absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_
   auto build = [&](const std::vector<int>& partitions) {
     std::map<int, size_t> bytes;
     for (int p : partitions) bytes[p] = routed->parts[p].bytes;
-    std::shared_ptr<const rpc::ClusterView> current;
-    {
-      MutexLock lock(&mu_);
-      current = view_;
-    }
+    const std::shared_ptr<const rpc::ClusterView> current = CurrentView();
     const rpc::ClusterView& view = *current;
     std::vector<std::unique_ptr<PullCall>> out;
     for (Plan& plan : PlanCalls(partitions, bytes, view, {}, options_.max_chunk_bytes)) {
@@ -360,11 +357,7 @@ absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_
 
 absl::Status KvClient::Tick(int64_t clock) {
   using TickCall = Call<rpc::TickRequest, rpc::TickResponse>;
-  int servers;
-  {
-    MutexLock lock(&mu_);
-    servers = view_->servers_size();
-  }
+  const int servers = CurrentView()->servers_size();
   std::vector<std::unique_ptr<TickCall>> calls;
   for (int s = 0; s < servers; ++s) {
     auto c = std::make_unique<TickCall>();

@@ -72,6 +72,7 @@ class KvClient {
   struct Routed;
   absl::StatusOr<Routed> Route(const std::vector<TableKeys>& tables, bool with_values);
   rpc::ParameterServer::Stub* Stub(int server) ABSL_LOCKS_EXCLUDED(mu_);
+  std::shared_ptr<const rpc::ClusterView> CurrentView() ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status RefreshView();
 
   const Options options_;

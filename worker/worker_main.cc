@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/sync.h"
 #include "absl/time/clock.h"
+#include "common/heartbeat.h"
 #include "common/logging.h"
 #include "common/rpc.h"
 #include "common/scheduler_client.h"
@@ -62,46 +63,27 @@ int Run() {
   // Heartbeats and progress, on their own thread; a failed job ends the process.
   Trainer::Progress* progress = nullptr;
   Mutex progress_mu;
-  Notification stop_heartbeats;
-  std::thread heartbeats([&] {
-    const absl::Duration interval = absl::Milliseconds(job.cluster().heartbeat_interval_ms());
-    const absl::Duration lost_after = absl::Milliseconds(job.cluster().heartbeat_timeout_ms());
-    absl::Time last_ok = absl::Now();
-    while (!stop_heartbeats.WaitForNotificationWithTimeout(interval)) {
-      rpc::HeartbeatRequest hb;
-      hb.set_node_id(node_id);
-      {
+  auto heartbeat = std::make_unique<Heartbeat>(
+      &client, node_id, absl::Milliseconds(job.cluster().heartbeat_interval_ms()),
+      absl::Milliseconds(job.cluster().heartbeat_timeout_ms()),
+      [&](rpc::HeartbeatRequest* hb) {
         MutexLock lock(&progress_mu);
-        if (progress != nullptr) {
-          hb.set_samples_done(progress->samples_done.load());
-          hb.set_epoch(progress->epoch.load());
-          hb.set_loss_sum(progress->loss_sum.load());
-          hb.set_epoch_samples(progress->epoch_samples.load());
-          hb.set_train_examples(progress->train_examples.load());
+        if (progress == nullptr) return;
+        hb->set_samples_done(progress->samples_done.load());
+        hb->set_epoch(progress->epoch.load());
+        hb->set_loss_sum(progress->loss_sum.load());
+        hb->set_epoch_samples(progress->epoch_samples.load());
+        hb->set_train_examples(progress->train_examples.load());
+      },
+      [&](Heartbeat::End end, const std::string& why) {
+        if (end == Heartbeat::End::kSignal) {
+          (void)client.Fail(node_id, absl::StrCat("worker ", rank, " was asked to stop"));
         }
-      }
-      auto resp = client.Heartbeat(hb);
-      if (resp.ok()) {
-        last_ok = absl::Now();
-        if (resp->state() == rpc::FAILED) {
-          std::cerr << "ps_worker: error: the job failed: " << resp->message() << std::endl;
-          std::_Exit(1);
-        }
-      } else if (absl::Now() - last_ok > lost_after) {
-        std::cerr << "ps_worker: error: lost the scheduler at " << scheduler << ": "
-                  << resp.status().message() << std::endl;
+        std::cerr << "ps_worker: error: " << why << std::endl;
         std::_Exit(1);
-      }
-      if (StopRequested()) {
-        (void)client.Fail(node_id, absl::StrCat("worker ", rank, " was asked to stop"));
-        std::cerr << "ps_worker: stopped by a signal" << std::endl;
-        std::_Exit(1);
-      }
-    }
-  });
+      });
   auto stop = [&](int code) {
-    stop_heartbeats.Notify();
-    heartbeats.join();
+    heartbeat.reset();
     return code;
   };
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "tests/test_util.h"
 
 namespace ps {
 namespace {
@@ -18,10 +19,7 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 // Source directory of the project, for the shipped data files.
-std::string SourceDir() {
-  const char* dir = std::getenv("PS_SOURCE_DIR");  // Set by ps_cc_test.
-  return dir != nullptr ? dir : "/work/wt-data";
-}
+std::string SourceDir() { return ps::testing::SourceDir(); }
 
 std::string Msg(const absl::Status& s) { return std::string(s.message()); }
 

@@ -1,0 +1,44 @@
+#include "common/heartbeat.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/signals.h"
+
+namespace ps {
+
+Heartbeat::Heartbeat(SchedulerClient* client, uint32_t node_id, absl::Duration interval,
+                     absl::Duration lost_after, Fill fill, OnEnd on_end)
+    : client_(client), node_id_(node_id), interval_(interval), lost_after_(lost_after),
+      fill_(std::move(fill)), on_end_(std::move(on_end)), thread_([this] { Loop(); }) {}
+
+Heartbeat::~Heartbeat() {
+  stop_.Notify();
+  thread_.join();
+}
+
+void Heartbeat::Loop() {
+  absl::Time last_ok = absl::Now();
+  while (!stop_.WaitForNotificationWithTimeout(interval_)) {
+    if (StopRequested()) {
+      on_end_(End::kSignal, "stopped by a signal");
+      return;
+    }
+    rpc::HeartbeatRequest hb;
+    hb.set_node_id(node_id_);
+    if (fill_) fill_(&hb);
+    auto resp = client_->Heartbeat(hb);
+    if (resp.ok()) {
+      last_ok = absl::Now();
+      if (resp->state() == rpc::FAILED) {
+        on_end_(End::kJobFailed, absl::StrCat("the job failed: ", resp->message()));
+        return;
+      }
+    } else if (absl::Now() - last_ok > lost_after_) {
+      on_end_(End::kSchedulerLost, absl::StrCat("lost the scheduler at ", client_->address(), ": ",
+                                                resp.status().message()));
+      return;
+    }
+  }
+}
+
+}  // namespace ps
