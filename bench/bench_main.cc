@@ -572,7 +572,7 @@ absl::StatusOr<SparseResult> Bench::RunSparse() {
 }
 
 absl::StatusOr<Results> Bench::Run() {
-  if (tables_.size() != 4 || job_.model().type() != config::BENCHMARK) {
+  if (tables_.size() < 4 || job_.model().type() != config::BENCHMARK) {
     return absl::FailedPreconditionError("the job's model is not of type benchmark");
   }
   RawTcpSink sink;
