@@ -127,6 +127,31 @@ rpc::ClusterView SchedulerCore::View() const {
   return view_;
 }
 
+rpc::JobStatus SchedulerCore::Status(absl::Time now) const {
+  MutexLock lock(&mu_);
+  rpc::JobStatus s;
+  s.set_job(job_.job().name());
+  s.set_mode(ModeName(job_.job().mode()));
+  s.set_state(state_);
+  s.set_failure(failure_);
+  *s.mutable_view() = view_;
+  s.set_epochs(job_.train().epochs());
+  s.set_epochs_evaluated(static_cast<int32_t>(history_.size()));
+  s.set_seconds(started_ == absl::Time() ? 0 : absl::ToDoubleSeconds(now - started_));
+  for (const auto& [id, node] : nodes_) {
+    rpc::MemberStatus* m = s.add_members();
+    m->set_node_id(id);
+    m->set_role(node.role);
+    m->set_rank(node.rank);
+    m->set_address(node.address);
+    m->set_state(node.dead ? "dead" : node.left ? "left" : "alive");
+    m->set_heartbeat_age_ms(absl::ToInt64Milliseconds(now - node.last_heartbeat));
+    m->set_epoch(node.epoch);
+    m->set_samples_done(node.samples_done);
+  }
+  return s;
+}
+
 size_t SchedulerCore::ParticipantsLocked(const std::string& barrier) const {
   size_t n = 0;
   for (const auto& [id, node] : nodes_) {

@@ -37,6 +37,7 @@ class SchedulerCore {
   absl::StatusOr<rpc::RegisterResponse> Register(const rpc::RegisterRequest& req);
   absl::StatusOr<rpc::HeartbeatResponse> Heartbeat(const rpc::HeartbeatRequest& req, absl::Time now);
   rpc::ClusterView View() const;
+  rpc::JobStatus Status(absl::Time now) const;
   // Calls `done` once every participant arrived (maybe before returning).
   void Barrier(const rpc::BarrierRequest& req, BarrierDone done);
   absl::StatusOr<rpc::NextShardResponse> NextShard(const rpc::NextShardRequest& req);

@@ -71,6 +71,11 @@ grpc::ServerUnaryReactor* SchedulerService::Fail(grpc::CallbackServerContext* ct
   return FinishWith(ctx, absl::OkStatus());
 }
 
+grpc::ServerUnaryReactor* SchedulerService::Status(grpc::CallbackServerContext* ctx,
+                                                   const rpc::StatusRequest*, rpc::JobStatus* resp) {
+  return FinishWith(ctx, absl::StatusOr<rpc::JobStatus>(core_->Status(absl::Now())), resp);
+}
+
 grpc::ServerUnaryReactor* SchedulerService::Leave(grpc::CallbackServerContext* ctx,
                                                   const rpc::LeaveRequest* req, rpc::LeaveResponse*) {
   return FinishWith(ctx, core_->Leave(req->node_id()));

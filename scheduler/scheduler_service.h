@@ -29,6 +29,8 @@ class SchedulerService final : public rpc::Scheduler::CallbackService {
                                        rpc::SubmitEvalResponse* resp) override;
   grpc::ServerUnaryReactor* Fail(grpc::CallbackServerContext* ctx, const rpc::FailRequest* req,
                                  rpc::FailResponse* resp) override;
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx, const rpc::StatusRequest* req,
+                                   rpc::JobStatus* resp) override;
   grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* ctx, const rpc::LeaveRequest* req,
                                   rpc::LeaveResponse* resp) override;
 

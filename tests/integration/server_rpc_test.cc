@@ -174,5 +174,30 @@ TEST_F(ServerRpcTest, MalformedRequestsGetErrorsAndTheServerKeepsServing) {
   EXPECT_FLOAT_EQ(*PullOne(key), -2.0f);
 }
 
+TEST_F(ServerRpcTest, PsctlStatusShowsTheJob) {
+  rpc::PushResponse resp;
+  ASSERT_TRUE(Push(Owner(9), OneKeyPush(9, 1.0f, 1), &resp).ok());
+  auto r = testing::RunCommand(
+      {BinDir() + "/psctl", "--scheduler", cluster_.scheduler_address(), "status"}, absl::Seconds(30));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("job rpc-test (asp): running"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(absl::StrCat("map version ", view_.version(), ": 16 partitions, 1 live workers")),
+            std::string::npos)
+      << r.output;
+  for (const auto& server : view_.servers()) {
+    EXPECT_NE(r.output.find(server.address()), std::string::npos) << r.output;
+  }
+  EXPECT_NE(r.output.find("8 partitions, 1 keys, 1 pushes"), std::string::npos) << r.output;
+}
+
+TEST(Psctl, UnreachableSchedulerIsAClearError) {
+  auto r = testing::RunCommand({BinDir() + "/psctl", "--scheduler",
+                                absl::StrCat("127.0.0.1:", testing::UnusedPort()), "--timeout_ms",
+                                "500", "status"},
+                               absl::Seconds(30));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("psctl: error: cannot reach the scheduler at"), std::string::npos) << r.output;
+}
+
 }  // namespace
 }  // namespace ps
