@@ -684,7 +684,7 @@ absl::StatusOr<Results> JoinAndBench(const std::string& scheduler_address) {
   SchedulerClient client(scheduler_address);
   rpc::RegisterRequest reg;
   reg.set_role(rpc::WORKER);
-  const uint64_t incarnation = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ getpid();
+  const uint64_t incarnation = SchedulerClient::NewIncarnation();
   reg.set_incarnation(incarnation);
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);

@@ -1,5 +1,9 @@
 #include "common/scheduler_client.h"
 
+#include <unistd.h>
+
+#include <random>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/rpc.h"
@@ -9,6 +13,21 @@ namespace ps {
 SchedulerClient::SchedulerClient(const std::string& address, absl::Duration rpc_timeout)
     : address_(address), rpc_timeout_(rpc_timeout),
       stub_(rpc::Scheduler::NewStub(MakeChannel(address))) {}
+
+absl::StatusOr<std::unique_ptr<SchedulerClient>> SchedulerClient::ForFlag(
+    const std::string& address) {
+  if (address.empty()) {
+    return absl::InvalidArgumentError("--scheduler is required (host:port of the scheduler)");
+  }
+  std::string host;
+  int port;
+  if (absl::Status s = ParseHostPort(address, "--scheduler", &host, &port); !s.ok()) return s;
+  return std::make_unique<SchedulerClient>(address);
+}
+
+uint64_t SchedulerClient::NewIncarnation() {
+  return (static_cast<uint64_t>(std::random_device{}()) << 32) ^ static_cast<uint64_t>(getpid());
+}
 
 absl::StatusOr<rpc::RegisterResponse> SchedulerClient::Register(const rpc::RegisterRequest& req,
                                                                 absl::Duration wait) {

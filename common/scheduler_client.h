@@ -17,6 +17,13 @@ class SchedulerClient {
  public:
   explicit SchedulerClient(const std::string& address, absl::Duration rpc_timeout = absl::Seconds(10));
 
+  // A client for a --scheduler flag's value; an error names the flag when it
+  // is empty or not host:port.
+  static absl::StatusOr<std::unique_ptr<SchedulerClient>> ForFlag(const std::string& address);
+
+  // A random id for this process start (RegisterRequest.incarnation).
+  static uint64_t NewIncarnation();
+
   const std::string& address() const { return address_; }
 
   // Registers, retrying while the scheduler is unreachable, for at most

@@ -35,22 +35,18 @@ int Fatal(const std::string& message) {
 
 int Run() {
   const std::string scheduler = absl::GetFlag(FLAGS_scheduler);
-  if (scheduler.empty()) return Fatal("--scheduler is required (host:port of the scheduler)");
-  std::string host;
-  int port;
-  if (absl::Status s = ParseHostPort(scheduler, "--scheduler", &host, &port); !s.ok()) {
-    return Fatal(std::string(s.message()));
-  }
+  auto scheduler_client = SchedulerClient::ForFlag(scheduler);
+  if (!scheduler_client.ok()) return Fatal(std::string(scheduler_client.status().message()));
+  SchedulerClient& client = **scheduler_client;
   PsService service;
   auto running = StartGrpcServer(absl::GetFlag(FLAGS_host), absl::GetFlag(FLAGS_port), {&service});
   if (!running.ok()) return Fatal(std::string(running.status().message()));
   const std::string my_address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", running->port);
 
-  SchedulerClient client(scheduler);
   rpc::RegisterRequest reg;
   reg.set_role(rpc::SERVER);
   reg.set_address(my_address);
-  reg.set_incarnation(std::random_device{}() ^ (static_cast<uint64_t>(getpid()) << 32));
+  reg.set_incarnation(SchedulerClient::NewIncarnation());
   auto registered = client.Register(reg, absl::Milliseconds(absl::GetFlag(FLAGS_connect_timeout_ms)));
   if (!registered.ok()) return Fatal(std::string(registered.status().message()));
   const config::JobConfig& job = registered->config();

@@ -37,17 +37,12 @@ int Fatal(const std::string& message) {
 }
 
 int Run() {
-  const std::string scheduler = absl::GetFlag(FLAGS_scheduler);
-  if (scheduler.empty()) return Fatal("--scheduler is required (host:port of the scheduler)");
-  std::string host;
-  int port;
-  if (absl::Status s = ParseHostPort(scheduler, "--scheduler", &host, &port); !s.ok()) {
-    return Fatal(std::string(s.message()));
-  }
-  SchedulerClient client(scheduler);
+  auto scheduler_client = SchedulerClient::ForFlag(absl::GetFlag(FLAGS_scheduler));
+  if (!scheduler_client.ok()) return Fatal(std::string(scheduler_client.status().message()));
+  SchedulerClient& client = **scheduler_client;
   rpc::RegisterRequest reg;
   reg.set_role(rpc::WORKER);
-  const uint64_t incarnation = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ getpid();
+  const uint64_t incarnation = SchedulerClient::NewIncarnation();
   reg.set_incarnation(incarnation);
   auto registered = client.Register(reg, absl::Milliseconds(absl::GetFlag(FLAGS_connect_timeout_ms)));
   if (!registered.ok()) return Fatal(std::string(registered.status().message()));
