@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -76,10 +77,18 @@ absl::StatusOr<rpc::BarrierResponse> SchedulerClient::Vote(uint32_t node_id,
     grpc::Status s = stub_->Barrier(&ctx, req, &resp);
     if (s.ok()) return resp;
     if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-      last_contact = absl::Now();  // the scheduler held the call: it is alive
-      continue;
+      // A held call does not prove the scheduler alive (a frozen one holds it
+      // too): ask it something quick, and give up after lost_after.
+      grpc::ClientContext probe;
+      probe.set_deadline(DeadlineIn(std::min(rpc_timeout_, absl::Seconds(2))));
+      rpc::ClusterView view;
+      if (stub_->GetView(&probe, rpc::GetViewRequest(), &view).ok()) {
+        last_contact = absl::Now();
+        continue;
+      }
+    } else if (s.error_code() != grpc::StatusCode::UNAVAILABLE) {
+      return FromGrpcStatus(s);
     }
-    if (s.error_code() != grpc::StatusCode::UNAVAILABLE) return FromGrpcStatus(s);
     if (absl::Now() - last_contact > lost_after) {
       return absl::UnavailableError(absl::StrCat("lost the scheduler at ", address_, " while at barrier '",
                                                  name, "': ", s.error_message()));

@@ -31,8 +31,8 @@ class SchedulerClient {
   absl::StatusOr<rpc::RegisterResponse> Register(const rpc::RegisterRequest& req, absl::Duration wait);
 
   // Waits at barrier `name` until released. Re-arrives after each RPC
-  // deadline; fails if the scheduler is unreachable for longer than `lost_after`
-  // or the job failed (ABORTED with the scheduler's message).
+  // deadline; fails if the scheduler is unreachable or unresponsive for
+  // longer than `lost_after`, or the job failed (ABORTED with its message).
   absl::StatusOr<rpc::ClusterView> Barrier(uint32_t node_id, const std::string& name,
                                            absl::Duration lost_after);
   // The same, with the stop vote and decision (BarrierRequest.want_stop,
