@@ -634,6 +634,11 @@ absl::Status ValidateJobConfigImpl(const config::JobConfig& config, absl::string
         absl::StrCat("must be greater than cluster.heartbeat_interval_ms (",
                      cluster.heartbeat_interval_ms(), "), got ", cluster.heartbeat_timeout_ms()));
   }
+  if (cluster.replication() > cluster.num_servers()) {
+    return ConfigError(where("cluster.replication"), "cluster.replication",
+                       absl::StrCat("needs at least as many servers (cluster.num_servers is ",
+                                    cluster.num_servers(), "), got ", cluster.replication()));
+  }
   return absl::OkStatus();
 }
 

@@ -16,8 +16,14 @@ Heartbeat::~Heartbeat() {
   thread_.join();
 }
 
+void Heartbeat::OnNewView(std::function<void(uint64_t version)> on_view) {
+  MutexLock lock(&mu_);
+  on_view_ = std::move(on_view);
+}
+
 void Heartbeat::Loop() {
   absl::Time last_ok = absl::Now();
+  uint64_t last_view = 0;
   while (!stop_.WaitForNotificationWithTimeout(interval_)) {
     if (StopRequested()) {
       on_end_(End::kSignal, "stopped by a signal");
@@ -32,6 +38,15 @@ void Heartbeat::Loop() {
       if (resp->state() == rpc::FAILED) {
         on_end_(End::kJobFailed, absl::StrCat("the job failed: ", resp->message()));
         return;
+      }
+      if (resp->view_version() > last_view) {
+        last_view = resp->view_version();
+        std::function<void(uint64_t)> on_view;
+        {
+          MutexLock lock(&mu_);
+          on_view = on_view_;
+        }
+        if (on_view) on_view(last_view);
       }
     } else if (absl::Now() - last_ok > lost_after_) {
       on_end_(End::kSchedulerLost, absl::StrCat("lost the scheduler at ", client_->address(), ": ",

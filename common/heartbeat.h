@@ -30,6 +30,10 @@ class Heartbeat {
   // Stops the thread and waits for it.
   ~Heartbeat();
 
+  // From now on, `on_view` runs (on the heartbeat thread) with the
+  // scheduler's view version whenever it is newer than the last one seen.
+  void OnNewView(std::function<void(uint64_t version)> on_view) ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   void Loop();
 
@@ -39,6 +43,8 @@ class Heartbeat {
   const Fill fill_;
   const OnEnd on_end_;
   Notification stop_;
+  Mutex mu_;
+  std::function<void(uint64_t)> on_view_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

@@ -42,7 +42,12 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerCore::Register(const rpc::Registe
   if (state_ == rpc::FAILED) return absl::AbortedError(absl::StrCat("the job failed: ", failure_));
   Node node;
   node.role = req.role();
-  if (req.role() == rpc::SERVER) {
+  if (req.role() == rpc::SERVER && req.standby()) {
+    if (req.address().empty()) return absl::InvalidArgumentError("a server must give its address");
+    if (state_ == rpc::DONE) return absl::FailedPreconditionError("the job is over");
+    node.standby = true;
+    node.rank = job_.cluster().num_servers() + standbys_registered_++;
+  } else if (req.role() == rpc::SERVER) {
     if (req.address().empty()) return absl::InvalidArgumentError("a server must give its address");
     if (servers_registered_ >= job_.cluster().num_servers()) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -62,10 +67,18 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerCore::Register(const rpc::Registe
   node.address = req.address();
   node.last_heartbeat = absl::Now();
   nodes_[node.id] = node;
-  spdlog::info("{} {} registered{}{}", RoleName(node.role), node.rank,
-               node.address.empty() ? "" : " at ", node.address);
-  if (servers_registered_ == job_.cluster().num_servers() &&
-      workers_registered_ == job_.cluster().num_workers()) {
+  spdlog::info("{}{} {} registered{}{}", node.standby ? "standby " : "", RoleName(node.role),
+               node.rank, node.address.empty() ? "" : " at ", node.address);
+  if (node.standby) {
+    if (view_.version() > 0) {
+      // Joins the view's server list (holding nothing yet).
+      AddServerInfoLocked(node);
+      view_.set_version(view_.version() + 1);
+      // Partitions short of backups (a server died with no standby) get it now.
+      RefillBackupsLocked();
+    }
+  } else if (servers_registered_ == job_.cluster().num_servers() &&
+             workers_registered_ == job_.cluster().num_workers()) {
     BuildViewLocked();
   }
   rpc::RegisterResponse resp;
@@ -75,19 +88,33 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerCore::Register(const rpc::Registe
   return resp;
 }
 
+void SchedulerCore::AddServerInfoLocked(const Node& node) {
+  while (view_.servers_size() <= node.rank) view_.add_servers()->set_rank(view_.servers_size() - 1);
+  rpc::ServerInfo* info = view_.mutable_servers(node.rank);
+  info->set_rank(node.rank);
+  info->set_address(node.address);
+  info->set_node_id(node.id);
+  info->set_standby(node.standby);
+  info->set_dead(node.dead);
+}
+
 void SchedulerCore::BuildViewLocked() {
   const int n = job_.cluster().num_servers();
-  std::vector<rpc::ServerInfo> servers(n);
-  for (const auto& [id, node] : nodes_) {
-    if (node.role != rpc::SERVER) continue;
-    servers[node.rank].set_rank(node.rank);
-    servers[node.rank].set_address(node.address);
-    servers[node.rank].set_node_id(id);
-  }
+  const int r = job_.cluster().replication();
   view_.clear_servers();
-  for (auto& s : servers) *view_.add_servers() = s;
+  for (const auto& [id, node] : nodes_) {
+    if (node.role == rpc::SERVER) AddServerInfoLocked(node);
+  }
   view_.clear_partition_owner();
-  for (int p = 0; p < job_.cluster().num_partitions(); ++p) view_.add_partition_owner(p % n);
+  view_.clear_placement();
+  // Primary p mod n; backups on the next r-1 servers.
+  for (int p = 0; p < job_.cluster().num_partitions(); ++p) {
+    view_.add_partition_owner(p % n);
+    rpc::Placement* pl = view_.add_placement();
+    pl->set_primary(p % n);
+    for (int b = 1; b < r; ++b) pl->add_backups((p + b) % n);
+    pl->set_epoch(1);
+  }
   view_.clear_live_workers();
   for (const auto& [id, node] : nodes_) {
     if (node.role == rpc::WORKER) view_.add_live_workers(node.rank);
@@ -105,11 +132,12 @@ absl::StatusOr<rpc::HeartbeatResponse> SchedulerCore::Heartbeat(const rpc::Heart
   MutexLock lock(&mu_);
   rpc::HeartbeatResponse resp;
   auto it = nodes_.find(req.node_id());
-  resp.set_known(it != nodes_.end());
+  // A node declared dead is told so (a server then steps down).
+  resp.set_known(it != nodes_.end() && !it->second.dead);
   resp.set_view_version(view_.version());
   resp.set_state(state_);
   resp.set_message(failure_);
-  if (it == nodes_.end()) return resp;
+  if (it == nodes_.end() || it->second.dead) return resp;
   Node& node = it->second;
   node.last_heartbeat = now;
   if (node.role == rpc::WORKER) {
@@ -144,7 +172,7 @@ rpc::JobStatus SchedulerCore::Status(absl::Time now) const {
     m->set_role(node.role);
     m->set_rank(node.rank);
     m->set_address(node.address);
-    m->set_state(node.dead ? "dead" : node.left ? "left" : "alive");
+    m->set_state(node.dead ? "dead" : node.left ? "left" : node.standby ? "standby" : "alive");
     m->set_heartbeat_age_ms(absl::ToInt64Milliseconds(now - node.last_heartbeat));
     m->set_epoch(node.epoch);
     m->set_samples_done(node.samples_done);
@@ -419,6 +447,110 @@ void SchedulerCore::WorkerDiedLocked(Node& node, absl::Duration silent,
   }
 }
 
+std::string SchedulerCore::PartitionsOfLocked(int rank) const {
+  std::vector<int> primary, backup;
+  for (int p = 0; p < view_.placement_size(); ++p) {
+    const rpc::Placement& pl = view_.placement(p);
+    if (pl.primary() == rank) primary.push_back(p);
+    if (std::find(pl.backups().begin(), pl.backups().end(), rank) != pl.backups().end()) {
+      backup.push_back(p);
+    }
+  }
+  return absl::StrFormat("primary of %d, backup of %d", primary.size(), backup.size());
+}
+
+bool SchedulerCore::ServerDiedLocked(Node& node, absl::Duration silent,
+                                     std::vector<BarrierDone>* aborted) {
+  const std::string who = absl::StrFormat("server %d%s%s", node.rank, node.address.empty() ? "" : " at ",
+                                          node.address);
+  // Partitions whose every replica is gone cannot go on.
+  std::vector<int> lost;
+  for (int p = 0; p < view_.placement_size(); ++p) {
+    const rpc::Placement& pl = view_.placement(p);
+    if (pl.primary() != node.rank) continue;
+    bool backup_alive = false;
+    for (int b : pl.backups()) backup_alive |= !ServerDeadLocked(b);
+    if (!backup_alive) lost.push_back(p);
+  }
+  if (!lost.empty()) {
+    FailLocked(absl::StrFormat(
+                   "%s sent no heartbeat for %s (cluster.heartbeat_timeout_ms) and %d of its "
+                   "partitions have no other replica (cluster.replication is %d)",
+                   who, absl::FormatDuration(silent), lost.size(), job_.cluster().replication()),
+               aborted);
+    return false;
+  }
+  node.dead = true;
+  node.left = true;  // nobody waits for it to leave
+  const std::string held = PartitionsOfLocked(node.rank);
+  AddServerInfoLocked(node);
+  int promoted = 0;
+  for (int p = 0; p < view_.placement_size(); ++p) {
+    rpc::Placement* pl = view_.mutable_placement(p);
+    auto* backups = pl->mutable_backups();
+    backups->erase(std::remove(backups->begin(), backups->end(), node.rank), backups->end());
+    if (pl->primary() == node.rank) {
+      // The first live backup takes over, in a new epoch: the old primary's
+      // forwards are refused from now on.
+      auto next = std::find_if(backups->begin(), backups->end(),
+                               [&](int b) { return !ServerDeadLocked(b); });
+      pl->set_primary(*next);
+      backups->erase(next);
+      pl->set_epoch(pl->epoch() + 1);
+      view_.set_partition_owner(p, pl->primary());
+      ++promoted;
+    }
+  }
+  const int refilled = RefillBackupsLocked();
+  view_.set_version(view_.version() + 1);
+  spdlog::warn("{} sent no heartbeat for {}: it was {}; {} partitions promoted to a backup, {} new "
+               "backups placed (map version {})",
+               who, absl::FormatDuration(silent), held, promoted, refilled, view_.version());
+  return true;
+}
+
+bool SchedulerCore::ServerDeadLocked(int rank) const {
+  for (const auto& [id, node] : nodes_) {
+    if (node.role == rpc::SERVER && node.rank == rank) return node.dead;
+  }
+  return true;
+}
+
+int SchedulerCore::RefillBackupsLocked() {
+  const int want = job_.cluster().replication() - 1;
+  if (want <= 0 || view_.placement_size() == 0) return 0;
+  // Replicas held per live server; standbys (holding nothing) come first.
+  std::map<int, int> load;
+  for (const auto& [id, node] : nodes_) {
+    if (node.role == rpc::SERVER && !node.dead) load[node.rank] = 0;
+  }
+  for (const rpc::Placement& pl : view_.placement()) {
+    if (load.count(pl.primary()) > 0) ++load[pl.primary()];
+    for (int b : pl.backups()) {
+      if (load.count(b) > 0) ++load[b];
+    }
+  }
+  int added = 0;
+  for (int p = 0; p < view_.placement_size(); ++p) {
+    rpc::Placement* pl = view_.mutable_placement(p);
+    while (pl->backups_size() < want) {
+      int best = -1;
+      for (const auto& [rank, n] : load) {
+        if (rank == pl->primary() ||
+            std::find(pl->backups().begin(), pl->backups().end(), rank) != pl->backups().end()) {
+          continue;
+        }
+        if (best < 0 || n < load[best]) best = rank;
+      }
+      if (best < 0) break;  // no server left to hold another copy
+      pl->add_backups(best);
+      ++load[best];
+      ++added;
+    }
+  }
+  return added;
+}
+
 void SchedulerCore::FailFrom(uint32_t node_id, const std::string& message) {
   {
     MutexLock lock(&mu_);
@@ -480,12 +612,7 @@ bool SchedulerCore::Poll(absl::Time now) {
           for (const auto& [epoch, parts] : evals_) pending_evals.push_back(epoch);
           continue;
         }
-        // A server holds partitions nothing else has (no replication yet).
-        FailLocked(absl::StrFormat("%s %d%s%s sent no heartbeat for %s (cluster.heartbeat_timeout_ms)",
-                                   RoleName(node.role), node.rank, node.address.empty() ? "" : " at ",
-                                   node.address, absl::FormatDuration(now - node.last_heartbeat)),
-                   &aborted);
-        break;
+        if (!ServerDiedLocked(node, now - node.last_heartbeat, &aborted)) break;
       }
     }
     if (state_ == rpc::RUNNING && started_ != absl::Time() && !end_pending_ &&
@@ -583,6 +710,12 @@ absl::StatusOr<uint64_t> SchedulerCore::SaveModel(const std::string& dir, std::s
   uint64_t keys = 0;
   server_stats->clear();
   for (const rpc::ServerInfo& server : view.servers()) {
+    // Primaries write their partitions; dead servers and standbys hold none.
+    if (server.dead() ||
+        std::find(view.partition_owner().begin(), view.partition_owner().end(), server.rank()) ==
+            view.partition_owner().end()) {
+      continue;
+    }
     auto stub = rpc::ParameterServer::NewStub(MakeChannel(server.address()));
     rpc::SaveModelRequest req;
     req.set_dir(dir);

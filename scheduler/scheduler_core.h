@@ -67,7 +67,8 @@ class SchedulerCore {
     std::string address;
     absl::Time last_heartbeat;
     bool left = false;
-    bool dead = false;  // a worker that stopped heartbeating; the job went on without it
+    bool dead = false;  // stopped heartbeating; the job went on without it
+    bool standby = false;  // a server that registered as a standby
     // The data shard this worker is on (SSP/ASP); requeued if it dies.
     int32_t shard_epoch = -1;
     uint64_t shard_begin = 0, shard_end = 0;
@@ -102,6 +103,17 @@ class SchedulerCore {
   void MaybeReleaseLocked(const std::string& name, std::vector<BarrierDone>* ready)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BuildViewLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AddServerInfoLocked(const Node& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A server died: its partitions' backups are promoted (new epoch) and new
+  // backups are placed, standbys first. Returns false (the job failed) if a
+  // partition has no replica left.
+  bool ServerDiedLocked(Node& node, absl::Duration silent, std::vector<BarrierDone>* aborted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool ServerDeadLocked(int rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Gives every partition short of replication-1 backups new ones on the
+  // live servers holding the fewest copies. Returns how many were placed.
+  int RefillBackupsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string PartitionsOfLocked(int rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A worker died: the job goes on without it (its shard is requeued, it
   // leaves the live set, barriers and evaluations stop waiting for it).
   // Collects barrier waiters now released.
@@ -136,6 +148,7 @@ class SchedulerCore {
   uint32_t next_node_id_ ABSL_GUARDED_BY(mu_) = 1;
   int32_t servers_registered_ ABSL_GUARDED_BY(mu_) = 0;
   int32_t workers_registered_ ABSL_GUARDED_BY(mu_) = 0;
+  int32_t standbys_registered_ ABSL_GUARDED_BY(mu_) = 0;
   rpc::ClusterView view_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, BarrierState> barriers_ ABSL_GUARDED_BY(mu_);
   // Data-shard queue: next shard to hand out, per epoch.

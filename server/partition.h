@@ -1,24 +1,32 @@
-// One partition's share of every table: the values and optimizer slots of the
-// keys that hash to it, its exactly-once table (last applied seq per worker
-// incarnation) and, in BSP, the pushes of clocks not yet applied.
+// One partition's share of every table and everything else that must move
+// with it when it is replicated, migrated or checkpointed: values and
+// optimizer slots, the exactly-once table (last applied seq per worker
+// incarnation), every worker's clock here, the BSP pushes of clocks not yet
+// applied, the epoch of its primary and the sequence number (lsn) of the last
+// operation applied.
+//
+// Every change is an operation with the next lsn. On the primary an
+// operation is decided and applied; when an OpSink is given, the operation
+// is handed to it (under the partition's lock, so in lsn order) for the
+// backups, which replay it with ApplyOp and end up bit-identical.
 //
 // Thread-safety: every method takes the partition's own mutex; different
-// partitions never share a lock, so pushes and pulls on different partitions
-// run in parallel. Callers must not hold other locks that a partition's
-// callers take in the opposite order (the server core never holds its gate
-// lock while calling in here).
+// partitions never share a lock. OpSink::Enqueue is called with that mutex
+// held and must not call back into the partition. The server core never holds
+// its gate lock while calling in here.
 #ifndef PS_SERVER_PARTITION_H_
 #define PS_SERVER_PARTITION_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "common/sync.h"
 #include "absl/types/span.h"
 #include "common/model_io.h"
+#include "common/sync.h"
 #include "common/tables.h"
 #include "proto/ps.pb.h"
 #include "server/optimizer.h"
@@ -44,6 +52,15 @@ struct PusherId {
   }
 };
 
+// Receives a primary's operations for its backups.
+class OpSink {
+ public:
+  virtual ~OpSink() = default;
+  // Whether partition p has backups (if not, no op is built).
+  virtual bool Replicating(int partition) const = 0;
+  virtual void Enqueue(int partition, rpc::ReplicaOp op) = 0;
+};
+
 class Partition {
  public:
   // `tables[i].id == i`; `optimizers[i]` belongs to tables[i]. Both outlive this.
@@ -52,25 +69,58 @@ class Partition {
 
   int id() const { return id_; }
 
+  struct PushResult {
+    bool fresh = false;        // false: (worker, incarnation, seq) was applied here already
+    bool clock_moved = false;  // a worker's clock or the applied clock moved
+    uint64_t lsn = 0;          // the partition's lsn afterwards
+  };
+  // A push's part for this partition (`refs`, maybe none): deduplicated,
+  // then applied at once scaled by 1 / its example count, or in BSP
+  // (`buffer`) kept for its clock; with a clock, the worker's clock here
+  // moves past it. In BSP, every clock that all `live` workers covered is
+  // then applied (CloseClocks).
+  PushResult Push(const rpc::PushRequest& req, absl::Span<const KeyRef> refs, bool buffer,
+                  absl::Span<const int32_t> live, OpSink* sink);
+
+  // BSP: applies, in order, every clock that all `live` workers covered: the
+  // buffered pushes summed over workers in rank order, in double, scaled by
+  // 1 / the clock's examples, one optimizer step per key.
+  PushResult CloseClocks(absl::Span<const int32_t> live, OpSink* sink);
+
+  // `worker`'s clock here becomes max(current, clock); then, in BSP
+  // (`close`), CloseClocks.
+  PushResult Tick(int32_t worker, int64_t clock, bool close, absl::Span<const int32_t> live,
+                  OpSink* sink);
+
+  struct Gate {
+    int64_t applied_clock = 0;  // BSP: clocks below this are applied
+    int64_t min_clock = 0;      // slowest live worker's next clock (INT64_MAX: none)
+  };
+  Gate GateState(absl::Span<const int32_t> live) const;
+
   // Copies the values of the referenced keys into `resp` (whose slices are
   // sized like the request's), creating missing keys with their initializer.
   void Read(const rpc::PullRequest& req, absl::Span<const KeyRef> refs, rpc::PullResponse* resp);
 
-  // Applies the referenced gradients at once, each scaled by `scale` (1 / the
-  // push's example count). Returns false (and changes nothing) if this
-  // partition already applied (worker, incarnation, seq).
-  bool ApplyPush(const rpc::PushRequest& req, absl::Span<const KeyRef> refs, double scale);
+  enum class OpResult { kApplied, kDuplicate, kFenced, kGap };
+  // Backup: replays a primary's op. Refused (kFenced) if its epoch is older
+  // than the newest this partition knows, including `view_epoch`.
+  OpResult ApplyOp(const rpc::ReplicaOp& op, uint64_t view_epoch);
 
-  // BSP: keeps the referenced gradients for req.clock() until ApplyClock.
-  // Returns false if this partition already has (worker, incarnation, seq).
-  bool BufferPush(const rpc::PushRequest& req, absl::Span<const KeyRef> refs);
+  // Everything, for a new replica or a checkpoint; `under_lock` (if set) runs
+  // with the state taken and the lock still held, so that no op slips
+  // between the snapshot and what `under_lock` sets up.
+  rpc::PartitionState State(const std::function<void(const rpc::PartitionState&)>& under_lock = {});
+  // Replaces everything. Refused if its epoch is older than the newest this
+  // partition knows, including `view_epoch`, or if it is malformed.
+  enum class InstallResult { kInstalled, kFenced, kMalformed };
+  InstallResult Install(const rpc::PartitionState& state, uint64_t view_epoch);
 
-  // BSP: sums the buffered gradients of `clock` over workers in rank order,
-  // scales by `scale` (1 / the clock's global example count) and takes one
-  // optimizer step per key. Drops the buffer.
-  void ApplyClock(int64_t clock, double scale);
+  // The primary's epoch, stamped on the ops it sends from now on.
+  void SetEpoch(uint64_t epoch);
+  uint64_t lsn() const;
 
-  // The values (not the slots) of every key, per table.
+  // The values (not the slots) of every key, per table, sorted by key.
   std::vector<TableRows> Snapshot() const;
   uint64_t num_keys() const;
 
@@ -86,12 +136,20 @@ class Partition {
     std::vector<std::pair<uint32_t, uint64_t>> keys;
     std::vector<float> grads;
     float lr_scale = 1.0f;
+    uint64_t examples = 0;
   };
 
   int stride(uint32_t table) const;
   float* RowLocked(uint32_t table, uint64_t key, uint32_t** step) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // True if seq was seen; else records it.
   bool SeenLocked(const rpc::PushRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool PushLocked(const rpc::PushRequest& req, absl::Span<const KeyRef> refs, bool buffer)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool TickLocked(int32_t worker, int64_t clock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyClockLocked(int64_t clock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool CloseClocksLocked(absl::Span<const int32_t> live, OpSink* sink)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EmitLocked(OpSink* sink, rpc::ReplicaOp op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const int id_;
   const std::vector<TableSpec>* const tables_;
@@ -101,9 +159,17 @@ class Partition {
   mutable Mutex mu_;
   std::vector<TableData> data_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<PusherId, uint64_t> last_seq_ ABSL_GUARDED_BY(mu_);
+  // Next clock of each worker here: it covered every clock below.
+  std::map<int32_t, int64_t> next_clock_ ABSL_GUARDED_BY(mu_);
   // clock -> worker rank -> gradients (BSP only).
   std::map<int64_t, std::map<int32_t, Buffered>> pending_ ABSL_GUARDED_BY(mu_);
+  int64_t applied_clock_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t lsn_ ABSL_GUARDED_BY(mu_) = 0;
 };
+
+// Every key of every slice of `push`.
+std::vector<KeyRef> AllKeys(const rpc::PushRequest& push);
 
 }  // namespace ps
 

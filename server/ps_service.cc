@@ -18,9 +18,8 @@ grpc::ServerUnaryReactor* PsService::Push(grpc::CallbackServerContext* ctx,
     reactor->Finish(kNotReady);
     return reactor;
   }
-  absl::StatusOr<bool> duplicate = core->Push(*req);
-  if (duplicate.ok()) resp->set_duplicate(*duplicate);
-  reactor->Finish(ToGrpcStatus(duplicate.status()));
+  core->Push(req, resp, absl::FromChrono(ctx->deadline()),
+             [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
   return reactor;
 }
 
@@ -42,7 +41,12 @@ grpc::ServerUnaryReactor* PsService::Tick(grpc::CallbackServerContext* ctx,
                                           const rpc::TickRequest* req, rpc::TickResponse*) {
   auto* reactor = ctx->DefaultReactor();
   ServerCore* core = core_.load(std::memory_order_acquire);
-  reactor->Finish(core == nullptr ? kNotReady : ToGrpcStatus(core->Tick(req->worker(), req->clock())));
+  if (core == nullptr) {
+    reactor->Finish(kNotReady);
+    return reactor;
+  }
+  core->Tick(*req, absl::FromChrono(ctx->deadline()),
+             [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
   return reactor;
 }
 
@@ -58,6 +62,15 @@ grpc::ServerUnaryReactor* PsService::SaveModel(grpc::CallbackServerContext* ctx,
   auto saved = core->SaveModel(req->dir());
   if (saved.ok()) *resp = *saved;
   reactor->Finish(ToGrpcStatus(saved.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* PsService::Replicate(grpc::CallbackServerContext* ctx,
+                                               const rpc::ReplicateRequest* req,
+                                               rpc::ReplicateResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  ServerCore* core = core_.load(std::memory_order_acquire);
+  reactor->Finish(core == nullptr ? kNotReady : ToGrpcStatus(core->Replicate(*req, resp)));
   return reactor;
 }
 

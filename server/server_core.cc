@@ -1,12 +1,10 @@
 #include "server/server_core.h"
 
-#include <sys/stat.h>
-
-#include <cerrno>
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
@@ -18,54 +16,15 @@ namespace {
 
 constexpr int64_t kNoClock = std::numeric_limits<int64_t>::max();
 
-}  // namespace
-
-ServerCore::ServerCore(const config::JobConfig& job, int rank)
-    : job_(job),
-      rank_(rank),
-      mode_(job.job().mode()),
-      staleness_(job.job().staleness()),
-      num_partitions_(job.cluster().num_partitions()),
-      tables_(TablesForJob(job)) {
-  for (const TableSpec& t : tables_) optimizers_.push_back(MakeOptimizer(t));
-  for (int p = 0; p < num_partitions_; ++p) {
-    partitions_.push_back(std::make_unique<Partition>(p, &tables_, &optimizers_, job.job().seed()));
-  }
-  MutexLock lock(&gate_mu_);
-  owned_.assign(num_partitions_, false);
-}
-
-void ServerCore::UpdateView(const rpc::ClusterView& view) {
-  {
-    MutexLock lock(&gate_mu_);
-    if (view.version() <= view_version_) return;
-    view_version_ = view.version();
-    for (int p = 0; p < num_partitions_; ++p) {
-      owned_[p] = p < view.partition_owner_size() && view.partition_owner(p) == rank_;
-    }
-    live_workers_.assign(view.live_workers().begin(), view.live_workers().end());
-  }
-  AdvanceAndServe();
-}
-
+// Table ids, value counts and finiteness of a push's or pull's slices.
 template <typename Request>
-absl::StatusOr<ServerCore::Routing> ServerCore::Route(const Request& req, bool with_values) const {
-  std::vector<bool> owned;
-  uint64_t version;
-  {
-    MutexLock lock(&gate_mu_);
-    if (view_version_ == 0) return absl::UnavailableError("server has no cluster view yet");
-    owned = owned_;
-    version = view_version_;
-  }
-  Routing routing;
-  for (int s = 0; s < req.slices_size(); ++s) {
-    const rpc::TableSlice& slice = req.slices(s);
-    if (slice.table() >= tables_.size()) {
+absl::Status CheckSlices(const Request& req, bool with_values, const std::vector<TableSpec>& tables) {
+  for (const rpc::TableSlice& slice : req.slices()) {
+    if (slice.table() >= tables.size()) {
       return absl::InvalidArgumentError(absl::StrCat("unknown table ", slice.table(), " (the job has ",
-                                                     tables_.size(), " tables)"));
+                                                     tables.size(), " tables)"));
     }
-    const TableSpec& table = tables_[slice.table()];
+    const TableSpec& table = tables[slice.table()];
     const size_t want = static_cast<size_t>(slice.keys_size()) * table.dim;
     if (with_values && static_cast<size_t>(slice.values_size()) != want) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -81,14 +40,169 @@ absl::StatusOr<ServerCore::Routing> ServerCore::Route(const Request& req, bool w
         }
       }
     }
-    for (int i = 0; i < slice.keys_size(); ++i) {
-      const uint64_t key = slice.keys(i);
-      if (table.num_keys != 0 && key >= table.num_keys) {
-        return absl::InvalidArgumentError(absl::StrCat("table '", table.name, "': key ", key,
-                                                       " is beyond its ", table.num_keys, " keys"));
+    if (table.num_keys != 0) {
+      for (uint64_t key : slice.keys()) {
+        if (key >= table.num_keys) {
+          return absl::InvalidArgumentError(absl::StrCat("table '", table.name, "': key ", key,
+                                                         " is beyond its ", table.num_keys, " keys"));
+        }
       }
-      const int p = PartitionOf(slice.table(), key, num_partitions_);
-      if (!owned[p]) {
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+ServerCore::ServerCore(const config::JobConfig& job, int rank)
+    : job_(job),
+      rank_(rank),
+      mode_(job.job().mode()),
+      staleness_(job.job().staleness()),
+      num_partitions_(job.cluster().num_partitions()),
+      tables_(TablesForJob(job)),
+      replicator_(rank, job.cluster().num_partitions(),
+                  absl::Milliseconds(std::min(job.cluster().rpc_timeout_ms(), 10000)),
+                  Replicator::Callbacks{[this](int p) { Fenced(p); },
+                                        [this](int p, int b) { Resync(p, b); }}) {
+  for (const TableSpec& t : tables_) optimizers_.push_back(MakeOptimizer(t));
+  for (int p = 0; p < num_partitions_; ++p) {
+    partitions_.push_back(std::make_unique<Partition>(p, &tables_, &optimizers_, job.job().seed()));
+  }
+  MutexLock lock(&gate_mu_);
+  role_.assign(num_partitions_, kNone);
+  epoch_.assign(num_partitions_, 0);
+}
+
+ServerCore::~ServerCore() { Shutdown(); }
+
+void ServerCore::SetViewRefresher(std::function<void()> refresh) {
+  MutexLock lock(&gate_mu_);
+  refresh_ = std::move(refresh);
+}
+
+uint64_t ServerCore::view_version() const {
+  MutexLock lock(&gate_mu_);
+  return view_version_;
+}
+
+std::vector<int32_t> ServerCore::LiveWorkers() const {
+  MutexLock lock(&gate_mu_);
+  return live_workers_;
+}
+
+void ServerCore::UpdateView(const rpc::ClusterView& view) {
+  MutexLock view_lock(&view_mu_);
+  std::vector<Role> old_role, new_role(num_partitions_, kNone);
+  std::vector<uint64_t> old_epoch, new_epoch(num_partitions_, 0);
+  std::vector<std::vector<int>> backups(num_partitions_);
+  std::vector<int32_t> live;
+  for (int p = 0; p < num_partitions_; ++p) {
+    if (p < view.placement_size()) {
+      const rpc::Placement& pl = view.placement(p);
+      new_epoch[p] = pl.epoch();
+      if (pl.primary() == rank_) {
+        new_role[p] = kPrimary;
+        backups[p].assign(pl.backups().begin(), pl.backups().end());
+      } else if (std::find(pl.backups().begin(), pl.backups().end(), rank_) != pl.backups().end()) {
+        new_role[p] = kBackup;
+      }
+    } else if (p < view.partition_owner_size() && view.partition_owner(p) == rank_) {
+      new_role[p] = kPrimary;  // a view without placement: no replication
+      new_epoch[p] = 1;
+    }
+  }
+  {
+    MutexLock lock(&gate_mu_);
+    if (view.version() <= view_version_) return;
+    view_version_ = view.version();
+    old_role = role_;
+    old_epoch = epoch_;
+    role_ = new_role;
+    epoch_ = new_epoch;
+    live_workers_.assign(view.live_workers().begin(), view.live_workers().end());
+    live = live_workers_;
+  }
+  for (const rpc::ServerInfo& s : view.servers()) replicator_.SetAddress(s.rank(), s.address());
+  int promoted = 0;
+  for (int p = 0; p < num_partitions_; ++p) {
+    Partition& part = *partitions_[p];
+    if (new_role[p] != kPrimary) {
+      if (old_role[p] == kPrimary) replicator_.SetPrimary(p, false);
+      continue;
+    }
+    const bool new_term = old_role[p] != kPrimary || old_epoch[p] != new_epoch[p];
+    if (new_term) {
+      // A new primary (or a new epoch): every backup starts from our snapshot,
+      // since backups may hold different tails of the old primary's ops.
+      if (old_role[p] == kPrimary) replicator_.SetPrimary(p, false);
+      if (old_role[p] == kBackup) ++promoted;
+      part.SetEpoch(new_epoch[p]);
+      replicator_.SetPrimary(p, true);
+      for (int b : backups[p]) {
+        part.State([&](const rpc::PartitionState& s) { replicator_.AddBackup(p, b, s); });
+      }
+      continue;
+    }
+    const std::vector<int> current = replicator_.Backups(p);
+    for (int b : current) {
+      if (std::find(backups[p].begin(), backups[p].end(), b) == backups[p].end()) {
+        replicator_.RemoveBackup(p, b);
+      }
+    }
+    for (int b : backups[p]) {
+      if (std::find(current.begin(), current.end(), b) == current.end()) {
+        part.State([&](const rpc::PartitionState& s) { replicator_.AddBackup(p, b, s); });
+      }
+    }
+  }
+  if (promoted > 0) {
+    spdlog::warn("server {}: promoted to primary of {} partition{} (map version {})", rank_,
+                 promoted, promoted == 1 ? "" : "s", view.version());
+  }
+  if (mode_ == config::BSP) {
+    // Live workers may have shrunk, or we may hold complete clocks we were
+    // not primary for: close what can be closed.
+    for (int p = 0; p < num_partitions_; ++p) {
+      if (new_role[p] == kPrimary) partitions_[p]->CloseClocks(live, &replicator_);
+    }
+  }
+  WakeParked();
+}
+
+absl::Status ServerCore::CheckMapVersion(uint64_t version) {
+  std::function<void()> refresh;
+  uint64_t mine;
+  {
+    MutexLock lock(&gate_mu_);
+    if (shut_down_) return absl::UnavailableError("server is shutting down");
+    if (view_version_ == 0) return absl::UnavailableError("server has no cluster view yet");
+    if (version <= view_version_) return absl::OkStatus();
+    refresh = refresh_;
+    mine = view_version_;
+  }
+  if (refresh) refresh();
+  return absl::UnavailableError(absl::StrCat("server ", rank_, " has map version ", mine,
+                                             ", the request ", version, "; retry"));
+}
+
+template <typename Request>
+absl::StatusOr<ServerCore::Routing> ServerCore::Route(const Request& req, bool with_values) {
+  if (absl::Status s = CheckMapVersion(req.map_version()); !s.ok()) return s;
+  if (absl::Status s = CheckSlices(req, with_values, tables_); !s.ok()) return s;
+  std::vector<Role> role;
+  uint64_t version;
+  {
+    MutexLock lock(&gate_mu_);
+    role = role_;
+    version = view_version_;
+  }
+  Routing routing;
+  for (int s = 0; s < req.slices_size(); ++s) {
+    const rpc::TableSlice& slice = req.slices(s);
+    for (int i = 0; i < slice.keys_size(); ++i) {
+      const int p = PartitionOf(slice.table(), slice.keys(i), num_partitions_);
+      if (role[p] != kPrimary) {
         return absl::FailedPreconditionError(absl::StrCat(
             "partition ", p, " is not on server ", rank_, " (map version ", version, ")"));
       }
@@ -98,158 +212,166 @@ absl::StatusOr<ServerCore::Routing> ServerCore::Route(const Request& req, bool w
   return routing;
 }
 
-absl::StatusOr<bool> ServerCore::Push(const rpc::PushRequest& req) {
+void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl::Time deadline,
+                      Done done) {
+  if (req->has_clock() && req->clock() < 0) {
+    done(absl::InvalidArgumentError("negative clock"));
+    return;
+  }
+  auto routing = Route(*req, /*with_values=*/true);
+  if (!routing.ok()) {
+    done(routing.status());
+    return;
+  }
+  // The partitions this push covers: the listed ones (a clocked push lists
+  // every partition it sends to this server, empty ones too), else those of
+  // its keys.
+  std::vector<int> cover;
+  if (req->has_clock() && req->partitions_size() > 0) {
+    std::vector<Role> role;
+    {
+      MutexLock lock(&gate_mu_);
+      role = role_;
+    }
+    for (uint32_t p : req->partitions()) {
+      if (p >= static_cast<uint32_t>(num_partitions_)) {
+        done(absl::InvalidArgumentError(absl::StrCat("partition ", p, " is beyond the job's ",
+                                                     num_partitions_, " partitions")));
+        return;
+      }
+      if (role[p] != kPrimary) {
+        done(absl::FailedPreconditionError(
+            absl::StrCat("partition ", p, " is not on server ", rank_)));
+        return;
+      }
+      cover.push_back(static_cast<int>(p));
+    }
+    std::sort(cover.begin(), cover.end());
+    cover.erase(std::unique(cover.begin(), cover.end()), cover.end());
+    for (const auto& [p, refs] : *routing) {
+      if (!std::binary_search(cover.begin(), cover.end(), p)) {
+        done(absl::InvalidArgumentError(
+            absl::StrCat("a key of partition ", p, " is in a push that does not list it")));
+        return;
+      }
+    }
+  } else {
+    for (const auto& [p, refs] : *routing) cover.push_back(p);
+  }
   // Pushes with a clock are training steps (aggregated per clock in BSP);
   // pushes without one (statistics, benchmarks) are applied at once.
-  const bool bsp = mode_ == config::BSP && req.has_clock();
-  if (req.has_clock() && req.clock() < 0) return absl::InvalidArgumentError("negative clock");
-  const uint32_t chunk_count = std::max<uint32_t>(1, req.chunk_count());
-  if (req.chunk_index() >= chunk_count) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("chunk_index ", req.chunk_index(), " >= chunk_count ", chunk_count));
+  const bool bsp = mode_ == config::BSP && req->has_clock();
+  const std::vector<int32_t> live = LiveWorkers();
+  if (bsp && std::find(live.begin(), live.end(), req->worker()) == live.end()) {
+    done(absl::FailedPreconditionError(
+        absl::StrCat("worker ", req->worker(), " is not a live worker of this job")));
+    return;
   }
-  auto routing = Route(req, /*with_values=*/true);
-  if (!routing.ok()) return routing.status();
-  if (bsp) {
-    MutexLock lock(&gate_mu_);
-    if (std::find(live_workers_.begin(), live_workers_.end(), req.worker()) == live_workers_.end()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("worker ", req.worker(), " is not a live worker of this job"));
-    }
-    // A clock is applied only after all of this worker's chunks for it
-    // arrived, so a push for an applied clock is a retry.
-    if (req.clock() < applied_clock_) {
-      pushes_duplicate_.fetch_add(1, std::memory_order_relaxed);
-      return true;
-    }
+  bool any_fresh = cover.empty();
+  bool moved = false;
+  std::vector<std::pair<int, uint64_t>> needs;
+  static const std::vector<KeyRef> kNoKeys;
+  for (int p : cover) {
+    auto it = routing->find(p);
+    const std::vector<KeyRef>& refs = it == routing->end() ? kNoKeys : it->second;
+    const Partition::PushResult r = partitions_[p]->Push(*req, refs, bsp, live, &replicator_);
+    any_fresh |= r.fresh;
+    moved |= r.clock_moved;
+    needs.emplace_back(p, r.lsn);
   }
-  bool any_applied = routing->empty();
-  const double scale = 1.0 / static_cast<double>(std::max<uint64_t>(1, req.num_examples()));
-  for (const auto& [p, refs] : *routing) {
-    const bool fresh = bsp ? partitions_[p]->BufferPush(req, refs)
-                           : partitions_[p]->ApplyPush(req, refs, scale);
-    any_applied |= fresh;
-  }
-  (any_applied ? pushes_applied_ : pushes_duplicate_).fetch_add(1, std::memory_order_relaxed);
-  if (req.has_clock()) {
-    std::vector<Parked> ready;
-    {
-      MutexLock lock(&gate_mu_);
-      if (bsp) examples_[req.clock()][req.worker()] = req.num_examples();
-      int64_t& next = next_clock_[req.worker()];
-      // A retry arriving after its clock completed must not start a new count.
-      if (req.clock() >= next) {
-        auto key = std::make_pair(req.worker(), req.clock());
-        std::set<uint32_t>& got = chunks_[key];
-        got.insert(req.chunk_index());
-        if (got.size() == chunk_count) {
-          chunks_.erase(key);
-          next = req.clock() + 1;
-        }
-      }
-      if (!bsp) TakeReadyLocked(&ready);
-    }
-    for (Parked& p : ready) p.done(Serve(*p.req, p.resp));
-    if (bsp) AdvanceAndServe();
-  }
-  return !any_applied;
+  (any_fresh ? pushes_applied_ : pushes_duplicate_).fetch_add(1, std::memory_order_relaxed);
+  if (moved) WakeParked();
+  const bool duplicate = !any_fresh;
+  replicator_.WhenReplicated(std::move(needs), deadline,
+                             [resp, duplicate, done = std::move(done)](absl::Status s) {
+                               if (s.ok()) resp->set_duplicate(duplicate);
+                               done(std::move(s));
+                             });
 }
 
-absl::Status ServerCore::Tick(int32_t worker, int64_t clock) {
+void ServerCore::Tick(const rpc::TickRequest& req, absl::Time deadline, Done done) {
+  if (absl::Status s = CheckMapVersion(req.map_version()); !s.ok()) {
+    done(s);
+    return;
+  }
+  std::vector<Role> role;
+  std::vector<int32_t> live;
   {
     MutexLock lock(&gate_mu_);
-    int64_t& next = next_clock_[worker];
-    next = std::max(next, clock);
+    role = role_;
+    live = live_workers_;
   }
-  AdvanceAndServe();
-  return absl::OkStatus();
+  bool moved = false;
+  std::vector<std::pair<int, uint64_t>> needs;
+  for (int p = 0; p < num_partitions_; ++p) {
+    if (role[p] != kPrimary) continue;
+    const Partition::PushResult r =
+        partitions_[p]->Tick(req.worker(), req.clock(), mode_ == config::BSP, live, &replicator_);
+    moved |= r.clock_moved;
+    needs.emplace_back(p, r.lsn);
+  }
+  if (moved) WakeParked();
+  replicator_.WhenReplicated(std::move(needs), deadline, std::move(done));
 }
 
-int64_t ServerCore::MinClockLocked() const {
-  int64_t min = kNoClock;
-  for (int32_t w : live_workers_) {
-    auto it = next_clock_.find(w);
-    min = std::min(min, it == next_clock_.end() ? 0 : it->second);
-  }
-  return min;
-}
-
-bool ServerCore::GateOpenLocked(int64_t clock) const {
-  switch (mode_) {
-    case config::BSP:
-      return applied_clock_ >= clock;
-    case config::SSP:
-      return MinClockLocked() >= clock - staleness_;
-    default:
-      return true;
-  }
-}
-
-void ServerCore::TakeReadyLocked(std::vector<Parked>* ready) {
-  if (parked_.empty()) return;
-  const int64_t min = MinClockLocked();
-  auto keep = parked_.begin();
-  for (auto it = parked_.begin(); it != parked_.end(); ++it) {
-    if (GateOpenLocked(it->clock)) {
-      if (min != kNoClock) max_staleness_ = std::max(max_staleness_, it->clock - min);
-      ready->push_back(std::move(*it));
-    } else {
-      if (keep != it) *keep = std::move(*it);
-      ++keep;
-    }
-  }
-  parked_.erase(keep, parked_.end());
-}
-
-void ServerCore::AdvanceAndServe() {
+void ServerCore::WakeParked() {
   while (true) {
-    std::vector<Parked> ready;
-    int64_t target = 0;
-    bool apply = false;
-    std::vector<std::pair<int64_t, uint64_t>> clocks;  // (clock, global examples) to apply
+    std::vector<Parked> batch;
+    std::vector<int32_t> live;
+    std::vector<Role> role;
     {
       MutexLock lock(&gate_mu_);
-      if (applying_) return;  // the applying thread loops again when done
-      if (mode_ == config::BSP && !shut_down_) {
-        target = MinClockLocked();
-        if (target == kNoClock) target = applied_clock_;  // no live workers: nothing to close
+      if (waking_) {
+        rewake_ = true;
+        return;
       }
-      if (mode_ != config::BSP || target <= applied_clock_) {
-        TakeReadyLocked(&ready);
+      if (parked_.empty()) return;
+      waking_ = true;
+      rewake_ = false;
+      batch.swap(parked_);
+      live = live_workers_;
+      role = role_;
+    }
+    std::map<int, Partition::Gate> gates;  // each partition checked once per round
+    std::vector<Parked> ready, still;
+    int64_t staleness = 0;
+    for (Parked& pull : batch) {
+      bool open = true;
+      int64_t min = kNoClock;
+      for (int p : pull.partitions) {
+        if (role[p] != kPrimary) continue;  // moved away: Serve says so
+        auto it = gates.find(p);
+        if (it == gates.end()) it = gates.emplace(p, partitions_[p]->GateState(live)).first;
+        const Partition::Gate& g = it->second;
+        min = std::min(min, g.min_clock);
+        open &= mode_ == config::BSP ? g.applied_clock >= pull.clock
+                                     : g.min_clock == kNoClock || g.min_clock >= pull.clock - staleness_;
+      }
+      if (open) {
+        if (min != kNoClock) staleness = std::max(staleness, pull.clock - min);
+        ready.push_back(std::move(pull));
       } else {
-        applying_ = true;
-        apply = true;
-        for (auto it = examples_.lower_bound(applied_clock_);
-             it != examples_.end() && it->first < target; ++it) {
-          uint64_t n = 0;
-          for (const auto& [w, e] : it->second) n += e;
-          clocks.emplace_back(it->first, n);
+        if (!pull.waited) {
+          pull.waited = true;
+          pulls_parked_.fetch_add(1, std::memory_order_relaxed);
         }
+        still.push_back(std::move(pull));
       }
     }
-    if (!apply) {
-      for (Parked& p : ready) p.done(Serve(*p.req, p.resp));
-      return;
-    }
-    std::vector<int> owned;
+    bool again;
     {
       MutexLock lock(&gate_mu_);
-      for (int p = 0; p < num_partitions_; ++p) {
-        if (owned_[p]) owned.push_back(p);
+      max_staleness_ = std::max(max_staleness_, staleness);
+      for (Parked& p : still) parked_.push_back(std::move(p));
+      if (shut_down_) {
+        for (Parked& p : parked_) ready.push_back(std::move(p));
+        parked_.clear();
       }
-    }
-    for (const auto& [clock, n] : clocks) {
-      const double scale = 1.0 / static_cast<double>(std::max<uint64_t>(1, n));
-      for (int p : owned) partitions_[p]->ApplyClock(clock, scale);
-    }
-    {
-      MutexLock lock(&gate_mu_);
-      applied_clock_ = std::max(applied_clock_, target);
-      applying_ = false;
-      examples_.erase(examples_.begin(), examples_.lower_bound(target));
-      TakeReadyLocked(&ready);
+      again = rewake_;
+      waking_ = false;
     }
     for (Parked& p : ready) p.done(Serve(*p.req, p.resp));
+    if (!again) return;
   }
 }
 
@@ -263,7 +385,7 @@ absl::Status ServerCore::Serve(const rpc::PullRequest& req, rpc::PullResponse* r
 }
 
 void ServerCore::Pull(const rpc::PullRequest* req, rpc::PullResponse* resp, absl::Time deadline,
-                      PullDone done) {
+                      Done done) {
   auto routing = Route(*req, /*with_values=*/false);
   if (!routing.ok()) {
     done(routing.status());
@@ -279,32 +401,118 @@ void ServerCore::Pull(const rpc::PullRequest* req, rpc::PullResponse* resp, absl
     out->mutable_values()->Reserve(n);
     out->mutable_values()->AddNAlreadyReserved(n);
   }
+  if (!req->has_clock() || mode_ == config::ASP) {
+    done(Serve(*req, resp));
+    return;
+  }
+  Parked parked{req, resp, req->clock(), deadline, std::move(done), {}, false};
+  for (const auto& [p, refs] : *routing) parked.partitions.push_back(p);
   {
-    ReleasableMutexLock lock(&gate_mu_);
-    if (shut_down_) {
-      lock.Release();
-      done(absl::UnavailableError("server is shutting down"));
-      return;
-    }
-    if (req->has_clock() && !GateOpenLocked(req->clock())) {
-      pulls_parked_.fetch_add(1, std::memory_order_relaxed);
-      parked_.push_back(Parked{req, resp, req->clock(), deadline, std::move(done)});
-      return;
-    }
-    const int64_t min = MinClockLocked();
-    if (req->has_clock() && min != kNoClock) {
-      max_staleness_ = std::max(max_staleness_, req->clock() - min);
+    MutexLock lock(&gate_mu_);
+    parked_.push_back(std::move(parked));
+  }
+  WakeParked();
+}
+
+absl::Status ServerCore::Replicate(const rpc::ReplicateRequest& req, rpc::ReplicateResponse* resp) {
+  for (const rpc::PartitionState& s : req.installs()) {
+    if (s.partition() >= static_cast<uint32_t>(num_partitions_)) {
+      return absl::InvalidArgumentError(absl::StrCat("snapshot of partition ", s.partition(),
+                                                     ": the job has ", num_partitions_));
     }
   }
-  done(Serve(*req, resp));
+  for (const rpc::ReplicaOp& op : req.ops()) {
+    if (op.partition() >= static_cast<uint32_t>(num_partitions_)) {
+      return absl::InvalidArgumentError(absl::StrCat("op for partition ", op.partition(),
+                                                     ": the job has ", num_partitions_));
+    }
+    if (absl::Status s = CheckSlices(op.push(), true, tables_); !s.ok()) return s;
+    for (const rpc::TableSlice& slice : op.push().slices()) {
+      for (uint64_t key : slice.keys()) {
+        if (PartitionOf(slice.table(), key, num_partitions_) != static_cast<int>(op.partition())) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("op for partition ", op.partition(), " holds key ", key,
+                           " of another partition"));
+        }
+      }
+    }
+  }
+  std::vector<uint64_t> view_epoch;
+  {
+    MutexLock lock(&gate_mu_);
+    if (shut_down_) return absl::UnavailableError("server is shutting down");
+    view_epoch = epoch_;
+  }
+  std::set<uint32_t> refused;
+  for (const rpc::PartitionState& s : req.installs()) {
+    switch (partitions_[s.partition()]->Install(s, view_epoch[s.partition()])) {
+      case Partition::InstallResult::kInstalled:
+        break;
+      case Partition::InstallResult::kFenced:
+        refused.insert(s.partition());
+        resp->add_fenced(s.partition());
+        break;
+      case Partition::InstallResult::kMalformed:
+        return absl::InvalidArgumentError(
+            absl::StrCat("snapshot of partition ", s.partition(), " is malformed"));
+    }
+  }
+  bool moved = false;
+  for (const rpc::ReplicaOp& op : req.ops()) {
+    const uint32_t p = op.partition();
+    if (refused.count(p) > 0) continue;
+    switch (partitions_[p]->ApplyOp(op, view_epoch[p])) {
+      case Partition::OpResult::kApplied:
+        replica_ops_applied_.fetch_add(1, std::memory_order_relaxed);
+        moved = true;
+        break;
+      case Partition::OpResult::kDuplicate:
+        break;
+      case Partition::OpResult::kFenced:
+        refused.insert(p);
+        resp->add_fenced(p);
+        break;
+      case Partition::OpResult::kGap:
+        refused.insert(p);
+        resp->add_resync(p);
+        break;
+    }
+  }
+  (void)moved;
+  return absl::OkStatus();
+}
+
+void ServerCore::Fenced(int partition) {
+  std::function<void()> refresh;
+  {
+    MutexLock view_lock(&view_mu_);
+    {
+      MutexLock lock(&gate_mu_);
+      if (role_[partition] == kPrimary) role_[partition] = kNone;
+      refresh = refresh_;
+    }
+    replicator_.SetPrimary(partition, false);
+  }
+  spdlog::warn("server {}: stepped down as primary of partition {}: a newer primary exists", rank_,
+               partition);
+  if (refresh) refresh();
+}
+
+void ServerCore::Resync(int partition, int backup) {
+  MutexLock view_lock(&view_mu_);
+  std::vector<int> backups = replicator_.Backups(partition);
+  if (std::find(backups.begin(), backups.end(), backup) == backups.end()) return;
+  spdlog::warn("server {}: backup {} of partition {} is out of sequence; sending a snapshot", rank_,
+               backup, partition);
+  partitions_[partition]->State(
+      [&](const rpc::PartitionState& s) { replicator_.AddBackup(partition, backup, s); });
 }
 
 void ServerCore::ExpireParked(absl::Time now) {
+  replicator_.Expire(now);
   std::vector<Parked> expired;
-  int64_t min;
   {
     MutexLock lock(&gate_mu_);
-    min = MinClockLocked();
     auto keep = parked_.begin();
     for (auto it = parked_.begin(); it != parked_.end(); ++it) {
       if (it->deadline <= now) {
@@ -316,7 +524,11 @@ void ServerCore::ExpireParked(absl::Time now) {
     }
     parked_.erase(keep, parked_.end());
   }
+  if (expired.empty()) return;
+  const std::vector<int32_t> live = LiveWorkers();
   for (Parked& p : expired) {
+    int64_t min = kNoClock;
+    for (int part : p.partitions) min = std::min(min, partitions_[part]->GateState(live).min_clock);
     p.done(absl::DeadlineExceededError(absl::StrCat("pull at clock ", p.clock,
                                                     " waited past its deadline; slowest live worker "
                                                     "is at clock ", min)));
@@ -327,22 +539,24 @@ void ServerCore::Shutdown() {
   std::vector<Parked> parked;
   {
     MutexLock lock(&gate_mu_);
+    if (shut_down_) return;
     shut_down_ = true;
     parked.swap(parked_);
   }
   for (Parked& p : parked) p.done(absl::UnavailableError("server is shutting down"));
+  replicator_.Shutdown();
 }
 
 absl::StatusOr<rpc::SaveModelResponse> ServerCore::SaveModel(const std::string& dir) {
   if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
-  std::vector<bool> owned;
+  std::vector<Role> role;
   {
     MutexLock lock(&gate_mu_);
-    owned = owned_;
+    role = role_;
   }
   rpc::SaveModelResponse resp;
   for (int p = 0; p < num_partitions_; ++p) {
-    if (!owned[p]) continue;
+    if (role[p] != kPrimary) continue;
     std::vector<TableRows> rows = partitions_[p]->Snapshot();
     for (const TableRows& t : rows) resp.set_keys_written(resp.keys_written() + t.keys.size());
     if (absl::Status s = WritePartitionFile(dir, p, rows); !s.ok()) return s;
@@ -357,11 +571,26 @@ rpc::StatsResponse ServerCore::Stats() const {
   s.set_pushes_duplicate(pushes_duplicate_.load());
   s.set_pulls_served(pulls_served_.load());
   s.set_pulls_parked(pulls_parked_.load());
+  s.set_replica_ops_applied(replica_ops_applied_.load());
+  const Replicator::Counters c = replicator_.counters();
+  s.set_replica_ops_sent(c.ops_sent);
+  s.set_snapshots_sent(c.snapshots_sent);
+  std::vector<Role> role;
+  {
+    MutexLock lock(&gate_mu_);
+    s.set_max_staleness_served(max_staleness_);
+    role = role_;
+  }
   uint64_t keys = 0;
-  for (const auto& p : partitions_) keys += p->num_keys();
+  for (int p = 0; p < num_partitions_; ++p) {
+    if (role[p] == kPrimary) {
+      keys += partitions_[p]->num_keys();
+      s.set_partitions_primary(s.partitions_primary() + 1);
+    } else if (role[p] == kBackup) {
+      s.set_partitions_backup(s.partitions_backup() + 1);
+    }
+  }
   s.set_keys_stored(keys);
-  MutexLock lock(&gate_mu_);
-  s.set_max_staleness_served(max_staleness_);
   return s;
 }
 

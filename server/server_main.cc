@@ -23,6 +23,9 @@ ABSL_FLAG(std::string, host, "127.0.0.1", "address to listen on and to advertise
 ABSL_FLAG(int, port, 0, "port to listen on; 0 picks a free one");
 ABSL_FLAG(int, connect_timeout_ms, 30000, "how long to wait for the scheduler to come up");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
+ABSL_FLAG(bool, standby, false,
+          "join as a standby server: hold nothing until the scheduler places partitions here "
+          "(after a server dies)");
 
 namespace ps {
 namespace {
@@ -47,28 +50,52 @@ int Run() {
   reg.set_role(rpc::SERVER);
   reg.set_address(my_address);
   reg.set_incarnation(SchedulerClient::NewIncarnation());
+  const bool standby = absl::GetFlag(FLAGS_standby);
+  reg.set_standby(standby);
   auto registered = client.Register(reg, absl::Milliseconds(absl::GetFlag(FLAGS_connect_timeout_ms)));
   if (!registered.ok()) return Fatal(std::string(registered.status().message()));
   const config::JobConfig& job = registered->config();
   const uint32_t node_id = registered->node_id();
-  spdlog::info("server rank {} listening on {} (node {})", registered->rank(), my_address, node_id);
+  spdlog::info("{}server rank {} listening on {} (node {})", standby ? "standby " : "",
+               registered->rank(), my_address, node_id);
 
   ServerCore core(job, registered->rank());
+  // A request showing a newer map, or a backup refusing our forwards, wakes
+  // the loop below to fetch the view at once.
+  Mutex refresh_mu;
+  CondVar refresh_cv;
+  bool refresh_wanted = false;
+  core.SetViewRefresher([&] {
+    MutexLock lock(&refresh_mu);
+    refresh_wanted = true;
+    refresh_cv.Signal();
+  });
   service.Attach(&core);
   const absl::Duration lost_after = absl::Milliseconds(job.cluster().heartbeat_timeout_ms());
-  auto view = client.Barrier(node_id, "start", absl::Milliseconds(job.cluster().connect_timeout_ms()));
-  if (!view.ok()) {
-    core.Shutdown();
-    running->server->Shutdown(DeadlineIn(absl::Seconds(1)));
-    return Fatal(absl::StrCat("start barrier: ", view.status().message()));
-  }
-  core.UpdateView(*view);
-  // Workers start once every server has adopted the view.
-  view = client.Barrier(node_id, "ready", absl::Milliseconds(job.cluster().connect_timeout_ms()));
-  if (!view.ok()) {
-    core.Shutdown();
-    running->server->Shutdown(DeadlineIn(absl::Seconds(1)));
-    return Fatal(absl::StrCat("ready barrier: ", view.status().message()));
+  absl::StatusOr<rpc::ClusterView> view;
+  if (standby) {
+    view = client.GetView();
+    if (!view.ok()) {
+      core.Shutdown();
+      running->server->Shutdown(DeadlineIn(absl::Seconds(1)));
+      return Fatal(absl::StrCat("get view: ", view.status().message()));
+    }
+    core.UpdateView(*view);
+  } else {
+    view = client.Barrier(node_id, "start", absl::Milliseconds(job.cluster().connect_timeout_ms()));
+    if (!view.ok()) {
+      core.Shutdown();
+      running->server->Shutdown(DeadlineIn(absl::Seconds(1)));
+      return Fatal(absl::StrCat("start barrier: ", view.status().message()));
+    }
+    core.UpdateView(*view);
+    // Workers start once every server has adopted the view.
+    view = client.Barrier(node_id, "ready", absl::Milliseconds(job.cluster().connect_timeout_ms()));
+    if (!view.ok()) {
+      core.Shutdown();
+      running->server->Shutdown(DeadlineIn(absl::Seconds(1)));
+      return Fatal(absl::StrCat("ready barrier: ", view.status().message()));
+    }
   }
 
   // Heartbeat loop: follow the view, expire parked pulls, stop with the job.
@@ -78,8 +105,23 @@ int Run() {
   int exit_code = 0;
   std::string why;
   while (!StopRequested()) {
-    absl::SleepFor(std::min(interval, absl::Milliseconds(100)));  // poll period of the loop
+    bool refresh = false;
+    {
+      MutexLock lock(&refresh_mu);
+      if (!refresh_wanted) {
+        refresh_cv.WaitWithTimeout(&refresh_mu, std::min(interval, absl::Milliseconds(100)));
+      }
+      refresh = refresh_wanted;
+      refresh_wanted = false;
+    }
     core.ExpireParked(absl::Now());
+    if (refresh) {
+      auto v = client.GetView();
+      if (v.ok()) {
+        core.UpdateView(*v);
+        view_version = std::max(view_version, v->version());
+      }
+    }
     if (absl::Now() - last_ok < interval) continue;
     rpc::HeartbeatRequest hb;
     hb.set_node_id(node_id);
@@ -97,6 +139,14 @@ int Run() {
     if (resp->state() == rpc::FAILED) {
       exit_code = 1;
       why = "the job failed (see the scheduler's log)";
+      break;
+    }
+    if (!resp->known()) {
+      // Declared dead while we were cut off or frozen: our partitions have
+      // other primaries now (backups refuse our old epoch), so we step down.
+      spdlog::warn("server rank {}: the scheduler replaced this server (it missed its heartbeat "
+                   "timeout); stepping down",
+                   registered->rank());
       break;
     }
     if (resp->view_version() > view_version) {

@@ -9,6 +9,14 @@
 #include "common/file_util.h"
 
 namespace ps {
+namespace {
+
+std::string DescribeExit(int code) {
+  if (code > 128) return absl::StrCat("on signal ", code - 128);
+  return absl::StrCat("with code ", code);
+}
+
+}  // namespace
 
 absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalClusterOptions& options) {
   if (absl::Status s = MakeDirs(options.log_dir); !s.ok()) return s;
@@ -47,6 +55,12 @@ absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalCluste
   for (int i = 0; i < job.cluster().num_servers(); ++i) {
     if (absl::Status s = spawn("server", i, {}); !s.ok()) return s;
   }
+  for (int i = 0; i < job.cluster().standby_servers(); ++i) {
+    if (absl::Status s = spawn("server", job.cluster().num_servers() + i, {"--standby"}); !s.ok()) {
+      return s;
+    }
+  }
+  replicated_ = job.cluster().replication() >= 2;
   if (options.start_workers) {
     for (int i = 0; i < job.cluster().num_workers(); ++i) {
       std::vector<std::string> extra;
@@ -78,10 +92,12 @@ int LocalCluster::Wait(absl::Time deadline, std::string* error,
       group_.TerminateAll(absl::Seconds(2));
       return 1;
     }
-    if (exit->code != 0 && exit->name.rfind("worker-", 0) == 0) {
+    const bool member_may_go = exit->name.rfind("worker-", 0) == 0 ||
+                               (replicated_ && exit->name.rfind("server-", 0) == 0);
+    if (exit->code != 0 && member_may_go) {
       // The scheduler decides: it goes on without a dead worker, or fails the
       // job (then it exits non-zero and we report this worker too).
-      std::cerr << "ps_launch: " << exit->name << " exited with code " << exit->code
+      std::cerr << "ps_launch: " << exit->name << " exited " << DescribeExit(exit->code)
                 << "; the scheduler decides whether the job goes on" << std::endl;
       if (worker_error_.empty()) {
         worker_error_ = absl::StrCat(exit->name, " exited with code ", exit->code);

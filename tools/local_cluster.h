@@ -51,6 +51,7 @@ class LocalCluster {
   std::map<std::string, pid_t> pids_;
   std::map<std::string, std::string> logs_;
   std::string worker_error_;  // the first worker that exited non-zero
+  bool replicated_ = false;   // servers may die too: the scheduler decides
 };
 
 }  // namespace ps

@@ -1,6 +1,7 @@
 #include "worker/kv_client.h"
 
 #include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -30,9 +31,11 @@ struct Call {
 };
 
 // Starts every call with `start(call, done)` and waits until all finished.
-// Each call carries a deadline, so gRPC calls `done` for every call.
-template <typename C, typename Start>
-void RunAll(const std::vector<C*>& calls, absl::Duration timeout, Start start) {
+// Each call carries a deadline, so gRPC calls `done` for every call. Every
+// 100 ms, calls for which `gone(call)` says their server left the map are
+// cancelled (a frozen server would otherwise hold them to their deadline).
+template <typename C, typename Start, typename Gone>
+void RunAll(const std::vector<C*>& calls, absl::Duration timeout, Start start, Gone gone) {
   auto pending = std::make_shared<Pending>();
   {
     MutexLock lock(&pending->mu);
@@ -47,13 +50,30 @@ void RunAll(const std::vector<C*>& calls, absl::Duration timeout, Start start) {
       if (--pending->left == 0) pending->cv.Signal();
     });
   }
-  MutexLock lock(&pending->mu);
-  while (pending->left > 0) pending->cv.Wait(&pending->mu);
+  std::vector<bool> cancelled(calls.size(), false);
+  while (true) {
+    {
+      MutexLock lock(&pending->mu);
+      if (pending->left == 0) return;
+      pending->cv.WaitWithTimeout(&pending->mu, absl::Milliseconds(100));  // poll period for `gone`
+      if (pending->left == 0) return;
+    }
+    for (size_t i = 0; i < calls.size(); ++i) {
+      if (!cancelled[i] && gone(calls[i])) {
+        cancelled[i] = true;
+        calls[i]->ctx->TryCancel();
+      }
+    }
+  }
 }
 
+// Worth another attempt, after refreshing the map: the server is down or
+// slow, was cut off (cancelled), or no longer holds the partitions.
 bool Retryable(const grpc::Status& s) {
   return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+         s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         s.error_code() == grpc::StatusCode::CANCELLED ||
+         s.error_code() == grpc::StatusCode::FAILED_PRECONDITION;
 }
 
 }  // namespace
@@ -126,43 +146,99 @@ absl::StatusOr<KvClient::Routed> KvClient::Route(const std::vector<TableKeys>& t
 
 namespace {
 
-// Groups `partitions` by owner and cuts each server's share into chunks of at
-// most max_bytes (whole partitions). Servers in `all_servers` get at least one
-// (maybe empty) call. Returns per call: (server, partitions, chunk index, count).
+// Groups `partitions` by primary and cuts each server's share into requests
+// of at most max_bytes (whole partitions).
 struct Plan {
   int server;
   std::vector<int> partitions;
-  uint32_t chunk_index;
-  uint32_t chunk_count;
 };
-std::vector<Plan> PlanCalls(const std::vector<int>& partitions,
-                            const std::map<int, size_t>& bytes, const rpc::ClusterView& view,
-                            const std::vector<int>& all_servers, size_t max_bytes) {
-  std::map<int, std::vector<std::vector<int>>> chunks;  // server -> chunks
+std::vector<Plan> PlanCalls(const std::vector<int>& partitions, const std::map<int, size_t>& bytes,
+                            const rpc::ClusterView& view, size_t max_bytes) {
+  std::map<int, std::vector<std::vector<int>>> chunks;  // server -> requests
   std::map<int, size_t> fill;
-  for (int s : all_servers) chunks[s];
   for (int p : partitions) {
     const int s = view.partition_owner(p);
     auto& list = chunks[s];
-    const size_t b = bytes.at(p);
-    if (list.empty() || (fill[s] + b > max_bytes && !list.back().empty())) {
+    auto b = bytes.find(p);
+    const size_t n = b == bytes.end() ? 0 : b->second;
+    if (list.empty() || (fill[s] + n > max_bytes && !list.back().empty())) {
       list.emplace_back();
       fill[s] = 0;
     }
     list.back().push_back(p);
-    fill[s] += b;
+    fill[s] += n;
   }
   std::vector<Plan> plans;
   for (auto& [s, list] : chunks) {
-    if (list.empty()) list.emplace_back();
-    for (uint32_t i = 0; i < list.size(); ++i) {
-      plans.push_back(Plan{s, std::move(list[i]), i, static_cast<uint32_t>(list.size())});
-    }
+    for (auto& l : list) plans.push_back(Plan{s, std::move(l)});
   }
   return plans;
 }
 
 }  // namespace
+
+bool KvClient::ServerGone(int server) {
+  MutexLock lock(&mu_);
+  if (view_ == nullptr || server >= view_->servers_size()) return false;
+  if (view_->servers(server).dead()) return true;
+  for (int owner : view_->partition_owner()) {
+    if (owner == server) return false;
+  }
+  return true;  // primary of nothing any more
+}
+
+void KvClient::MaybeRefresh(uint64_t version) {
+  {
+    MutexLock lock(&mu_);
+    if (view_ != nullptr && view_->version() >= version) return;
+  }
+  (void)RefreshView();
+}
+
+bool KvClient::KeepTrying(int attempt, absl::Time first_failure) const {
+  return attempt < options_.max_retries || absl::Now() - first_failure < options_.failover_window;
+}
+
+template <typename CallT, typename Build, typename Start, typename OnOk>
+absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partitions, Build build,
+                                      Start start, OnOk on_ok) {
+  absl::Time first_failure = absl::InfiniteFuture();
+  grpc::Status last;
+  for (int attempt = 0;; ++attempt) {
+    std::vector<std::unique_ptr<CallT>> calls = build(partitions);
+    std::vector<CallT*> raw;
+    for (auto& c : calls) raw.push_back(c.get());
+    RunAll(raw, options_.rpc_timeout, start, [this](CallT* c) { return ServerGone(c->server); });
+    partitions.clear();
+    for (auto& c : calls) {
+      if (c->status.ok()) {
+        if (absl::Status s = on_ok(*c); !s.ok()) return s;
+        continue;
+      }
+      last = c->status;
+      if (!Retryable(c->status)) {
+        return absl::Status(static_cast<absl::StatusCode>(c->status.error_code()),
+                            absl::StrCat(what, " server ", c->server, ": ", c->status.error_message()));
+      }
+      partitions.insert(partitions.end(), c->partitions.begin(), c->partitions.end());
+    }
+    if (partitions.empty()) return absl::OkStatus();
+    first_failure = std::min(first_failure, absl::Now());
+    if (!KeepTrying(attempt, first_failure)) {
+      return absl::UnavailableError(absl::StrCat(what, " failed after ", attempt + 1, " attempts over ",
+                                                 absl::FormatDuration(absl::Now() - first_failure),
+                                                 ": ", last.error_message()));
+    }
+    spdlog::warn("{}: {} partitions failed ({}); retrying", what, partitions.size(),
+                 last.error_message());
+    absl::SleepFor(std::min(absl::Milliseconds(20) * (1 << std::min(attempt, 6)),
+                            absl::Milliseconds(500)));  // retry backoff
+    // The map may have moved on (a failover): re-route with the newest one.
+    if (absl::Status s = RefreshView(); !s.ok()) {
+      spdlog::warn("{}: could not refresh the map: {}", what, std::string(s.message()));
+    }
+  }
+}
 
 absl::Status KvClient::Push(const std::vector<TableKeys>& tables, std::optional<int64_t> clock,
                             uint64_t num_examples, float lr_scale) {
@@ -170,19 +246,18 @@ absl::Status KvClient::Push(const std::vector<TableKeys>& tables, std::optional<
   if (!routed.ok()) return routed.status();
   const uint64_t seq = ++seq_;
   using PushCall = Call<rpc::PushRequest, rpc::PushResponse>;
-  std::vector<std::unique_ptr<PushCall>> calls;
 
+  // Same seq on every attempt: a part that was applied already is not applied again.
   auto build = [&](const std::vector<int>& partitions) {
     std::map<int, size_t> bytes;
-    for (int p : partitions) bytes[p] = routed->parts[p].bytes;
+    for (int p : partitions) {
+      auto it = routed->parts.find(p);
+      if (it != routed->parts.end()) bytes[p] = it->second.bytes;
+    }
     const std::shared_ptr<const rpc::ClusterView> current = CurrentView();
     const rpc::ClusterView& view = *current;
-    std::vector<int> all;
-    if (clock.has_value()) {
-      for (int s = 0; s < view.servers_size(); ++s) all.push_back(s);
-    }
     std::vector<std::unique_ptr<PushCall>> out;
-    for (Plan& plan : PlanCalls(partitions, bytes, view, all, options_.max_chunk_bytes)) {
+    for (Plan& plan : PlanCalls(partitions, bytes, view, options_.max_chunk_bytes)) {
       auto c = std::make_unique<PushCall>();
       c->server = plan.server;
       c->partitions = std::move(plan.partitions);
@@ -194,11 +269,12 @@ absl::Status KvClient::Push(const std::vector<TableKeys>& tables, std::optional<
       req.set_map_version(view.version());
       req.set_num_examples(num_examples);
       req.set_lr_scale(lr_scale);
-      req.set_chunk_index(plan.chunk_index);
-      req.set_chunk_count(plan.chunk_count);
       std::vector<rpc::TableSlice*> slices(tables.size(), nullptr);
       for (int p : c->partitions) {
-        for (const auto& [t, i] : routed->parts[p].refs) {
+        if (clock.has_value()) req.add_partitions(p);
+        auto it = routed->parts.find(p);
+        if (it == routed->parts.end()) continue;
+        for (const auto& [t, i] : it->second.refs) {
           if (slices[t] == nullptr) {
             slices[t] = req.add_slices();
             slices[t]->set_table(tables[t].table);
@@ -213,47 +289,20 @@ absl::Status KvClient::Push(const std::vector<TableKeys>& tables, std::optional<
     }
     return out;
   };
-
-  std::vector<int> all_partitions;
-  for (const auto& [p, part] : routed->parts) all_partitions.push_back(p);
-  calls = build(all_partitions);
-  grpc::Status last;
-  for (int attempt = 0;; ++attempt) {
-    std::vector<PushCall*> raw;
-    for (auto& c : calls) raw.push_back(c.get());
-    RunAll(raw, options_.rpc_timeout, [&](PushCall* c, auto done) {
-      Stub(c->server)->async()->Push(c->ctx.get(), &c->req, &c->resp, std::move(done));
-    });
-    std::vector<std::unique_ptr<PushCall>> failed;
-    bool stale = false;
-    for (auto& c : calls) {
-      if (c->status.ok()) continue;
-      last = c->status;
-      if (c->status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
-        stale = true;
-      } else if (!Retryable(c->status)) {
-        return absl::Status(static_cast<absl::StatusCode>(c->status.error_code()),
-                            absl::StrCat("push to server ", c->server, ": ", c->status.error_message()));
-      }
-      failed.push_back(std::move(c));
-    }
-    if (failed.empty()) return absl::OkStatus();
-    if (attempt >= options_.max_retries) {
-      return absl::UnavailableError(absl::StrCat("push failed after ", attempt + 1, " attempts: ",
-                                                 last.error_message()));
-    }
-    spdlog::warn("push seq {}: {} of {} requests failed ({}); retrying", seq, failed.size(),
-                 calls.size(), last.error_message());
-    absl::SleepFor(absl::Milliseconds(50) * (1 << std::min(attempt, 5)));  // retry backoff
-    if (stale) {
-      if (absl::Status s = RefreshView(); !s.ok()) return s;
-      std::vector<int> parts;
-      for (auto& c : failed) parts.insert(parts.end(), c->partitions.begin(), c->partitions.end());
-      calls = build(parts);
-    } else {
-      calls = std::move(failed);  // the same requests, same seq and chunk numbers
-    }
+  // With a clock every partition is covered (most by an empty part), so each
+  // partition counts this worker's clock.
+  std::vector<int> partitions;
+  if (clock.has_value()) {
+    for (int p = 0; p < options_.num_partitions; ++p) partitions.push_back(p);
+  } else {
+    for (const auto& [p, part] : routed->parts) partitions.push_back(p);
   }
+  return RunWithRetries<PushCall>(
+      "push", std::move(partitions), build,
+      [this](PushCall* c, auto done) {
+        Stub(c->server)->async()->Push(c->ctx.get(), &c->req, &c->resp, std::move(done));
+      },
+      [](const PushCall&) { return absl::OkStatus(); });
 }
 
 absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_t> clock) {
@@ -268,7 +317,7 @@ absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_
     const std::shared_ptr<const rpc::ClusterView> current = CurrentView();
     const rpc::ClusterView& view = *current;
     std::vector<std::unique_ptr<PullCall>> out;
-    for (Plan& plan : PlanCalls(partitions, bytes, view, {}, options_.max_chunk_bytes)) {
+    for (Plan& plan : PlanCalls(partitions, bytes, view, options_.max_chunk_bytes)) {
       auto c = std::make_unique<PullCall>();
       c->server = plan.server;
       c->partitions = std::move(plan.partitions);
@@ -315,78 +364,42 @@ absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_
     return absl::OkStatus();
   };
 
-  std::vector<int> all_partitions;
-  for (const auto& [p, part] : routed->parts) all_partitions.push_back(p);
-  auto calls = build(all_partitions);
-  grpc::Status last;
-  for (int attempt = 0;; ++attempt) {
-    std::vector<PullCall*> raw;
-    for (auto& c : calls) raw.push_back(c.get());
-    RunAll(raw, options_.rpc_timeout, [&](PullCall* c, auto done) {
-      Stub(c->server)->async()->Pull(c->ctx.get(), &c->req, &c->resp, std::move(done));
-    });
-    std::vector<int> failed_parts;
-    bool stale = false;
-    for (auto& c : calls) {
-      if (c->status.ok()) {
-        if (absl::Status s = scatter(*c); !s.ok()) return s;
-        continue;
-      }
-      last = c->status;
-      if (c->status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
-        stale = true;
-      } else if (!Retryable(c->status)) {
-        return absl::Status(static_cast<absl::StatusCode>(c->status.error_code()),
-                            absl::StrCat("pull from server ", c->server, ": ", c->status.error_message()));
-      }
-      failed_parts.insert(failed_parts.end(), c->partitions.begin(), c->partitions.end());
-    }
-    if (failed_parts.empty()) return absl::OkStatus();
-    if (attempt >= options_.max_retries) {
-      return absl::UnavailableError(absl::StrCat("pull failed after ", attempt + 1, " attempts: ",
-                                                 last.error_message()));
-    }
-    spdlog::warn("pull: {} partitions failed ({}); retrying", failed_parts.size(), last.error_message());
-    absl::SleepFor(absl::Milliseconds(50) * (1 << std::min(attempt, 5)));  // retry backoff
-    if (stale) {
-      if (absl::Status s = RefreshView(); !s.ok()) return s;
-    }
-    calls = build(failed_parts);
-  }
+  std::vector<int> partitions;
+  for (const auto& [p, part] : routed->parts) partitions.push_back(p);
+  return RunWithRetries<PullCall>(
+      "pull", std::move(partitions), build,
+      [this](PullCall* c, auto done) {
+        Stub(c->server)->async()->Pull(c->ctx.get(), &c->req, &c->resp, std::move(done));
+      },
+      scatter);
 }
 
 absl::Status KvClient::Tick(int64_t clock) {
   using TickCall = Call<rpc::TickRequest, rpc::TickResponse>;
-  const int servers = CurrentView()->servers_size();
-  std::vector<std::unique_ptr<TickCall>> calls;
-  for (int s = 0; s < servers; ++s) {
-    auto c = std::make_unique<TickCall>();
-    c->server = s;
-    c->req.set_worker(options_.rank);
-    c->req.set_clock(clock);
-    calls.push_back(std::move(c));
-  }
-  for (int attempt = 0;; ++attempt) {
-    std::vector<TickCall*> raw;
-    for (auto& c : calls) raw.push_back(c.get());
-    RunAll(raw, options_.rpc_timeout, [&](TickCall* c, auto done) {
-      Stub(c->server)->async()->Tick(c->ctx.get(), &c->req, &c->resp, std::move(done));
-    });
-    std::vector<std::unique_ptr<TickCall>> failed;
-    grpc::Status last;
-    for (auto& c : calls) {
-      if (c->status.ok()) continue;
-      last = c->status;
-      if (!Retryable(c->status) || attempt >= options_.max_retries) {
-        return absl::Status(static_cast<absl::StatusCode>(c->status.error_code()),
-                            absl::StrCat("tick to server ", c->server, ": ", c->status.error_message()));
-      }
-      failed.push_back(std::move(c));
+  // A tick is idempotent, so after a failure it goes again to every primary
+  // of the newest map (partitions may have moved to a server that took it
+  // already): the "partitions" retried are a token for "all".
+  auto build = [&](const std::vector<int>&) {
+    const std::shared_ptr<const rpc::ClusterView> view = CurrentView();
+    std::set<int> servers(view->partition_owner().begin(), view->partition_owner().end());
+    std::vector<std::unique_ptr<TickCall>> calls;
+    for (int s : servers) {
+      auto c = std::make_unique<TickCall>();
+      c->server = s;
+      c->partitions = {s};
+      c->req.set_worker(options_.rank);
+      c->req.set_clock(clock);
+      c->req.set_map_version(view->version());
+      calls.push_back(std::move(c));
     }
-    if (failed.empty()) return absl::OkStatus();
-    absl::SleepFor(absl::Milliseconds(50) * (1 << std::min(attempt, 5)));  // retry backoff
-    calls = std::move(failed);
-  }
+    return calls;
+  };
+  return RunWithRetries<TickCall>(
+      "tick", {0}, build,
+      [this](TickCall* c, auto done) {
+        Stub(c->server)->async()->Tick(c->ctx.get(), &c->req, &c->resp, std::move(done));
+      },
+      [](const TickCall&) { return absl::OkStatus(); });
 }
 
 }  // namespace ps

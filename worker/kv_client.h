@@ -1,9 +1,11 @@
 // The worker's key-value client: slices keys by the shard map (partition ->
-// server), sends one request per server (cut into chunks of whole partitions
-// when large), all in flight at once, each with a deadline; retries
-// UNAVAILABLE and DEADLINE_EXCEEDED with the same seq (so a retried push is
-// applied once), and on FAILED_PRECONDITION (stale map) refreshes the view and
-// re-routes the failed partitions.
+// primary server), sends one request per server (cut into requests of whole
+// partitions when large), all in flight at once, each with a deadline. A
+// clocked push covers every partition (most with an empty part), so each
+// partition counts the worker's clocks. Failed parts (server down, frozen,
+// slow, or no longer primary) are retried after refreshing the map, re-routed
+// to the partitions' current primaries with the same seq (so a retried push
+// is applied once); calls to a server the map dropped are cancelled at once.
 //
 // Thread-safety: one training thread calls Push/Pull/Tick; SetView may be
 // called from another thread (mu_ guards the view and stubs).
@@ -43,6 +45,9 @@ class KvClient {
     int num_partitions = 1;
     absl::Duration rpc_timeout = absl::Seconds(30);
     int max_retries = 5;
+    // Failed requests are retried for at least this long (a failover takes
+    // a heartbeat timeout plus a map change), and at least max_retries times.
+    absl::Duration failover_window = absl::Seconds(12);
     size_t max_chunk_bytes = 4 << 20;
   };
   using ViewSource = std::function<absl::StatusOr<rpc::ClusterView>()>;
@@ -65,6 +70,10 @@ class KvClient {
   // Sets this worker's clock on every server.
   absl::Status Tick(int64_t clock);
 
+  // Fetches the view if `version` is newer than the one held (the heartbeat
+  // thread calls this when the scheduler announces a new view).
+  void MaybeRefresh(uint64_t version) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Pushes sent so far (the last seq used).
   uint64_t last_seq() const { return seq_; }
 
@@ -74,6 +83,14 @@ class KvClient {
   rpc::ParameterServer::Stub* Stub(int server) ABSL_LOCKS_EXCLUDED(mu_);
   std::shared_ptr<const rpc::ClusterView> CurrentView() ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status RefreshView();
+  // Whether the current map dropped `server` (dead, or primary of nothing).
+  bool ServerGone(int server) ABSL_LOCKS_EXCLUDED(mu_);
+  bool KeepTrying(int attempt, absl::Time first_failure) const;
+  // Builds calls for `partitions`, runs them, hands replies to `on_ok`, and
+  // retries the failed calls' partitions with a refreshed map.
+  template <typename CallT, typename Build, typename Start, typename OnOk>
+  absl::Status RunWithRetries(const char* what, std::vector<int> partitions, Build build,
+                              Start start, OnOk on_ok);
 
   const Options options_;
   const std::vector<TableSpec> tables_;

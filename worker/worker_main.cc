@@ -98,8 +98,11 @@ int Run() {
   kv_options.rpc_timeout = absl::Milliseconds(job.cluster().rpc_timeout_ms());
   kv_options.max_retries = job.cluster().max_retries();
   kv_options.max_chunk_bytes = job.cluster().max_chunk_bytes();
+  kv_options.failover_window = 2 * absl::Milliseconds(job.cluster().heartbeat_timeout_ms()) +
+                               absl::Seconds(2);
   KvClient kv(kv_options, TablesForJob(job), [&client] { return client.GetView(); });
   kv.SetView(*view);
+  heartbeat->OnNewView([&kv](uint64_t version) { kv.MaybeRefresh(version); });
 
   Trainer trainer(job, rank, node_id, view->live_workers_size(), &client, &kv, std::move(*train),
                   std::move(*test), absl::Milliseconds(absl::GetFlag(FLAGS_iteration_delay_ms)));

@@ -46,6 +46,35 @@ rpc::PushRequest PushOf(int worker, std::optional<int64_t> clock, uint64_t key, 
   return req;
 }
 
+// Push and Tick complete at once here (no backups), so they are waited on
+// with a deadline only for safety.
+absl::StatusOr<bool> PushNow(ServerCore& core, const rpc::PushRequest& req) {
+  rpc::PushResponse resp;
+  Notification done;
+  absl::Status status;
+  core.Push(&req, &resp, absl::Now() + absl::Seconds(30), [&](absl::Status s) {
+    status = s;
+    done.Notify();
+  });
+  if (!done.WaitForNotificationWithTimeout(absl::Seconds(30))) return absl::DeadlineExceededError("push");
+  if (!status.ok()) return status;
+  return resp.duplicate();
+}
+
+absl::Status TickNow(ServerCore& core, int worker, int64_t clock) {
+  rpc::TickRequest req;
+  req.set_worker(worker);
+  req.set_clock(clock);
+  Notification done;
+  absl::Status status;
+  core.Tick(req, absl::Now() + absl::Seconds(30), [&](absl::Status s) {
+    status = s;
+    done.Notify();
+  });
+  if (!done.WaitForNotificationWithTimeout(absl::Seconds(30))) return absl::DeadlineExceededError("tick");
+  return status;
+}
+
 // A pull whose completion the test can observe.
 struct PendingPull {
   rpc::PullRequest req;
@@ -68,7 +97,7 @@ struct PendingPull {
 TEST(ServerCore, AspAppliesAtOnceAndPullsNeverWait) {
   ServerCore core(Job(config::ASP), 0);
   core.UpdateView(View(2));
-  ASSERT_TRUE(core.Push(PushOf(0, std::nullopt, 5, 0.5f, 1)).ok());
+  ASSERT_TRUE(PushNow(core, PushOf(0, std::nullopt, 5, 0.5f, 1)).ok());
   PendingPull pull(5, 100);
   pull.Start(core);
   ASSERT_TRUE(pull.status.has_value());
@@ -78,7 +107,7 @@ TEST(ServerCore, AspAppliesAtOnceAndPullsNeverWait) {
 
 TEST(ServerCore, RequestsBeforeAViewAreUnavailable) {
   ServerCore core(Job(config::ASP), 0);
-  EXPECT_EQ(core.Push(PushOf(0, std::nullopt, 5, 0.5f, 1)).status().code(),
+  EXPECT_EQ(PushNow(core, PushOf(0, std::nullopt, 5, 0.5f, 1)).status().code(),
             absl::StatusCode::kUnavailable);
 }
 
@@ -86,11 +115,11 @@ TEST(ServerCore, BspAveragesAClockOverAllWorkersBeforeAnyReadSeesIt) {
   ServerCore core(Job(config::BSP), 0);
   core.UpdateView(View(2));
   // Worker 0: 3 examples with gradient sum 3; worker 1: 1 example, sum 5.
-  ASSERT_TRUE(core.Push(PushOf(0, 0, 7, 3.0f, 1, /*examples=*/3)).ok());
+  ASSERT_TRUE(PushNow(core, PushOf(0, 0, 7, 3.0f, 1, /*examples=*/3)).ok());
   PendingPull early(7, 1);
   early.Start(core);
   EXPECT_FALSE(early.status.has_value()) << "clock 0 is not complete: the read must wait";
-  ASSERT_TRUE(core.Push(PushOf(1, 0, 7, 5.0f, 1, /*examples=*/1)).ok());
+  ASSERT_TRUE(PushNow(core, PushOf(1, 0, 7, 5.0f, 1, /*examples=*/1)).ok());
   ASSERT_TRUE(early.status.has_value());
   ASSERT_TRUE(early.status->ok());
   EXPECT_FLOAT_EQ(early.value(), -(3.0f + 5.0f) / 4.0f);  // one step, averaged over 4 examples
@@ -99,7 +128,7 @@ TEST(ServerCore, BspAveragesAClockOverAllWorkersBeforeAnyReadSeesIt) {
 TEST(ServerCore, BspRejectsClockedPushesFromNonMembers) {
   ServerCore core(Job(config::BSP), 0);
   core.UpdateView(View(2));
-  EXPECT_EQ(core.Push(PushOf(9, 0, 7, 1.0f, 1)).status().code(),
+  EXPECT_EQ(PushNow(core, PushOf(9, 0, 7, 1.0f, 1)).status().code(),
             absl::StatusCode::kFailedPrecondition);
 }
 
@@ -107,7 +136,7 @@ TEST(ServerCore, PushesWithoutClockApplyAtOnceEvenInBsp) {
   // Statistics pushes carry no clock: they are not training steps.
   ServerCore core(Job(config::BSP), 0);
   core.UpdateView(View(2));
-  ASSERT_TRUE(core.Push(PushOf(0, std::nullopt, 7, 1.0f, 1)).ok());
+  ASSERT_TRUE(PushNow(core, PushOf(0, std::nullopt, 7, 1.0f, 1)).ok());
   PendingPull pull(7, std::nullopt);
   pull.Start(core);
   ASSERT_TRUE(pull.status.has_value());
@@ -117,10 +146,10 @@ TEST(ServerCore, PushesWithoutClockApplyAtOnceEvenInBsp) {
 TEST(ServerCore, BspRetryOfAnAppliedClockIsADuplicate) {
   ServerCore core(Job(config::BSP), 0);
   core.UpdateView(View(1));
-  auto first = core.Push(PushOf(0, 0, 7, 1.0f, 1));
+  auto first = PushNow(core, PushOf(0, 0, 7, 1.0f, 1));
   ASSERT_TRUE(first.ok());
   EXPECT_FALSE(*first);
-  auto retry = core.Push(PushOf(0, 0, 7, 1.0f, 1));
+  auto retry = PushNow(core, PushOf(0, 0, 7, 1.0f, 1));
   ASSERT_TRUE(retry.ok());
   EXPECT_TRUE(*retry);
   PendingPull pull(7, 1);
@@ -133,11 +162,11 @@ TEST(ServerCore, SspReadWaitsForTheSlowestWithinStaleness) {
   ServerCore core(Job(config::SSP, /*staleness=*/2), 0);
   core.UpdateView(View(2));
   // Worker 0 runs ahead to clock 3; worker 1 is still at clock 0.
-  for (int c = 0; c < 3; ++c) ASSERT_TRUE(core.Push(PushOf(0, c, 1, 0.0f, c + 1)).ok());
+  for (int c = 0; c < 3; ++c) ASSERT_TRUE(PushNow(core, PushOf(0, c, 1, 0.0f, c + 1)).ok());
   PendingPull ahead(1, 3, 0);
   ahead.Start(core);
   EXPECT_FALSE(ahead.status.has_value()) << "3 - 0 > staleness 2";
-  ASSERT_TRUE(core.Push(PushOf(1, 0, 1, 0.0f, 1)).ok());  // worker 1 finishes clock 0
+  ASSERT_TRUE(PushNow(core, PushOf(1, 0, 1, 0.0f, 1)).ok());  // worker 1 finishes clock 0
   ASSERT_TRUE(ahead.status.has_value());
   EXPECT_TRUE(ahead.status->ok());
   EXPECT_EQ(core.Stats().max_staleness_served(), 2);
@@ -150,9 +179,9 @@ TEST(ServerCore, TickReleasesWaitingReaders) {
   PendingPull pull(1, 1, 0);
   pull.Start(core);
   EXPECT_FALSE(pull.status.has_value());
-  ASSERT_TRUE(core.Tick(0, 1).ok());
+  ASSERT_TRUE(TickNow(core, 0, 1).ok());
   EXPECT_FALSE(pull.status.has_value());
-  ASSERT_TRUE(core.Tick(1, 1).ok());
+  ASSERT_TRUE(TickNow(core, 1, 1).ok());
   EXPECT_TRUE(pull.status.has_value());
 }
 
@@ -176,7 +205,7 @@ TEST(ServerCore, MalformedPushChangesNothing) {
   core.UpdateView(View(1));
   rpc::PushRequest req = PushOf(0, std::nullopt, 2, 1.0f, 1);
   req.mutable_slices(0)->add_keys(3);  // two keys, one value
-  EXPECT_EQ(core.Push(req).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PushNow(core, req).status().code(), absl::StatusCode::kInvalidArgument);
   PendingPull pull(2, std::nullopt);
   pull.Start(core);
   EXPECT_FLOAT_EQ(pull.value(), 0.0f);
@@ -185,7 +214,7 @@ TEST(ServerCore, MalformedPushChangesNothing) {
 TEST(ServerCore, KeysOfPartitionsOwnedElsewhereAreRefused) {
   ServerCore core(Job(config::ASP), /*rank=*/1);  // View places everything on server 0
   core.UpdateView(View(1));
-  EXPECT_EQ(core.Push(PushOf(0, std::nullopt, 2, 1.0f, 1)).status().code(),
+  EXPECT_EQ(PushNow(core, PushOf(0, std::nullopt, 2, 1.0f, 1)).status().code(),
             absl::StatusCode::kFailedPrecondition);
 }
 
@@ -241,7 +270,7 @@ TEST(ServerCoreConcurrency, BspWorkersInParallelGiveTheExactModel) {
           s->add_keys(k);
           s->add_values(1.0f);
         }
-        if (!core.Push(push).ok()) ++errors;
+        if (!PushNow(core, push).ok()) ++errors;
       }
     });
   }
@@ -268,7 +297,10 @@ TEST(ServerCoreConcurrency, SspWorkersInParallelStayWithinStaleness) {
                     done.Notify();
                   });
         if (!done.WaitForNotificationWithTimeout(absl::Seconds(30))) ++errors;
-        if (!core.Push(PushOf(w, c, w, 0.5f, c + 1)).ok()) ++errors;
+        // A worker covers every partition each clock (as the kv client does).
+        rpc::PushRequest push = PushOf(w, c, w, 0.5f, c + 1);
+        for (int p = 0; p < 8; ++p) push.add_partitions(p);
+        if (!PushNow(core, push).ok()) ++errors;
       }
     });
   }
