@@ -29,6 +29,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -42,6 +43,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/sync.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -68,6 +70,11 @@ ABSL_FLAG(double, max_seconds, 2.0, "time cap per measurement");
 ABSL_FLAG(int, sparse_keys, 10000, "keys per sparse push/pull");
 ABSL_FLAG(int, connect_timeout_ms, 30000, "how long to wait for the scheduler");
 ABSL_FLAG(std::string, log_level, "warn", "debug, info, warn or error");
+ABSL_FLAG(double, count_seconds, 0,
+          "exactly-once check instead of the bench: for this many seconds push +1 to random keys "
+          "of the sparse table, counting acknowledged pushes per key, then check every key's "
+          "value against its count (run it while killing servers)");
+ABSL_FLAG(int, count_keys, 256, "keys the exactly-once check counts on");
 
 namespace ps {
 namespace {
@@ -293,7 +300,21 @@ struct SparseResult {
   Rate push, pull;
 };
 
+// The exactly-once check's outcome.
+struct CountResult {
+  uint64_t pushes = 0;      // attempted
+  uint64_t acked = 0;       // acknowledged
+  uint64_t failed = 0;      // gave up: applied or not, unknown
+  uint64_t keys = 0;
+  uint64_t lost = 0;        // keys below their acknowledged count
+  uint64_t duplicated = 0;  // keys above acknowledged + failed pushes
+  double seconds = 0;
+  double longest_stall_ms = 0;  // longest time between two acknowledgements
+  std::vector<uint64_t> acks_per_250ms;
+};
+
 struct Results {
+  std::optional<CountResult> count;
   int servers = 0;
   int partitions = 0;
   int inflight = 0;
@@ -315,6 +336,7 @@ class Bench {
         tables_(TablesForJob(job)) {}
 
   absl::StatusOr<Results> Run();
+  absl::StatusOr<CountResult> RunCount(absl::Duration duration, int keys);
 
  private:
   std::unique_ptr<KvClient> NewClient(uint64_t incarnation) const;
@@ -601,6 +623,75 @@ absl::StatusOr<Results> Bench::Run() {
   return results;
 }
 
+absl::StatusOr<CountResult> Bench::RunCount(absl::Duration duration, int num_keys) {
+  KvClient::Options o;
+  o.rank = rank_;
+  o.incarnation = incarnation_;
+  o.num_partitions = job_.cluster().num_partitions();
+  o.rpc_timeout = absl::Milliseconds(job_.cluster().rpc_timeout_ms());
+  o.max_retries = job_.cluster().max_retries();
+  o.max_chunk_bytes = job_.cluster().max_chunk_bytes();
+  o.failover_window = 2 * absl::Milliseconds(job_.cluster().heartbeat_timeout_ms()) + absl::Seconds(2);
+  o.report_unreachable = [s = scheduler_](int server, const std::string& error) {
+    (void)s->Suspect(0, server, error);
+  };
+  KvClient kv(o, tables_, [s = scheduler_] { return s->GetView(); });
+  kv.SetView(view_);
+  const int dim = tables_[kBenchSparse].dim;
+  std::vector<TableKeys> all(1);
+  all[0].table = kBenchSparse;
+  for (int k = 0; k < num_keys; ++k) all[0].keys.push_back(k);
+  if (absl::Status s = kv.Pull(&all, std::nullopt); !s.ok()) return s;
+  const std::vector<float> initial = all[0].values;
+  std::vector<uint64_t> acked(num_keys, 0), failed(num_keys, 0);
+  std::mt19937_64 rng(incarnation_);
+  CountResult r;
+  r.keys = num_keys;
+  const absl::Time start = absl::Now();
+  absl::Time last_ack = start;
+  while (absl::Now() - start < duration && !stop_->set()) {
+    // 4 distinct keys per push, on whichever servers hold them.
+    std::vector<TableKeys> push(1);
+    push[0].table = kBenchSparse;
+    std::set<uint64_t> picked;
+    while (picked.size() < std::min<size_t>(4, num_keys)) picked.insert(rng() % num_keys);
+    push[0].keys.assign(picked.begin(), picked.end());
+    push[0].values.assign(push[0].keys.size() * dim, -1.0f);  // sgd, lr 1: value += 1
+    ++r.pushes;
+    const absl::Status s = kv.Push(push, std::nullopt, /*num_examples=*/1);
+    const absl::Time now = absl::Now();
+    if (s.ok()) {
+      ++r.acked;
+      for (uint64_t k : push[0].keys) ++acked[k];
+      r.longest_stall_ms = std::max(r.longest_stall_ms, absl::ToDoubleMilliseconds(now - last_ack));
+      last_ack = now;
+      const size_t bucket = static_cast<size_t>((now - start) / absl::Milliseconds(250));
+      if (r.acks_per_250ms.size() <= bucket) r.acks_per_250ms.resize(bucket + 1, 0);
+      ++r.acks_per_250ms[bucket];
+    } else {
+      ++r.failed;
+      for (uint64_t k : push[0].keys) ++failed[k];
+      std::cerr << "ps_bench: push " << r.pushes << " failed: " << s.message() << std::endl;
+    }
+  }
+  r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  if (absl::Status s = kv.Pull(&all, std::nullopt); !s.ok()) return s;
+  for (int k = 0; k < num_keys; ++k) {
+    const double got = static_cast<double>(all[0].values[static_cast<size_t>(k) * dim]) -
+                       initial[static_cast<size_t>(k) * dim];
+    if (got < static_cast<double>(acked[k]) - 0.5) {
+      ++r.lost;
+      std::cerr << "ps_bench: key " << k << " counts " << got << " but " << acked[k]
+                << " pushes were acknowledged" << std::endl;
+    } else if (got > static_cast<double>(acked[k] + failed[k]) + 0.5) {
+      ++r.duplicated;
+      std::cerr << "ps_bench: key " << k << " counts " << got << " but only " << acked[k] + failed[k]
+                << " pushes were sent" << std::endl;
+    }
+  }
+  return r;
+}
+
 // ---------------------------------------------------------------------------
 // Output.
 
@@ -720,7 +811,19 @@ absl::StatusOr<Results> JoinAndBench(const std::string& scheduler_address) {
                                absl::StrCat("start barrier: ", view.status().message())));
   }
   Bench bench(job, *view, registered->rank(), incarnation, &client, &stop);
-  absl::StatusOr<Results> results = bench.Run();
+  absl::StatusOr<Results> results;
+  if (const double secs = absl::GetFlag(FLAGS_count_seconds); secs > 0) {
+    std::cerr << "ps_bench: counting for " << secs << " s" << std::endl;
+    auto count = bench.RunCount(absl::Seconds(secs), std::max(4, absl::GetFlag(FLAGS_count_keys)));
+    if (count.ok()) {
+      results.emplace();
+      results->count = *count;
+    } else {
+      results = count.status();
+    }
+  } else {
+    results = bench.Run();
+  }
   if (!results.ok()) return finish(results);
   // The scheduler saves the model, then releases "end".
   if (auto end = client.Barrier(node_id, "end", connect); !end.ok()) {
@@ -732,6 +835,24 @@ absl::StatusOr<Results> JoinAndBench(const std::string& scheduler_address) {
 }
 
 int Report(const Results& results) {
+  if (results.count.has_value()) {
+    const CountResult& c = *results.count;
+    const std::string json = absl::StrFormat(
+        "{\"pushes\": %d, \"acked\": %d, \"failed\": %d, \"keys\": %d, \"lost\": %d, "
+        "\"duplicated\": %d, \"seconds\": %.3f, \"longest_stall_ms\": %.1f, "
+        "\"acks_per_250ms\": [%s]}\n",
+        c.pushes, c.acked, c.failed, c.keys, c.lost, c.duplicated, c.seconds, c.longest_stall_ms,
+        absl::StrJoin(c.acks_per_250ms, ", "));
+    std::cout << "exactly-once check: " << json << std::flush;
+    if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
+      if (absl::Status s = WriteFileAtomically(path, json); !s.ok()) return Fatal(std::string(s.message()));
+    }
+    if (c.lost > 0 || c.duplicated > 0) {
+      return Fatal(absl::StrCat(c.lost, " keys lost acknowledged updates, ", c.duplicated,
+                                " keys counted a push twice"));
+    }
+    return 0;
+  }
   std::cout << Table(results) << std::flush;
   if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
     if (absl::Status s = WriteFileAtomically(path, Json(results)); !s.ok()) {

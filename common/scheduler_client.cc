@@ -146,6 +146,15 @@ absl::Status SchedulerClient::Leave(uint32_t node_id) {
   return absl::OkStatus();
 }
 
+absl::Status SchedulerClient::Suspect(uint32_t node_id, int32_t rank, const std::string& error) {
+  rpc::SuspectRequest req;
+  req.set_node_id(node_id);
+  req.set_server_rank(rank);
+  req.set_error(error);
+  PS_SCHEDULER_UNARY(Suspect, req, rpc::SuspectResponse);
+  return absl::OkStatus();
+}
+
 #undef PS_SCHEDULER_UNARY
 
 }  // namespace ps

@@ -50,6 +50,8 @@ class SchedulerClient {
   absl::Status SubmitEval(const rpc::SubmitEvalRequest& req);
   absl::Status Fail(uint32_t node_id, const std::string& message);
   absl::Status Leave(uint32_t node_id);
+  // Reports that server `rank` could not be reached.
+  absl::Status Suspect(uint32_t node_id, int32_t rank, const std::string& error);
 
  private:
   const std::string address_;

@@ -396,7 +396,7 @@ absl::Status SchedulerCore::FinishEval(int32_t epoch) {
 
 void SchedulerCore::WaitForWork(absl::Duration timeout) {
   MutexLock lock(&mu_);
-  if (save_pending_ >= 0 || end_pending_) return;
+  if (save_pending_ >= 0 || end_pending_ || !suspects_.empty()) return;
   work_cv_.WaitWithTimeout(&mu_, timeout);
 }
 
@@ -459,7 +459,7 @@ std::string SchedulerCore::PartitionsOfLocked(int rank) const {
   return absl::StrFormat("primary of %d, backup of %d", primary.size(), backup.size());
 }
 
-bool SchedulerCore::ServerDiedLocked(Node& node, absl::Duration silent,
+bool SchedulerCore::ServerDiedLocked(Node& node, const std::string& why,
                                      std::vector<BarrierDone>* aborted) {
   const std::string who = absl::StrFormat("server %d%s%s", node.rank, node.address.empty() ? "" : " at ",
                                           node.address);
@@ -474,9 +474,9 @@ bool SchedulerCore::ServerDiedLocked(Node& node, absl::Duration silent,
   }
   if (!lost.empty()) {
     FailLocked(absl::StrFormat(
-                   "%s sent no heartbeat for %s (cluster.heartbeat_timeout_ms) and %d of its "
-                   "partitions have no other replica (cluster.replication is %d)",
-                   who, absl::FormatDuration(silent), lost.size(), job_.cluster().replication()),
+                   "%s %s and %d of its partitions have no other replica (cluster.replication "
+                   "is %d)",
+                   who, why, lost.size(), job_.cluster().replication()),
                aborted);
     return false;
   }
@@ -503,9 +503,9 @@ bool SchedulerCore::ServerDiedLocked(Node& node, absl::Duration silent,
   }
   const int refilled = RefillBackupsLocked();
   view_.set_version(view_.version() + 1);
-  spdlog::warn("{} sent no heartbeat for {}: it was {}; {} partitions promoted to a backup, {} new "
-               "backups placed (map version {})",
-               who, absl::FormatDuration(silent), held, promoted, refilled, view_.version());
+  spdlog::warn("{} {}: it was {}; {} partitions promoted to a backup, {} new backups placed "
+               "(map version {})",
+               who, why, held, promoted, refilled, view_.version());
   return true;
 }
 
@@ -577,6 +577,56 @@ absl::Status SchedulerCore::Leave(uint32_t node_id) {
   return absl::OkStatus();
 }
 
+void SchedulerCore::ProbeSuspects(absl::Time now) {
+  std::map<int32_t, std::string> suspects;
+  std::map<int32_t, std::string> addresses;
+  {
+    MutexLock lock(&mu_);
+    suspects.swap(suspects_);
+    for (const auto& [rank, error] : suspects) {
+      probed_[rank] = now;
+      for (const auto& [id, node] : nodes_) {
+        if (node.role == rpc::SERVER && node.rank == rank && !node.dead) addresses[rank] = node.address;
+      }
+    }
+  }
+  for (const auto& [rank, error] : suspects) {
+    auto address = addresses.find(rank);
+    if (address == addresses.end()) continue;
+    auto stub = rpc::ParameterServer::NewStub(MakeChannel(address->second));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(DeadlineIn(absl::Milliseconds(500)));  // a live server answers Stats at once
+    rpc::StatsResponse stats;
+    const grpc::Status probe = stub->Stats(&ctx, rpc::StatsRequest(), &stats);
+    if (probe.ok()) {
+      spdlog::info("server {} was reported unreachable ({}) but answers the scheduler", rank, error);
+      continue;
+    }
+    std::vector<BarrierDone> aborted;
+    {
+      MutexLock lock(&mu_);
+      if (state_ != rpc::RUNNING) return;
+      for (auto& [id, node] : nodes_) {
+        if (node.role != rpc::SERVER || node.rank != rank || node.dead || node.left) continue;
+        ServerDiedLocked(node,
+                         absl::StrCat("was reported unreachable by a client (", error,
+                                      ") and did not answer the scheduler's probe (",
+                                      probe.error_message(), ")"),
+                         &aborted);
+      }
+    }
+    for (auto& d : aborted) d(absl::AbortedError("the job failed"));
+  }
+}
+
+void SchedulerCore::Suspect(int32_t rank, const std::string& error) {
+  MutexLock lock(&mu_);
+  if (state_ != rpc::RUNNING || ServerDeadLocked(rank)) return;
+  auto probed = probed_.find(rank);
+  if (probed != probed_.end() && absl::Now() - probed->second < absl::Milliseconds(500)) return;
+  if (suspects_.emplace(rank, error).second) work_cv_.Signal();
+}
+
 rpc::JobState SchedulerCore::state() const {
   MutexLock lock(&mu_);
   return state_;
@@ -612,7 +662,12 @@ bool SchedulerCore::Poll(absl::Time now) {
           for (const auto& [epoch, parts] : evals_) pending_evals.push_back(epoch);
           continue;
         }
-        if (!ServerDiedLocked(node, now - node.last_heartbeat, &aborted)) break;
+        if (!ServerDiedLocked(node,
+                              absl::StrFormat("sent no heartbeat for %s (cluster.heartbeat_timeout_ms)",
+                                              absl::FormatDuration(now - node.last_heartbeat)),
+                              &aborted)) {
+          break;
+        }
       }
     }
     if (state_ == rpc::RUNNING && started_ != absl::Time() && !end_pending_ &&
@@ -644,6 +699,7 @@ bool SchedulerCore::Poll(absl::Time now) {
     }
     if (save_pending_ >= 0 && state_ == rpc::RUNNING) save_epoch = save_pending_;
   }
+  ProbeSuspects(now);
   for (auto& d : aborted) d(absl::AbortedError("the job failed"));
   aborted.clear();
   for (auto& [done, resp] : released) done(resp);

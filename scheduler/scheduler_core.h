@@ -46,6 +46,9 @@ class SchedulerCore {
   // Fail, reported by member `node_id`, which is exiting.
   void FailFrom(uint32_t node_id, const std::string& message);
   absl::Status Leave(uint32_t node_id);
+  // A client could not reach server `rank`: Poll probes it soon and fails it
+  // over if it does not answer.
+  void Suspect(int32_t rank, const std::string& error);
 
   // Waits up to `timeout` for work for Poll (a model to save, the job's end).
   void WaitForWork(absl::Duration timeout);
@@ -107,8 +110,12 @@ class SchedulerCore {
   // A server died: its partitions' backups are promoted (new epoch) and new
   // backups are placed, standbys first. Returns false (the job failed) if a
   // partition has no replica left.
-  bool ServerDiedLocked(Node& node, absl::Duration silent, std::vector<BarrierDone>* aborted)
+  // `why` completes "server R at ADDR ...".
+  bool ServerDiedLocked(Node& node, const std::string& why, std::vector<BarrierDone>* aborted)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Probes the servers clients reported (a short Stats call) and fails over
+  // those that do not answer. Runs without mu_.
+  void ProbeSuspects(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
   bool ServerDeadLocked(int rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Gives every partition short of replication-1 backups new ones on the
   // live servers holding the fewest copies. Returns how many were placed.
@@ -149,6 +156,9 @@ class SchedulerCore {
   int32_t servers_registered_ ABSL_GUARDED_BY(mu_) = 0;
   int32_t workers_registered_ ABSL_GUARDED_BY(mu_) = 0;
   int32_t standbys_registered_ ABSL_GUARDED_BY(mu_) = 0;
+  // Servers reported unreachable, to probe; and when each was last probed.
+  std::map<int32_t, std::string> suspects_ ABSL_GUARDED_BY(mu_);
+  std::map<int32_t, absl::Time> probed_ ABSL_GUARDED_BY(mu_);
   rpc::ClusterView view_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, BarrierState> barriers_ ABSL_GUARDED_BY(mu_);
   // Data-shard queue: next shard to hand out, per epoch.

@@ -76,6 +76,13 @@ grpc::ServerUnaryReactor* SchedulerService::Status(grpc::CallbackServerContext* 
   return FinishWith(ctx, absl::StatusOr<rpc::JobStatus>(core_->Status(absl::Now())), resp);
 }
 
+grpc::ServerUnaryReactor* SchedulerService::Suspect(grpc::CallbackServerContext* ctx,
+                                                    const rpc::SuspectRequest* req,
+                                                    rpc::SuspectResponse*) {
+  core_->Suspect(req->server_rank(), req->error());
+  return FinishWith(ctx, absl::OkStatus());
+}
+
 grpc::ServerUnaryReactor* SchedulerService::Leave(grpc::CallbackServerContext* ctx,
                                                   const rpc::LeaveRequest* req, rpc::LeaveResponse*) {
   return FinishWith(ctx, core_->Leave(req->node_id()));

@@ -182,8 +182,10 @@ absl::Status ServerCore::CheckMapVersion(uint64_t version) {
     mine = view_version_;
   }
   if (refresh) refresh();
-  return absl::UnavailableError(absl::StrCat("server ", rank_, " has map version ", mine,
-                                             ", the request ", version, "; retry"));
+  // ABORTED, not UNAVAILABLE: the server is fine, only behind (it is
+  // fetching the view now); clients retry without reporting it.
+  return absl::AbortedError(absl::StrCat("server ", rank_, " has map version ", mine,
+                                         ", the request ", version, "; retry"));
 }
 
 template <typename Request>

@@ -73,6 +73,7 @@ bool Retryable(const grpc::Status& s) {
   return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
          s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
          s.error_code() == grpc::StatusCode::CANCELLED ||
+         s.error_code() == grpc::StatusCode::ABORTED ||
          s.error_code() == grpc::StatusCode::FAILED_PRECONDITION;
 }
 
@@ -204,6 +205,7 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
                                       Start start, OnOk on_ok) {
   absl::Time first_failure = absl::InfiniteFuture();
   grpc::Status last;
+  std::set<int> reported;
   for (int attempt = 0;; ++attempt) {
     std::vector<std::unique_ptr<CallT>> calls = build(partitions);
     std::vector<CallT*> raw;
@@ -221,8 +223,19 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
                             absl::StrCat(what, " server ", c->server, ": ", c->status.error_message()));
       }
       partitions.insert(partitions.end(), c->partitions.begin(), c->partitions.end());
+      const bool unreachable = c->status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                               c->status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+      if (unreachable && options_.report_unreachable && reported.insert(c->server).second) {
+        options_.report_unreachable(c->server, c->status.error_message());
+      }
     }
-    if (partitions.empty()) return absl::OkStatus();
+    if (partitions.empty()) {
+      if (attempt > 0) {
+        spdlog::info("{}: went through after {} attempts, {} after the first failure", what,
+                     attempt + 1, absl::FormatDuration(absl::Now() - first_failure));
+      }
+      return absl::OkStatus();
+    }
     first_failure = std::min(first_failure, absl::Now());
     if (!KeepTrying(attempt, first_failure)) {
       return absl::UnavailableError(absl::StrCat(what, " failed after ", attempt + 1, " attempts over ",

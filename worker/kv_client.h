@@ -49,6 +49,9 @@ class KvClient {
     // a heartbeat timeout plus a map change), and at least max_retries times.
     absl::Duration failover_window = absl::Seconds(12);
     size_t max_chunk_bytes = 4 << 20;
+    // Called (on the calling thread) when a server cannot be reached, so
+    // the scheduler can check it before its heartbeat timeout.
+    std::function<void(int server, const std::string& error)> report_unreachable;
   };
   using ViewSource = std::function<absl::StatusOr<rpc::ClusterView>()>;
 
