@@ -146,6 +146,22 @@ absl::StatusOr<rpc::HeartbeatResponse> SchedulerCore::Heartbeat(const rpc::Heart
     node.loss_sum = req.loss_sum();
     node.epoch_samples = req.epoch_samples();
     if (req.train_examples() > 0) train_examples_ = req.train_examples();
+  } else if (node.role == rpc::SERVER) {
+    // Which of its backup copies are complete (no version bump: only
+    // promotion decisions and psctl read this).
+    const std::set<uint32_t> synced(req.synced_partitions().begin(), req.synced_partitions().end());
+    for (int p = 0; p < view_.placement_size(); ++p) {
+      rpc::Placement* pl = view_.mutable_placement(p);
+      auto* list = pl->mutable_synced_backups();
+      const bool is_backup =
+          std::find(pl->backups().begin(), pl->backups().end(), node.rank) != pl->backups().end();
+      const bool listed = std::find(list->begin(), list->end(), node.rank) != list->end();
+      if (is_backup && synced.count(p) > 0 && !listed) {
+        list->Add(node.rank);
+      } else if ((!is_backup || synced.count(p) == 0) && listed) {
+        list->erase(std::remove(list->begin(), list->end(), node.rank), list->end());
+      }
+    }
   }
   return resp;
 }
@@ -469,13 +485,13 @@ bool SchedulerCore::ServerDiedLocked(Node& node, const std::string& why,
     const rpc::Placement& pl = view_.placement(p);
     if (pl.primary() != node.rank) continue;
     bool backup_alive = false;
-    for (int b : pl.backups()) backup_alive |= !ServerDeadLocked(b);
+    for (int b : pl.synced_backups()) backup_alive |= !ServerDeadLocked(b);
     if (!backup_alive) lost.push_back(p);
   }
   if (!lost.empty()) {
     FailLocked(absl::StrFormat(
-                   "%s %s and %d of its partitions have no other replica (cluster.replication "
-                   "is %d)",
+                   "%s %s and %d of its partitions have no other complete replica "
+                   "(cluster.replication is %d)",
                    who, why, lost.size(), job_.cluster().replication()),
                aborted);
     return false;
@@ -489,13 +505,16 @@ bool SchedulerCore::ServerDiedLocked(Node& node, const std::string& why,
     rpc::Placement* pl = view_.mutable_placement(p);
     auto* backups = pl->mutable_backups();
     backups->erase(std::remove(backups->begin(), backups->end(), node.rank), backups->end());
+    auto* synced = pl->mutable_synced_backups();
+    synced->erase(std::remove(synced->begin(), synced->end(), node.rank), synced->end());
     if (pl->primary() == node.rank) {
-      // The first live backup takes over, in a new epoch: the old primary's
-      // forwards are refused from now on.
-      auto next = std::find_if(backups->begin(), backups->end(),
+      // The first live backup with a complete copy takes over, in a new
+      // epoch: the old primary's forwards are refused from now on.
+      auto next = std::find_if(synced->begin(), synced->end(),
                                [&](int b) { return !ServerDeadLocked(b); });
       pl->set_primary(*next);
-      backups->erase(next);
+      backups->erase(std::remove(backups->begin(), backups->end(), *next), backups->end());
+      synced->erase(next);
       pl->set_epoch(pl->epoch() + 1);
       view_.set_partition_owner(p, pl->primary());
       ++promoted;

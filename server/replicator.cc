@@ -329,6 +329,11 @@ void Replicator::Run(Channel* ch) {
       spdlog::warn("replication to server {} at {} failed ({} in a row): {}", ch->rank, address,
                    failures, status.error_message());
     }
+    if (!status.ok() && (failures == 1 || failures % 10 == 0) && callbacks_.unreachable &&
+        (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)) {
+      callbacks_.unreachable(ch->rank, status.error_message());
+    }
     for (int p : fenced) {
       spdlog::warn("server {} refused partition {}'s updates: a newer primary exists", ch->rank, p);
       if (callbacks_.fenced) callbacks_.fenced(p);

@@ -41,6 +41,8 @@ class Replicator : public OpSink {
     std::function<void(int partition)> fenced;
     // A backup needs a fresh snapshot of partition p.
     std::function<void(int partition, int backup)> resync;
+    // Forwards to server `rank` keep failing (called from its sender thread).
+    std::function<void(int rank, const std::string& error)> unreachable;
   };
 
   Replicator(int self_rank, int num_partitions, absl::Duration rpc_timeout, Callbacks callbacks);

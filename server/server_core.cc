@@ -64,7 +64,15 @@ ServerCore::ServerCore(const config::JobConfig& job, int rank)
       replicator_(rank, job.cluster().num_partitions(),
                   absl::Milliseconds(std::min(job.cluster().rpc_timeout_ms(), 10000)),
                   Replicator::Callbacks{[this](int p) { Fenced(p); },
-                                        [this](int p, int b) { Resync(p, b); }}) {
+                                        [this](int p, int b) { Resync(p, b); },
+                                        [this](int rank, const std::string& error) {
+                                          std::function<void(int, const std::string&)> report;
+                                          {
+                                            MutexLock lock(&gate_mu_);
+                                            report = report_peer_;
+                                          }
+                                          if (report) report(rank, error);
+                                        }}) {
   for (const TableSpec& t : tables_) optimizers_.push_back(MakeOptimizer(t));
   for (int p = 0; p < num_partitions_; ++p) {
     partitions_.push_back(std::make_unique<Partition>(p, &tables_, &optimizers_, job.job().seed()));
@@ -72,6 +80,18 @@ ServerCore::ServerCore(const config::JobConfig& job, int rank)
   MutexLock lock(&gate_mu_);
   role_.assign(num_partitions_, kNone);
   epoch_.assign(num_partitions_, 0);
+  installed_epoch_.assign(num_partitions_, 0);
+}
+
+std::vector<uint32_t> ServerCore::SyncedBackups() const {
+  MutexLock lock(&gate_mu_);
+  std::vector<uint32_t> out;
+  for (int p = 0; p < num_partitions_; ++p) {
+    if (role_[p] == kBackup && installed_epoch_[p] > 0 && installed_epoch_[p] >= epoch_[p]) {
+      out.push_back(p);
+    }
+  }
+  return out;
 }
 
 ServerCore::~ServerCore() { Shutdown(); }
@@ -79,6 +99,11 @@ ServerCore::~ServerCore() { Shutdown(); }
 void ServerCore::SetViewRefresher(std::function<void()> refresh) {
   MutexLock lock(&gate_mu_);
   refresh_ = std::move(refresh);
+}
+
+void ServerCore::SetPeerReporter(std::function<void(int rank, const std::string& error)> report) {
+  MutexLock lock(&gate_mu_);
+  report_peer_ = std::move(report);
 }
 
 uint64_t ServerCore::view_version() const {
@@ -448,8 +473,11 @@ absl::Status ServerCore::Replicate(const rpc::ReplicateRequest& req, rpc::Replic
   std::set<uint32_t> refused;
   for (const rpc::PartitionState& s : req.installs()) {
     switch (partitions_[s.partition()]->Install(s, view_epoch[s.partition()])) {
-      case Partition::InstallResult::kInstalled:
+      case Partition::InstallResult::kInstalled: {
+        MutexLock lock(&gate_mu_);
+        installed_epoch_[s.partition()] = std::max(installed_epoch_[s.partition()], s.epoch());
         break;
+      }
       case Partition::InstallResult::kFenced:
         refused.insert(s.partition());
         resp->add_fenced(s.partition());

@@ -57,12 +57,18 @@ class ServerCore {
   // this server's view, or a backup refused this server's forwards: the
   // owner should fetch the view and call UpdateView.
   void SetViewRefresher(std::function<void()> refresh);
+  // Called (from a replication thread) when a backup cannot be reached, so
+  // the owner can tell the scheduler before its heartbeat timeout.
+  void SetPeerReporter(std::function<void(int rank, const std::string& error)> report);
 
   // Adopts a newer cluster view: this server's roles per partition (primary,
   // backup, neither), epochs, backups to feed, live workers. Older or equal
   // versions are ignored.
   void UpdateView(const rpc::ClusterView& view);
   uint64_t view_version() const;
+  // Partitions this server is backup of and holds a copy of (its snapshot
+  // is in), for the heartbeat: only such backups may be promoted.
+  std::vector<uint32_t> SyncedBackups() const;
 
   // Applies (or buffers) the push on the partitions it covers; `done` runs
   // once their backups applied it too (maybe before returning).
@@ -130,9 +136,13 @@ class ServerCore {
 
   mutable Mutex gate_mu_;
   std::function<void()> refresh_ ABSL_GUARDED_BY(gate_mu_);
+  std::function<void(int, const std::string&)> report_peer_ ABSL_GUARDED_BY(gate_mu_);
   uint64_t view_version_ ABSL_GUARDED_BY(gate_mu_) = 0;
   std::vector<Role> role_ ABSL_GUARDED_BY(gate_mu_);
   std::vector<uint64_t> epoch_ ABSL_GUARDED_BY(gate_mu_);  // per partition, from the view
+  // Epoch of the last snapshot installed per partition (0: none). A backup
+  // holds a complete copy once it has one of the view's epoch.
+  std::vector<uint64_t> installed_epoch_ ABSL_GUARDED_BY(gate_mu_);
   std::vector<int32_t> live_workers_ ABSL_GUARDED_BY(gate_mu_);
   bool shut_down_ ABSL_GUARDED_BY(gate_mu_) = false;
   std::vector<Parked> parked_ ABSL_GUARDED_BY(gate_mu_);

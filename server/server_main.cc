@@ -70,6 +70,9 @@ int Run() {
     refresh_wanted = true;
     refresh_cv.Signal();
   });
+  core.SetPeerReporter([&client, node_id](int rank, const std::string& error) {
+    (void)client.Suspect(node_id, rank, error);
+  });
   service.Attach(&core);
   const absl::Duration lost_after = absl::Milliseconds(job.cluster().heartbeat_timeout_ms());
   absl::StatusOr<rpc::ClusterView> view;
@@ -125,6 +128,7 @@ int Run() {
     if (absl::Now() - last_ok < interval) continue;
     rpc::HeartbeatRequest hb;
     hb.set_node_id(node_id);
+    for (uint32_t p : core.SyncedBackups()) hb.add_synced_partitions(p);
     auto resp = client.Heartbeat(hb);
     if (!resp.ok()) {
       if (absl::Now() - last_ok > lost_after) {
