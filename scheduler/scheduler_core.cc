@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/config.h"
@@ -346,7 +347,13 @@ absl::Status SchedulerCore::FinishEval(int32_t epoch) {
     std::vector<float> scores, labels, val_scores, val_labels;
     double loss = 0;
     uint64_t samples = 0;
+    std::vector<uint64_t> worker_samples(job_.cluster().num_workers(), 0);
     for (const auto& [id, p] : parts) {
+      if (auto node = nodes_.find(id);
+          node != nodes_.end() && node->second.rank >= 0 &&
+          node->second.rank < static_cast<int32_t>(worker_samples.size())) {
+        worker_samples[node->second.rank] += p.samples;
+      }
       scores.insert(scores.end(), p.scores.begin(), p.scores.end());
       labels.insert(labels.end(), p.labels.begin(), p.labels.end());
       val_scores.insert(val_scores.end(), p.val_scores.begin(), p.val_scores.end());
@@ -361,6 +368,7 @@ absl::Status SchedulerCore::FinishEval(int32_t epoch) {
     r.epoch = epoch + 1;
     r.train_loss = samples > 0 ? loss / static_cast<double>(samples) : 0;
     r.seconds = absl::ToDoubleSeconds(absl::Now() - started_);
+    r.worker_samples = std::move(worker_samples);
     // Metrics (sorts over whole sets) are computed without the lock, so
     // heartbeats and barriers are not held up behind them.
     lock.Release();
@@ -895,6 +903,14 @@ std::string SchedulerCore::MetricsJsonLocked(double wall_seconds, uint64_t keys,
   absl::StrAppend(&out, "  \"workers\": ", job_.cluster().num_workers(), ",\n");
   absl::StrAppend(&out, "  \"epochs\": ", history_.empty() ? 0 : history_.back().epoch, ",\n");
   absl::StrAppend(&out, "  \"train_samples\": ", samples, ",\n");
+  // What each worker trained on, by rank, over the epochs in the history.
+  std::vector<uint64_t> worker_samples(job_.cluster().num_workers(), 0);
+  for (const EpochResult& r : history_) {
+    for (size_t w = 0; w < r.worker_samples.size() && w < worker_samples.size(); ++w) {
+      worker_samples[w] += r.worker_samples[w];
+    }
+  }
+  absl::StrAppend(&out, "  \"worker_samples\": [", absl::StrJoin(worker_samples, ", "), "],\n");
   absl::StrAppend(&out, "  \"wall_seconds\": ", absl::StrFormat("%.3f", wall_seconds), ",\n");
   absl::StrAppend(&out, "  \"samples_per_second\": ",
                   absl::StrFormat("%.1f", wall_seconds > 0 ? samples / wall_seconds : 0.0), ",\n");
@@ -911,7 +927,8 @@ std::string SchedulerCore::MetricsJsonLocked(double wall_seconds, uint64_t keys,
     const EpochResult& r = history_[i];
     absl::StrAppend(&out, i == 0 ? "\n" : ",\n", "    {\"epoch\": ", r.epoch,
                     ", \"seconds\": ", absl::StrFormat("%.3f", r.seconds),
-                    ", \"train_loss\": ", absl::StrFormat("%.6f", r.train_loss));
+                    ", \"train_loss\": ", absl::StrFormat("%.6f", r.train_loss),
+                    ", \"worker_samples\": [", absl::StrJoin(r.worker_samples, ", "), "]");
     if (r.has_validation) absl::StrAppend(&out, ", \"validation\": ", r.validation.json);
     if (!r.test.json.empty()) absl::StrAppend(&out, ", \"test\": ", r.test.json);
     absl::StrAppend(&out, "}");

@@ -99,6 +99,7 @@ class SchedulerCore {
     bool has_validation = false;
     Evaluation validation;
     double seconds = 0;  // since training started
+    std::vector<uint64_t> worker_samples;  // training samples of the epoch, by worker rank
   };
 
   size_t ParticipantsLocked(const std::string& barrier) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -235,16 +235,30 @@ absl::Status Trainer::Run() {
       }
     } else {
       clock = std::max(clock, EpochBase(epoch));
+      // Static shares (data.dynamic_shards false): shards rank, rank + K, ...
+      // of the queue's cut, without asking the scheduler.
+      const uint64_t shard_size = job_.data().shard_size();
+      uint64_t static_shard = rank_;
       while (!limit_reached) {
-        rpc::NextShardRequest req;
-        req.set_node_id(node_id_);
-        req.set_epoch(epoch);
-        req.set_train_examples(n);
-        auto shard = scheduler_->NextShard(req);
-        if (!shard.ok()) return shard.status();
-        if (!shard->has_shard()) break;
-        for (uint64_t begin = shard->begin(); begin < shard->end() && !limit_reached; begin += b) {
-          if (absl::Status s = run_batch(begin, std::min(shard->end(), begin + b)); !s.ok()) return s;
+        uint64_t shard_begin = 0, shard_end = 0;
+        if (job_.data().dynamic_shards()) {
+          rpc::NextShardRequest req;
+          req.set_node_id(node_id_);
+          req.set_epoch(epoch);
+          req.set_train_examples(n);
+          auto shard = scheduler_->NextShard(req);
+          if (!shard.ok()) return shard.status();
+          if (!shard->has_shard()) break;
+          shard_begin = shard->begin();
+          shard_end = shard->end();
+        } else {
+          if (static_shard * shard_size >= n) break;
+          shard_begin = static_shard * shard_size;
+          shard_end = std::min(n, shard_begin + shard_size);
+          static_shard += num_workers_;
+        }
+        for (uint64_t begin = shard_begin; begin < shard_end && !limit_reached; begin += b) {
+          if (absl::Status s = run_batch(begin, std::min(shard_end, begin + b)); !s.ok()) return s;
         }
       }
       // Done with this epoch: stop holding back the others.

@@ -10,7 +10,9 @@
 // global batch t is positions [t*K*b, (t+1)*K*b) and rank r takes the r-th
 // b of them, so the model does not depend on timing and K workers at batch b
 // equal one worker at batch K*b. In SSP/ASP workers take data shards (ranges
-// of positions) from the scheduler's queue, so fast workers take more.
+// of positions) from the scheduler's queue, so fast workers take more; with
+// data.dynamic_shards false each takes a fixed share of the shards instead
+// (rank r of K: shards r, r + K, ...).
 //
 // Thread-safety: Run() on one thread; progress() from any thread.
 #ifndef PS_WORKER_TRAINER_H_

@@ -65,6 +65,7 @@ data:
   test_path: /abs/test.svm
   shard_size: 256
   shuffle: false
+  dynamic_shards: false
 train:
   epochs: 5
   batch_size: 32
@@ -148,6 +149,7 @@ TEST(ParseJobConfig, FullConfigGivesExpectedValues) {
   EXPECT_EQ(c.data().test_path(), "/abs/test.svm");
   EXPECT_EQ(c.data().shard_size(), 256);
   EXPECT_FALSE(c.data().shuffle());
+  EXPECT_FALSE(c.data().dynamic_shards());
   EXPECT_EQ(c.train().epochs(), 5);
   EXPECT_EQ(c.train().batch_size(), 32);
   EXPECT_FALSE(c.train().eval_every_epoch());
@@ -164,6 +166,7 @@ TEST(ParseJobConfig, OmittedFieldsTakeDefaults) {
   EXPECT_EQ(c->optimizer().type(), config::ADAM);
   EXPECT_FLOAT_EQ(c->optimizer().learning_rate(), 0.01f);
   EXPECT_TRUE(c->data().shuffle());
+  EXPECT_TRUE(c->data().dynamic_shards());
   EXPECT_EQ(c->data().test_path(), "");
 }
 
