@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -90,6 +91,45 @@ CommandResult Launch(const std::string& config, const std::string& out,
   }
   argv.insert(argv.end(), extra.begin(), extra.end());
   return RunCommand(argv, timeout);
+}
+
+std::vector<int> ListeningPorts(int pid) {
+  std::set<std::string> sockets;
+  const std::string fd_dir = absl::StrCat("/proc/", pid, "/fd");
+  if (DIR* fds = opendir(fd_dir.c_str())) {
+    while (dirent* e = readdir(fds)) {
+      char target[256] = {};
+      const std::string link = fd_dir + "/" + e->d_name;
+      const ssize_t n = readlink(link.c_str(), target, sizeof(target) - 1);
+      if (n > 0 && std::string(target, n).rfind("socket:[", 0) == 0) {
+        sockets.insert(std::string(target + 8, n - 9));
+      }
+    }
+    closedir(fds);
+  }
+  std::vector<int> ports;
+  for (const char* table : {"tcp", "tcp6"}) {
+    std::ifstream in(absl::StrCat("/proc/", pid, "/net/", table));
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string slot, local, remote, state, queues, timer, retr, uid, timeout, inode;
+      fields >> slot >> local >> remote >> state >> queues >> timer >> retr >> uid >> timeout >> inode;
+      if (state != "0A" || sockets.count(inode) == 0) continue;  // 0A: LISTEN
+      const size_t colon = local.rfind(':');
+      if (colon != std::string::npos) ports.push_back(std::stoi(local.substr(colon + 1), nullptr, 16));
+    }
+  }
+  return ports;
+}
+
+bool WaitForText(const std::string& path, const std::string& needle, absl::Time deadline) {
+  while (ReadFile(path).find(needle) == std::string::npos) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(10));  // poll period, bounded by the deadline
+  }
+  return true;
 }
 
 std::vector<int> ProcessesMentioning(const std::string& needle) {

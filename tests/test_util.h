@@ -35,6 +35,12 @@ CommandResult Launch(const std::string& config, const std::string& out,
 // pids of live processes whose command line contains `needle`.
 std::vector<int> ProcessesMentioning(const std::string& needle);
 
+// TCP ports process `pid` listens on.
+std::vector<int> ListeningPorts(int pid);
+
+// Waits until the file at `path` contains `needle` or `deadline` passes.
+bool WaitForText(const std::string& path, const std::string& needle, absl::Time deadline);
+
 // Writes a file.
 void WriteFile(const std::string& path, const std::string& contents);
 std::string ReadFile(const std::string& path);
