@@ -121,13 +121,47 @@ absl::StatusOr<rpc::ClusterView> SchedulerClient::GetView() {
   return resp;
 }
 
-absl::StatusOr<rpc::NextShardResponse> SchedulerClient::NextShard(const rpc::NextShardRequest& req) {
-  PS_SCHEDULER_UNARY(NextShard, req, rpc::NextShardResponse);
+namespace {
+
+// Calls `call` (one attempt, returning its grpc::Status) until it succeeds,
+// fails otherwise than with UNAVAILABLE, or `window` has passed.
+template <typename Call>
+grpc::Status WithRetries(absl::Duration window, Call call) {
+  const absl::Time give_up = absl::Now() + window;
+  absl::Duration backoff = absl::Milliseconds(50);
+  while (true) {
+    grpc::Status s = call();
+    if (s.ok() || s.error_code() != grpc::StatusCode::UNAVAILABLE || absl::Now() + backoff >= give_up) {
+      return s;
+    }
+    absl::SleepFor(backoff);  // retry backoff while the scheduler is away
+    backoff = std::min(backoff * 2, absl::Seconds(1));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<rpc::NextShardResponse> SchedulerClient::NextShard(const rpc::NextShardRequest& in) {
+  rpc::NextShardRequest req = in;
+  if (req.request_id() == 0) req.set_request_id(next_request_id_.fetch_add(1));
+  rpc::NextShardResponse resp;
+  grpc::Status s = WithRetries(retry_window_, [&] {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(DeadlineIn(rpc_timeout_));
+    return stub_->NextShard(&ctx, req, &resp);
+  });
+  if (!s.ok()) return FromGrpcStatus(s);
   return resp;
 }
 
 absl::Status SchedulerClient::SubmitEval(const rpc::SubmitEvalRequest& req) {
-  PS_SCHEDULER_UNARY(SubmitEval, req, rpc::SubmitEvalResponse);
+  rpc::SubmitEvalResponse resp;
+  grpc::Status s = WithRetries(retry_window_, [&] {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(DeadlineIn(rpc_timeout_));
+    return stub_->SubmitEval(&ctx, req, &resp);
+  });
+  if (!s.ok()) return FromGrpcStatus(s);
   return absl::OkStatus();
 }
 

@@ -3,6 +3,7 @@
 #ifndef PS_COMMON_SCHEDULER_CLIENT_H_
 #define PS_COMMON_SCHEDULER_CLIENT_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -26,6 +27,11 @@ class SchedulerClient {
 
   const std::string& address() const { return address_; }
 
+  // NextShard and SubmitEval retry for this long while the scheduler is
+  // unreachable (it may be restarting; both are safe to repeat). Default 0:
+  // one attempt. Call before use.
+  void SetRetryWindow(absl::Duration window) { retry_window_ = window; }
+
   // Registers, retrying while the scheduler is unreachable, for at most
   // `wait` (then UNAVAILABLE naming the address and how long it waited).
   absl::StatusOr<rpc::RegisterResponse> Register(const rpc::RegisterRequest& req, absl::Duration wait);
@@ -46,6 +52,7 @@ class SchedulerClient {
 
   absl::StatusOr<rpc::HeartbeatResponse> Heartbeat(const rpc::HeartbeatRequest& req);
   absl::StatusOr<rpc::ClusterView> GetView();
+  // Gives the request an id (NextShardRequest.request_id) that its retries share.
   absl::StatusOr<rpc::NextShardResponse> NextShard(const rpc::NextShardRequest& req);
   absl::Status SubmitEval(const rpc::SubmitEvalRequest& req);
   absl::Status Fail(uint32_t node_id, const std::string& message);
@@ -56,6 +63,8 @@ class SchedulerClient {
  private:
   const std::string address_;
   const absl::Duration rpc_timeout_;
+  absl::Duration retry_window_ = absl::ZeroDuration();
+  std::atomic<uint64_t> next_request_id_{1};
   std::unique_ptr<rpc::Scheduler::Stub> stub_;
 };
 

@@ -31,11 +31,55 @@ std::string ModeName(config::Mode mode) {
 
 }  // namespace
 
-SchedulerCore::SchedulerCore(const config::JobConfig& job, absl::Time start)
-    : job_(job), created_(start) {
+SchedulerCore::SchedulerCore(const config::JobConfig& job, absl::Time start, Options options)
+    : job_(job), options_(std::move(options)), created_(start) {
   MutexLock lock(&mu_);
   view_.set_state(rpc::WAITING);
   last_progress_ = start;
+  dirty_ = true;
+}
+
+void SchedulerCore::SetListenAddress(const std::string& host, int port) {
+  MutexLock lock(&mu_);
+  host_ = host;
+  port_ = port;
+  dirty_ = true;
+  SaveStateLocked();
+}
+
+void SchedulerCore::RemoveStateFile() {
+  MutexLock lock(&mu_);
+  if (!options_.state_path.empty()) std::remove(options_.state_path.c_str());
+}
+
+std::string SchedulerCore::latest_checkpoint() const {
+  MutexLock lock(&mu_);
+  return latest_checkpoint_;
+}
+
+absl::Status SchedulerCore::ResumeFrom(const FoundCheckpoint& found) {
+  MutexLock lock(&mu_);
+  const rpc::CheckpointManifest& m = found.manifest;
+  if (absl::Status s = CheckpointCompatible(m.job(), job_); !s.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot resume from ", found.dir, ": ", s.message()));
+  }
+  if (m.epochs_done() >= job_.train().epochs()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot resume from ", found.dir, ": it has ", m.epochs_done(),
+                     " epochs done and train.epochs is ", job_.train().epochs(), ": nothing left to train"));
+  }
+  resume_dir_ = found.dir;
+  start_epoch_ = m.epochs_done();
+  start_clock_ = m.next_clock();
+  latest_checkpoint_ = found.dir;
+  latest_checkpoint_epochs_ = m.epochs_done();
+  LoadProgressLocked(m.progress());
+  resumed_seconds_ = m.progress().seconds();
+  dirty_ = true;
+  spdlog::info("resuming from checkpoint {}: {} epoch{} done; training starts at epoch {}{}", found.dir,
+               m.epochs_done(), m.epochs_done() == 1 ? "" : "s", m.epochs_done() + 1,
+               job_.job().mode() == config::BSP ? absl::StrCat(", clock ", m.next_clock()) : "");
+  return absl::OkStatus();
 }
 
 absl::StatusOr<rpc::RegisterResponse> SchedulerCore::Register(const rpc::RegisterRequest& req) {
@@ -86,6 +130,10 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerCore::Register(const rpc::Registe
   resp.set_node_id(node.id);
   resp.set_rank(node.rank);
   *resp.mutable_config() = job_;
+  resp.set_start_epoch(start_epoch_);
+  resp.set_start_clock(start_clock_);
+  dirty_ = true;
+  SaveStateLocked();
   return resp;
 }
 
@@ -115,6 +163,8 @@ void SchedulerCore::BuildViewLocked() {
     pl->set_primary(p % n);
     for (int b = 1; b < r; ++b) pl->add_backups((p + b) % n);
     pl->set_epoch(1);
+    // A resumed job: the primaries load their partitions first.
+    if (!resume_dir_.empty()) pl->set_restore_from(resume_dir_);
   }
   view_.clear_live_workers();
   for (const auto& [id, node] : nodes_) {
@@ -159,11 +209,14 @@ absl::StatusOr<rpc::HeartbeatResponse> SchedulerCore::Heartbeat(const rpc::Heart
       const bool listed = std::find(list->begin(), list->end(), node.rank) != list->end();
       if (is_backup && synced.count(p) > 0 && !listed) {
         list->Add(node.rank);
+        dirty_ = true;
       } else if ((!is_backup || synced.count(p) == 0) && listed) {
         list->erase(std::remove(list->begin(), list->end(), node.rank), list->end());
+        dirty_ = true;
       }
     }
   }
+  SaveStateLocked();
   return resp;
 }
 
@@ -216,6 +269,7 @@ void SchedulerCore::MaybeReleaseLocked(const std::string& name, std::vector<Barr
       // Released by Poll once the model is saved.
       end_pending_ = true;
       finished_ = absl::Now();
+      dirty_ = true;
       work_cv_.Signal();
     }
     return;
@@ -226,9 +280,21 @@ void SchedulerCore::MaybeReleaseLocked(const std::string& name, std::vector<Barr
     if (!absl::SimpleAtoi(name.substr(5), &epoch) || evaluated_.count(epoch) == 0) return;
     if (stop_early_) b.stop = true;
   }
+  if (const int32_t epoch = CheckpointEpochLocked(name, b);
+      epoch >= 0 && checkpoint_tried_.count(epoch) == 0) {
+    // Released by Poll once the checkpoint is written: nobody pushes meanwhile.
+    if (checkpoint_pending_ != epoch) {
+      checkpoint_pending_ = epoch;
+      dirty_ = true;
+      work_cv_.Signal();
+    }
+    return;
+  }
   b.released = true;
+  dirty_ = true;
   if (name == "ready") {
-    started_ = absl::Now();
+    // A resumed job's clock goes on from the checkpoint's.
+    started_ = absl::Now() - absl::Seconds(resumed_seconds_);
     spdlog::info("training starts: mode {}, {} epochs, batch {} per worker", ModeName(job_.job().mode()),
                  job_.train().epochs(), job_.train().batch_size());
   }
@@ -259,12 +325,13 @@ void SchedulerCore::Barrier(const rpc::BarrierRequest& req, BarrierDone done) {
       done(resp);
       return;
     }
-    b.arrived.insert(req.node_id());
+    dirty_ |= b.arrived.insert(req.node_id()).second || (req.want_stop() && !b.stop);
     b.stop |= req.want_stop();
     b.waiting.push_back(std::move(done));
     MaybeReleaseLocked(req.name(), &ready);
     *resp.mutable_view() = view_;
     resp.set_stop(b.stop);
+    SaveStateLocked();
   }
   for (auto& d : ready) d(resp);
 }
@@ -279,8 +346,12 @@ absl::StatusOr<rpc::NextShardResponse> SchedulerCore::NextShard(const rpc::NextS
                                                    ", another ", n, ": the data files differ"));
   }
   n = req.train_examples();
-  // Asking for a shard means the previous one is done.
   auto node = nodes_.find(req.node_id());
+  if (node != nodes_.end() && req.request_id() != 0 &&
+      req.request_id() == node->second.shard_request_id) {
+    return node->second.shard_response;  // a retry: the same answer
+  }
+  // Asking for a shard means the previous one is done.
   if (node != nodes_.end()) node->second.shard_epoch = -1;
   const uint64_t size = job_.data().shard_size();
   const uint32_t shards = static_cast<uint32_t>((n + size - 1) / size);
@@ -306,6 +377,12 @@ absl::StatusOr<rpc::NextShardResponse> SchedulerCore::NextShard(const rpc::NextS
     node->second.shard_begin = resp.begin();
     node->second.shard_end = resp.end();
   }
+  if (node != nodes_.end()) {
+    node->second.shard_request_id = req.request_id();
+    node->second.shard_response = resp;
+  }
+  dirty_ = true;
+  SaveStateLocked();  // before the answer: a restarted scheduler must not hand it out again
   return resp;
 }
 
@@ -315,6 +392,10 @@ absl::Status SchedulerCore::SubmitEval(const rpc::SubmitEvalRequest& req) {
     if (req.labels_size() * NumOutputs(job_.model()) != req.scores_size() ||
         req.val_labels_size() * NumOutputs(job_.model()) != req.val_scores_size()) {
       return absl::InvalidArgumentError("submit eval: scores and labels differ in length");
+    }
+    for (const EpochResult& r : history_) {
+      // Merged already: a retry after the scheduler restarted.
+      if (r.epoch == req.epoch() + 1) return absl::OkStatus();
     }
     auto& parts = evals_[req.epoch()];
     EvalPart& part = parts[req.node_id()];
@@ -330,6 +411,8 @@ absl::Status SchedulerCore::SubmitEval(const rpc::SubmitEvalRequest& req) {
       for (const auto& [id, p] : parts) total += p.samples;
       train_examples_ = std::max(train_examples_, total);
     }
+    dirty_ = true;
+    SaveStateLocked();
   }
   return FinishEval(req.epoch());
 }
@@ -413,6 +496,8 @@ absl::Status SchedulerCore::FinishEval(int32_t epoch) {
       *resp.mutable_view() = view_;
       resp.set_stop(barriers_[absl::StrCat("eval-", epoch)].stop);
     }
+    dirty_ = true;
+    SaveStateLocked();
   }
   for (auto& d : ready) d(resp);
   return absl::OkStatus();
@@ -420,13 +505,14 @@ absl::Status SchedulerCore::FinishEval(int32_t epoch) {
 
 void SchedulerCore::WaitForWork(absl::Duration timeout) {
   MutexLock lock(&mu_);
-  if (save_pending_ >= 0 || end_pending_ || !suspects_.empty()) return;
+  if (save_pending_ >= 0 || end_pending_ || !suspects_.empty() || checkpoint_pending_ >= 0) return;
   work_cv_.WaitWithTimeout(&mu_, timeout);
 }
 
 void SchedulerCore::FailLocked(const std::string& message, std::vector<BarrierDone>* aborted) {
   if (state_ == rpc::FAILED || state_ == rpc::DONE) return;
   spdlog::error("job failed: {}", message);
+  dirty_ = true;
   state_ = rpc::FAILED;
   failure_ = message;
   over_at_ = absl::Now();
@@ -444,6 +530,7 @@ void SchedulerCore::WorkerDiedLocked(Node& node, absl::Duration silent,
                                      std::vector<BarrierDone>* aborted) {
   node.dead = true;
   node.left = true;  // nobody waits for it to leave either
+  dirty_ = true;
   auto* live = view_.mutable_live_workers();
   live->erase(std::remove(live->begin(), live->end(), node.rank), live->end());
   view_.set_version(view_.version() + 1);
@@ -496,18 +583,25 @@ bool SchedulerCore::ServerDiedLocked(Node& node, const std::string& why,
     for (int b : pl.synced_backups()) backup_alive |= !ServerDeadLocked(b);
     if (!backup_alive) lost.push_back(p);
   }
-  if (!lost.empty()) {
+  bool other_server = false;
+  for (const auto& [id, n] : nodes_) other_server |= n.role == rpc::SERVER && !n.dead && n.id != node.id;
+  if (!lost.empty() && (latest_checkpoint_.empty() || !other_server)) {
     FailLocked(absl::StrFormat(
                    "%s %s and %d of its partitions have no other complete replica "
-                   "(cluster.replication is %d)",
-                   who, why, lost.size(), job_.cluster().replication()),
+                   "(cluster.replication is %d) and %s",
+                   who, why, lost.size(), job_.cluster().replication(),
+                   latest_checkpoint_.empty()
+                       ? "no checkpoint to restore them from (checkpoint.every_epochs)"
+                       : "no live server to restore them on"),
                aborted);
     return false;
   }
   node.dead = true;
   node.left = true;  // nobody waits for it to leave
+  dirty_ = true;
   const std::string held = PartitionsOfLocked(node.rank);
   AddServerInfoLocked(node);
+  if (!lost.empty()) RestoreLostLocked(lost, absl::StrCat(who, " ", why));
   int promoted = 0;
   for (int p = 0; p < view_.placement_size(); ++p) {
     rpc::Placement* pl = view_.mutable_placement(p);
@@ -524,6 +618,7 @@ bool SchedulerCore::ServerDiedLocked(Node& node, const std::string& why,
       backups->erase(std::remove(backups->begin(), backups->end(), *next), backups->end());
       synced->erase(next);
       pl->set_epoch(pl->epoch() + 1);
+      pl->clear_restore_from();  // the state comes from the backup
       view_.set_partition_owner(p, pl->primary());
       ++promoted;
     }
@@ -592,6 +687,7 @@ void SchedulerCore::Fail(const std::string& message) {
   {
     MutexLock lock(&mu_);
     FailLocked(message, &aborted);
+    SaveStateLocked();
   }
   for (auto& d : aborted) d(absl::AbortedError(absl::StrCat("the job failed: ", message)));
 }
@@ -601,6 +697,8 @@ absl::Status SchedulerCore::Leave(uint32_t node_id) {
   auto it = nodes_.find(node_id);
   if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("node ", node_id, " unknown"));
   it->second.left = true;
+  dirty_ = true;
+  SaveStateLocked();
   return absl::OkStatus();
 }
 
@@ -641,6 +739,7 @@ void SchedulerCore::ProbeSuspects(absl::Time now) {
                                       probe.error_message(), ")"),
                          &aborted);
       }
+      SaveStateLocked();
     }
     for (auto& d : aborted) d(absl::AbortedError("the job failed"));
   }
@@ -670,8 +769,19 @@ bool SchedulerCore::Poll(absl::Time now) {
   std::vector<int32_t> pending_evals;
   bool finish = false;
   int32_t save_epoch = -1;
+  int32_t checkpoint_epoch = -1;
   {
     MutexLock lock(&mu_);
+    if (recheck_) {
+      // Restored from a state file: what may have been complete when the
+      // last scheduler stopped is looked at again.
+      recheck_ = false;
+      for (auto& [name, b] : barriers_) {
+        std::vector<BarrierDone> now_ready;
+        if (!b.released) MaybeReleaseLocked(name, &now_ready);
+      }
+      for (const auto& [epoch, parts] : evals_) pending_evals.push_back(epoch);
+    }
     const absl::Duration timeout = absl::Milliseconds(job_.cluster().heartbeat_timeout_ms());
     if (state_ == rpc::WAITING &&
         now - created_ > absl::Milliseconds(job_.cluster().connect_timeout_ms())) {
@@ -725,6 +835,8 @@ bool SchedulerCore::Poll(absl::Time now) {
       finish = true;
     }
     if (save_pending_ >= 0 && state_ == rpc::RUNNING) save_epoch = save_pending_;
+    if (checkpoint_pending_ >= 0 && state_ == rpc::RUNNING) checkpoint_epoch = checkpoint_pending_;
+    SaveStateLocked();
   }
   ProbeSuspects(now);
   for (auto& d : aborted) d(absl::AbortedError("the job failed"));
@@ -752,10 +864,54 @@ bool SchedulerCore::Poll(absl::Time now) {
         *resp.mutable_view() = view_;
         resp.set_stop(barriers_[name].stop);
       }
+      dirty_ = true;
+      SaveStateLocked();
     }
     for (auto& d : ready) d(resp);
     for (auto& d : aborted) d(absl::AbortedError(absl::StrCat("the job failed: ", saved.status().message())));
     aborted.clear();
+  }
+  if (checkpoint_epoch >= 0) {
+    // Every worker waits at the barrier ending the epoch while every primary
+    // writes its partitions.
+    std::string root, dir;
+    {
+      MutexLock lock(&mu_);
+      root = CheckpointRoot(job_);
+      dir = CheckpointDir(root, checkpoint_epoch + 1);
+    }
+    auto written = WriteCheckpoint(checkpoint_epoch, dir);
+    std::vector<BarrierDone> ready;
+    rpc::BarrierResponse resp;
+    std::string name;
+    {
+      MutexLock lock(&mu_);
+      checkpoint_pending_ = -1;
+      checkpoint_tried_.insert(checkpoint_epoch);
+      if (written.ok()) {
+        latest_checkpoint_ = dir;
+        latest_checkpoint_epochs_ = checkpoint_epoch + 1;
+        spdlog::info("checkpoint after epoch {}: {} partitions, {:.1f} MiB written in {:.3f} s to {}",
+                     checkpoint_epoch + 1, written->num_partitions(), written->bytes() / 1048576.0,
+                     written->write_seconds(), dir);
+      } else {
+        // Training goes on; the previous checkpoint stays the latest.
+        spdlog::error("checkpoint after epoch {} failed: {}; training goes on{}", checkpoint_epoch + 1,
+                      std::string(written.status().message()),
+                      latest_checkpoint_.empty() ? "" : absl::StrCat(" (latest checkpoint: ", latest_checkpoint_, ")"));
+      }
+      name = CheckpointBarrierLocked(checkpoint_epoch);
+      MaybeReleaseLocked(name, &ready);
+      *resp.mutable_view() = view_;
+      resp.set_stop(barriers_[name].stop);
+      dirty_ = true;
+      SaveStateLocked();
+    }
+    for (auto& d : ready) d(resp);
+    if (written.ok()) {
+      const int pruned = PruneCheckpoints(root, job_.checkpoint().keep());
+      if (pruned > 0) spdlog::info("deleted {} older checkpoint{}", pruned, pruned == 1 ? "" : "s");
+    }
   }
   if (finish) {
     absl::Status s = FinishJob();
@@ -775,6 +931,8 @@ bool SchedulerCore::Poll(absl::Time now) {
         ready.swap(b.waiting);
       }
       *resp.mutable_view() = view_;
+      dirty_ = true;
+      SaveStateLocked();
     }
     for (auto& d : ready) d(resp);
     for (auto& d : aborted) d(absl::AbortedError(absl::StrCat("the job failed: ", s.message())));
@@ -1017,6 +1175,381 @@ void SchedulerCore::WriteReportLocked(double wall_seconds) const {
   if (absl::Status s = WriteReport(path, report); !s.ok()) {
     spdlog::warn("could not write the report: {}", std::string(s.message()));
   }
+}
+
+int32_t SchedulerCore::CheckpointEpochLocked(const std::string& name, const BarrierState& b) const {
+  const int every = job_.checkpoint().every_epochs();
+  if (every <= 0 || b.stop) return -1;
+  const bool evaluates = job_.train().eval_every_epoch() || job_.train().early_stopping_patience() > 0;
+  const std::string prefix = evaluates ? "eval-" : "epoch-";
+  int32_t epoch = -1;
+  if (name.rfind(prefix, 0) != 0 || !absl::SimpleAtoi(name.substr(prefix.size()), &epoch)) return -1;
+  if ((epoch + 1) % every != 0 || epoch + 1 >= job_.train().epochs()) return -1;
+  if (evaluates) {
+    // Training stops after this epoch anyway (a worker reached max_iterations).
+    auto trained = barriers_.find(absl::StrCat("epoch-", epoch));
+    if (trained != barriers_.end() && trained->second.stop) return -1;
+  }
+  return epoch;
+}
+
+std::string SchedulerCore::CheckpointBarrierLocked(int32_t epoch) const {
+  const bool evaluates = job_.train().eval_every_epoch() || job_.train().early_stopping_patience() > 0;
+  return absl::StrCat(evaluates ? "eval-" : "epoch-", epoch);
+}
+
+absl::StatusOr<rpc::CheckpointManifest> SchedulerCore::WriteCheckpoint(int32_t epoch,
+                                                                        const std::string& dir) {
+  const absl::Time begin = absl::Now();
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);  // what a crash may have left half written
+  if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
+  const rpc::ClusterView view = View();
+  const int partitions = job_.cluster().num_partitions();
+  rpc::CheckpointManifest manifest;
+  std::set<uint32_t> written;
+  for (const rpc::ServerInfo& server : view.servers()) {
+    if (server.dead() ||
+        std::find(view.partition_owner().begin(), view.partition_owner().end(), server.rank()) ==
+            view.partition_owner().end()) {
+      continue;
+    }
+    auto stub = rpc::ParameterServer::NewStub(MakeChannel(server.address()));
+    rpc::CheckpointRequest req;
+    req.set_dir(dir);
+    rpc::CheckpointResponse resp;
+    grpc::Status s;
+    const absl::Time give_up = absl::Now() + absl::Seconds(120);
+    for (int attempt = 0;; ++attempt) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(DeadlineIn(give_up - absl::Now()));
+      ctx.set_wait_for_ready(true);
+      s = stub->Checkpoint(&ctx, req, &resp);
+      if (s.ok() || s.error_code() != grpc::StatusCode::UNAVAILABLE || attempt >= 5 ||
+          absl::Now() >= give_up) {
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(100) * (attempt + 1));  // retry backoff
+    }
+    if (!s.ok()) {
+      return absl::UnavailableError(absl::StrCat("server ", server.rank(), " at ", server.address(), ": ",
+                                                 s.error_message()));
+    }
+    written.insert(resp.partitions().begin(), resp.partitions().end());
+    manifest.set_bytes(manifest.bytes() + resp.bytes());
+    manifest.set_next_clock(std::max(manifest.next_clock(), resp.next_clock()));
+  }
+  if (written.size() != static_cast<size_t>(partitions)) {
+    return absl::DataLossError(absl::StrCat("only ", written.size(), " of ", partitions,
+                                            " partitions were written (a primary changed meanwhile)"));
+  }
+  manifest.set_epochs_done(epoch + 1);
+  manifest.set_num_partitions(partitions);
+  for (int p = 0; p < partitions; ++p) {
+    manifest.add_files(std::filesystem::path(PartitionStatePath(dir, p)).filename().string());
+  }
+  *manifest.mutable_job() = job_;
+  {
+    MutexLock lock(&mu_);
+    *manifest.mutable_progress() = ProgressLocked();
+  }
+  manifest.set_write_seconds(absl::ToDoubleSeconds(absl::Now() - begin));
+  // Last: from now on the checkpoint is complete.
+  if (absl::Status s = WriteCheckpointManifest(dir, manifest); !s.ok()) return s;
+  return manifest;
+}
+
+void SchedulerCore::RestoreLostLocked(const std::vector<int>& lost, const std::string& who_why) {
+  // Copies held per live server: standbys (holding nothing) come first.
+  std::map<int, int> load;
+  for (const auto& [id, node] : nodes_) {
+    if (node.role == rpc::SERVER && !node.dead) load[node.rank] = 0;
+  }
+  for (const rpc::Placement& pl : view_.placement()) {
+    if (load.count(pl.primary()) > 0) ++load[pl.primary()];
+    for (int b : pl.backups()) {
+      if (load.count(b) > 0) ++load[b];
+    }
+  }
+  std::set<int> targets;
+  for (int p : lost) {
+    int best = -1;
+    for (const auto& [rank, n] : load) {
+      if (best < 0 || n < load[best]) best = rank;
+    }
+    rpc::Placement* pl = view_.mutable_placement(p);
+    pl->set_primary(best);
+    auto* backups = pl->mutable_backups();
+    backups->erase(std::remove(backups->begin(), backups->end(), best), backups->end());
+    auto* synced = pl->mutable_synced_backups();
+    synced->erase(std::remove(synced->begin(), synced->end(), best), synced->end());
+    pl->set_epoch(pl->epoch() + 1);
+    pl->set_restore_from(latest_checkpoint_);
+    view_.set_partition_owner(p, best);
+    ++load[best];
+    targets.insert(best);
+  }
+  dirty_ = true;
+  spdlog::error(
+      "{}: updates since epoch {} of partitions {} are lost: they had no other complete replica "
+      "and are restored from the checkpoint {} on server{} {}",
+      who_why, latest_checkpoint_epochs_, absl::StrJoin(lost, ", "), latest_checkpoint_,
+      targets.size() == 1 ? "" : "s", absl::StrJoin(targets, ", "));
+}
+
+namespace {
+
+rpc::EvaluationRecord ToRecord(const Evaluation& e) {
+  rpc::EvaluationRecord r;
+  r.set_line(e.line);
+  r.set_json(e.json);
+  for (const auto& [name, value] : e.values) (*r.mutable_values())[name] = value;
+  for (const auto& [fpr, tpr] : e.roc) {
+    r.add_roc_fpr(fpr);
+    r.add_roc_tpr(tpr);
+  }
+  for (const auto& row : e.confusion) r.add_confusion()->mutable_counts()->Add(row.begin(), row.end());
+  return r;
+}
+
+Evaluation FromRecord(const rpc::EvaluationRecord& r) {
+  Evaluation e;
+  e.line = r.line();
+  e.json = r.json();
+  for (const auto& [name, value] : r.values()) e.values[name] = value;
+  for (int i = 0; i < r.roc_fpr_size() && i < r.roc_tpr_size(); ++i) {
+    e.roc.emplace_back(r.roc_fpr(i), r.roc_tpr(i));
+  }
+  for (const auto& row : r.confusion()) e.confusion.emplace_back(row.counts().begin(), row.counts().end());
+  return e;
+}
+
+int64_t UnixMicros(absl::Time t) { return t == absl::Time() ? 0 : absl::ToUnixMicros(t); }
+absl::Time FromMicros(int64_t us) { return us == 0 ? absl::Time() : absl::FromUnixMicros(us); }
+
+}  // namespace
+
+rpc::ProgressRecord SchedulerCore::ProgressLocked() const {
+  rpc::ProgressRecord p;
+  for (const EpochResult& r : history_) {
+    rpc::EpochRecord* e = p.add_history();
+    e->set_epoch(r.epoch);
+    e->set_train_loss(r.train_loss);
+    if (!r.test.line.empty() || !r.test.values.empty()) *e->mutable_test() = ToRecord(r.test);
+    if (r.has_validation) *e->mutable_validation() = ToRecord(r.validation);
+    e->set_seconds(r.seconds);
+    e->mutable_worker_samples()->Add(r.worker_samples.begin(), r.worker_samples.end());
+  }
+  p.set_train_examples(train_examples_);
+  p.set_best_value(best_value_);
+  p.set_best_epoch(best_epoch_);
+  p.set_saved_best_epoch(saved_best_epoch_);
+  p.set_bad_evaluations(bad_evaluations_);
+  p.set_stop_early(stop_early_);
+  p.set_seconds(started_ == absl::Time() ? resumed_seconds_ : absl::ToDoubleSeconds(absl::Now() - started_));
+  return p;
+}
+
+void SchedulerCore::LoadProgressLocked(const rpc::ProgressRecord& p) {
+  history_.clear();
+  for (const rpc::EpochRecord& e : p.history()) {
+    EpochResult r;
+    r.epoch = e.epoch();
+    r.train_loss = e.train_loss();
+    if (e.has_test()) r.test = FromRecord(e.test());
+    r.has_validation = e.has_validation();
+    if (r.has_validation) r.validation = FromRecord(e.validation());
+    r.seconds = e.seconds();
+    r.worker_samples.assign(e.worker_samples().begin(), e.worker_samples().end());
+    history_.push_back(std::move(r));
+  }
+  train_examples_ = p.train_examples();
+  best_value_ = p.best_value();
+  best_epoch_ = p.best_epoch();
+  saved_best_epoch_ = p.saved_best_epoch();
+  bad_evaluations_ = p.bad_evaluations();
+  stop_early_ = p.stop_early();
+}
+
+void SchedulerCore::SaveStateLocked() {
+  if (!dirty_ || options_.state_path.empty()) return;
+  dirty_ = false;
+  rpc::SchedulerState s;
+  *s.mutable_job() = job_;
+  s.set_host(host_);
+  s.set_port(port_);
+  s.set_state(state_);
+  s.set_failure(failure_);
+  for (const auto& [id, node] : nodes_) {
+    rpc::SchedulerState::Node* n = s.add_nodes();
+    n->set_id(id);
+    n->set_role(node.role);
+    n->set_rank(node.rank);
+    n->set_address(node.address);
+    n->set_left(node.left);
+    n->set_dead(node.dead);
+    n->set_standby(node.standby);
+    n->set_shard_epoch(node.shard_epoch);
+    n->set_shard_begin(node.shard_begin);
+    n->set_shard_end(node.shard_end);
+    n->set_shard_request_id(node.shard_request_id);
+    *n->mutable_shard_response() = node.shard_response;
+    n->set_epoch(node.epoch);
+    n->set_samples_done(node.samples_done);
+  }
+  s.set_next_node_id(next_node_id_);
+  s.set_servers_registered(servers_registered_);
+  s.set_workers_registered(workers_registered_);
+  s.set_standbys_registered(standbys_registered_);
+  *s.mutable_view() = view_;
+  for (const auto& [name, b] : barriers_) {
+    rpc::SchedulerState::BarrierRecord* r = s.add_barriers();
+    r->set_name(name);
+    r->mutable_arrived()->Add(b.arrived.begin(), b.arrived.end());
+    r->set_released(b.released);
+    r->set_stop(b.stop);
+  }
+  std::set<int32_t> epochs;
+  for (const auto& [e, n] : next_shard_) epochs.insert(e);
+  for (const auto& [e, n] : epoch_examples_) epochs.insert(e);
+  for (const auto& [e, q] : requeued_) epochs.insert(e);
+  for (int32_t e : epochs) {
+    rpc::SchedulerState::ShardQueue* q = s.add_shard_queues();
+    q->set_epoch(e);
+    if (auto it = next_shard_.find(e); it != next_shard_.end()) q->set_next_shard(it->second);
+    if (auto it = epoch_examples_.find(e); it != epoch_examples_.end()) q->set_examples(it->second);
+    if (auto it = requeued_.find(e); it != requeued_.end()) {
+      for (const auto& [begin, end] : it->second) {
+        q->add_requeued_begin(begin);
+        q->add_requeued_end(end);
+      }
+    }
+  }
+  for (const auto& [epoch, parts] : evals_) {
+    for (const auto& [id, part] : parts) {
+      rpc::SchedulerState::EvalShare* e = s.add_evals();
+      e->set_epoch(epoch);
+      e->set_node_id(id);
+      e->mutable_scores()->Add(part.scores.begin(), part.scores.end());
+      e->mutable_labels()->Add(part.labels.begin(), part.labels.end());
+      e->mutable_val_scores()->Add(part.val_scores.begin(), part.val_scores.end());
+      e->mutable_val_labels()->Add(part.val_labels.begin(), part.val_labels.end());
+      e->set_loss_sum(part.loss_sum);
+      e->set_samples(part.samples);
+    }
+  }
+  s.mutable_evaluated()->Add(evaluated_.begin(), evaluated_.end());
+  *s.mutable_progress() = ProgressLocked();
+  s.set_save_pending(save_pending_);
+  s.set_started_unix_us(UnixMicros(started_));
+  s.set_finished_unix_us(UnixMicros(finished_));
+  s.set_end_pending(end_pending_);
+  s.set_latest_checkpoint(latest_checkpoint_);
+  s.set_latest_checkpoint_epochs(latest_checkpoint_epochs_);
+  s.set_checkpoint_pending(checkpoint_pending_);
+  s.mutable_checkpoint_tried()->Add(checkpoint_tried_.begin(), checkpoint_tried_.end());
+  s.set_start_epoch(start_epoch_);
+  s.set_start_clock(start_clock_);
+  std::string bytes;
+  absl::Status written = s.SerializeToString(&bytes)
+                             ? WriteFileAtomically(options_.state_path, bytes)
+                             : absl::InternalError("cannot serialize the scheduler state");
+  if (!written.ok() && !state_write_failed_) {
+    // Once: the job goes on, but a restart would not find this state.
+    state_write_failed_ = true;
+    spdlog::error("cannot write the scheduler's state file: {}", std::string(written.message()));
+  } else if (written.ok()) {
+    state_write_failed_ = false;
+  }
+}
+
+absl::Status SchedulerCore::Restore(const rpc::SchedulerState& s, absl::Time now) {
+  MutexLock lock(&mu_);
+  if (s.state() == rpc::DONE || s.state() == rpc::FAILED) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the job in the state file is over (", s.state() == rpc::DONE ? "done" : "failed",
+        s.failure().empty() ? "" : ": ", s.failure(), ")"));
+  }
+  state_ = s.state();
+  failure_ = s.failure();
+  host_ = s.host();
+  port_ = s.port();
+  nodes_.clear();
+  for (const rpc::SchedulerState::Node& n : s.nodes()) {
+    Node node;
+    node.id = n.id();
+    node.role = n.role();
+    node.rank = n.rank();
+    node.address = n.address();
+    node.last_heartbeat = now;  // everyone gets a heartbeat timeout to show up
+    node.left = n.left();
+    node.dead = n.dead();
+    node.standby = n.standby();
+    node.shard_epoch = n.shard_epoch();
+    node.shard_begin = n.shard_begin();
+    node.shard_end = n.shard_end();
+    node.shard_request_id = n.shard_request_id();
+    node.shard_response = n.shard_response();
+    node.epoch = n.epoch();
+    node.samples_done = n.samples_done();
+    nodes_[node.id] = node;
+  }
+  next_node_id_ = s.next_node_id();
+  servers_registered_ = s.servers_registered();
+  workers_registered_ = s.workers_registered();
+  standbys_registered_ = s.standbys_registered();
+  view_ = s.view();
+  barriers_.clear();
+  for (const rpc::SchedulerState::BarrierRecord& r : s.barriers()) {
+    BarrierState& b = barriers_[r.name()];
+    b.arrived.insert(r.arrived().begin(), r.arrived().end());
+    b.released = r.released();
+    b.stop = r.stop();
+  }
+  next_shard_.clear();
+  epoch_examples_.clear();
+  requeued_.clear();
+  for (const rpc::SchedulerState::ShardQueue& q : s.shard_queues()) {
+    next_shard_[q.epoch()] = q.next_shard();
+    if (q.examples() > 0) epoch_examples_[q.epoch()] = q.examples();
+    for (int i = 0; i < q.requeued_begin_size() && i < q.requeued_end_size(); ++i) {
+      requeued_[q.epoch()].emplace_back(q.requeued_begin(i), q.requeued_end(i));
+    }
+  }
+  evals_.clear();
+  for (const rpc::SchedulerState::EvalShare& e : s.evals()) {
+    EvalPart& part = evals_[e.epoch()][e.node_id()];
+    part.scores.assign(e.scores().begin(), e.scores().end());
+    part.labels.assign(e.labels().begin(), e.labels().end());
+    part.val_scores.assign(e.val_scores().begin(), e.val_scores().end());
+    part.val_labels.assign(e.val_labels().begin(), e.val_labels().end());
+    part.loss_sum = e.loss_sum();
+    part.samples = e.samples();
+  }
+  evaluated_ = std::set<int32_t>(s.evaluated().begin(), s.evaluated().end());
+  LoadProgressLocked(s.progress());
+  save_pending_ = s.save_pending();
+  started_ = FromMicros(s.started_unix_us());
+  finished_ = FromMicros(s.finished_unix_us());
+  // The job's end was under way (model, metrics.json): done again.
+  end_pending_ = s.end_pending() || (finished_ != absl::Time() && state_ == rpc::RUNNING);
+  latest_checkpoint_ = s.latest_checkpoint();
+  latest_checkpoint_epochs_ = s.latest_checkpoint_epochs();
+  checkpoint_pending_ = s.checkpoint_pending();
+  checkpoint_tried_ = std::set<int32_t>(s.checkpoint_tried().begin(), s.checkpoint_tried().end());
+  start_epoch_ = s.start_epoch();
+  start_clock_ = s.start_clock();
+  created_ = now;
+  last_progress_ = now;
+  recheck_ = true;
+  dirty_ = true;
+  // The map version moves on, so every member fetches the view again.
+  view_.set_version(view_.version() + 1);
+  spdlog::info("restored the scheduler's state: {} members, map version {}, {} epochs evaluated{}",
+               nodes_.size(), view_.version(), history_.size(),
+               latest_checkpoint_.empty() ? "" : absl::StrCat(", latest checkpoint ", latest_checkpoint_));
+  SaveStateLocked();
+  return absl::OkStatus();
 }
 
 }  // namespace ps

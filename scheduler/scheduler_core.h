@@ -2,7 +2,10 @@
 // ranks, heartbeats and liveness, the versioned cluster view (shard map +
 // live workers), named barriers, the per-epoch data-shard queue, evaluation
 // merging, early stopping (the best model saved on the servers' side), job
-// progress and the job's end (model save, metrics.json, report.html).
+// progress and the job's end (model save, metrics.json, report.html);
+// checkpoints (taken while every worker waits at the barrier ending an
+// epoch) and resuming from one; the state file a restarted scheduler
+// carries on from.
 //
 // Thread-safety: every method is thread-safe; mu_ guards all state. Barrier
 // completions and RPCs to servers run outside mu_.
@@ -21,7 +24,9 @@
 #include "absl/status/statusor.h"
 #include "common/sync.h"
 #include "absl/time/time.h"
+#include "common/checkpoint.h"
 #include "common/evaluation.h"
+#include "proto/checkpoint.pb.h"
 #include "proto/job_config.pb.h"
 #include "proto/scheduler.pb.h"
 
@@ -31,8 +36,29 @@ class SchedulerCore {
  public:
   using BarrierDone = std::function<void(absl::StatusOr<rpc::BarrierResponse>)>;
 
+  struct Options {
+    // The state file, rewritten (atomically) on every change that matters
+    // for a restart; empty: none.
+    std::string state_path;
+  };
+
   // `job` has absolute paths; `start` is when the scheduler started.
-  SchedulerCore(const config::JobConfig& job, absl::Time start);
+  SchedulerCore(const config::JobConfig& job, absl::Time start, Options options = {});
+
+  // Before serving: the job resumes from checkpoint `found` (servers load
+  // their partitions from it, workers start at the epoch after it).
+  // FAILED_PRECONDITION if the checkpoint does not fit the job.
+  absl::Status ResumeFrom(const FoundCheckpoint& found);
+  // Before serving: carries on from the state file of a scheduler of this
+  // job that stopped (members keep their node ids; barrier calls in flight
+  // are re-sent by their callers).
+  absl::Status Restore(const rpc::SchedulerState& state, absl::Time now);
+  // Where the scheduler listens (kept in the state file).
+  void SetListenAddress(const std::string& host, int port);
+  // Deletes the state file (the scheduler exits for good).
+  void RemoveStateFile();
+  // The latest complete checkpoint (empty: none yet).
+  std::string latest_checkpoint() const;
 
   absl::StatusOr<rpc::RegisterResponse> Register(const rpc::RegisterRequest& req);
   absl::StatusOr<rpc::HeartbeatResponse> Heartbeat(const rpc::HeartbeatRequest& req, absl::Time now);
@@ -75,6 +101,9 @@ class SchedulerCore {
     // The data shard this worker is on (SSP/ASP); requeued if it dies.
     int32_t shard_epoch = -1;
     uint64_t shard_begin = 0, shard_end = 0;
+    // The last NextShard answered, for a retry after a scheduler restart.
+    uint64_t shard_request_id = 0;
+    rpc::NextShardResponse shard_response;
     // Worker progress, from heartbeats.
     uint64_t samples_done = 0;
     int32_t epoch = 0;
@@ -146,8 +175,31 @@ class SchedulerCore {
   const EpochResult* FinalResultLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WriteReportLocked(double wall_seconds) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // Checkpoints. The epoch (0-based) whose checkpoint is taken when barrier
+  // `name` completes, or -1: "eval-E" when workers evaluate after every
+  // epoch (so the evaluation is in the checkpoint's history), else
+  // "epoch-E"; every checkpoint.every_epochs epochs, never after the last.
+  int32_t CheckpointEpochLocked(const std::string& name, const BarrierState& b) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string CheckpointBarrierLocked(int32_t epoch) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Has every primary write its partitions, then writes the manifest.
+  // Runs without mu_.
+  absl::StatusOr<rpc::CheckpointManifest> WriteCheckpoint(int32_t epoch, const std::string& dir)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Partitions left without any replica by the death of a server: placed on
+  // the live servers holding the least (standbys first), which load them
+  // from the latest checkpoint. REQUIRES: latest_checkpoint_ not empty.
+  // `who_why` names the server and how it died, for the log line.
+  void RestoreLostLocked(const std::vector<int>& lost, const std::string& who_why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  rpc::ProgressRecord ProgressLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void LoadProgressLocked(const rpc::ProgressRecord& progress) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the state file if anything changed since it was last written.
+  void SaveStateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   const config::JobConfig job_;
-  const absl::Time created_;
+  const Options options_;
+  absl::Time created_;
 
   mutable Mutex mu_;
   rpc::JobState state_ ABSL_GUARDED_BY(mu_) = rpc::WAITING;
@@ -188,6 +240,25 @@ class SchedulerCore {
   bool end_pending_ ABSL_GUARDED_BY(mu_) = false;  // end barrier complete, job not finished yet
   absl::Time over_at_ ABSL_GUARDED_BY(mu_);       // when DONE/FAILED was reached
   absl::Time last_progress_ ABSL_GUARDED_BY(mu_);
+  // Checkpoints: the latest complete one and its epochs done; the epoch
+  // whose checkpoint Poll is to write (its barrier waits), epochs tried.
+  std::string latest_checkpoint_ ABSL_GUARDED_BY(mu_);
+  int32_t latest_checkpoint_epochs_ ABSL_GUARDED_BY(mu_) = 0;
+  int32_t checkpoint_pending_ ABSL_GUARDED_BY(mu_) = -1;
+  std::set<int32_t> checkpoint_tried_ ABSL_GUARDED_BY(mu_);
+  // A resumed job: the checkpoint the servers load at the start, where the
+  // workers start, training seconds before the resume.
+  std::string resume_dir_ ABSL_GUARDED_BY(mu_);
+  int32_t start_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t start_clock_ ABSL_GUARDED_BY(mu_) = 0;
+  double resumed_seconds_ ABSL_GUARDED_BY(mu_) = 0;
+  // State file: where we listen, something changed since the last write,
+  // and, after a restore, barriers and evaluations to look at again.
+  std::string host_ ABSL_GUARDED_BY(mu_);
+  int port_ ABSL_GUARDED_BY(mu_) = 0;
+  bool dirty_ ABSL_GUARDED_BY(mu_) = false;
+  bool recheck_ ABSL_GUARDED_BY(mu_) = false;
+  bool state_write_failed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace ps

@@ -12,6 +12,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/checkpoint.h"
 #include "common/config.h"
 #include "common/flags_util.h"
 #include "common/logging.h"
@@ -27,6 +28,13 @@ ABSL_FLAG(std::string, host, "", "address to listen on; default: the host of clu
 ABSL_FLAG(int, port, -1, "port to listen on (0 picks one); default: cluster.scheduler_address's port");
 ABSL_FLAG(std::string, port_file, "", "if set, the bound port is written to this file");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
+ABSL_FLAG(bool, resume, false,
+          "restart the job from its latest complete checkpoint (checkpoint.dir): servers load "
+          "their partitions from it, workers start at the epoch after it");
+ABSL_FLAG(bool, restore, false,
+          "carry on a running job whose scheduler stopped, from its state file "
+          "(<job.output_dir>/scheduler.state), on the port it had (unless --port is given); its "
+          "servers and workers keep training meanwhile and keep their node ids");
 
 namespace ps {
 namespace {
@@ -52,7 +60,21 @@ int Run(const std::vector<std::string>& overrides) {
   // other processes may run elsewhere, so hand them absolute paths.
   ResolveRelativePaths(Absolute("."), &*job);
   job->mutable_job()->set_output_dir(Absolute(job->job().output_dir()));
+  if (!job->checkpoint().dir().empty()) {
+    job->mutable_checkpoint()->set_dir(Absolute(job->checkpoint().dir()));
+  }
   if (absl::Status s = MakeDirs(job->job().output_dir()); !s.ok()) return Fatal(std::string(s.message()));
+  const bool resume = absl::GetFlag(FLAGS_resume), restore = absl::GetFlag(FLAGS_restore);
+  if (resume && restore) return Fatal("--resume and --restore exclude each other");
+  const std::string state_path = job->job().output_dir() + "/scheduler.state";
+  rpc::SchedulerState saved;
+  if (restore) {
+    // The job as the first scheduler resolved it, not the file as it is now.
+    auto bytes = ReadWholeFile(state_path);
+    if (!bytes.ok()) return Fatal(absl::StrCat("--restore: ", bytes.status().message()));
+    if (!saved.ParseFromString(*bytes)) return Fatal(absl::StrCat("--restore: ", state_path, " is not a state file"));
+    *job = saved.job();
+  }
 
   std::string host;
   int port;
@@ -61,16 +83,37 @@ int Run(const std::vector<std::string>& overrides) {
       !s.ok()) {
     return Fatal(std::string(s.message()));
   }
+  if (restore) {
+    // Members know the old address.
+    if (!saved.host().empty()) host = saved.host();
+    port = saved.port();
+  }
   if (!absl::GetFlag(FLAGS_host).empty()) host = absl::GetFlag(FLAGS_host);
   if (absl::GetFlag(FLAGS_port) >= 0) port = absl::GetFlag(FLAGS_port);
 
-  SchedulerCore core(*job, absl::Now());
+  SchedulerCore core(*job, absl::Now(), SchedulerCore::Options{state_path});
+  if (restore) {
+    if (absl::Status s = core.Restore(saved, absl::Now()); !s.ok()) {
+      return Fatal(absl::StrCat("--restore: ", s.message()));
+    }
+  }
+  if (resume) {
+    auto found = FindLatestCheckpoint(CheckpointRoot(*job));
+    if (!found.ok()) return Fatal(absl::StrCat("--resume: ", found.status().message()));
+    if (absl::Status s = core.ResumeFrom(*found); !s.ok()) return Fatal(std::string(s.message()));
+  }
   SchedulerService service(&core);
   auto running = StartGrpcServer(host, port, {&service});
   if (!running.ok()) return Fatal(std::string(running.status().message()));
-  spdlog::info("scheduler of job '{}' listening on {}:{}; waiting for {} servers and {} workers",
-               job->job().name(), host, running->port, job->cluster().num_servers(),
-               job->cluster().num_workers());
+  core.SetListenAddress(host, running->port);
+  if (restore) {
+    spdlog::info("scheduler of job '{}' restored, listening on {}:{}", job->job().name(), host,
+                 running->port);
+  } else {
+    spdlog::info("scheduler of job '{}' listening on {}:{}; waiting for {} servers and {} workers",
+                 job->job().name(), host, running->port, job->cluster().num_servers(),
+                 job->cluster().num_workers());
+  }
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
     if (absl::Status s = WriteFileAtomically(absl::GetFlag(FLAGS_port_file),
                                              absl::StrCat(running->port, "\n"));
@@ -87,6 +130,8 @@ int Run(const std::vector<std::string>& overrides) {
     core.WaitForWork(absl::Milliseconds(50));  // the loop's period, or sooner when there is work
   }
   running->server->Shutdown(DeadlineIn(absl::Seconds(1)));
+  // Only a scheduler that stops without getting here leaves a state to restore.
+  core.RemoveStateFile();
   if (core.state() != rpc::DONE) return Fatal(absl::StrCat("the job failed: ", core.failure()));
   spdlog::info("job '{}' done", job->job().name());
   return 0;
@@ -97,7 +142,8 @@ int Run(const std::vector<std::string>& overrides) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "ps_scheduler --config=JOB.yaml [--set section.field=value ...] [--port=N --port_file=F]");
+      "ps_scheduler --config=JOB.yaml [--set section.field=value ...] [--port=N --port_file=F] "
+      "[--resume | --restore]");
   std::vector<std::string> overrides = ps::ExtractRepeatedFlag("set", &argc, argv);
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();

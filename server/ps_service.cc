@@ -65,6 +65,21 @@ grpc::ServerUnaryReactor* PsService::SaveModel(grpc::CallbackServerContext* ctx,
   return reactor;
 }
 
+grpc::ServerUnaryReactor* PsService::Checkpoint(grpc::CallbackServerContext* ctx,
+                                                const rpc::CheckpointRequest* req,
+                                                rpc::CheckpointResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  ServerCore* core = core_.load(std::memory_order_acquire);
+  if (core == nullptr) {
+    reactor->Finish(kNotReady);
+    return reactor;
+  }
+  auto written = core->Checkpoint(req->dir());
+  if (written.ok()) *resp = *written;
+  reactor->Finish(ToGrpcStatus(written.status()));
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* PsService::Replicate(grpc::CallbackServerContext* ctx,
                                                const rpc::ReplicateRequest* req,
                                                rpc::ReplicateResponse* resp) {

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/checkpoint.h"
 #include "common/file_util.h"
 #include "common/partitioning.h"
 #include "spdlog/spdlog.h"
@@ -81,6 +82,7 @@ ServerCore::ServerCore(const config::JobConfig& job, int rank)
   role_.assign(num_partitions_, kNone);
   epoch_.assign(num_partitions_, 0);
   installed_epoch_.assign(num_partitions_, 0);
+  restored_.assign(num_partitions_, false);
 }
 
 std::vector<uint32_t> ServerCore::SyncedBackups() const {
@@ -106,6 +108,11 @@ void ServerCore::SetPeerReporter(std::function<void(int rank, const std::string&
   report_peer_ = std::move(report);
 }
 
+void ServerCore::SetFailureReporter(std::function<void(const std::string& message)> report) {
+  MutexLock lock(&gate_mu_);
+  report_failure_ = std::move(report);
+}
+
 uint64_t ServerCore::view_version() const {
   MutexLock lock(&gate_mu_);
   return view_version_;
@@ -121,11 +128,13 @@ void ServerCore::UpdateView(const rpc::ClusterView& view) {
   std::vector<Role> old_role, new_role(num_partitions_, kNone);
   std::vector<uint64_t> old_epoch, new_epoch(num_partitions_, 0);
   std::vector<std::vector<int>> backups(num_partitions_);
+  std::vector<std::string> restore_from(num_partitions_);
   std::vector<int32_t> live;
   for (int p = 0; p < num_partitions_; ++p) {
     if (p < view.placement_size()) {
       const rpc::Placement& pl = view.placement(p);
       new_epoch[p] = pl.epoch();
+      restore_from[p] = pl.restore_from();
       if (pl.primary() == rank_) {
         new_role[p] = kPrimary;
         backups[p].assign(pl.backups().begin(), pl.backups().end());
@@ -140,11 +149,39 @@ void ServerCore::UpdateView(const rpc::ClusterView& view) {
   {
     MutexLock lock(&gate_mu_);
     if (view.version() <= view_version_) return;
-    view_version_ = view.version();
     old_role = role_;
     old_epoch = epoch_;
+  }
+  // Partitions to load from a checkpoint are loaded before this server takes
+  // them up, so no request ever finds one empty. (view_mu_ keeps role_ as
+  // read above meanwhile.)
+  std::vector<bool> loaded(num_partitions_, false);
+  std::vector<int> restored;
+  std::string restore_error;
+  for (int p = 0; p < num_partitions_; ++p) {
+    if (new_role[p] != kPrimary || restore_from[p].empty() ||
+        (old_role[p] == kPrimary && old_epoch[p] == new_epoch[p])) {
+      continue;
+    }
+    if (absl::Status s = Restore(p, restore_from[p], new_epoch[p]); !s.ok()) {
+      // Not ours after all: requests for it are refused, the job fails.
+      new_role[p] = kNone;
+      if (restore_error.empty()) restore_error = std::string(s.message());
+      continue;
+    }
+    loaded[p] = true;
+    restored.push_back(p);
+  }
+  {
+    MutexLock lock(&gate_mu_);
+    view_version_ = view.version();
     role_ = new_role;
     epoch_ = new_epoch;
+    for (int p = 0; p < num_partitions_; ++p) {
+      const bool new_term = new_role[p] == kPrimary &&
+                            (old_role[p] != kPrimary || old_epoch[p] != new_epoch[p]);
+      if (new_term || new_role[p] != kPrimary) restored_[p] = loaded[p];
+    }
     live_workers_.assign(view.live_workers().begin(), view.live_workers().end());
     live = live_workers_;
   }
@@ -185,6 +222,20 @@ void ServerCore::UpdateView(const rpc::ClusterView& view) {
     spdlog::warn("server {}: promoted to primary of {} partition{} (map version {})", rank_,
                  promoted, promoted == 1 ? "" : "s", view.version());
   }
+  if (!restored.empty()) {
+    spdlog::info("server {}: loaded {} partition{} from checkpoint {} (map version {})", rank_,
+                 restored.size(), restored.size() == 1 ? "" : "s", restore_from[restored[0]],
+                 view.version());
+  }
+  if (!restore_error.empty()) {
+    spdlog::error("server {}: {}", rank_, restore_error);
+    std::function<void(const std::string&)> report;
+    {
+      MutexLock lock(&gate_mu_);
+      report = report_failure_;
+    }
+    if (report) report(restore_error);
+  }
   if (mode_ == config::BSP) {
     // Live workers may have shrunk, or we may hold complete clocks we were
     // not primary for: close what can be closed.
@@ -193,6 +244,23 @@ void ServerCore::UpdateView(const rpc::ClusterView& view) {
     }
   }
   WakeParked();
+}
+
+absl::Status ServerCore::Restore(int partition, const std::string& dir, uint64_t epoch) {
+  auto state = ReadPartitionState(dir, partition);
+  if (!state.ok()) {
+    return absl::Status(state.status().code(), absl::StrCat("cannot load partition ", partition,
+                                                            " from its checkpoint: ",
+                                                            state.status().message()));
+  }
+  // The checkpoint's epoch belongs to the job that wrote it; this primary
+  // term's epoch is the view's.
+  state->set_epoch(epoch);
+  if (partitions_[partition]->Install(*state, 0) != Partition::InstallResult::kInstalled) {
+    return absl::DataLossError(absl::StrCat("partition ", partition, " in checkpoint ", dir,
+                                            " does not fit this job's tables"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ServerCore::CheckMapVersion(uint64_t version) {
@@ -432,6 +500,20 @@ void ServerCore::Pull(const rpc::PullRequest* req, rpc::PullResponse* resp, absl
     done(Serve(*req, resp));
     return;
   }
+  // Partitions loaded from a checkpoint: the puller has covered every clock
+  // below its own (see restored_).
+  std::vector<int> catch_up;
+  std::vector<int32_t> live;
+  {
+    MutexLock lock(&gate_mu_);
+    for (const auto& [p, refs] : *routing) {
+      if (restored_[p]) catch_up.push_back(p);
+    }
+    if (!catch_up.empty()) live = live_workers_;
+  }
+  for (int p : catch_up) {
+    partitions_[p]->Tick(req->worker(), req->clock(), mode_ == config::BSP, live, &replicator_);
+  }
   Parked parked{req, resp, req->clock(), deadline, std::move(done), {}, false};
   for (const auto& [p, refs] : *routing) parked.partitions.push_back(p);
   {
@@ -590,6 +672,27 @@ absl::StatusOr<rpc::SaveModelResponse> ServerCore::SaveModel(const std::string& 
     std::vector<TableRows> rows = partitions_[p]->Snapshot();
     for (const TableRows& t : rows) resp.set_keys_written(resp.keys_written() + t.keys.size());
     if (absl::Status s = WritePartitionFile(dir, p, rows); !s.ok()) return s;
+    resp.add_partitions(p);
+  }
+  return resp;
+}
+
+absl::StatusOr<rpc::CheckpointResponse> ServerCore::Checkpoint(const std::string& dir) {
+  if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
+  std::vector<Role> role;
+  {
+    MutexLock lock(&gate_mu_);
+    role = role_;
+  }
+  rpc::CheckpointResponse resp;
+  for (int p = 0; p < num_partitions_; ++p) {
+    if (role[p] != kPrimary) continue;
+    const rpc::PartitionState state = partitions_[p]->State();
+    for (const rpc::PartitionState::WorkerClock& c : state.clocks()) {
+      resp.set_next_clock(std::max(resp.next_clock(), c.next()));
+    }
+    if (absl::Status s = WritePartitionState(dir, state); !s.ok()) return s;
+    resp.set_bytes(resp.bytes() + state.ByteSizeLong());
     resp.add_partitions(p);
   }
   return resp;

@@ -61,9 +61,14 @@ class ServerCore {
   // the owner can tell the scheduler before its heartbeat timeout.
   void SetPeerReporter(std::function<void(int rank, const std::string& error)> report);
 
+  // Called (without locks) when this server cannot take up a partition the
+  // view gives it, e.g. its checkpoint file is missing: the job cannot go on.
+  void SetFailureReporter(std::function<void(const std::string& message)> report);
+
   // Adopts a newer cluster view: this server's roles per partition (primary,
   // backup, neither), epochs, backups to feed, live workers. Older or equal
-  // versions are ignored.
+  // versions are ignored. A partition it becomes primary of with a
+  // Placement.restore_from is loaded from that checkpoint first.
   void UpdateView(const rpc::ClusterView& view);
   uint64_t view_version() const;
   // Partitions this server is backup of and holds a copy of (its snapshot
@@ -87,6 +92,9 @@ class ServerCore {
   absl::Status Replicate(const rpc::ReplicateRequest& req, rpc::ReplicateResponse* resp);
 
   absl::StatusOr<rpc::SaveModelResponse> SaveModel(const std::string& dir);
+  // Writes the whole state of every partition this server is primary of
+  // into checkpoint directory `dir` (common/checkpoint.h).
+  absl::StatusOr<rpc::CheckpointResponse> Checkpoint(const std::string& dir);
   rpc::StatsResponse Stats() const;
 
   // Fails parked pulls and unacknowledged pushes whose deadline passed.
@@ -121,6 +129,8 @@ class ServerCore {
   void Fenced(int partition);
   void Resync(int partition, int backup);
   std::vector<int32_t> LiveWorkers() const ABSL_LOCKS_EXCLUDED(gate_mu_);
+  // Loads partition p from checkpoint `dir` as its primary in `epoch`.
+  absl::Status Restore(int partition, const std::string& dir, uint64_t epoch);
 
   const config::JobConfig job_;
   const int rank_;
@@ -137,12 +147,20 @@ class ServerCore {
   mutable Mutex gate_mu_;
   std::function<void()> refresh_ ABSL_GUARDED_BY(gate_mu_);
   std::function<void(int, const std::string&)> report_peer_ ABSL_GUARDED_BY(gate_mu_);
+  std::function<void(const std::string&)> report_failure_ ABSL_GUARDED_BY(gate_mu_);
   uint64_t view_version_ ABSL_GUARDED_BY(gate_mu_) = 0;
   std::vector<Role> role_ ABSL_GUARDED_BY(gate_mu_);
   std::vector<uint64_t> epoch_ ABSL_GUARDED_BY(gate_mu_);  // per partition, from the view
   // Epoch of the last snapshot installed per partition (0: none). A backup
   // holds a complete copy once it has one of the view's epoch.
   std::vector<uint64_t> installed_epoch_ ABSL_GUARDED_BY(gate_mu_);
+  // Partitions loaded from a checkpoint in this primary term. Their worker
+  // clocks are those of the checkpoint, behind the workers' when every
+  // replica died mid-job, so a pull at clock c here first moves the puller's
+  // clock to c: a worker pulls at c only once its pushes of every clock
+  // below c were acknowledged (by this partition's previous primary), so the
+  // gate never waits for pushes that will not come again.
+  std::vector<bool> restored_ ABSL_GUARDED_BY(gate_mu_);
   std::vector<int32_t> live_workers_ ABSL_GUARDED_BY(gate_mu_);
   bool shut_down_ ABSL_GUARDED_BY(gate_mu_) = false;
   std::vector<Parked> parked_ ABSL_GUARDED_BY(gate_mu_);

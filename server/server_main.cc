@@ -74,7 +74,11 @@ int Run() {
     (void)client.Suspect(node_id, rank, error);
   });
   service.Attach(&core);
-  const absl::Duration lost_after = absl::Milliseconds(job.cluster().heartbeat_timeout_ms());
+  core.SetFailureReporter([&client, node_id](const std::string& message) {
+    (void)client.Fail(node_id, message);
+  });
+  // How long to go on without the scheduler (it may be restarting).
+  const absl::Duration lost_after = absl::Milliseconds(job.cluster().scheduler_timeout_ms());
   absl::StatusOr<rpc::ClusterView> view;
   if (standby) {
     view = client.GetView();

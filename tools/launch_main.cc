@@ -29,6 +29,8 @@ ABSL_FLAG(std::string, bin_dir, "", "where the ps_* binaries are; default: next 
 ABSL_FLAG(std::string, worker_delay, "",
           "test hook: RANK:MS makes worker RANK sleep MS milliseconds every iteration");
 ABSL_FLAG(int, timeout_s, 0, "stop the job (and fail) after this many seconds; 0: no limit");
+ABSL_FLAG(bool, resume, false,
+          "restart the job from its latest complete checkpoint (see checkpoint.every_epochs)");
 
 namespace ps {
 namespace {
@@ -78,6 +80,7 @@ int Run(const std::vector<std::string>& overrides) {
     }
     options.worker_delay_ms[rank] = ms;
   }
+  if (absl::GetFlag(FLAGS_resume)) options.scheduler_flags.push_back("--resume");
   LocalCluster cluster;
   if (absl::Status s = cluster.Start(*job, options); !s.ok()) return Fatal(std::string(s.message()), 1);
   std::cout << "ps_launch: job '" << job->job().name() << "': scheduler at "
@@ -113,7 +116,7 @@ int Run(const std::vector<std::string>& overrides) {
 }  // namespace ps
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("ps_launch --config=JOB.yaml [--set section.field=value ...]");
+  absl::SetProgramUsageMessage("ps_launch --config=JOB.yaml [--set section.field=value ...] [--resume]");
   std::vector<std::string> overrides = ps::ExtractRepeatedFlag("set", &argc, argv);
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();

@@ -30,6 +30,8 @@ absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalCluste
     scheduler.argv.push_back("--set");
     scheduler.argv.push_back(o);
   }
+  scheduler.argv.insert(scheduler.argv.end(), options.scheduler_flags.begin(),
+                        options.scheduler_flags.end());
   auto pid = group_.Spawn(scheduler);
   if (!pid.ok()) return pid.status();
   pids_["scheduler"] = *pid;

@@ -25,6 +25,7 @@ struct LocalClusterOptions {
   bool start_workers = true;
   bool scheduler_to_log = false;       // else the scheduler writes to our stdout/stderr
   std::map<int, int> worker_delay_ms;  // rank -> per-iteration delay (test hook)
+  std::vector<std::string> scheduler_flags;  // extra ps_scheduler flags, e.g. --resume
   absl::Duration start_timeout = absl::Seconds(30);
 };
 

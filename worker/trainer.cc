@@ -112,15 +112,18 @@ absl::Status Trainer::Prepare() {
   const int classes = TaskOf(job_.model()) == Task::kRegression ? 0 : std::max(2, NumOutputs(job_.model()));
   const uint32_t stats_table = FeatureStatsTable(job_);
   const uint32_t class_table = ClassCountsTable(job_);
-  // Each worker adds its share of the training rows; the servers sum them.
-  const std::vector<uint64_t> share = ShareOf(train_rows_, rank_, num_workers_);
-  if (absl::Status s = kv_->Push(PartialStatistics(train_, share, stats_table, class_table, classes),
-                                 std::nullopt, 0);
-      !s.ok()) {
-    return s;
+  if (start_epoch_ == 0) {
+    // Each worker adds its share of the training rows; the servers sum them.
+    // (A resumed job's servers loaded the totals with their partitions.)
+    const std::vector<uint64_t> share = ShareOf(train_rows_, rank_, num_workers_);
+    if (absl::Status s = kv_->Push(PartialStatistics(train_, share, stats_table, class_table, classes),
+                                   std::nullopt, 0);
+        !s.ok()) {
+      return s;
+    }
+    const absl::Duration lost_after = absl::Milliseconds(job_.cluster().scheduler_timeout_ms());
+    if (auto b = scheduler_->Barrier(node_id_, "statistics", lost_after); !b.ok()) return b.status();
   }
-  const absl::Duration lost_after = absl::Milliseconds(job_.cluster().heartbeat_timeout_ms());
-  if (auto b = scheduler_->Barrier(node_id_, "statistics", lost_after); !b.ok()) return b.status();
   std::vector<TableKeys> pulled = StatisticsKeys({&train_, &test_}, stats_table, class_table, classes);
   if (absl::Status s = kv_->Pull(&pulled, std::nullopt); !s.ok()) return s;
   const DatasetStats stats = ReduceStatistics(pulled);
@@ -187,7 +190,8 @@ absl::Status Trainer::Run() {
   const config::Mode mode = job_.job().mode();
   const uint64_t b = job_.train().batch_size();
   const int epochs = job_.train().epochs();
-  const absl::Duration lost_after = absl::Milliseconds(job_.cluster().heartbeat_timeout_ms());
+  // Barriers wait out a scheduler restart (cluster.scheduler_timeout_ms).
+  const absl::Duration lost_after = absl::Milliseconds(job_.cluster().scheduler_timeout_ms());
   const int classes = TaskOf(job_.model()) == Task::kRegression ? 0 : std::max(2, NumOutputs(job_.model()));
   SplitValidation(train_.rows(), job_.data().validation_fraction(), job_.job().seed(), &train_rows_,
                   &validation_rows_);
@@ -196,9 +200,11 @@ absl::Status Trainer::Run() {
   }
   progress_.train_examples.store(train_rows_.size());
   const int64_t max_steps = job_.train().max_iterations();
-  int64_t steps = 0;
-  int64_t clock = 0;
-  for (int epoch = 0; epoch < epochs; ++epoch) {
+  // A resumed BSP job goes on at the checkpoint's clock, which counts the
+  // steps before it; in SSP/ASP steps count from the resume.
+  int64_t clock = start_clock_;
+  int64_t steps = mode == config::BSP ? start_clock_ : 0;
+  for (int epoch = start_epoch_; epoch < epochs; ++epoch) {
     const std::vector<uint64_t> rows =
         Resample(job_.data(), train_, train_rows_, classes, job_.job().seed(), epoch);
     const uint64_t n = rows.size();

@@ -60,6 +60,15 @@ class Trainer {
           SchedulerClient* scheduler, KvClient* kv, Dataset train, Dataset test,
           absl::Duration iteration_delay);
 
+  // A job resumed from a checkpoint: training starts at `epoch` (0-based)
+  // and, in BSP, at `clock` (RegisterResponse.start_epoch/start_clock); the
+  // statistics tables are in the checkpoint, so they are only read. Call
+  // before Run().
+  void ResumeAt(int epoch, int64_t clock) {
+    start_epoch_ = epoch;
+    start_clock_ = clock;
+  }
+
   absl::Status Run();
   Progress& progress() { return progress_; }
 
@@ -86,6 +95,8 @@ class Trainer {
   const std::unique_ptr<Model> model_;
   std::vector<uint64_t> train_rows_, validation_rows_;
   std::vector<float> class_weights_;
+  int start_epoch_ = 0;
+  int64_t start_clock_ = 0;
   Progress progress_;
 };
 

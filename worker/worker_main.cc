@@ -50,6 +50,8 @@ int Run() {
   const uint32_t node_id = registered->node_id();
   const int32_t rank = registered->rank();
   spdlog::info("worker rank {} registered (node {})", rank, node_id);
+  // Training goes on while the scheduler restarts.
+  client.SetRetryWindow(absl::Milliseconds(job.cluster().scheduler_timeout_ms()));
   auto fail = [&](const std::string& message) {
     (void)client.Fail(node_id, absl::StrCat("worker ", rank, ": ", message));
     return Fatal(message);
@@ -60,7 +62,7 @@ int Run() {
   Mutex progress_mu;
   auto heartbeat = std::make_unique<Heartbeat>(
       &client, node_id, absl::Milliseconds(job.cluster().heartbeat_interval_ms()),
-      absl::Milliseconds(job.cluster().heartbeat_timeout_ms()),
+      absl::Milliseconds(job.cluster().scheduler_timeout_ms()),
       [&](rpc::HeartbeatRequest* hb) {
         MutexLock lock(&progress_mu);
         if (progress == nullptr) return;
@@ -109,6 +111,10 @@ int Run() {
 
   Trainer trainer(job, rank, node_id, view->live_workers_size(), &client, &kv, std::move(*train),
                   std::move(*test), absl::Milliseconds(absl::GetFlag(FLAGS_iteration_delay_ms)));
+  if (registered->start_epoch() > 0) {
+    spdlog::info("worker rank {}: the job resumes at epoch {}", rank, registered->start_epoch() + 1);
+    trainer.ResumeAt(registered->start_epoch(), registered->start_clock());
+  }
   {
     MutexLock lock(&progress_mu);
     progress = &trainer.progress();
