@@ -619,6 +619,7 @@ bool SchedulerCore::ServerDiedLocked(Node& node, const std::string& why,
       synced->erase(next);
       pl->set_epoch(pl->epoch() + 1);
       pl->clear_restore_from();  // the state comes from the backup
+      pl->clear_restore_rejoin();
       view_.set_partition_owner(p, pl->primary());
       ++promoted;
     }
@@ -1285,15 +1286,16 @@ void SchedulerCore::RestoreLostLocked(const std::vector<int>& lost, const std::s
     synced->erase(std::remove(synced->begin(), synced->end(), best), synced->end());
     pl->set_epoch(pl->epoch() + 1);
     pl->set_restore_from(latest_checkpoint_);
+    pl->set_restore_rejoin(true);
     view_.set_partition_owner(p, best);
     ++load[best];
     targets.insert(best);
   }
   dirty_ = true;
   spdlog::error(
-      "{}: updates since epoch {} of partitions {} are lost: they had no other complete replica "
-      "and are restored from the checkpoint {} on server{} {}",
-      who_why, latest_checkpoint_epochs_, absl::StrJoin(lost, ", "), latest_checkpoint_,
+      "updates since epoch {} of partitions {} are lost: they had no replica left ({}); restored "
+      "from the checkpoint {} on server{} {}",
+      latest_checkpoint_epochs_, absl::StrJoin(lost, ", "), who_why, latest_checkpoint_,
       targets.size() == 1 ? "" : "s", absl::StrJoin(targets, ", "));
 }
 

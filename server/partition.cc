@@ -118,6 +118,7 @@ bool Partition::PushLocked(const rpc::PushRequest& req, absl::Span<const KeyRef>
 }
 
 bool Partition::TickLocked(int32_t worker, int64_t clock) {
+  if (rejoining_) rejoined_.insert(worker);
   int64_t& next = next_clock_[worker];
   if (clock <= next) return false;
   next = clock;
@@ -176,9 +177,11 @@ bool Partition::CloseClocksLocked(absl::Span<const int32_t> live, OpSink* sink) 
   if (live.empty()) return false;
   int64_t target = kNoClock;
   for (int32_t w : live) {
+    if (!CountsLocked(w)) continue;
     auto it = next_clock_.find(w);
     target = std::min(target, it == next_clock_.end() ? 0 : it->second);
   }
+  if (target == kNoClock) return false;  // rejoining, nobody heard from yet
   bool moved = false;
   while (applied_clock_ < target) {
     const int64_t clock = applied_clock_;
@@ -241,6 +244,7 @@ Partition::Gate Partition::GateState(absl::Span<const int32_t> live) const {
   g.applied_clock = applied_clock_;
   g.min_clock = kNoClock;
   for (int32_t w : live) {
+    if (!CountsLocked(w)) continue;
     auto it = next_clock_.find(w);
     g.min_clock = std::min(g.min_clock, it == next_clock_.end() ? 0 : it->second);
   }
@@ -328,6 +332,8 @@ rpc::PartitionState Partition::State(
       out->mutable_grads()->Add(b.grads.begin(), b.grads.end());
     }
   }
+  s.set_rejoining(rejoining_);
+  s.mutable_rejoined()->Add(rejoined_.begin(), rejoined_.end());
   if (under_lock) under_lock(s);
   return s;
 }
@@ -375,7 +381,15 @@ Partition::InstallResult Partition::Install(const rpc::PartitionState& s, uint64
     }
     b.grads.assign(in.grads().begin(), in.grads().end());
   }
+  rejoining_ = s.rejoining();
+  rejoined_ = std::set<int32_t>(s.rejoined().begin(), s.rejoined().end());
   return InstallResult::kInstalled;
+}
+
+void Partition::Rejoin() {
+  MutexLock lock(&mu_);
+  rejoining_ = true;
+  rejoined_.clear();
 }
 
 void Partition::SetEpoch(uint64_t epoch) {

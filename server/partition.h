@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -116,6 +117,15 @@ class Partition {
   enum class InstallResult { kInstalled, kFenced, kMalformed };
   InstallResult Install(const rpc::PartitionState& state, uint64_t view_epoch);
 
+  // After a mid-job restore from a checkpoint: the workers' clocks here are
+  // the checkpoint's, behind the workers' own. Until a worker pushes or
+  // ticks here, it does not hold back clocks (BSP) or reads (SSP): its
+  // pushes of clocks this partition's dead primary had acknowledged will
+  // never come again, and waiting for them could deadlock the job. The
+  // contributions this lets through without it are part of what the restore
+  // loses.
+  void Rejoin();
+
   // The primary's epoch, stamped on the ops it sends from now on.
   void SetEpoch(uint64_t epoch);
   uint64_t lsn() const;
@@ -146,6 +156,10 @@ class Partition {
   bool PushLocked(const rpc::PushRequest& req, absl::Span<const KeyRef> refs, bool buffer)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool TickLocked(int32_t worker, int64_t clock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether `worker`'s clock counts for closing clocks and gating reads.
+  bool CountsLocked(int32_t worker) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !rejoining_ || rejoined_.count(worker) > 0;
+  }
   void ApplyClockLocked(int64_t clock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool CloseClocksLocked(absl::Span<const int32_t> live, OpSink* sink)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -166,6 +180,8 @@ class Partition {
   int64_t applied_clock_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t lsn_ ABSL_GUARDED_BY(mu_) = 0;
+  bool rejoining_ ABSL_GUARDED_BY(mu_) = false;  // see Rejoin
+  std::set<int32_t> rejoined_ ABSL_GUARDED_BY(mu_);
 };
 
 // Every key of every slice of `push`.

@@ -129,12 +129,14 @@ void ServerCore::UpdateView(const rpc::ClusterView& view) {
   std::vector<uint64_t> old_epoch, new_epoch(num_partitions_, 0);
   std::vector<std::vector<int>> backups(num_partitions_);
   std::vector<std::string> restore_from(num_partitions_);
+  std::vector<bool> rejoin(num_partitions_, false);
   std::vector<int32_t> live;
   for (int p = 0; p < num_partitions_; ++p) {
     if (p < view.placement_size()) {
       const rpc::Placement& pl = view.placement(p);
       new_epoch[p] = pl.epoch();
       restore_from[p] = pl.restore_from();
+      rejoin[p] = pl.restore_rejoin();
       if (pl.primary() == rank_) {
         new_role[p] = kPrimary;
         backups[p].assign(pl.backups().begin(), pl.backups().end());
@@ -163,7 +165,7 @@ void ServerCore::UpdateView(const rpc::ClusterView& view) {
         (old_role[p] == kPrimary && old_epoch[p] == new_epoch[p])) {
       continue;
     }
-    if (absl::Status s = Restore(p, restore_from[p], new_epoch[p]); !s.ok()) {
+    if (absl::Status s = Restore(p, restore_from[p], new_epoch[p], rejoin[p]); !s.ok()) {
       // Not ours after all: requests for it are refused, the job fails.
       new_role[p] = kNone;
       if (restore_error.empty()) restore_error = std::string(s.message());
@@ -246,7 +248,8 @@ void ServerCore::UpdateView(const rpc::ClusterView& view) {
   WakeParked();
 }
 
-absl::Status ServerCore::Restore(int partition, const std::string& dir, uint64_t epoch) {
+absl::Status ServerCore::Restore(int partition, const std::string& dir, uint64_t epoch,
+                                 bool rejoin) {
   auto state = ReadPartitionState(dir, partition);
   if (!state.ok()) {
     return absl::Status(state.status().code(), absl::StrCat("cannot load partition ", partition,
@@ -260,6 +263,7 @@ absl::Status ServerCore::Restore(int partition, const std::string& dir, uint64_t
     return absl::DataLossError(absl::StrCat("partition ", partition, " in checkpoint ", dir,
                                             " does not fit this job's tables"));
   }
+  if (rejoin) partitions_[partition]->Rejoin();
   return absl::OkStatus();
 }
 

@@ -129,8 +129,9 @@ class ServerCore {
   void Fenced(int partition);
   void Resync(int partition, int backup);
   std::vector<int32_t> LiveWorkers() const ABSL_LOCKS_EXCLUDED(gate_mu_);
-  // Loads partition p from checkpoint `dir` as its primary in `epoch`.
-  absl::Status Restore(int partition, const std::string& dir, uint64_t epoch);
+  // Loads partition p from checkpoint `dir` as its primary in `epoch`;
+  // `rejoin`: the workers are past the checkpoint (Partition::Rejoin).
+  absl::Status Restore(int partition, const std::string& dir, uint64_t epoch, bool rejoin);
 
   const config::JobConfig job_;
   const int rank_;

@@ -62,7 +62,8 @@ absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalCluste
       return s;
     }
   }
-  replicated_ = job.cluster().replication() >= 2;
+  // With replicas or checkpoints the job may outlive a server.
+  replicated_ = job.cluster().replication() >= 2 || job.checkpoint().every_epochs() > 0;
   if (options.start_workers) {
     for (int i = 0; i < job.cluster().num_workers(); ++i) {
       std::vector<std::string> extra;
