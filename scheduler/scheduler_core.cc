@@ -892,8 +892,8 @@ bool SchedulerCore::Poll(absl::Time now) {
       if (written.ok()) {
         latest_checkpoint_ = dir;
         latest_checkpoint_epochs_ = checkpoint_epoch + 1;
-        spdlog::info("checkpoint after epoch {}: {} partitions, {:.1f} MiB written in {:.3f} s to {}",
-                     checkpoint_epoch + 1, written->num_partitions(), written->bytes() / 1048576.0,
+        spdlog::info("checkpoint after epoch {}: {} partitions, {} bytes written in {:.3f} s to {}",
+                     checkpoint_epoch + 1, written->num_partitions(), written->bytes(),
                      written->write_seconds(), dir);
       } else {
         // Training goes on; the previous checkpoint stays the latest.
@@ -1222,9 +1222,10 @@ absl::StatusOr<rpc::CheckpointManifest> SchedulerCore::WriteCheckpoint(int32_t e
     grpc::Status s;
     const absl::Time give_up = absl::Now() + absl::Seconds(120);
     for (int attempt = 0;; ++attempt) {
+      // Not wait_for_ready: a server that died meanwhile fails the checkpoint
+      // at once (training goes on) instead of holding the workers.
       grpc::ClientContext ctx;
       ctx.set_deadline(DeadlineIn(give_up - absl::Now()));
-      ctx.set_wait_for_ready(true);
       s = stub->Checkpoint(&ctx, req, &resp);
       if (s.ok() || s.error_code() != grpc::StatusCode::UNAVAILABLE || attempt >= 5 ||
           absl::Now() >= give_up) {

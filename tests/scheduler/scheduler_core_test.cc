@@ -2,10 +2,14 @@
 // merging and failure detection.
 #include "scheduler/scheduler_core.h"
 
+#include <unistd.h>
+
 #include <optional>
 #include <set>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/file_util.h"
 #include "gtest/gtest.h"
 
 namespace ps {
@@ -185,6 +189,136 @@ TEST(SchedulerCore, SilentServerFailsTheJobAndReleasesBarriersWithAnError) {
       << core.failure();
   ASSERT_TRUE(waiting.result.has_value());
   EXPECT_EQ(waiting.result->status().code(), absl::StatusCode::kAborted);
+}
+
+std::string FreshPath(const std::string& name) {
+  return absl::StrCat(::testing::TempDir(), "/", name, "-", getpid(), "-", absl::ToUnixNanos(absl::Now()));
+}
+
+rpc::NextShardRequest ShardRequest(uint32_t node, uint64_t id) {
+  rpc::NextShardRequest req;
+  req.set_node_id(node);
+  req.set_epoch(0);
+  req.set_train_examples(250);
+  req.set_request_id(id);
+  return req;
+}
+
+TEST(SchedulerCore, ARestartedSchedulerCarriesOnFromTheStateFile) {
+  const config::JobConfig job = Job(1, 2);
+  const std::string path = FreshPath("scheduler.state");
+  SchedulerCore first(job, absl::Now(), SchedulerCore::Options{path});
+  const uint32_t s = Register(first, rpc::SERVER, 0);
+  const uint32_t w0 = Register(first, rpc::WORKER, 0);
+  const uint32_t w1 = Register(first, rpc::WORKER, 1);
+  BarrierResult lost;
+  lost.Arrive(first, w0, "epoch-0");  // its call dies with the scheduler
+  auto handed = first.NextShard(ShardRequest(w1, 7));
+  ASSERT_TRUE(handed.ok() && handed->has_shard());
+  const uint64_t version = first.View().version();
+
+  auto bytes = ReadWholeFile(path);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  rpc::SchedulerState state;
+  ASSERT_TRUE(state.ParseFromString(*bytes));
+  SchedulerCore second(job, absl::Now(), SchedulerCore::Options{path});
+  ASSERT_TRUE(second.Restore(state, absl::Now()).ok());
+
+  // Members keep their node ids; the map version moves on.
+  EXPECT_GT(second.View().version(), version);
+  EXPECT_EQ(second.View().live_workers_size(), 2);
+  for (uint32_t node : {s, w0, w1}) {
+    rpc::HeartbeatRequest hb;
+    hb.set_node_id(node);
+    auto resp = second.Heartbeat(hb, absl::Now());
+    ASSERT_TRUE(resp.ok());
+    EXPECT_TRUE(resp->known()) << node;
+  }
+  // A retried NextShard gets the shard it was handed before; the queue goes on.
+  auto retried = second.NextShard(ShardRequest(w1, 7));
+  ASSERT_TRUE(retried.ok());
+  EXPECT_EQ(retried->begin(), handed->begin());
+  EXPECT_EQ(retried->end(), handed->end());
+  auto next = second.NextShard(ShardRequest(w0, 1));
+  ASSERT_TRUE(next.ok() && next->has_shard());
+  EXPECT_EQ(next->begin(), handed->end());
+  // Worker 0 arrived at epoch-0 before the restart: worker 1 completes it.
+  BarrierResult again, last;
+  again.Arrive(second, w0, "epoch-0");
+  EXPECT_FALSE(again.result.has_value());
+  last.Arrive(second, w1, "epoch-0");
+  ASSERT_TRUE(again.result.has_value() && last.result.has_value());
+  EXPECT_TRUE(last.result->ok());
+  // A finished job leaves nothing to restore.
+  second.RemoveStateFile();
+  EXPECT_FALSE(ReadWholeFile(path).ok());
+}
+
+// A job resumed from a (made-up) checkpoint: its partitions load from it at
+// the start, and with replication 1 a dead server's partitions are placed on
+// the standby, which loads them from it too, instead of failing the job.
+TEST(SchedulerCore, WithACheckpointADeadServersPartitionsGoToTheStandby) {
+  config::JobConfig job = Job(2, 1);
+  job.mutable_cluster()->set_heartbeat_timeout_ms(1000);
+  job.mutable_train()->set_epochs(5);
+  SchedulerCore core(job, absl::Now());
+  FoundCheckpoint found;
+  found.dir = "/checkpoints/epoch-2";
+  found.manifest.set_epochs_done(2);
+  found.manifest.set_next_clock(40);
+  *found.manifest.mutable_job() = job;
+  ASSERT_TRUE(core.ResumeFrom(found).ok());
+  Register(core, rpc::SERVER, 0);
+  const uint32_t s1 = Register(core, rpc::SERVER, 1);
+  rpc::RegisterRequest worker;
+  worker.set_role(rpc::WORKER);
+  auto w = core.Register(worker);
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->start_epoch(), 2);
+  EXPECT_EQ(w->start_clock(), 40);
+  rpc::RegisterRequest standby;
+  standby.set_role(rpc::SERVER);
+  standby.set_standby(true);
+  standby.set_address("127.0.0.1:2");
+  ASSERT_TRUE(core.Register(standby).ok());
+  const rpc::ClusterView resumed = core.View();
+  for (const rpc::Placement& pl : resumed.placement()) {
+    EXPECT_EQ(pl.restore_from(), found.dir);
+    EXPECT_FALSE(pl.restore_rejoin());
+  }
+  for (uint32_t node : {s1, w->node_id(), s1 + 2}) {
+    rpc::HeartbeatRequest hb;
+    hb.set_node_id(node);
+    ASSERT_TRUE(core.Heartbeat(hb, absl::Now() + absl::Seconds(5)).ok());
+  }
+  core.Poll(absl::Now() + absl::Seconds(5));  // server 0 has been silent for 5 s
+  ASSERT_EQ(core.state(), rpc::RUNNING) << core.failure();
+  const rpc::ClusterView view = core.View();
+  for (int p = 0; p < view.placement_size(); ++p) {
+    const rpc::Placement& pl = view.placement(p);
+    EXPECT_NE(pl.primary(), 0);
+    if (p % 2 == 0) {  // were on server 0
+      EXPECT_EQ(pl.primary(), 2);
+      EXPECT_EQ(pl.epoch(), 2u);
+      EXPECT_EQ(pl.restore_from(), found.dir);
+      EXPECT_TRUE(pl.restore_rejoin());
+    }
+  }
+}
+
+TEST(SchedulerCore, ResumingNeedsACompatibleCheckpointWithEpochsLeft) {
+  config::JobConfig job = Job(1, 1);
+  job.mutable_train()->set_epochs(3);
+  SchedulerCore core(job, absl::Now());
+  FoundCheckpoint found;
+  found.dir = "/checkpoints/epoch-3";
+  found.manifest.set_epochs_done(3);
+  *found.manifest.mutable_job() = job;
+  EXPECT_EQ(core.ResumeFrom(found).code(), absl::StatusCode::kFailedPrecondition);
+  found.manifest.set_epochs_done(1);
+  found.manifest.mutable_job()->mutable_cluster()->set_num_partitions(7);
+  const absl::Status s = core.ResumeFrom(found);
+  EXPECT_NE(s.message().find("partitions"), absl::string_view::npos) << s;
 }
 
 }  // namespace

@@ -1,13 +1,17 @@
 // ServerCore without gRPC: the consistency gate, BSP aggregation, dedupe.
 #include "server/server_core.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <optional>
 #include <thread>
 
 #include "common/sync.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/checkpoint.h"
 #include "gtest/gtest.h"
 
 namespace ps {
@@ -307,6 +311,113 @@ TEST(ServerCoreConcurrency, SspWorkersInParallelStayWithinStaleness) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(errors.load(), 0);
   EXPECT_LE(core.Stats().max_staleness_served(), 1);
+}
+
+// A view with placement (primary 0, no backups) whose partitions load from
+// checkpoint `dir`, if given.
+rpc::ClusterView PlacedView(int workers, const std::string& dir = "", bool rejoin = false) {
+  rpc::ClusterView view = View(workers);
+  for (int p = 0; p < 8; ++p) {
+    rpc::Placement* pl = view.add_placement();
+    pl->set_primary(0);
+    pl->set_epoch(1);
+    pl->set_restore_from(dir);
+    pl->set_restore_rejoin(rejoin);
+  }
+  return view;
+}
+
+// Two workers train clocks 0 and 1 of a BSP job on key 7; the servers'
+// state is checkpointed into a fresh directory, which is returned.
+std::string TrainTwoClocksAndCheckpoint(ServerCore& core) {
+  for (int64_t c = 0; c < 2; ++c) {
+    for (int w = 0; w < 2; ++w) {
+      rpc::PushRequest push = PushOf(w, c, 7, 1.0f + w + c, c + 1);
+      for (int p = 0; p < 8; ++p) push.add_partitions(p);
+      EXPECT_TRUE(PushNow(core, push).ok());
+    }
+  }
+  const std::string dir = absl::StrCat(::testing::TempDir(), "/ckpt-", getpid(), "-", absl::ToUnixNanos(absl::Now()));
+  auto written = core.Checkpoint(dir);
+  EXPECT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(written->partitions_size(), 8);
+  EXPECT_EQ(written->next_clock(), 2);
+  return dir;
+}
+
+TEST(ServerCore, APartitionLoadedFromACheckpointServesWhatWasWritten) {
+  ServerCore before(Job(config::BSP), 0);
+  before.UpdateView(PlacedView(2));
+  const std::string dir = TrainTwoClocksAndCheckpoint(before);
+  PendingPull expected(7, 2);
+  expected.Start(before);
+  ASSERT_TRUE(expected.status.has_value() && expected.status->ok());
+
+  ServerCore after(Job(config::BSP), 0);
+  after.UpdateView(PlacedView(2, dir));
+  // Clocks 0 and 1 are applied in the checkpoint: a read at clock 2 is served at once.
+  PendingPull pull(7, 2);
+  pull.Start(after);
+  ASSERT_TRUE(pull.status.has_value());
+  ASSERT_TRUE(pull.status->ok()) << *pull.status;
+  EXPECT_EQ(pull.value(), expected.value());
+  // ... and clock 2 is aggregated as before the checkpoint.
+  PendingPull later(7, 3);
+  later.Start(after);
+  EXPECT_FALSE(later.status.has_value());
+  for (int w = 0; w < 2; ++w) {
+    rpc::PushRequest push = PushOf(w, 2, 7, 1.0f, 3);
+    for (int p = 0; p < 8; ++p) push.add_partitions(p);
+    ASSERT_TRUE(PushNow(after, push).ok());
+  }
+  ASSERT_TRUE(later.status.has_value() && later.status->ok());
+  EXPECT_FLOAT_EQ(later.value(), expected.value() - 1.0f);
+}
+
+TEST(ServerCore, ARestoredPartitionWaitsForStaleClocksOnlyWhenResuming) {
+  ServerCore before(Job(config::BSP), 0);
+  before.UpdateView(PlacedView(2));
+  const std::string dir = TrainTwoClocksAndCheckpoint(before);
+
+  // Resuming the job: the workers start at the checkpoint's clock, so a read
+  // at clock 5 waits for clocks 2..4 of both workers.
+  ServerCore resumed(Job(config::BSP), 0);
+  resumed.UpdateView(PlacedView(2, dir));
+  PendingPull waits(7, 5, /*worker=*/0);
+  waits.Start(resumed, absl::Milliseconds(200));
+  EXPECT_FALSE(waits.status.has_value());
+
+  // Restored mid-job (every replica died): the workers are past the
+  // checkpoint and worker 1's pushes of clocks 2..4 went to the dead
+  // primary; worker 0 reading at 5 must not wait for them.
+  ServerCore restored(Job(config::BSP), 0);
+  restored.UpdateView(PlacedView(2, dir, /*rejoin=*/true));
+  PendingPull served(7, 5, /*worker=*/0);
+  served.Start(restored);
+  ASSERT_TRUE(served.status.has_value());
+  EXPECT_TRUE(served.status->ok()) << *served.status;
+  // Once worker 1 is heard from, it counts again: clock 5 waits for it.
+  PendingPull from_one(7, 5, /*worker=*/1);
+  from_one.Start(restored);
+  ASSERT_TRUE(from_one.status.has_value());
+  rpc::PushRequest push = PushOf(0, 5, 7, 1.0f, 10);
+  for (int p = 0; p < 8; ++p) push.add_partitions(p);
+  ASSERT_TRUE(PushNow(restored, push).ok());
+  PendingPull next(7, 6, /*worker=*/0);
+  next.Start(restored, absl::Milliseconds(200));
+  EXPECT_FALSE(next.status.has_value()) << "clock 5 closed without worker 1";
+  // The parked pulls end here, while they are still alive.
+  restored.Shutdown();
+  resumed.Shutdown();
+}
+
+TEST(ServerCore, AMissingCheckpointFileIsReportedAndThePartitionNotTakenUp) {
+  ServerCore core(Job(config::BSP), 0);
+  std::string reported;
+  core.SetFailureReporter([&](const std::string& m) { reported = m; });
+  core.UpdateView(PlacedView(2, ::testing::TempDir() + "/no-such-checkpoint"));
+  EXPECT_NE(reported.find("cannot load partition"), std::string::npos) << reported;
+  EXPECT_EQ(core.Stats().partitions_primary(), 0u);
 }
 
 }  // namespace
