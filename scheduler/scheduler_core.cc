@@ -1340,6 +1340,16 @@ rpc::ProgressRecord SchedulerCore::ProgressLocked() const {
     e->set_train_loss(r.train_loss);
     if (!r.test.line.empty() || !r.test.values.empty()) *e->mutable_test() = ToRecord(r.test);
     if (r.has_validation) *e->mutable_validation() = ToRecord(r.validation);
+    // Only the job's final model's ROC curve is drawn (the last or the best
+    // epoch's): the others' would only make this file grow with the job.
+    if (&r != &history_.back() && r.epoch != best_epoch_ + 1 && r.epoch != saved_best_epoch_ + 1) {
+      for (rpc::EvaluationRecord* set : {e->has_test() ? e->mutable_test() : nullptr,
+                                         e->has_validation() ? e->mutable_validation() : nullptr}) {
+        if (set == nullptr) continue;
+        set->clear_roc_fpr();
+        set->clear_roc_tpr();
+      }
+    }
     e->set_seconds(r.seconds);
     e->mutable_worker_samples()->Add(r.worker_samples.begin(), r.worker_samples.end());
   }
