@@ -148,6 +148,22 @@ absl::StatusOr<rpc::HeartbeatResponse> SchedulerCore::Heartbeat(const rpc::Heart
     node.epoch_samples = req.epoch_samples();
     if (req.train_examples() > 0) train_examples_ = req.train_examples();
   } else if (node.role == rpc::SERVER) {
+    // Traffic of the partitions it is primary of, as a moving average.
+    if (partition_load_.size() != static_cast<size_t>(view_.placement_size())) {
+      partition_load_.assign(view_.placement_size(), 0.0);
+    }
+    if (node.last_load_report != absl::Time()) {
+      const double dt = std::max(1e-3, absl::ToDoubleSeconds(now - node.last_load_report));
+      std::map<uint32_t, uint64_t> bytes;
+      for (const rpc::PartitionLoad& l : req.partition_load()) bytes[l.partition()] += l.bytes();
+      for (int p = 0; p < view_.placement_size(); ++p) {
+        if (view_.placement(p).primary() != node.rank) continue;
+        auto b = bytes.find(p);
+        const double rate = b == bytes.end() ? 0.0 : b->second / dt;
+        partition_load_[p] = 0.5 * partition_load_[p] + 0.5 * rate;
+      }
+    }
+    node.last_load_report = now;
     // Which of its backup copies are complete (no version bump: only
     // promotion decisions and psctl read this).
     const std::set<uint32_t> synced(req.synced_partitions().begin(), req.synced_partitions().end());
@@ -193,6 +209,26 @@ rpc::JobStatus SchedulerCore::Status(absl::Time now) const {
     m->set_heartbeat_age_ms(absl::ToInt64Milliseconds(now - node.last_heartbeat));
     m->set_epoch(node.epoch);
     m->set_samples_done(node.samples_done);
+    if (node.role == rpc::SERVER) {
+      m->set_draining(node.draining);
+      for (int p = 0; p < view_.placement_size(); ++p) {
+        const rpc::Placement& pl = view_.placement(p);
+        if (pl.primary() == node.rank) {
+          m->set_partitions_primary(m->partitions_primary() + 1);
+          if (p < static_cast<int>(partition_load_.size())) {
+            m->set_load_bytes_per_s(m->load_bytes_per_s() + partition_load_[p]);
+          }
+        }
+        if (std::find(pl.backups().begin(), pl.backups().end(), node.rank) != pl.backups().end()) {
+          m->set_partitions_backup(m->partitions_backup() + 1);
+        }
+      }
+    }
+  }
+  s.set_migrations(migrations_);
+  for (const auto& [p, m] : moves_) {
+    absl::StrAppend(s.mutable_migrating(), s.migrating().empty() ? "" : ", ",
+                    absl::StrFormat("partition %d: server %d -> %d", p, m.from, m.to));
   }
   return s;
 }
@@ -549,7 +585,7 @@ int SchedulerCore::RefillBackupsLocked() {
   // Replicas held per live server; standbys (holding nothing) come first.
   std::map<int, int> load;
   for (const auto& [id, node] : nodes_) {
-    if (node.role == rpc::SERVER && !node.dead) load[node.rank] = 0;
+    if (node.role == rpc::SERVER && !node.dead && !node.left && !node.draining) load[node.rank] = 0;
   }
   for (const rpc::Placement& pl : view_.placement()) {
     if (load.count(pl.primary()) > 0) ++load[pl.primary()];
@@ -602,6 +638,206 @@ absl::Status SchedulerCore::Leave(uint32_t node_id) {
   if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("node ", node_id, " unknown"));
   it->second.left = true;
   return absl::OkStatus();
+}
+
+const SchedulerCore::Node* SchedulerCore::ServerLocked(int rank) const {
+  for (const auto& [id, node] : nodes_) {
+    if (node.role == rpc::SERVER && node.rank == rank) return &node;
+  }
+  return nullptr;
+}
+
+std::map<int, double> SchedulerCore::ServerLoadsLocked() const {
+  std::map<int, double> load;
+  for (const auto& [id, node] : nodes_) {
+    if (node.role == rpc::SERVER && !node.dead && !node.left && !node.draining) load[node.rank] = 0;
+  }
+  for (int p = 0; p < view_.placement_size() && p < static_cast<int>(partition_load_.size()); ++p) {
+    auto it = load.find(view_.placement(p).primary());
+    if (it != load.end()) it->second += partition_load_[p];
+  }
+  return load;
+}
+
+void SchedulerCore::StartMoveLocked(int partition, int to, absl::Time now) {
+  rpc::Placement* pl = view_.mutable_placement(partition);
+  if (moves_.count(partition) > 0 || pl->primary() == to) return;
+  if (std::find(pl->backups().begin(), pl->backups().end(), to) == pl->backups().end()) {
+    pl->add_backups(to);
+    view_.set_version(view_.version() + 1);
+  }
+  moves_[partition] = Move{partition, pl->primary(), to, now};
+}
+
+void SchedulerCore::AdvanceMovesLocked(absl::Time now) {
+  constexpr size_t kMovesInFlight = 4;
+  while (moves_.size() < kMovesInFlight && !planned_.empty()) {
+    const Move m = planned_.front();
+    planned_.pop_front();
+    const Node* to = ServerLocked(m.to);
+    if (view_.placement(m.partition).primary() != m.from || to == nullptr || to->dead) continue;
+    StartMoveLocked(m.partition, m.to, now);
+  }
+  bool flipped = false;
+  for (auto it = moves_.begin(); it != moves_.end();) {
+    const Move m = it->second;
+    rpc::Placement* pl = view_.mutable_placement(m.partition);
+    const Node* to = ServerLocked(m.to);
+    if (pl->primary() != m.from || to == nullptr || to->dead) {
+      it = moves_.erase(it);  // a failover got there first
+      continue;
+    }
+    const bool synced = std::find(pl->synced_backups().begin(), pl->synced_backups().end(), m.to) !=
+                        pl->synced_backups().end();
+    if (!synced) {
+      if (now - m.started > absl::Seconds(30)) {
+        spdlog::warn("moving partition {} to server {}: no complete copy after {}; given up",
+                     m.partition, m.to, absl::FormatDuration(now - m.started));
+        auto* backups = pl->mutable_backups();
+        if (backups->size() >= job_.cluster().replication()) {
+          backups->erase(std::remove(backups->begin(), backups->end(), m.to), backups->end());
+          view_.set_version(view_.version() + 1);
+        }
+        it = moves_.erase(it);
+      } else {
+        ++it;
+      }
+      continue;
+    }
+    // The flip: the target is primary in a new epoch (the old primary's
+    // forwards are refused from now on); the old primary keeps no copy.
+    auto* backups = pl->mutable_backups();
+    backups->erase(std::remove(backups->begin(), backups->end(), m.to), backups->end());
+    auto* synced_list = pl->mutable_synced_backups();
+    synced_list->erase(std::remove(synced_list->begin(), synced_list->end(), m.to),
+                       synced_list->end());
+    pl->set_primary(m.to);
+    pl->set_epoch(pl->epoch() + 1);
+    view_.set_partition_owner(m.partition, m.to);
+    ++migrations_;
+    flipped = true;
+    spdlog::info("moved partition {} from server {} to server {} in {}", m.partition, m.from, m.to,
+                 absl::FormatDuration(now - m.started));
+    it = moves_.erase(it);
+  }
+  if (flipped) {
+    RefillBackupsLocked();
+    view_.set_version(view_.version() + 1);
+  }
+}
+
+void SchedulerCore::BalanceLocked(absl::Time now) {
+  if (state_ != rpc::RUNNING || view_.placement_size() == 0) return;
+  if (partition_load_.size() != static_cast<size_t>(view_.placement_size())) {
+    partition_load_.assign(view_.placement_size(), 0.0);
+  }
+  AdvanceMovesLocked(now);
+  // Draining servers: their backup copies go at once (others are placed),
+  // their primaries move to the least busy servers.
+  for (auto& [id, node] : nodes_) {
+    if (node.role != rpc::SERVER || !node.draining || node.dead) continue;
+    bool changed = false;
+    for (int p = 0; p < view_.placement_size(); ++p) {
+      rpc::Placement* pl = view_.mutable_placement(p);
+      auto* backups = pl->mutable_backups();
+      if (std::find(backups->begin(), backups->end(), node.rank) == backups->end()) continue;
+      backups->erase(std::remove(backups->begin(), backups->end(), node.rank), backups->end());
+      auto* synced = pl->mutable_synced_backups();
+      synced->erase(std::remove(synced->begin(), synced->end(), node.rank), synced->end());
+      changed = true;
+    }
+    if (changed) {
+      RefillBackupsLocked();
+      view_.set_version(view_.version() + 1);
+    }
+    std::map<int, double> load = ServerLoadsLocked();
+    if (load.empty()) return;
+    for (int p = 0; p < view_.placement_size(); ++p) {
+      if (view_.placement(p).primary() != node.rank || moves_.count(p) > 0) continue;
+      bool planned = false;
+      for (const Move& m : planned_) planned |= m.partition == p;
+      if (planned) continue;
+      int best = -1;
+      for (const auto& [rank, l] : load) {
+        if (best < 0 || l < load.at(best)) best = rank;
+      }
+      load[best] += partition_load_[p] + 1;  // spread the moves
+      spdlog::info("draining server {}: moving partition {} to server {}", node.rank, p, best);
+      planned_.push_back(Move{p, node.rank, best, now});
+    }
+  }
+  AdvanceMovesLocked(now);
+  const int interval = job_.cluster().rebalance_interval_ms();
+  if (interval <= 0 || !moves_.empty() || !planned_.empty() ||
+      now - last_balance_ < absl::Milliseconds(interval)) {
+    return;
+  }
+  last_balance_ = now;
+  const std::map<int, double> load = ServerLoadsLocked();
+  if (load.size() < 2) return;
+  double total = 0;
+  int hot = -1, cool = -1;
+  for (const auto& [rank, l] : load) {
+    total += l;
+    if (hot < 0 || l > load.at(hot)) hot = rank;
+    if (cool < 0 || l < load.at(cool)) cool = rank;
+  }
+  const double mean = total / load.size();
+  if (total <= 0 || load.at(hot) <= job_.cluster().rebalance_threshold() * mean) return;
+  // Partitions of the busiest server, largest first, that together carry
+  // about half the gap to the least busy one, without overshooting.
+  std::vector<int> candidates;
+  for (int p = 0; p < view_.placement_size(); ++p) {
+    if (view_.placement(p).primary() == hot && partition_load_[p] > 0) candidates.push_back(p);
+  }
+  std::sort(candidates.begin(), candidates.end(),
+            [&](int a, int b) { return partition_load_[a] > partition_load_[b]; });
+  double budget = (load.at(hot) - load.at(cool)) / 2;
+  std::vector<int> chosen;
+  for (int p : candidates) {
+    if (partition_load_[p] <= budget) {
+      chosen.push_back(p);
+      budget -= partition_load_[p];
+    }
+  }
+  if (chosen.empty()) return;
+  spdlog::info("rebalance: server {} carries {:.0f} B/s (mean {:.0f}; server {}: {:.0f}); moving {} "
+               "of its partitions to server {}",
+               hot, load.at(hot), mean, cool, load.at(cool), chosen.size(), cool);
+  for (int p : chosen) planned_.push_back(Move{p, hot, cool, now});
+  AdvanceMovesLocked(now);
+}
+
+absl::StatusOr<uint32_t> SchedulerCore::Drain(int32_t rank) {
+  MutexLock lock(&mu_);
+  Node* target = nullptr;
+  for (auto& [id, node] : nodes_) {
+    if (node.role == rpc::SERVER && node.rank == rank) target = &node;
+  }
+  if (target == nullptr) return absl::NotFoundError(absl::StrCat("no server of rank ", rank));
+  if (target->dead) return absl::FailedPreconditionError(absl::StrCat("server ", rank, " is dead"));
+  if (state_ != rpc::RUNNING) return absl::FailedPreconditionError("the job is not running");
+  if (!target->draining) {
+    int others = 0;
+    for (const auto& [id, node] : nodes_) {
+      others += node.role == rpc::SERVER && !node.dead && !node.left && !node.draining &&
+                node.rank != rank;
+    }
+    if (others < job_.cluster().replication()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("draining server ", rank, " would leave ", others,
+                       " servers for replication ", job_.cluster().replication()));
+    }
+    target->draining = true;
+    spdlog::info("draining server {} ({})", rank, PartitionsOfLocked(rank));
+    work_cv_.Signal();
+  }
+  uint32_t left = 0;
+  for (const rpc::Placement& pl : view_.placement()) {
+    left += pl.primary() == rank;
+    left += std::count(pl.backups().begin(), pl.backups().end(), rank);
+  }
+  return left;
 }
 
 void SchedulerCore::ProbeSuspects(absl::Time now) {
@@ -697,6 +933,7 @@ bool SchedulerCore::Poll(absl::Time now) {
         }
       }
     }
+    if (state_ == rpc::RUNNING) BalanceLocked(now);
     if (state_ == rpc::RUNNING && started_ != absl::Time() && !end_pending_ &&
         finished_ == absl::Time() && job_.train().progress_interval_ms() > 0 &&
         now - last_progress_ >= absl::Milliseconds(job_.train().progress_interval_ms())) {

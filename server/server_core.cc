@@ -81,6 +81,36 @@ ServerCore::ServerCore(const config::JobConfig& job, int rank)
   role_.assign(num_partitions_, kNone);
   epoch_.assign(num_partitions_, 0);
   installed_epoch_.assign(num_partitions_, 0);
+  load_requests_ = std::make_unique<std::atomic<uint64_t>[]>(num_partitions_);
+  load_bytes_ = std::make_unique<std::atomic<uint64_t>[]>(num_partitions_);
+  for (int p = 0; p < num_partitions_; ++p) {
+    load_requests_[p].store(0);
+    load_bytes_[p].store(0);
+  }
+}
+
+template <typename Request>
+void ServerCore::CountLoad(const Request& req, const Routing& routing) {
+  for (const auto& [p, refs] : routing) {
+    uint64_t bytes = 0;
+    for (const KeyRef& r : refs) bytes += sizeof(uint64_t) + tables_[req.slices(r.slice).table()].dim * sizeof(float);
+    load_requests_[p].fetch_add(1, std::memory_order_relaxed);
+    load_bytes_[p].fetch_add(bytes, std::memory_order_relaxed);
+  }
+}
+
+std::vector<rpc::PartitionLoad> ServerCore::TakeLoad() {
+  std::vector<rpc::PartitionLoad> out;
+  for (int p = 0; p < num_partitions_; ++p) {
+    const uint64_t requests = load_requests_[p].exchange(0, std::memory_order_relaxed);
+    const uint64_t bytes = load_bytes_[p].exchange(0, std::memory_order_relaxed);
+    if (requests == 0) continue;
+    rpc::PartitionLoad& l = out.emplace_back();
+    l.set_partition(p);
+    l.set_requests(requests);
+    l.set_bytes(bytes);
+  }
+  return out;
 }
 
 std::vector<uint32_t> ServerCore::SyncedBackups() const {
@@ -294,6 +324,7 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
         absl::StrCat("worker ", req->worker(), " is not a live worker of this job")));
     return;
   }
+  CountLoad(*req, *routing);
   bool any_fresh = cover.empty();
   bool moved = false;
   std::vector<std::pair<int, uint64_t>> needs;
@@ -407,6 +438,7 @@ absl::Status ServerCore::Serve(const rpc::PullRequest& req, rpc::PullResponse* r
   auto routing = Route(req, /*with_values=*/false);
   if (!routing.ok()) return routing.status();
   for (const auto& [p, refs] : *routing) partitions_[p]->Read(req, refs, resp);
+  CountLoad(req, *routing);
   pulls_served_.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }
