@@ -55,6 +55,10 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerCore::Register(const rpc::Registe
           "the job already has its ", job_.cluster().num_servers(), " servers (cluster.num_servers)"));
     }
     node.rank = servers_registered_++;
+  } else if (req.role() == rpc::WORKER && req.standby()) {
+    if (state_ == rpc::DONE) return absl::FailedPreconditionError("the job is over");
+    node.standby = true;
+    node.rank = -1;  // until it takes over a dead worker's
   } else if (req.role() == rpc::WORKER) {
     if (workers_registered_ >= job_.cluster().num_workers()) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -70,7 +74,9 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerCore::Register(const rpc::Registe
   nodes_[node.id] = node;
   spdlog::info("{}{} {} registered{}{}", node.standby ? "standby " : "", RoleName(node.role),
                node.rank, node.address.empty() ? "" : " at ", node.address);
-  if (node.standby) {
+  if (node.standby && node.role == rpc::WORKER) {
+    // Waits in the wings.
+  } else if (node.standby) {
     if (view_.version() > 0) {
       // Joins the view's server list (holding nothing yet).
       AddServerInfoLocked(node);
@@ -118,7 +124,7 @@ void SchedulerCore::BuildViewLocked() {
   }
   view_.clear_live_workers();
   for (const auto& [id, node] : nodes_) {
-    if (node.role == rpc::WORKER) view_.add_live_workers(node.rank);
+    if (node.role == rpc::WORKER && node.rank >= 0) view_.add_live_workers(node.rank);
   }
   std::sort(view_.mutable_live_workers()->begin(), view_.mutable_live_workers()->end());
   view_.set_version(view_.version() + 1);
@@ -141,6 +147,7 @@ absl::StatusOr<rpc::HeartbeatResponse> SchedulerCore::Heartbeat(const rpc::Heart
   if (it == nodes_.end() || it->second.dead) return resp;
   Node& node = it->second;
   node.last_heartbeat = now;
+  resp.set_rank(node.rank);
   if (node.role == rpc::WORKER) {
     node.samples_done = req.samples_done();
     node.epoch = req.epoch();
@@ -236,7 +243,7 @@ rpc::JobStatus SchedulerCore::Status(absl::Time now) const {
 size_t SchedulerCore::ParticipantsLocked(const std::string& barrier) const {
   size_t n = 0;
   for (const auto& [id, node] : nodes_) {
-    if (node.role == rpc::WORKER && !node.dead) ++n;
+    if (node.role == rpc::WORKER && !node.dead && node.rank >= 0) ++n;
   }
   if (barrier == "start" || barrier == "ready") {
     return static_cast<size_t>(job_.cluster().num_servers() + job_.cluster().num_workers());
@@ -352,6 +359,8 @@ absl::Status SchedulerCore::SubmitEval(const rpc::SubmitEvalRequest& req) {
         req.val_labels_size() * NumOutputs(job_.model()) != req.val_scores_size()) {
       return absl::InvalidArgumentError("submit eval: scores and labels differ in length");
     }
+    // Late (a standby worker replaying an epoch its predecessor finished).
+    if (evaluated_.count(req.epoch()) > 0) return absl::OkStatus();
     auto& parts = evals_[req.epoch()];
     EvalPart& part = parts[req.node_id()];
     part.scores.assign(req.scores().begin(), req.scores().end());
@@ -480,13 +489,32 @@ void SchedulerCore::WorkerDiedLocked(Node& node, absl::Duration silent,
                                      std::vector<BarrierDone>* aborted) {
   node.dead = true;
   node.left = true;  // nobody waits for it to leave either
-  auto* live = view_.mutable_live_workers();
-  live->erase(std::remove(live->begin(), live->end(), node.rank), live->end());
-  view_.set_version(view_.version() + 1);
   if (node.shard_epoch >= 0) {
     requeued_[node.shard_epoch].emplace_back(node.shard_begin, node.shard_end);
     node.shard_epoch = -1;
   }
+  // A standby worker takes its place: same rank (so the servers keep
+  // waiting for that rank's clocks), resuming where the rank's clocks stand.
+  // What the dead one had submitted to unfinished barriers and evaluations
+  // is dropped; its successor does it again.
+  for (auto& [id, standby] : nodes_) {
+    if (standby.role != rpc::WORKER || !standby.standby || standby.dead || standby.left ||
+        standby.rank >= 0) {
+      continue;
+    }
+    standby.rank = node.rank;
+    standby.standby = false;
+    for (auto& [name, b] : barriers_) {
+      if (!b.released) b.arrived.erase(node.id);
+    }
+    for (auto& [epoch, parts] : evals_) parts.erase(node.id);
+    spdlog::warn("worker {} sent no heartbeat for {}: standby worker node {} takes over its rank",
+                 standby.rank, absl::FormatDuration(silent), id);
+    return;
+  }
+  auto* live = view_.mutable_live_workers();
+  live->erase(std::remove(live->begin(), live->end(), node.rank), live->end());
+  view_.set_version(view_.version() + 1);
   if (live->empty()) {
     FailLocked(absl::StrFormat("worker %d sent no heartbeat for %s and no worker is left", node.rank,
                                absl::FormatDuration(silent)),

@@ -347,6 +347,19 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
                              });
 }
 
+int64_t ServerCore::WorkerClock(int32_t worker) const {
+  std::vector<Role> role;
+  {
+    MutexLock lock(&gate_mu_);
+    role = role_;
+  }
+  int64_t clock = std::numeric_limits<int64_t>::max();
+  for (int p = 0; p < num_partitions_; ++p) {
+    if (role[p] == kPrimary) clock = std::min(clock, partitions_[p]->NextClock(worker));
+  }
+  return clock;
+}
+
 void ServerCore::Tick(const rpc::TickRequest& req, absl::Time deadline, Done done) {
   if (absl::Status s = CheckMapVersion(req.map_version()); !s.ok()) {
     done(s);

@@ -83,6 +83,10 @@ class ServerCore {
   // latest (DEADLINE_EXCEEDED). `req` and `resp` must live until `done`.
   void Pull(const rpc::PullRequest* req, rpc::PullResponse* resp, absl::Time deadline, Done done);
 
+  // The lowest next clock of `worker` over the partitions this server is
+  // primary of.
+  int64_t WorkerClock(int32_t worker) const;
+
   // Moves a worker's clock on every partition this server is primary of.
   void Tick(const rpc::TickRequest& req, absl::Time deadline, Done done);
 

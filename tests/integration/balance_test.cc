@@ -199,7 +199,9 @@ TEST(Balance, DrainedServerCanBeKilledWithoutAFailover) {
     const std::string cmd = ReadFile("/proc/" + std::to_string(p) + "/cmdline");
     if (cmd.find("ps_server") == std::string::npos) continue;
     for (int port : testing::ListeningPorts(p)) {
-      if (server0 == absl::StrCat("127.0.0.1:", port)) ASSERT_EQ(kill(p, SIGKILL), 0);
+      if (server0 == absl::StrCat("127.0.0.1:", port)) {
+        ASSERT_EQ(kill(p, SIGKILL), 0);
+      }
     }
   }
   const std::string json = job.Finish();
