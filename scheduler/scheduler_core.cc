@@ -1054,52 +1054,74 @@ bool SchedulerCore::Poll(absl::Time now) {
 }
 
 absl::StatusOr<uint64_t> SchedulerCore::SaveModel(const std::string& dir, std::string* server_stats) {
-  rpc::ClusterView view = View();
-  uint64_t keys = 0;
-  server_stats->clear();
-  for (const rpc::ServerInfo& server : view.servers()) {
-    // Primaries write their partitions; dead servers and standbys hold none.
-    if (server.dead() ||
-        std::find(view.partition_owner().begin(), view.partition_owner().end(), server.rank()) ==
-            view.partition_owner().end()) {
-      continue;
-    }
-    auto stub = rpc::ParameterServer::NewStub(MakeChannel(server.address()));
-    rpc::SaveModelRequest req;
-    req.set_dir(dir);
-    rpc::SaveModelResponse resp;
-    grpc::Status s;
-    // A transient connection failure is retried; the deadline bounds it all.
-    const absl::Time give_up = absl::Now() + absl::Seconds(120);
-    for (int attempt = 0;; ++attempt) {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(DeadlineIn(give_up - absl::Now()));
-      ctx.set_wait_for_ready(true);
-      s = stub->SaveModel(&ctx, req, &resp);
-      if (s.ok() || s.error_code() != grpc::StatusCode::UNAVAILABLE || attempt >= 5 ||
-          absl::Now() >= give_up) {
-        break;
+  // Every primary writes its partitions. A server that dies meanwhile is
+  // failed over, and its partitions' new primaries write them in a later
+  // round (partition files are written atomically, so a rewrite is harmless).
+  const int partitions = job_.cluster().num_partitions();
+  std::vector<uint64_t> keys_of(partitions, 0);
+  std::vector<bool> saved(partitions, false);
+  std::map<int, std::string> stats_of;  // by rank
+  const absl::Time give_up = absl::Now() + absl::Seconds(120);
+  std::string last_error;
+  for (int round = 0;; ++round) {
+    const rpc::ClusterView view = View();
+    if (view.state() == rpc::FAILED) return absl::AbortedError("the job failed while saving the model");
+    for (const rpc::ServerInfo& server : view.servers()) {
+      bool owes = false;
+      for (int p = 0; p < view.partition_owner_size(); ++p) {
+        owes |= view.partition_owner(p) == server.rank() && !saved[p];
       }
-      absl::SleepFor(absl::Milliseconds(100) * (attempt + 1));  // retry backoff
+      if (server.dead() || !owes) continue;
+      auto stub = rpc::ParameterServer::NewStub(MakeChannel(server.address()));
+      rpc::SaveModelRequest req;
+      req.set_dir(dir);
+      rpc::SaveModelResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(DeadlineIn(std::min(absl::Seconds(30), give_up - absl::Now())));
+      const grpc::Status s = stub->SaveModel(&ctx, req, &resp);
+      if (!s.ok()) {
+        last_error = absl::StrCat("saving the model on server ", server.rank(), " at ",
+                                  server.address(), ": ", s.error_message());
+        if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+            s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+          return absl::InternalError(last_error);
+        }
+        continue;
+      }
+      // Counted per partition: a partition written twice counts once.
+      for (int i = 0; i < resp.partitions_size(); ++i) {
+        const int p = resp.partitions(i);
+        if (p >= 0 && p < partitions) {
+          saved[p] = true;
+          keys_of[p] = i < resp.partition_keys_size() ? resp.partition_keys(i) : 0;
+        }
+      }
+      grpc::ClientContext stats_ctx;
+      stats_ctx.set_deadline(DeadlineIn(absl::Seconds(10)));
+      rpc::StatsResponse stats;
+      if (stub->Stats(&stats_ctx, rpc::StatsRequest(), &stats).ok()) {
+        stats_of[server.rank()] = absl::StrFormat(
+            "    {\"rank\": %d, \"pushes_applied\": %d, \"pushes_duplicate\": %d, "
+            "\"pulls_served\": %d, \"pulls_waited\": %d, \"max_staleness_served\": %d, "
+            "\"keys\": %d, \"replica_ops_sent\": %d, \"replica_ops_applied\": %d, "
+            "\"snapshots_sent\": %d}",
+            server.rank(), stats.pushes_applied(), stats.pushes_duplicate(), stats.pulls_served(),
+            stats.pulls_parked(), stats.max_staleness_served(), stats.keys_stored(),
+            stats.replica_ops_sent(), stats.replica_ops_applied(), stats.snapshots_sent());
+      }
     }
-    if (!s.ok()) {
-      return absl::InternalError(absl::StrCat("saving the model on server ", server.rank(), " at ",
-                                              server.address(), ": ", s.error_message()));
+    if (std::all_of(saved.begin(), saved.end(), [](bool b) { return b; })) break;
+    if (absl::Now() >= give_up) {
+      return absl::InternalError(absl::StrCat("the model could not be saved in full: ", last_error));
     }
-    keys += resp.keys_written();
-    grpc::ClientContext stats_ctx;
-    stats_ctx.set_deadline(DeadlineIn(absl::Seconds(10)));
-    stats_ctx.set_wait_for_ready(true);
-    rpc::StatsResponse stats;
-    if (stub->Stats(&stats_ctx, rpc::StatsRequest(), &stats).ok()) {
-      absl::StrAppend(server_stats, server_stats->empty() ? "" : ",\n",
-                      absl::StrFormat("    {\"rank\": %d, \"pushes_applied\": %d, \"pushes_duplicate\": %d, "
-                                      "\"pulls_served\": %d, \"pulls_waited\": %d, "
-                                      "\"max_staleness_served\": %d, \"keys\": %d}",
-                                      server.rank(), stats.pushes_applied(), stats.pushes_duplicate(),
-                                      stats.pulls_served(), stats.pulls_parked(),
-                                      stats.max_staleness_served(), stats.keys_stored()));
-    }
+    spdlog::warn("saving the model: some partitions are not written yet ({}); retrying", last_error);
+    absl::SleepFor(absl::Milliseconds(200));  // retry backoff: a failover may be under way
+  }
+  uint64_t keys = 0;
+  for (uint64_t k : keys_of) keys += k;
+  server_stats->clear();
+  for (const auto& [rank, text] : stats_of) {
+    absl::StrAppend(server_stats, server_stats->empty() ? "" : ",\n", text);
   }
   if (absl::Status s = WriteManifest(dir, job_.cluster().num_partitions(), TablesForJob(job_)); !s.ok()) {
     return s;

@@ -633,7 +633,10 @@ absl::StatusOr<rpc::SaveModelResponse> ServerCore::SaveModel(const std::string& 
   for (int p = 0; p < num_partitions_; ++p) {
     if (role[p] != kPrimary) continue;
     std::vector<TableRows> rows = partitions_[p]->Snapshot();
-    for (const TableRows& t : rows) resp.set_keys_written(resp.keys_written() + t.keys.size());
+    uint64_t keys = 0;
+    for (const TableRows& t : rows) keys += t.keys.size();
+    resp.set_keys_written(resp.keys_written() + keys);
+    resp.add_partition_keys(keys);
     if (absl::Status s = WritePartitionFile(dir, p, rows); !s.ok()) return s;
     resp.add_partitions(p);
   }
