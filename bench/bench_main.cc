@@ -28,6 +28,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -75,6 +76,8 @@ ABSL_FLAG(double, count_seconds, 0,
           "of the sparse table, counting acknowledged pushes per key, then check every key's "
           "value against its count (run it while killing servers)");
 ABSL_FLAG(int, count_keys, 256, "keys the exactly-once check counts on");
+ABSL_FLAG(bool, count_skew, false,
+          "count only on keys whose partitions start on server 0 (a skewed load for rebalancing)");
 
 namespace ps {
 namespace {
@@ -640,10 +643,14 @@ absl::StatusOr<CountResult> Bench::RunCount(absl::Duration duration, int num_key
   const int dim = tables_[kBenchSparse].dim;
   std::vector<TableKeys> all(1);
   all[0].table = kBenchSparse;
-  for (int k = 0; k < num_keys; ++k) all[0].keys.push_back(k);
+  const bool skew = absl::GetFlag(FLAGS_count_skew);
+  for (uint64_t k = 0; static_cast<int>(all[0].keys.size()) < num_keys; ++k) {
+    const int p = PartitionOf(kBenchSparse, k, job_.cluster().num_partitions());
+    if (!skew || view_.partition_owner(p) == 0) all[0].keys.push_back(k);
+  }
   if (absl::Status s = kv.Pull(&all, std::nullopt); !s.ok()) return s;
   const std::vector<float> initial = all[0].values;
-  std::vector<uint64_t> acked(num_keys, 0), failed(num_keys, 0);
+  std::map<uint64_t, uint64_t> acked, failed;  // by key
   std::mt19937_64 rng(incarnation_);
   CountResult r;
   r.keys = num_keys;
@@ -654,7 +661,7 @@ absl::StatusOr<CountResult> Bench::RunCount(absl::Duration duration, int num_key
     std::vector<TableKeys> push(1);
     push[0].table = kBenchSparse;
     std::set<uint64_t> picked;
-    while (picked.size() < std::min<size_t>(4, num_keys)) picked.insert(rng() % num_keys);
+    while (picked.size() < std::min<size_t>(4, num_keys)) picked.insert(all[0].keys[rng() % num_keys]);
     push[0].keys.assign(picked.begin(), picked.end());
     push[0].values.assign(push[0].keys.size() * dim, -1.0f);  // sgd, lr 1: value += 1
     ++r.pushes;
@@ -676,9 +683,10 @@ absl::StatusOr<CountResult> Bench::RunCount(absl::Duration duration, int num_key
   }
   r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   if (absl::Status s = kv.Pull(&all, std::nullopt); !s.ok()) return s;
-  for (int k = 0; k < num_keys; ++k) {
-    const double got = static_cast<double>(all[0].values[static_cast<size_t>(k) * dim]) -
-                       initial[static_cast<size_t>(k) * dim];
+  for (int i = 0; i < num_keys; ++i) {
+    const uint64_t k = all[0].keys[i];
+    const double got = static_cast<double>(all[0].values[static_cast<size_t>(i) * dim]) -
+                       initial[static_cast<size_t>(i) * dim];
     if (got < static_cast<double>(acked[k]) - 0.5) {
       ++r.lost;
       std::cerr << "ps_bench: key " << k << " counts " << got << " but " << acked[k]

@@ -99,6 +99,10 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerCore::Register(const rpc::Registe
           "the job already has its ", job_.cluster().num_servers(), " servers (cluster.num_servers)"));
     }
     node.rank = servers_registered_++;
+  } else if (req.role() == rpc::WORKER && req.standby()) {
+    if (state_ == rpc::DONE) return absl::FailedPreconditionError("the job is over");
+    node.standby = true;
+    node.rank = -1;  // until it takes over a dead worker's
   } else if (req.role() == rpc::WORKER) {
     if (workers_registered_ >= job_.cluster().num_workers()) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -114,7 +118,9 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerCore::Register(const rpc::Registe
   nodes_[node.id] = node;
   spdlog::info("{}{} {} registered{}{}", node.standby ? "standby " : "", RoleName(node.role),
                node.rank, node.address.empty() ? "" : " at ", node.address);
-  if (node.standby) {
+  if (node.standby && node.role == rpc::WORKER) {
+    // Waits in the wings.
+  } else if (node.standby) {
     if (view_.version() > 0) {
       // Joins the view's server list (holding nothing yet).
       AddServerInfoLocked(node);
@@ -164,11 +170,14 @@ void SchedulerCore::BuildViewLocked() {
     for (int b = 1; b < r; ++b) pl->add_backups((p + b) % n);
     pl->set_epoch(1);
     // A resumed job: the primaries load their partitions first.
-    if (!resume_dir_.empty()) pl->set_restore_from(resume_dir_);
+    if (!resume_dir_.empty()) {
+      pl->set_restore_from(resume_dir_);
+      pl->set_restore_epoch(pl->epoch());
+    }
   }
   view_.clear_live_workers();
   for (const auto& [id, node] : nodes_) {
-    if (node.role == rpc::WORKER) view_.add_live_workers(node.rank);
+    if (node.role == rpc::WORKER && node.rank >= 0) view_.add_live_workers(node.rank);
   }
   std::sort(view_.mutable_live_workers()->begin(), view_.mutable_live_workers()->end());
   view_.set_version(view_.version() + 1);
@@ -191,6 +200,7 @@ absl::StatusOr<rpc::HeartbeatResponse> SchedulerCore::Heartbeat(const rpc::Heart
   if (it == nodes_.end() || it->second.dead) return resp;
   Node& node = it->second;
   node.last_heartbeat = now;
+  resp.set_rank(node.rank);
   if (node.role == rpc::WORKER) {
     node.samples_done = req.samples_done();
     node.epoch = req.epoch();
@@ -198,6 +208,22 @@ absl::StatusOr<rpc::HeartbeatResponse> SchedulerCore::Heartbeat(const rpc::Heart
     node.epoch_samples = req.epoch_samples();
     if (req.train_examples() > 0) train_examples_ = req.train_examples();
   } else if (node.role == rpc::SERVER) {
+    // Traffic of the partitions it is primary of, as a moving average.
+    if (partition_load_.size() != static_cast<size_t>(view_.placement_size())) {
+      partition_load_.assign(view_.placement_size(), 0.0);
+    }
+    if (node.last_load_report != absl::Time()) {
+      const double dt = std::max(1e-3, absl::ToDoubleSeconds(now - node.last_load_report));
+      std::map<uint32_t, uint64_t> bytes;
+      for (const rpc::PartitionLoad& l : req.partition_load()) bytes[l.partition()] += l.bytes();
+      for (int p = 0; p < view_.placement_size(); ++p) {
+        if (view_.placement(p).primary() != node.rank) continue;
+        auto b = bytes.find(p);
+        const double rate = b == bytes.end() ? 0.0 : b->second / dt;
+        partition_load_[p] = 0.5 * partition_load_[p] + 0.5 * rate;
+      }
+    }
+    node.last_load_report = now;
     // Which of its backup copies are complete (no version bump: only
     // promotion decisions and psctl read this).
     const std::set<uint32_t> synced(req.synced_partitions().begin(), req.synced_partitions().end());
@@ -246,6 +272,26 @@ rpc::JobStatus SchedulerCore::Status(absl::Time now) const {
     m->set_heartbeat_age_ms(absl::ToInt64Milliseconds(now - node.last_heartbeat));
     m->set_epoch(node.epoch);
     m->set_samples_done(node.samples_done);
+    if (node.role == rpc::SERVER) {
+      m->set_draining(node.draining);
+      for (int p = 0; p < view_.placement_size(); ++p) {
+        const rpc::Placement& pl = view_.placement(p);
+        if (pl.primary() == node.rank) {
+          m->set_partitions_primary(m->partitions_primary() + 1);
+          if (p < static_cast<int>(partition_load_.size())) {
+            m->set_load_bytes_per_s(m->load_bytes_per_s() + partition_load_[p]);
+          }
+        }
+        if (std::find(pl.backups().begin(), pl.backups().end(), node.rank) != pl.backups().end()) {
+          m->set_partitions_backup(m->partitions_backup() + 1);
+        }
+      }
+    }
+  }
+  s.set_migrations(migrations_);
+  for (const auto& [p, m] : moves_) {
+    absl::StrAppend(s.mutable_migrating(), s.migrating().empty() ? "" : ", ",
+                    absl::StrFormat("partition %d: server %d -> %d", p, m.from, m.to));
   }
   return s;
 }
@@ -253,7 +299,7 @@ rpc::JobStatus SchedulerCore::Status(absl::Time now) const {
 size_t SchedulerCore::ParticipantsLocked(const std::string& barrier) const {
   size_t n = 0;
   for (const auto& [id, node] : nodes_) {
-    if (node.role == rpc::WORKER && !node.dead) ++n;
+    if (node.role == rpc::WORKER && !node.dead && node.rank >= 0) ++n;
   }
   if (barrier == "start" || barrier == "ready") {
     return static_cast<size_t>(job_.cluster().num_servers() + job_.cluster().num_workers());
@@ -393,6 +439,8 @@ absl::Status SchedulerCore::SubmitEval(const rpc::SubmitEvalRequest& req) {
         req.val_labels_size() * NumOutputs(job_.model()) != req.val_scores_size()) {
       return absl::InvalidArgumentError("submit eval: scores and labels differ in length");
     }
+    // Late (a standby worker replaying an epoch its predecessor finished).
+    if (evaluated_.count(req.epoch()) > 0) return absl::OkStatus();
     for (const EpochResult& r : history_) {
       // Merged already: a retry after the scheduler restarted.
       if (r.epoch == req.epoch() + 1) return absl::OkStatus();
@@ -531,13 +579,32 @@ void SchedulerCore::WorkerDiedLocked(Node& node, absl::Duration silent,
   node.dead = true;
   node.left = true;  // nobody waits for it to leave either
   dirty_ = true;
-  auto* live = view_.mutable_live_workers();
-  live->erase(std::remove(live->begin(), live->end(), node.rank), live->end());
-  view_.set_version(view_.version() + 1);
   if (node.shard_epoch >= 0) {
     requeued_[node.shard_epoch].emplace_back(node.shard_begin, node.shard_end);
     node.shard_epoch = -1;
   }
+  // A standby worker takes its place: same rank (so the servers keep
+  // waiting for that rank's clocks), resuming where the rank's clocks stand.
+  // What the dead one had submitted to unfinished barriers and evaluations
+  // is dropped; its successor does it again.
+  for (auto& [id, standby] : nodes_) {
+    if (standby.role != rpc::WORKER || !standby.standby || standby.dead || standby.left ||
+        standby.rank >= 0) {
+      continue;
+    }
+    standby.rank = node.rank;
+    standby.standby = false;
+    for (auto& [name, b] : barriers_) {
+      if (!b.released) b.arrived.erase(node.id);
+    }
+    for (auto& [epoch, parts] : evals_) parts.erase(node.id);
+    spdlog::warn("worker {} sent no heartbeat for {}: standby worker node {} takes over its rank",
+                 standby.rank, absl::FormatDuration(silent), id);
+    return;
+  }
+  auto* live = view_.mutable_live_workers();
+  live->erase(std::remove(live->begin(), live->end(), node.rank), live->end());
+  view_.set_version(view_.version() + 1);
   if (live->empty()) {
     FailLocked(absl::StrFormat("worker %d sent no heartbeat for %s and no worker is left", node.rank,
                                absl::FormatDuration(silent)),
@@ -645,7 +712,7 @@ int SchedulerCore::RefillBackupsLocked() {
   // Replicas held per live server; standbys (holding nothing) come first.
   std::map<int, int> load;
   for (const auto& [id, node] : nodes_) {
-    if (node.role == rpc::SERVER && !node.dead) load[node.rank] = 0;
+    if (node.role == rpc::SERVER && !node.dead && !node.left && !node.draining) load[node.rank] = 0;
   }
   for (const rpc::Placement& pl : view_.placement()) {
     if (load.count(pl.primary()) > 0) ++load[pl.primary()];
@@ -701,6 +768,206 @@ absl::Status SchedulerCore::Leave(uint32_t node_id) {
   dirty_ = true;
   SaveStateLocked();
   return absl::OkStatus();
+}
+
+const SchedulerCore::Node* SchedulerCore::ServerLocked(int rank) const {
+  for (const auto& [id, node] : nodes_) {
+    if (node.role == rpc::SERVER && node.rank == rank) return &node;
+  }
+  return nullptr;
+}
+
+std::map<int, double> SchedulerCore::ServerLoadsLocked() const {
+  std::map<int, double> load;
+  for (const auto& [id, node] : nodes_) {
+    if (node.role == rpc::SERVER && !node.dead && !node.left && !node.draining) load[node.rank] = 0;
+  }
+  for (int p = 0; p < view_.placement_size() && p < static_cast<int>(partition_load_.size()); ++p) {
+    auto it = load.find(view_.placement(p).primary());
+    if (it != load.end()) it->second += partition_load_[p];
+  }
+  return load;
+}
+
+void SchedulerCore::StartMoveLocked(int partition, int to, absl::Time now) {
+  rpc::Placement* pl = view_.mutable_placement(partition);
+  if (moves_.count(partition) > 0 || pl->primary() == to) return;
+  if (std::find(pl->backups().begin(), pl->backups().end(), to) == pl->backups().end()) {
+    pl->add_backups(to);
+    view_.set_version(view_.version() + 1);
+  }
+  moves_[partition] = Move{partition, pl->primary(), to, now};
+}
+
+void SchedulerCore::AdvanceMovesLocked(absl::Time now) {
+  constexpr size_t kMovesInFlight = 4;
+  while (moves_.size() < kMovesInFlight && !planned_.empty()) {
+    const Move m = planned_.front();
+    planned_.pop_front();
+    const Node* to = ServerLocked(m.to);
+    if (view_.placement(m.partition).primary() != m.from || to == nullptr || to->dead) continue;
+    StartMoveLocked(m.partition, m.to, now);
+  }
+  bool flipped = false;
+  for (auto it = moves_.begin(); it != moves_.end();) {
+    const Move m = it->second;
+    rpc::Placement* pl = view_.mutable_placement(m.partition);
+    const Node* to = ServerLocked(m.to);
+    if (pl->primary() != m.from || to == nullptr || to->dead) {
+      it = moves_.erase(it);  // a failover got there first
+      continue;
+    }
+    const bool synced = std::find(pl->synced_backups().begin(), pl->synced_backups().end(), m.to) !=
+                        pl->synced_backups().end();
+    if (!synced) {
+      if (now - m.started > absl::Seconds(30)) {
+        spdlog::warn("moving partition {} to server {}: no complete copy after {}; given up",
+                     m.partition, m.to, absl::FormatDuration(now - m.started));
+        auto* backups = pl->mutable_backups();
+        if (backups->size() >= job_.cluster().replication()) {
+          backups->erase(std::remove(backups->begin(), backups->end(), m.to), backups->end());
+          view_.set_version(view_.version() + 1);
+        }
+        it = moves_.erase(it);
+      } else {
+        ++it;
+      }
+      continue;
+    }
+    // The flip: the target is primary in a new epoch (the old primary's
+    // forwards are refused from now on); the old primary keeps no copy.
+    auto* backups = pl->mutable_backups();
+    backups->erase(std::remove(backups->begin(), backups->end(), m.to), backups->end());
+    auto* synced_list = pl->mutable_synced_backups();
+    synced_list->erase(std::remove(synced_list->begin(), synced_list->end(), m.to),
+                       synced_list->end());
+    pl->set_primary(m.to);
+    pl->set_epoch(pl->epoch() + 1);
+    view_.set_partition_owner(m.partition, m.to);
+    ++migrations_;
+    flipped = true;
+    spdlog::info("moved partition {} from server {} to server {} in {}", m.partition, m.from, m.to,
+                 absl::FormatDuration(now - m.started));
+    it = moves_.erase(it);
+  }
+  if (flipped) {
+    RefillBackupsLocked();
+    view_.set_version(view_.version() + 1);
+  }
+}
+
+void SchedulerCore::BalanceLocked(absl::Time now) {
+  if (state_ != rpc::RUNNING || view_.placement_size() == 0) return;
+  if (partition_load_.size() != static_cast<size_t>(view_.placement_size())) {
+    partition_load_.assign(view_.placement_size(), 0.0);
+  }
+  AdvanceMovesLocked(now);
+  // Draining servers: their backup copies go at once (others are placed),
+  // their primaries move to the least busy servers.
+  for (auto& [id, node] : nodes_) {
+    if (node.role != rpc::SERVER || !node.draining || node.dead) continue;
+    bool changed = false;
+    for (int p = 0; p < view_.placement_size(); ++p) {
+      rpc::Placement* pl = view_.mutable_placement(p);
+      auto* backups = pl->mutable_backups();
+      if (std::find(backups->begin(), backups->end(), node.rank) == backups->end()) continue;
+      backups->erase(std::remove(backups->begin(), backups->end(), node.rank), backups->end());
+      auto* synced = pl->mutable_synced_backups();
+      synced->erase(std::remove(synced->begin(), synced->end(), node.rank), synced->end());
+      changed = true;
+    }
+    if (changed) {
+      RefillBackupsLocked();
+      view_.set_version(view_.version() + 1);
+    }
+    std::map<int, double> load = ServerLoadsLocked();
+    if (load.empty()) return;
+    for (int p = 0; p < view_.placement_size(); ++p) {
+      if (view_.placement(p).primary() != node.rank || moves_.count(p) > 0) continue;
+      bool planned = false;
+      for (const Move& m : planned_) planned |= m.partition == p;
+      if (planned) continue;
+      int best = -1;
+      for (const auto& [rank, l] : load) {
+        if (best < 0 || l < load.at(best)) best = rank;
+      }
+      load[best] += partition_load_[p] + 1;  // spread the moves
+      spdlog::info("draining server {}: moving partition {} to server {}", node.rank, p, best);
+      planned_.push_back(Move{p, node.rank, best, now});
+    }
+  }
+  AdvanceMovesLocked(now);
+  const int interval = job_.cluster().rebalance_interval_ms();
+  if (interval <= 0 || !moves_.empty() || !planned_.empty() ||
+      now - last_balance_ < absl::Milliseconds(interval)) {
+    return;
+  }
+  last_balance_ = now;
+  const std::map<int, double> load = ServerLoadsLocked();
+  if (load.size() < 2) return;
+  double total = 0;
+  int hot = -1, cool = -1;
+  for (const auto& [rank, l] : load) {
+    total += l;
+    if (hot < 0 || l > load.at(hot)) hot = rank;
+    if (cool < 0 || l < load.at(cool)) cool = rank;
+  }
+  const double mean = total / load.size();
+  if (total <= 0 || load.at(hot) <= job_.cluster().rebalance_threshold() * mean) return;
+  // Partitions of the busiest server, largest first, that together carry
+  // about half the gap to the least busy one, without overshooting.
+  std::vector<int> candidates;
+  for (int p = 0; p < view_.placement_size(); ++p) {
+    if (view_.placement(p).primary() == hot && partition_load_[p] > 0) candidates.push_back(p);
+  }
+  std::sort(candidates.begin(), candidates.end(),
+            [&](int a, int b) { return partition_load_[a] > partition_load_[b]; });
+  double budget = (load.at(hot) - load.at(cool)) / 2;
+  std::vector<int> chosen;
+  for (int p : candidates) {
+    if (partition_load_[p] <= budget) {
+      chosen.push_back(p);
+      budget -= partition_load_[p];
+    }
+  }
+  if (chosen.empty()) return;
+  spdlog::info("rebalance: server {} carries {:.0f} B/s (mean {:.0f}; server {}: {:.0f}); moving {} "
+               "of its partitions to server {}",
+               hot, load.at(hot), mean, cool, load.at(cool), chosen.size(), cool);
+  for (int p : chosen) planned_.push_back(Move{p, hot, cool, now});
+  AdvanceMovesLocked(now);
+}
+
+absl::StatusOr<uint32_t> SchedulerCore::Drain(int32_t rank) {
+  MutexLock lock(&mu_);
+  Node* target = nullptr;
+  for (auto& [id, node] : nodes_) {
+    if (node.role == rpc::SERVER && node.rank == rank) target = &node;
+  }
+  if (target == nullptr) return absl::NotFoundError(absl::StrCat("no server of rank ", rank));
+  if (target->dead) return absl::FailedPreconditionError(absl::StrCat("server ", rank, " is dead"));
+  if (state_ != rpc::RUNNING) return absl::FailedPreconditionError("the job is not running");
+  if (!target->draining) {
+    int others = 0;
+    for (const auto& [id, node] : nodes_) {
+      others += node.role == rpc::SERVER && !node.dead && !node.left && !node.draining &&
+                node.rank != rank;
+    }
+    if (others < job_.cluster().replication()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("draining server ", rank, " would leave ", others,
+                       " servers for replication ", job_.cluster().replication()));
+    }
+    target->draining = true;
+    spdlog::info("draining server {} ({})", rank, PartitionsOfLocked(rank));
+    work_cv_.Signal();
+  }
+  uint32_t left = 0;
+  for (const rpc::Placement& pl : view_.placement()) {
+    left += pl.primary() == rank;
+    left += std::count(pl.backups().begin(), pl.backups().end(), rank);
+  }
+  return left;
 }
 
 void SchedulerCore::ProbeSuspects(absl::Time now) {
@@ -808,6 +1075,7 @@ bool SchedulerCore::Poll(absl::Time now) {
         }
       }
     }
+    if (state_ == rpc::RUNNING) BalanceLocked(now);
     if (state_ == rpc::RUNNING && started_ != absl::Time() && !end_pending_ &&
         finished_ == absl::Time() && job_.train().progress_interval_ms() > 0 &&
         now - last_progress_ >= absl::Milliseconds(job_.train().progress_interval_ms())) {
@@ -948,52 +1216,74 @@ bool SchedulerCore::Poll(absl::Time now) {
 }
 
 absl::StatusOr<uint64_t> SchedulerCore::SaveModel(const std::string& dir, std::string* server_stats) {
-  rpc::ClusterView view = View();
-  uint64_t keys = 0;
-  server_stats->clear();
-  for (const rpc::ServerInfo& server : view.servers()) {
-    // Primaries write their partitions; dead servers and standbys hold none.
-    if (server.dead() ||
-        std::find(view.partition_owner().begin(), view.partition_owner().end(), server.rank()) ==
-            view.partition_owner().end()) {
-      continue;
-    }
-    auto stub = rpc::ParameterServer::NewStub(MakeChannel(server.address()));
-    rpc::SaveModelRequest req;
-    req.set_dir(dir);
-    rpc::SaveModelResponse resp;
-    grpc::Status s;
-    // A transient connection failure is retried; the deadline bounds it all.
-    const absl::Time give_up = absl::Now() + absl::Seconds(120);
-    for (int attempt = 0;; ++attempt) {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(DeadlineIn(give_up - absl::Now()));
-      ctx.set_wait_for_ready(true);
-      s = stub->SaveModel(&ctx, req, &resp);
-      if (s.ok() || s.error_code() != grpc::StatusCode::UNAVAILABLE || attempt >= 5 ||
-          absl::Now() >= give_up) {
-        break;
+  // Every primary writes its partitions. A server that dies meanwhile is
+  // failed over, and its partitions' new primaries write them in a later
+  // round (partition files are written atomically, so a rewrite is harmless).
+  const int partitions = job_.cluster().num_partitions();
+  std::vector<uint64_t> keys_of(partitions, 0);
+  std::vector<bool> saved(partitions, false);
+  std::map<int, std::string> stats_of;  // by rank
+  const absl::Time give_up = absl::Now() + absl::Seconds(120);
+  std::string last_error;
+  for (int round = 0;; ++round) {
+    const rpc::ClusterView view = View();
+    if (view.state() == rpc::FAILED) return absl::AbortedError("the job failed while saving the model");
+    for (const rpc::ServerInfo& server : view.servers()) {
+      bool owes = false;
+      for (int p = 0; p < view.partition_owner_size(); ++p) {
+        owes |= view.partition_owner(p) == server.rank() && !saved[p];
       }
-      absl::SleepFor(absl::Milliseconds(100) * (attempt + 1));  // retry backoff
+      if (server.dead() || !owes) continue;
+      auto stub = rpc::ParameterServer::NewStub(MakeChannel(server.address()));
+      rpc::SaveModelRequest req;
+      req.set_dir(dir);
+      rpc::SaveModelResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(DeadlineIn(std::min(absl::Seconds(30), give_up - absl::Now())));
+      const grpc::Status s = stub->SaveModel(&ctx, req, &resp);
+      if (!s.ok()) {
+        last_error = absl::StrCat("saving the model on server ", server.rank(), " at ",
+                                  server.address(), ": ", s.error_message());
+        if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+            s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+          return absl::InternalError(last_error);
+        }
+        continue;
+      }
+      // Counted per partition: a partition written twice counts once.
+      for (int i = 0; i < resp.partitions_size(); ++i) {
+        const int p = resp.partitions(i);
+        if (p >= 0 && p < partitions) {
+          saved[p] = true;
+          keys_of[p] = i < resp.partition_keys_size() ? resp.partition_keys(i) : 0;
+        }
+      }
+      grpc::ClientContext stats_ctx;
+      stats_ctx.set_deadline(DeadlineIn(absl::Seconds(10)));
+      rpc::StatsResponse stats;
+      if (stub->Stats(&stats_ctx, rpc::StatsRequest(), &stats).ok()) {
+        stats_of[server.rank()] = absl::StrFormat(
+            "    {\"rank\": %d, \"pushes_applied\": %d, \"pushes_duplicate\": %d, "
+            "\"pulls_served\": %d, \"pulls_waited\": %d, \"max_staleness_served\": %d, "
+            "\"keys\": %d, \"replica_ops_sent\": %d, \"replica_ops_applied\": %d, "
+            "\"snapshots_sent\": %d}",
+            server.rank(), stats.pushes_applied(), stats.pushes_duplicate(), stats.pulls_served(),
+            stats.pulls_parked(), stats.max_staleness_served(), stats.keys_stored(),
+            stats.replica_ops_sent(), stats.replica_ops_applied(), stats.snapshots_sent());
+      }
     }
-    if (!s.ok()) {
-      return absl::InternalError(absl::StrCat("saving the model on server ", server.rank(), " at ",
-                                              server.address(), ": ", s.error_message()));
+    if (std::all_of(saved.begin(), saved.end(), [](bool b) { return b; })) break;
+    if (absl::Now() >= give_up) {
+      return absl::InternalError(absl::StrCat("the model could not be saved in full: ", last_error));
     }
-    keys += resp.keys_written();
-    grpc::ClientContext stats_ctx;
-    stats_ctx.set_deadline(DeadlineIn(absl::Seconds(10)));
-    stats_ctx.set_wait_for_ready(true);
-    rpc::StatsResponse stats;
-    if (stub->Stats(&stats_ctx, rpc::StatsRequest(), &stats).ok()) {
-      absl::StrAppend(server_stats, server_stats->empty() ? "" : ",\n",
-                      absl::StrFormat("    {\"rank\": %d, \"pushes_applied\": %d, \"pushes_duplicate\": %d, "
-                                      "\"pulls_served\": %d, \"pulls_waited\": %d, "
-                                      "\"max_staleness_served\": %d, \"keys\": %d}",
-                                      server.rank(), stats.pushes_applied(), stats.pushes_duplicate(),
-                                      stats.pulls_served(), stats.pulls_parked(),
-                                      stats.max_staleness_served(), stats.keys_stored()));
-    }
+    spdlog::warn("saving the model: some partitions are not written yet ({}); retrying", last_error);
+    absl::SleepFor(absl::Milliseconds(200));  // retry backoff: a failover may be under way
+  }
+  uint64_t keys = 0;
+  for (uint64_t k : keys_of) keys += k;
+  server_stats->clear();
+  for (const auto& [rank, text] : stats_of) {
+    absl::StrAppend(server_stats, server_stats->empty() ? "" : ",\n", text);
   }
   if (absl::Status s = WriteManifest(dir, job_.cluster().num_partitions(), TablesForJob(job_)); !s.ok()) {
     return s;
@@ -1287,6 +1577,7 @@ void SchedulerCore::RestoreLostLocked(const std::vector<int>& lost, const std::s
     synced->erase(std::remove(synced->begin(), synced->end(), best), synced->end());
     pl->set_epoch(pl->epoch() + 1);
     pl->set_restore_from(latest_checkpoint_);
+    pl->set_restore_epoch(pl->epoch());
     pl->set_restore_rejoin(true);
     view_.set_partition_owner(p, best);
     ++load[best];
@@ -1385,8 +1676,9 @@ void SchedulerCore::LoadProgressLocked(const rpc::ProgressRecord& p) {
 }
 
 void SchedulerCore::SaveStateLocked() {
-  if (!dirty_ || options_.state_path.empty()) return;
+  if ((!dirty_ && view_.version() == saved_view_version_) || options_.state_path.empty()) return;
   dirty_ = false;
+  saved_view_version_ = view_.version();
   rpc::SchedulerState s;
   *s.mutable_job() = job_;
   s.set_host(host_);
@@ -1409,6 +1701,7 @@ void SchedulerCore::SaveStateLocked() {
     *n->mutable_shard_response() = node.shard_response;
     n->set_epoch(node.epoch);
     n->set_samples_done(node.samples_done);
+    n->set_draining(node.draining);
   }
   s.set_next_node_id(next_node_id_);
   s.set_servers_registered(servers_registered_);
@@ -1463,6 +1756,19 @@ void SchedulerCore::SaveStateLocked() {
   s.mutable_checkpoint_tried()->Add(checkpoint_tried_.begin(), checkpoint_tried_.end());
   s.set_start_epoch(start_epoch_);
   s.set_start_clock(start_clock_);
+  for (const auto& [p, m] : moves_) {
+    rpc::SchedulerState::Move* out = s.add_moves();
+    out->set_partition(m.partition);
+    out->set_from(m.from);
+    out->set_to(m.to);
+  }
+  for (const Move& m : planned_) {
+    rpc::SchedulerState::Move* out = s.add_planned();
+    out->set_partition(m.partition);
+    out->set_from(m.from);
+    out->set_to(m.to);
+  }
+  s.set_migrations(migrations_);
   std::string bytes;
   absl::Status written = s.SerializeToString(&bytes)
                              ? WriteFileAtomically(options_.state_path, bytes)
@@ -1505,6 +1811,7 @@ absl::Status SchedulerCore::Restore(const rpc::SchedulerState& s, absl::Time now
     node.shard_response = n.shard_response();
     node.epoch = n.epoch();
     node.samples_done = n.samples_done();
+    node.draining = n.draining();
     nodes_[node.id] = node;
   }
   next_node_id_ = s.next_node_id();
@@ -1552,6 +1859,11 @@ absl::Status SchedulerCore::Restore(const rpc::SchedulerState& s, absl::Time now
   checkpoint_tried_ = std::set<int32_t>(s.checkpoint_tried().begin(), s.checkpoint_tried().end());
   start_epoch_ = s.start_epoch();
   start_clock_ = s.start_clock();
+  moves_.clear();
+  for (const auto& m : s.moves()) moves_[m.partition()] = Move{m.partition(), m.from(), m.to(), now};
+  planned_.clear();
+  for (const auto& m : s.planned()) planned_.push_back(Move{m.partition(), m.from(), m.to(), now});
+  migrations_ = s.migrations();
   created_ = now;
   last_progress_ = now;
   recheck_ = true;

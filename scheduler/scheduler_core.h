@@ -16,6 +16,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -75,6 +76,9 @@ class SchedulerCore {
   // A client could not reach server `rank`: Poll probes it soon and fails it
   // over if it does not answer.
   void Suspect(int32_t rank, const std::string& error);
+  // Starts emptying server `rank` (psctl drain); returns the partition
+  // copies it still holds (0: drained, it may be stopped).
+  absl::StatusOr<uint32_t> Drain(int32_t rank);
 
   // Waits up to `timeout` for work for Poll (a model to save, the job's end).
   void WaitForWork(absl::Duration timeout);
@@ -98,6 +102,8 @@ class SchedulerCore {
     bool left = false;
     bool dead = false;  // stopped heartbeating; the job went on without it
     bool standby = false;  // a server that registered as a standby
+    bool draining = false;  // psctl drain: its partitions move elsewhere
+    absl::Time last_load_report;
     // The data shard this worker is on (SSP/ASP); requeued if it dies.
     int32_t shard_epoch = -1;
     uint64_t shard_begin = 0, shard_end = 0;
@@ -151,6 +157,26 @@ class SchedulerCore {
   // live servers holding the fewest copies. Returns how many were placed.
   int RefillBackupsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string PartitionsOfLocked(int rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Load balancing (DESIGN.md section 7). A move of partition p from its
+  // primary to server `to`: `to` joins p's backups, gets a snapshot and the
+  // tail, and once it reports a complete copy the map flips (new epoch).
+  struct Move {
+    int partition = 0;
+    int from = 0;
+    int to = 0;
+    absl::Time started;
+  };
+  // Traffic (bytes/s) of the partitions each live, non-draining server is
+  // primary of.
+  std::map<int, double> ServerLoadsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartMoveLocked(int partition, int to, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Flips the map for moves whose target holds a complete copy; gives up
+  // on moves whose target did not catch up in time; starts planned moves.
+  void AdvanceMovesLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves one partition off the busiest server if it is over the threshold,
+  // and empties draining servers. Called from Poll.
+  void BalanceLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const Node* ServerLocked(int rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A worker died: the job goes on without it (its shard is requeued, it
   // leaves the live set, barriers and evaluations stop waiting for it).
   // Collects barrier waiters now released.
@@ -212,6 +238,13 @@ class SchedulerCore {
   // Servers reported unreachable, to probe; and when each was last probed.
   std::map<int32_t, std::string> suspects_ ABSL_GUARDED_BY(mu_);
   std::map<int32_t, absl::Time> probed_ ABSL_GUARDED_BY(mu_);
+  // Per partition: its primary's traffic, bytes/s (moving average of the
+  // heartbeats' reports).
+  std::vector<double> partition_load_ ABSL_GUARDED_BY(mu_);
+  std::map<int, Move> moves_ ABSL_GUARDED_BY(mu_);    // in flight, by partition
+  std::deque<Move> planned_ ABSL_GUARDED_BY(mu_);     // to start, a few at a time
+  uint32_t migrations_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_balance_ ABSL_GUARDED_BY(mu_);
   rpc::ClusterView view_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, BarrierState> barriers_ ABSL_GUARDED_BY(mu_);
   // Data-shard queue: next shard to hand out, per epoch.
@@ -257,6 +290,7 @@ class SchedulerCore {
   std::string host_ ABSL_GUARDED_BY(mu_);
   int port_ ABSL_GUARDED_BY(mu_) = 0;
   bool dirty_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t saved_view_version_ ABSL_GUARDED_BY(mu_) = 0;  // every view change is saved too
   bool recheck_ ABSL_GUARDED_BY(mu_) = false;
   bool state_write_failed_ ABSL_GUARDED_BY(mu_) = false;
 };

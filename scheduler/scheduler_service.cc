@@ -76,6 +76,14 @@ grpc::ServerUnaryReactor* SchedulerService::Status(grpc::CallbackServerContext* 
   return FinishWith(ctx, absl::StatusOr<rpc::JobStatus>(core_->Status(absl::Now())), resp);
 }
 
+grpc::ServerUnaryReactor* SchedulerService::Drain(grpc::CallbackServerContext* ctx,
+                                                  const rpc::DrainRequest* req,
+                                                  rpc::DrainResponse* resp) {
+  auto left = core_->Drain(req->server_rank());
+  if (left.ok()) resp->set_partitions_left(*left);
+  return FinishWith(ctx, left.status());
+}
+
 grpc::ServerUnaryReactor* SchedulerService::Suspect(grpc::CallbackServerContext* ctx,
                                                     const rpc::SuspectRequest* req,
                                                     rpc::SuspectResponse*) {

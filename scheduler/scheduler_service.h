@@ -33,6 +33,8 @@ class SchedulerService final : public rpc::Scheduler::CallbackService {
                                    rpc::JobStatus* resp) override;
   grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* ctx, const rpc::LeaveRequest* req,
                                   rpc::LeaveResponse* resp) override;
+  grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* ctx, const rpc::DrainRequest* req,
+                                  rpc::DrainResponse* resp) override;
   grpc::ServerUnaryReactor* Suspect(grpc::CallbackServerContext* ctx, const rpc::SuspectRequest* req,
                                     rpc::SuspectResponse* resp) override;
 

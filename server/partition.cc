@@ -87,6 +87,13 @@ void Partition::EmitLocked(OpSink* sink, rpc::ReplicaOp op) {
 }
 
 bool Partition::PushLocked(const rpc::PushRequest& req, absl::Span<const KeyRef> refs, bool buffer) {
+  if (buffer) {
+    // One contribution per worker and clock: a standby worker that took over
+    // a rank redoes the clock its predecessor died in; the partitions that
+    // have it already keep the first (the same gradient).
+    auto it = next_clock_.find(req.worker());
+    if (it != next_clock_.end() && it->second > req.clock()) return false;
+  }
   if (SeenLocked(req)) return false;
   if (buffer && req.clock() < applied_clock_) {
     // Its clock was closed without it (the worker had been dropped): too late.
@@ -236,6 +243,12 @@ void Partition::ApplyClockLocked(int64_t clock) {
       (*optimizers_)[table]->Update(dim, grad.data(), 1.0f, lr_scale, row, row + dim, step);
     }
   }
+}
+
+int64_t Partition::NextClock(int32_t worker) const {
+  MutexLock lock(&mu_);
+  auto it = next_clock_.find(worker);
+  return it == next_clock_.end() ? 0 : it->second;
 }
 
 Partition::Gate Partition::GateState(absl::Span<const int32_t> live) const {

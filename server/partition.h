@@ -98,6 +98,8 @@ class Partition {
     int64_t min_clock = 0;      // slowest live worker's next clock (INT64_MAX: none)
   };
   Gate GateState(absl::Span<const int32_t> live) const;
+  // `worker`'s next clock here (0 if it never pushed).
+  int64_t NextClock(int32_t worker) const;
 
   // Copies the values of the referenced keys into `resp` (whose slices are
   // sized like the request's), creating missing keys with their initializer.

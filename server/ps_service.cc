@@ -65,6 +65,20 @@ grpc::ServerUnaryReactor* PsService::SaveModel(grpc::CallbackServerContext* ctx,
   return reactor;
 }
 
+grpc::ServerUnaryReactor* PsService::WorkerClock(grpc::CallbackServerContext* ctx,
+                                                 const rpc::WorkerClockRequest* req,
+                                                 rpc::WorkerClockResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  ServerCore* core = core_.load(std::memory_order_acquire);
+  if (core == nullptr) {
+    reactor->Finish(kNotReady);
+    return reactor;
+  }
+  resp->set_next_clock(core->WorkerClock(req->worker()));
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* PsService::Checkpoint(grpc::CallbackServerContext* ctx,
                                                 const rpc::CheckpointRequest* req,
                                                 rpc::CheckpointResponse* resp) {

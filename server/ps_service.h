@@ -25,6 +25,9 @@ class PsService final : public rpc::ParameterServer::CallbackService {
   grpc::ServerUnaryReactor* SaveModel(grpc::CallbackServerContext* ctx,
                                       const rpc::SaveModelRequest* req,
                                       rpc::SaveModelResponse* resp) override;
+  grpc::ServerUnaryReactor* WorkerClock(grpc::CallbackServerContext* ctx,
+                                        const rpc::WorkerClockRequest* req,
+                                        rpc::WorkerClockResponse* resp) override;
   grpc::ServerUnaryReactor* Checkpoint(grpc::CallbackServerContext* ctx,
                                        const rpc::CheckpointRequest* req,
                                        rpc::CheckpointResponse* resp) override;

@@ -83,6 +83,36 @@ ServerCore::ServerCore(const config::JobConfig& job, int rank)
   epoch_.assign(num_partitions_, 0);
   installed_epoch_.assign(num_partitions_, 0);
   restored_.assign(num_partitions_, false);
+  load_requests_ = std::make_unique<std::atomic<uint64_t>[]>(num_partitions_);
+  load_bytes_ = std::make_unique<std::atomic<uint64_t>[]>(num_partitions_);
+  for (int p = 0; p < num_partitions_; ++p) {
+    load_requests_[p].store(0);
+    load_bytes_[p].store(0);
+  }
+}
+
+template <typename Request>
+void ServerCore::CountLoad(const Request& req, const Routing& routing) {
+  for (const auto& [p, refs] : routing) {
+    uint64_t bytes = 0;
+    for (const KeyRef& r : refs) bytes += sizeof(uint64_t) + tables_[req.slices(r.slice).table()].dim * sizeof(float);
+    load_requests_[p].fetch_add(1, std::memory_order_relaxed);
+    load_bytes_[p].fetch_add(bytes, std::memory_order_relaxed);
+  }
+}
+
+std::vector<rpc::PartitionLoad> ServerCore::TakeLoad() {
+  std::vector<rpc::PartitionLoad> out;
+  for (int p = 0; p < num_partitions_; ++p) {
+    const uint64_t requests = load_requests_[p].exchange(0, std::memory_order_relaxed);
+    const uint64_t bytes = load_bytes_[p].exchange(0, std::memory_order_relaxed);
+    if (requests == 0) continue;
+    rpc::PartitionLoad& l = out.emplace_back();
+    l.set_partition(p);
+    l.set_requests(requests);
+    l.set_bytes(bytes);
+  }
+  return out;
 }
 
 std::vector<uint32_t> ServerCore::SyncedBackups() const {
@@ -135,8 +165,10 @@ void ServerCore::UpdateView(const rpc::ClusterView& view) {
     if (p < view.placement_size()) {
       const rpc::Placement& pl = view.placement(p);
       new_epoch[p] = pl.epoch();
-      restore_from[p] = pl.restore_from();
-      rejoin[p] = pl.restore_rejoin();
+      if (pl.restore_epoch() == pl.epoch()) {
+        restore_from[p] = pl.restore_from();
+        rejoin[p] = pl.restore_rejoin();
+      }
       if (pl.primary() == rank_) {
         new_role[p] = kPrimary;
         backups[p].assign(pl.backups().begin(), pl.backups().end());
@@ -366,6 +398,7 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
         absl::StrCat("worker ", req->worker(), " is not a live worker of this job")));
     return;
   }
+  CountLoad(*req, *routing);
   bool any_fresh = cover.empty();
   bool moved = false;
   std::vector<std::pair<int, uint64_t>> needs;
@@ -386,6 +419,19 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
                                if (s.ok()) resp->set_duplicate(duplicate);
                                done(std::move(s));
                              });
+}
+
+int64_t ServerCore::WorkerClock(int32_t worker) const {
+  std::vector<Role> role;
+  {
+    MutexLock lock(&gate_mu_);
+    role = role_;
+  }
+  int64_t clock = std::numeric_limits<int64_t>::max();
+  for (int p = 0; p < num_partitions_; ++p) {
+    if (role[p] == kPrimary) clock = std::min(clock, partitions_[p]->NextClock(worker));
+  }
+  return clock;
 }
 
 void ServerCore::Tick(const rpc::TickRequest& req, absl::Time deadline, Done done) {
@@ -479,6 +525,7 @@ absl::Status ServerCore::Serve(const rpc::PullRequest& req, rpc::PullResponse* r
   auto routing = Route(req, /*with_values=*/false);
   if (!routing.ok()) return routing.status();
   for (const auto& [p, refs] : *routing) partitions_[p]->Read(req, refs, resp);
+  CountLoad(req, *routing);
   pulls_served_.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }
@@ -674,7 +721,10 @@ absl::StatusOr<rpc::SaveModelResponse> ServerCore::SaveModel(const std::string& 
   for (int p = 0; p < num_partitions_; ++p) {
     if (role[p] != kPrimary) continue;
     std::vector<TableRows> rows = partitions_[p]->Snapshot();
-    for (const TableRows& t : rows) resp.set_keys_written(resp.keys_written() + t.keys.size());
+    uint64_t keys = 0;
+    for (const TableRows& t : rows) keys += t.keys.size();
+    resp.set_keys_written(resp.keys_written() + keys);
+    resp.add_partition_keys(keys);
     if (absl::Status s = WritePartitionFile(dir, p, rows); !s.ok()) return s;
     resp.add_partitions(p);
   }

@@ -74,6 +74,9 @@ class ServerCore {
   // Partitions this server is backup of and holds a copy of (its snapshot
   // is in), for the heartbeat: only such backups may be promoted.
   std::vector<uint32_t> SyncedBackups() const;
+  // Traffic per partition since the last call (for the heartbeat): the
+  // scheduler balances load with it.
+  std::vector<rpc::PartitionLoad> TakeLoad();
 
   // Applies (or buffers) the push on the partitions it covers; `done` runs
   // once their backups applied it too (maybe before returning).
@@ -84,6 +87,10 @@ class ServerCore {
   // before returning, maybe later from another thread; by `deadline` at the
   // latest (DEADLINE_EXCEEDED). `req` and `resp` must live until `done`.
   void Pull(const rpc::PullRequest* req, rpc::PullResponse* resp, absl::Time deadline, Done done);
+
+  // The lowest next clock of `worker` over the partitions this server is
+  // primary of.
+  int64_t WorkerClock(int32_t worker) const;
 
   // Moves a worker's clock on every partition this server is primary of.
   void Tick(const rpc::TickRequest& req, absl::Time deadline, Done done);
@@ -125,6 +132,9 @@ class ServerCore {
   absl::Status Serve(const rpc::PullRequest& req, rpc::PullResponse* resp);
   // Serves every parked pull whose gate is open.
   void WakeParked() ABSL_LOCKS_EXCLUDED(gate_mu_);
+  // Counts a request's keys and bytes per partition.
+  template <typename Request>
+  void CountLoad(const Request& req, const Routing& routing);
   // A backup refused our forwards for p: step down as its primary.
   void Fenced(int partition);
   void Resync(int partition, int backup);
@@ -169,6 +179,8 @@ class ServerCore {
   bool rewake_ ABSL_GUARDED_BY(gate_mu_) = false;  // ... and must check again
   int64_t max_staleness_ ABSL_GUARDED_BY(gate_mu_) = 0;
 
+  // Per partition, since the last TakeLoad.
+  std::unique_ptr<std::atomic<uint64_t>[]> load_requests_, load_bytes_;
   std::atomic<uint64_t> pushes_applied_{0}, pushes_duplicate_{0}, pulls_served_{0},
       pulls_parked_{0}, replica_ops_applied_{0};
 };

@@ -133,6 +133,7 @@ int Run() {
     rpc::HeartbeatRequest hb;
     hb.set_node_id(node_id);
     for (uint32_t p : core.SyncedBackups()) hb.add_synced_partitions(p);
+    for (rpc::PartitionLoad& l : core.TakeLoad()) *hb.add_partition_load() = std::move(l);
     auto resp = client.Heartbeat(hb);
     if (!resp.ok()) {
       if (absl::Now() - last_ok > lost_after) {

@@ -71,6 +71,10 @@ absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalCluste
       if (d != options.worker_delay_ms.end()) extra = {"--iteration_delay_ms", std::to_string(d->second)};
       if (absl::Status s = spawn("worker", i, extra); !s.ok()) return s;
     }
+    for (int i = 0; i < job.cluster().standby_workers(); ++i) {
+      const int n = job.cluster().num_workers() + i;
+      if (absl::Status s = spawn("worker", n, {"--standby"}); !s.ok()) return s;
+    }
   }
   return absl::OkStatus();
 }

@@ -1,15 +1,21 @@
-// psctl: looks at a running job. `psctl --scheduler HOST:PORT status` prints
-// the job's state and progress, the members (role, rank, address, liveness,
-// heartbeat age), the shard map (version, partitions per server) and each
-// server's counters (pushes, pulls, pulls that waited, largest staleness
-// served, keys).
+// psctl: looks at and steers a running job.
+//   psctl --scheduler HOST:PORT status   the job's state and progress, the
+//       members (role, rank, address, liveness, heartbeat age), the shard map
+//       (version, partitions per server as primary and backup, their load,
+//       moves), and each server's counters (pushes, pulls, pulls that waited,
+//       largest staleness served, keys, replication).
+//   psctl --scheduler HOST:PORT drain RANK   moves every partition copy off
+//       server RANK (a snapshot-and-tail copy each, then a map flip) and
+//       waits until it holds nothing; it can then be stopped.
 #include <iostream>
 #include <map>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/time/clock.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/rpc.h"
@@ -18,6 +24,7 @@
 
 ABSL_FLAG(std::string, scheduler, "", "host:port of the job's scheduler (required)");
 ABSL_FLAG(int, timeout_ms, 5000, "deadline of each call");
+ABSL_FLAG(int, drain_timeout_s, 120, "drain: how long to wait for the server to empty");
 
 namespace ps {
 namespace {
@@ -38,26 +45,33 @@ int Status(const std::string& address, absl::Duration timeout) {
                                s.mode(), absl::AsciiStrToLower(rpc::JobState_Name(s.state())),
                                s.epochs_evaluated(), s.epochs(), s.seconds());
   if (!s.failure().empty()) std::cout << "failure: " << s.failure() << "\n";
-  std::map<int, int> partitions;
-  for (int owner : s.view().partition_owner()) ++partitions[owner];
-  std::cout << absl::StrFormat("map version %d: %d partitions, %d live workers\n", s.view().version(),
-                               s.view().partition_owner_size(), s.view().live_workers_size());
+  int under_replicated = 0;
+  for (const rpc::Placement& pl : s.view().placement()) {
+    under_replicated += pl.synced_backups_size() < pl.backups_size();
+  }
+  std::cout << absl::StrFormat("map version %d: %d partitions, %d live workers, %d partitions still "
+                               "copying to a new backup, %d moved%s\n",
+                               s.view().version(), s.view().partition_owner_size(),
+                               s.view().live_workers_size(), under_replicated, s.migrations(),
+                               s.migrating().empty() ? "" : absl::StrCat(", moving ", s.migrating()));
   std::cout << absl::StrFormat("%-7s %4s %-22s %-6s %9s %6s %10s  %s\n", "role", "rank", "address",
                                "state", "heartbeat", "epoch", "samples", "server counters");
   for (const rpc::MemberStatus& m : s.members()) {
     const bool server = m.role() == rpc::SERVER;
     std::string counters;
-    if (server && m.state() == "alive") {
+    if (server && (m.state() == "alive" || m.state() == "standby")) {
       auto ps_stub = rpc::ParameterServer::NewStub(MakeChannel(m.address()));
       grpc::ClientContext sctx;
       sctx.set_deadline(DeadlineIn(timeout));
       rpc::StatsResponse stats;
       if (ps_stub->Stats(&sctx, rpc::StatsRequest(), &stats).ok()) {
         counters = absl::StrFormat(
-            "%d partitions, %d keys, %d pushes (%d duplicate), %d pulls (%d waited), max staleness %d",
-            partitions[m.rank()], stats.keys_stored(), stats.pushes_applied(),
+            "primary of %d, backup of %d%s, %.0f B/s, %d keys, %d pushes (%d duplicate), %d pulls "
+            "(%d waited), max staleness %d, %d ops forwarded, %d replayed",
+            m.partitions_primary(), m.partitions_backup(), m.draining() ? " (draining)" : "",
+            m.load_bytes_per_s(), stats.keys_stored(), stats.pushes_applied(),
             stats.pushes_duplicate(), stats.pulls_served(), stats.pulls_parked(),
-            stats.max_staleness_served());
+            stats.max_staleness_served(), stats.replica_ops_sent(), stats.replica_ops_applied());
       } else {
         counters = "(unreachable)";
       }
@@ -70,16 +84,56 @@ int Status(const std::string& address, absl::Duration timeout) {
   return 0;
 }
 
+int Drain(const std::string& address, int rank, absl::Duration timeout, absl::Duration wait) {
+  auto stub = rpc::Scheduler::NewStub(MakeChannel(address));
+  const absl::Time give_up = absl::Now() + wait;
+  uint32_t last = UINT32_MAX;
+  while (true) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(DeadlineIn(timeout));
+    rpc::DrainRequest req;
+    req.set_server_rank(rank);
+    rpc::DrainResponse resp;
+    grpc::Status st = stub->Drain(&ctx, req, &resp);
+    if (!st.ok()) return Fatal(absl::StrCat("drain server ", rank, ": ", st.error_message()));
+    if (resp.partitions_left() != last) {
+      std::cout << absl::StrFormat("server %d holds %d partition copies\n", rank, resp.partitions_left())
+                << std::flush;
+      last = resp.partitions_left();
+    }
+    if (resp.partitions_left() == 0) {
+      std::cout << "server " << rank << " is drained; it can be stopped" << std::endl;
+      return 0;
+    }
+    if (absl::Now() >= give_up) {
+      return Fatal(absl::StrCat("server ", rank, " still holds ", resp.partitions_left(),
+                                " partition copies after ", absl::FormatDuration(wait)));
+    }
+    absl::SleepFor(absl::Milliseconds(200));  // poll period, bounded by --drain_timeout_s
+  }
+}
+
 }  // namespace
 }  // namespace ps
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("psctl --scheduler=HOST:PORT status");
+  absl::SetProgramUsageMessage("psctl --scheduler=HOST:PORT status | drain RANK");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() != 2 || std::string(args[1]) != "status") {
-    std::cerr << "usage: psctl --scheduler=HOST:PORT status" << std::endl;
+  const std::string usage = "usage: psctl --scheduler=HOST:PORT status | drain SERVER_RANK";
+  const bool status = args.size() == 2 && std::string(args[1]) == "status";
+  const bool drain = args.size() == 3 && std::string(args[1]) == "drain";
+  if (!status && !drain) {
+    std::cerr << usage << std::endl;
     return 2;
   }
   if (absl::GetFlag(FLAGS_scheduler).empty()) return ps::Fatal("--scheduler is required");
-  return ps::Status(absl::GetFlag(FLAGS_scheduler), absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms)));
+  const absl::Duration timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
+  if (status) return ps::Status(absl::GetFlag(FLAGS_scheduler), timeout);
+  int rank;
+  if (!absl::SimpleAtoi(args[2], &rank) || rank < 0) {
+    std::cerr << "psctl: drain: '" << args[2] << "' is not a server rank\n" << usage << std::endl;
+    return 2;
+  }
+  return ps::Drain(absl::GetFlag(FLAGS_scheduler), rank, timeout,
+                   absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s)));
 }

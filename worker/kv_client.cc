@@ -1,5 +1,6 @@
 #include "worker/kv_client.h"
 
+#include <limits>
 #include <map>
 #include <set>
 
@@ -385,6 +386,34 @@ absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_
         Stub(c->server)->async()->Pull(c->ctx.get(), &c->req, &c->resp, std::move(done));
       },
       scatter);
+}
+
+absl::StatusOr<int64_t> KvClient::ResumeClock() {
+  for (int attempt = 0;; ++attempt) {
+    const std::shared_ptr<const rpc::ClusterView> view = CurrentView();
+    std::set<int> servers(view->partition_owner().begin(), view->partition_owner().end());
+    int64_t clock = std::numeric_limits<int64_t>::max();
+    grpc::Status failed;
+    for (int s : servers) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(DeadlineIn(options_.rpc_timeout));
+      rpc::WorkerClockRequest req;
+      req.set_worker(options_.rank);
+      rpc::WorkerClockResponse resp;
+      grpc::Status st = Stub(s)->WorkerClock(&ctx, req, &resp);
+      if (!st.ok()) {
+        failed = st;
+        break;
+      }
+      clock = std::min(clock, resp.next_clock());
+    }
+    if (failed.ok()) return servers.empty() ? 0 : clock;
+    if (attempt >= options_.max_retries) {
+      return absl::UnavailableError(absl::StrCat("worker clock: ", failed.error_message()));
+    }
+    absl::SleepFor(absl::Milliseconds(100));  // retry backoff
+    if (absl::Status s = RefreshView(); !s.ok()) return s;
+  }
 }
 
 absl::Status KvClient::Tick(int64_t clock) {

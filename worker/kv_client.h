@@ -77,6 +77,10 @@ class KvClient {
   // thread calls this when the scheduler announces a new view).
   void MaybeRefresh(uint64_t version) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Where this worker's rank stands on the servers: the lowest next clock
+  // over all partitions (0 if it never pushed).
+  absl::StatusOr<int64_t> ResumeClock();
+
   // Pushes sent so far (the last seq used).
   uint64_t last_seq() const { return seq_; }
 

@@ -112,15 +112,19 @@ absl::Status Trainer::Prepare() {
   const int classes = TaskOf(job_.model()) == Task::kRegression ? 0 : std::max(2, NumOutputs(job_.model()));
   const uint32_t stats_table = FeatureStatsTable(job_);
   const uint32_t class_table = ClassCountsTable(job_);
-  if (start_epoch_ == 0) {
-    // Each worker adds its share of the training rows; the servers sum them.
-    // (A resumed job's servers loaded the totals with their partitions.)
+  // Each worker adds its share of the training rows; the servers sum them.
+  // A worker taking over a dead one's rank does not add its share again, nor
+  // do the workers of a resumed job (the servers loaded the totals with
+  // their partitions).
+  if (!takeover_ && start_epoch_ == 0) {
     const std::vector<uint64_t> share = ShareOf(train_rows_, rank_, num_workers_);
     if (absl::Status s = kv_->Push(PartialStatistics(train_, share, stats_table, class_table, classes),
                                    std::nullopt, 0);
         !s.ok()) {
       return s;
     }
+  }
+  if (start_epoch_ == 0) {
     const absl::Duration lost_after = absl::Milliseconds(job_.cluster().scheduler_timeout_ms());
     if (auto b = scheduler_->Barrier(node_id_, "statistics", lost_after); !b.ok()) return b.status();
   }
@@ -217,6 +221,12 @@ absl::Status Trainer::Run() {
     uint64_t samples = 0;
     bool limit_reached = false;
     auto run_batch = [&](uint64_t begin, uint64_t end) -> absl::Status {
+      if (clock < resume_clock_ && mode == config::BSP) {
+        // Done by the worker we replace: skip, keeping the clock and the count.
+        ++clock;
+        if (max_steps > 0 && ++steps >= max_steps) limit_reached = true;
+        return absl::OkStatus();
+      }
       absl::Span<const uint64_t> batch(order.data() + begin, end - begin);
       const double fraction = (epoch + static_cast<double>(begin) / std::max<uint64_t>(1, n)) / epochs;
       auto loss = Step(batch, clock++, LearningRateScale(job_.optimizer(), epoch, fraction));
@@ -241,6 +251,10 @@ absl::Status Trainer::Run() {
       }
     } else {
       clock = std::max(clock, EpochBase(epoch));
+      // Taking over in SSP/ASP: epochs before the predecessor's are done;
+      // in its epoch the shard queue hands out what is left (its own shard
+      // was put back).
+      if (takeover_ && EpochBase(epoch + 1) <= resume_clock_) limit_reached = true;
       // Static shares (data.dynamic_shards false): shards rank, rank + K, ...
       // of the queue's cut, without asking the scheduler.
       const uint64_t shard_size = job_.data().shard_size();
@@ -268,6 +282,7 @@ absl::Status Trainer::Run() {
         }
       }
       // Done with this epoch: stop holding back the others.
+      if (takeover_ && EpochBase(epoch + 1) <= resume_clock_) limit_reached = false;
       clock = EpochBase(epoch + 1);
       if (absl::Status s = kv_->Tick(clock); !s.ok()) return s;
     }

@@ -72,6 +72,15 @@ class Trainer {
   absl::Status Run();
   Progress& progress() { return progress_; }
 
+  // This worker replaces a dead one of the same rank whose clocks stand at
+  // `clock` on the servers: Run skips what was done before it (the data
+  // order is a function of the seed and the epoch, so the position follows
+  // from the clock), does not push statistics again, and redoes the rest.
+  void TakeOver(int64_t clock) {
+    takeover_ = true;
+    resume_clock_ = clock;
+  }
+
  private:
   // One batch: returns the summed loss.
   absl::StatusOr<double> Step(absl::Span<const uint64_t> rows, int64_t clock, float lr_scale);
@@ -88,6 +97,8 @@ class Trainer {
   const int32_t rank_;
   const uint32_t node_id_;
   const int num_workers_;
+  bool takeover_ = false;
+  int64_t resume_clock_ = 0;
   SchedulerClient* const scheduler_;
   KvClient* const kv_;
   Dataset train_, test_;

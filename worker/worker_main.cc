@@ -22,6 +22,9 @@
 #include "worker/data_source.h"
 #include "worker/trainer.h"
 
+ABSL_FLAG(bool, standby, false,
+          "join as a standby worker: wait, and take over the rank, data position and clock of the "
+          "first worker that dies");
 ABSL_FLAG(std::string, scheduler, "", "host:port of the scheduler (required)");
 ABSL_FLAG(int, connect_timeout_ms, 30000, "how long to wait for the scheduler to come up");
 ABSL_FLAG(int, iteration_delay_ms, 0, "test hook: sleep this long in every iteration (a slow worker)");
@@ -44,12 +47,18 @@ int Run() {
   reg.set_role(rpc::WORKER);
   const uint64_t incarnation = SchedulerClient::NewIncarnation();
   reg.set_incarnation(incarnation);
+  const bool standby = absl::GetFlag(FLAGS_standby);
+  reg.set_standby(standby);
   auto registered = client.Register(reg, absl::Milliseconds(absl::GetFlag(FLAGS_connect_timeout_ms)));
   if (!registered.ok()) return Fatal(std::string(registered.status().message()));
   const config::JobConfig job = registered->config();
   const uint32_t node_id = registered->node_id();
-  const int32_t rank = registered->rank();
-  spdlog::info("worker rank {} registered (node {})", rank, node_id);
+  int32_t rank = registered->rank();
+  if (standby) {
+    spdlog::info("standby worker registered (node {})", node_id);
+  } else {
+    spdlog::info("worker rank {} registered (node {})", rank, node_id);
+  }
   // Training goes on while the scheduler restarts.
   client.SetRetryWindow(absl::Milliseconds(job.cluster().scheduler_timeout_ms()));
   auto fail = [&](const std::string& message) {
@@ -90,6 +99,25 @@ int Run() {
   if (!test.ok()) return stop(fail(std::string(test.status().message())));
   spdlog::info("worker rank {}: {} training and {} test examples", rank, train->rows(), test->rows());
 
+  if (standby) {
+    // Until a worker dies and we take over its rank (the heartbeat thread
+    // keeps us alive meanwhile).
+    const absl::Duration interval = absl::Milliseconds(job.cluster().heartbeat_interval_ms());
+    while (rank < 0) {
+      absl::SleepFor(interval);  // poll period of the standby
+      rpc::HeartbeatRequest hb;
+      hb.set_node_id(node_id);
+      auto resp = client.Heartbeat(hb);
+      if (!resp.ok()) continue;  // the heartbeat thread decides when the scheduler is lost
+      if (resp->state() == rpc::DONE) {
+        spdlog::info("standby worker: the job ended without needing us");
+        (void)client.Leave(node_id);
+        return stop(0);
+      }
+      rank = resp->rank();
+    }
+    spdlog::warn("standby worker (node {}) takes over rank {}", node_id, rank);
+  }
   auto view = client.WaitForStart(node_id, absl::Milliseconds(job.cluster().connect_timeout_ms()));
   if (!view.ok()) return stop(Fatal(absl::StrCat("start barrier: ", view.status().message())));
 
@@ -114,6 +142,13 @@ int Run() {
   if (registered->start_epoch() > 0) {
     spdlog::info("worker rank {}: the job resumes at epoch {}", rank, registered->start_epoch() + 1);
     trainer.ResumeAt(registered->start_epoch(), registered->start_clock());
+  }
+  if (standby) {
+    // Resume where the rank's clocks stand on the servers.
+    auto clock = kv.ResumeClock();
+    if (!clock.ok()) return stop(fail(absl::StrCat("taking over rank ", rank, ": ", clock.status().message())));
+    spdlog::info("worker {}: resuming at clock {}", rank, *clock);
+    trainer.TakeOver(*clock);
   }
   {
     MutexLock lock(&progress_mu);

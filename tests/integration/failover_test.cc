@@ -41,8 +41,8 @@ using ::testing::HasSubstr;
 // heartbeats; one worker slowed so that there is time to act mid-training.
 const std::vector<std::string> kReplicated = {
     "cluster.replication=2",          "cluster.standby_servers=1",
-    "cluster.heartbeat_interval_ms=100", "cluster.heartbeat_timeout_ms=1000",
-    "train.epochs=12"};
+    "cluster.standby_workers=1",      "cluster.heartbeat_interval_ms=100",
+    "cluster.heartbeat_timeout_ms=1000", "train.epochs=12"};
 const std::vector<std::string> kSlow = {"--worker_delay", "0:4"};
 
 std::vector<std::string> LaunchArgs(const std::string& out) {
@@ -57,18 +57,19 @@ std::vector<std::string> LaunchArgs(const std::string& out) {
   return argv;
 }
 
-// The job's active (not standby) server processes.
-std::vector<int> ActiveServers(const std::string& out) {
+// The job's active (not standby) processes of `binary` (ps_server, ps_worker).
+std::vector<int> Active(const std::string& out, const std::string& binary) {
   const std::string port = ReadFile(out + "/logs/scheduler.port");
-  std::vector<int> servers;
+  std::vector<int> pids;
   for (int p : ProcessesMentioning("127.0.0.1:" + port.substr(0, port.find('\n')))) {
     const std::string cmd = ReadFile("/proc/" + std::to_string(p) + "/cmdline");
-    if (cmd.find("ps_server") != std::string::npos && cmd.find("--standby") == std::string::npos) {
-      servers.push_back(p);
+    if (cmd.find(binary) != std::string::npos && cmd.find("--standby") == std::string::npos) {
+      pids.push_back(p);
     }
   }
-  return servers;
+  return pids;
 }
+std::vector<int> ActiveServers(const std::string& out) { return Active(out, "ps_server"); }
 
 // Largest difference between the weights of two saved models (infinity if
 // their keys differ).
@@ -116,6 +117,28 @@ TEST(Failover, KilledPrimaryServerLeavesTheBspModelUnchanged) {
   const double diff = MaxDifference(baseline + "/model", out + "/model");
   std::cout << "max abs difference per weight after a killed primary: " << diff << std::endl;
   EXPECT_EQ(diff, 0.0) << "BSP sums in rank order: the failover must not change a bit";
+}
+
+// DESIGN.md section 4: a standby worker takes over the dead worker's rank,
+// data position and clock, so the BSP result does not change.
+TEST(Failover, KilledWorkerReplacedByAStandbyLeavesTheBspModelUnchanged) {
+  const std::string baseline = Baseline();
+  const std::string out = NewTempDir("failover-worker");
+  ProcessGroup group;
+  ASSERT_TRUE(group.Spawn({"launcher", LaunchArgs(out), out + ".log"}).ok());
+  ASSERT_TRUE(WaitForText(out + ".log", "epoch 3/12", absl::Now() + absl::Seconds(60)))
+      << ReadFile(out + ".log");
+  const std::vector<int> workers = Active(out, "ps_worker");
+  ASSERT_EQ(workers.size(), 2u);
+  ASSERT_EQ(kill(workers[1], SIGKILL), 0);
+  auto exit = group.WaitAny(absl::Now() + absl::Seconds(120));
+  ASSERT_TRUE(exit.ok()) << "the job hung after a worker died";
+  const std::string log = ReadFile(out + ".log");
+  ASSERT_EQ(exit->code, 0) << log;
+  EXPECT_THAT(log, HasSubstr("standby worker node"));
+  const double diff = MaxDifference(baseline + "/model", out + "/model");
+  std::cout << "max abs difference per weight after a killed worker: " << diff << std::endl;
+  EXPECT_EQ(diff, 0.0);
 }
 
 // A push sent to a primary frozen with SIGSTOP, which the scheduler then

@@ -12,6 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/checkpoint.h"
+#include "common/partitioning.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace ps {
@@ -215,6 +217,100 @@ TEST(ServerCore, MalformedPushChangesNothing) {
   EXPECT_FLOAT_EQ(pull.value(), 0.0f);
 }
 
+// Server 1 as the backup of every partition (primary: server 0) at `epoch`.
+rpc::ClusterView BackupView(uint64_t version, uint64_t epoch) {
+  rpc::ClusterView view;
+  view.set_version(version);
+  for (int p = 0; p < 8; ++p) {
+    view.add_partition_owner(0);
+    rpc::Placement* pl = view.add_placement();
+    pl->set_primary(0);
+    pl->add_backups(1);
+    pl->set_epoch(epoch);
+  }
+  view.add_live_workers(0);
+  return view;
+}
+
+rpc::ReplicaOp ApplyOp(uint64_t epoch, uint64_t lsn, uint64_t key, float grad, uint64_t seq) {
+  rpc::ReplicaOp op;
+  op.set_partition(PartitionOf(kLrWeights, key, 8));
+  op.set_epoch(epoch);
+  op.set_lsn(lsn);
+  op.set_kind(rpc::ReplicaOp::APPLY);
+  *op.mutable_push() = PushOf(0, std::nullopt, key, grad, seq);
+  return op;
+}
+
+TEST(ServerCore, BackupAppliesOpsInOrderAndRefusesAnOlderEpoch) {
+  ServerCore backup(Job(config::ASP), /*rank=*/1);
+  backup.UpdateView(BackupView(1, /*epoch=*/2));
+  const uint64_t key = 5;
+  const int p = PartitionOf(kLrWeights, key, 8);
+  rpc::ReplicateRequest req;
+  *req.add_ops() = ApplyOp(2, 1, key, 1.0f, 1);
+  *req.add_ops() = ApplyOp(2, 2, key, 1.0f, 2);
+  *req.add_ops() = ApplyOp(2, 2, key, 1.0f, 2);  // sent twice: applied once
+  rpc::ReplicateResponse resp;
+  ASSERT_TRUE(backup.Replicate(req, &resp).ok());
+  EXPECT_EQ(resp.fenced_size(), 0);
+  EXPECT_EQ(backup.Stats().replica_ops_applied(), 2u);
+
+  // The old primary (epoch 1) is refused: no split brain.
+  rpc::ReplicateRequest old;
+  *old.add_ops() = ApplyOp(1, 3, key, 100.0f, 3);
+  rpc::ReplicateResponse old_resp;
+  ASSERT_TRUE(backup.Replicate(old, &old_resp).ok());
+  ASSERT_EQ(old_resp.fenced_size(), 1);
+  EXPECT_EQ(old_resp.fenced(0), static_cast<uint32_t>(p));
+  EXPECT_EQ(backup.Stats().replica_ops_applied(), 2u);
+
+  // An op past a gap asks for a fresh snapshot instead of being applied.
+  rpc::ReplicateRequest gap;
+  *gap.add_ops() = ApplyOp(2, 5, key, 1.0f, 5);
+  rpc::ReplicateResponse gap_resp;
+  ASSERT_TRUE(backup.Replicate(gap, &gap_resp).ok());
+  ASSERT_EQ(gap_resp.resync_size(), 1);
+  EXPECT_EQ(backup.Stats().replica_ops_applied(), 2u);
+
+  // Promoted (epoch 3): it serves the two applied updates, not the refused one.
+  rpc::ClusterView promoted = BackupView(2, 3);
+  for (int q = 0; q < 8; ++q) {
+    promoted.set_partition_owner(q, 1);
+    promoted.mutable_placement(q)->set_primary(1);
+    promoted.mutable_placement(q)->clear_backups();
+  }
+  backup.UpdateView(promoted);
+  PendingPull pull(key, std::nullopt);
+  pull.Start(backup);
+  ASSERT_TRUE(pull.status.has_value() && pull.status->ok());
+  EXPECT_FLOAT_EQ(pull.value(), -2.0f);  // sgd, lr 1: two gradients of 1
+}
+
+TEST(ServerCore, MalformedReplicationIsRefusedWithAClearError) {
+  ServerCore backup(Job(config::ASP), /*rank=*/1);
+  backup.UpdateView(BackupView(1, 1));
+  rpc::ReplicateRequest wrong_partition;
+  rpc::ReplicaOp op = ApplyOp(1, 1, 5, 1.0f, 1);
+  op.set_partition((op.partition() + 1) % 8);
+  *wrong_partition.add_ops() = op;
+  rpc::ReplicateResponse resp;
+  absl::Status s = backup.Replicate(wrong_partition, &resp);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("of another partition"));
+
+  rpc::ReplicateRequest bad_snapshot;
+  rpc::PartitionState* state = bad_snapshot.add_installs();
+  state->set_partition(0);
+  state->set_epoch(1);
+  rpc::PartitionState::Table* t = state->add_tables();
+  t->set_table(kLrWeights);
+  t->add_keys(1);  // one key, no rows
+  s = backup.Replicate(bad_snapshot, &resp);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("malformed"));
+}
+
 TEST(ServerCore, KeysOfPartitionsOwnedElsewhereAreRefused) {
   ServerCore core(Job(config::ASP), /*rank=*/1);  // View places everything on server 0
   core.UpdateView(View(1));
@@ -322,6 +418,7 @@ rpc::ClusterView PlacedView(int workers, const std::string& dir = "", bool rejoi
     pl->set_primary(0);
     pl->set_epoch(1);
     pl->set_restore_from(dir);
+    pl->set_restore_epoch(1);
     pl->set_restore_rejoin(rejoin);
   }
   return view;
