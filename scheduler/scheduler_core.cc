@@ -489,6 +489,11 @@ void SchedulerCore::WorkerDiedLocked(Node& node, absl::Duration silent,
                                      std::vector<BarrierDone>* aborted) {
   node.dead = true;
   node.left = true;  // nobody waits for it to leave either
+  if (node.rank < 0) {
+    spdlog::warn("standby worker node {} sent no heartbeat for {}", node.id,
+                 absl::FormatDuration(silent));
+    return;  // it held no rank
+  }
   if (node.shard_epoch >= 0) {
     requeued_[node.shard_epoch].emplace_back(node.shard_begin, node.shard_end);
     node.shard_epoch = -1;
