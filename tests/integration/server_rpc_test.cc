@@ -187,7 +187,8 @@ TEST_F(ServerRpcTest, PsctlStatusShowsTheJob) {
   for (const auto& server : view_.servers()) {
     EXPECT_NE(r.output.find(server.address()), std::string::npos) << r.output;
   }
-  EXPECT_NE(r.output.find("8 partitions, 1 keys, 1 pushes"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("primary of 8, backup of 0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("1 keys, 1 pushes"), std::string::npos) << r.output;
 }
 
 TEST(Psctl, UnreachableSchedulerIsAClearError) {
