@@ -579,6 +579,11 @@ void SchedulerCore::WorkerDiedLocked(Node& node, absl::Duration silent,
   node.dead = true;
   node.left = true;  // nobody waits for it to leave either
   dirty_ = true;
+  if (node.rank < 0) {
+    spdlog::warn("standby worker node {} sent no heartbeat for {}", node.id,
+                 absl::FormatDuration(silent));
+    return;  // it held no rank
+  }
   if (node.shard_epoch >= 0) {
     requeued_[node.shard_epoch].emplace_back(node.shard_begin, node.shard_end);
     node.shard_epoch = -1;
@@ -845,6 +850,7 @@ void SchedulerCore::AdvanceMovesLocked(absl::Time now) {
     pl->set_epoch(pl->epoch() + 1);
     view_.set_partition_owner(m.partition, m.to);
     ++migrations_;
+    moved_at_[m.partition] = now;
     flipped = true;
     spdlog::info("moved partition {} from server {} to server {} in {}", m.partition, m.from, m.to,
                  absl::FormatDuration(now - m.started));
@@ -913,11 +919,18 @@ void SchedulerCore::BalanceLocked(absl::Time now) {
     if (cool < 0 || l < load.at(cool)) cool = rank;
   }
   const double mean = total / load.size();
-  if (total <= 0 || load.at(hot) <= job_.cluster().rebalance_threshold() * mean) return;
+  if (total <= 0 || load.at(hot) <= job_.cluster().rebalance_threshold() * mean) {
+    imbalanced_checks_ = 0;
+    return;
+  }
+  if (++imbalanced_checks_ < 2) return;  // seen twice in a row before acting
+  imbalanced_checks_ = 0;
   // Partitions of the busiest server, largest first, that together carry
   // about half the gap to the least busy one, without overshooting.
   std::vector<int> candidates;
   for (int p = 0; p < view_.placement_size(); ++p) {
+    auto moved = moved_at_.find(p);
+    if (moved != moved_at_.end() && now - moved->second < absl::Seconds(30)) continue;
     if (view_.placement(p).primary() == hot && partition_load_[p] > 0) candidates.push_back(p);
   }
   std::sort(candidates.begin(), candidates.end(),

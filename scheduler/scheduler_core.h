@@ -244,6 +244,11 @@ class SchedulerCore {
   std::map<int, Move> moves_ ABSL_GUARDED_BY(mu_);    // in flight, by partition
   std::deque<Move> planned_ ABSL_GUARDED_BY(mu_);     // to start, a few at a time
   uint32_t migrations_ ABSL_GUARDED_BY(mu_) = 0;
+  // Rebalancing waits for an imbalance seen this many checks in a row, and
+  // does not move a partition again soon after it moved (no thrashing on
+  // bursty load).
+  int imbalanced_checks_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<int, absl::Time> moved_at_ ABSL_GUARDED_BY(mu_);
   absl::Time last_balance_ ABSL_GUARDED_BY(mu_);
   rpc::ClusterView view_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, BarrierState> barriers_ ABSL_GUARDED_BY(mu_);

@@ -598,13 +598,32 @@ absl::Status ServerCore::Replicate(const rpc::ReplicateRequest& req, rpc::Replic
     }
   }
   std::vector<uint64_t> view_epoch;
+  std::vector<Role> role;
   {
     MutexLock lock(&gate_mu_);
     if (shut_down_) return absl::UnavailableError("server is shutting down");
     view_epoch = epoch_;
+    role = role_;
   }
   std::set<uint32_t> refused;
+  // Where our view still says we are primary, a copy from elsewhere is
+  // either stale (refused) or proof that our view is: then we stop acting as
+  // primary there and ask for it again once our view has caught up.
+  std::set<uint32_t> stepped_down;
+  auto primary_here = [&](uint32_t p, uint64_t epoch) {
+    if (role[p] != kPrimary) return false;
+    if (refused.insert(p).second) {
+      if (epoch > view_epoch[p]) {
+        resp->add_resync(p);
+        stepped_down.insert(p);
+      } else {
+        resp->add_fenced(p);
+      }
+    }
+    return true;
+  };
   for (const rpc::PartitionState& s : req.installs()) {
+    if (primary_here(s.partition(), s.epoch())) continue;
     switch (partitions_[s.partition()]->Install(s, view_epoch[s.partition()])) {
       case Partition::InstallResult::kInstalled: {
         MutexLock lock(&gate_mu_);
@@ -623,7 +642,7 @@ absl::Status ServerCore::Replicate(const rpc::ReplicateRequest& req, rpc::Replic
   bool moved = false;
   for (const rpc::ReplicaOp& op : req.ops()) {
     const uint32_t p = op.partition();
-    if (refused.count(p) > 0) continue;
+    if (refused.count(p) > 0 || primary_here(p, op.epoch())) continue;
     switch (partitions_[p]->ApplyOp(op, view_epoch[p])) {
       case Partition::OpResult::kApplied:
         replica_ops_applied_.fetch_add(1, std::memory_order_relaxed);
@@ -642,6 +661,7 @@ absl::Status ServerCore::Replicate(const rpc::ReplicateRequest& req, rpc::Replic
     }
   }
   (void)moved;
+  for (uint32_t p : stepped_down) Fenced(static_cast<int>(p));
   return absl::OkStatus();
 }
 

@@ -49,6 +49,16 @@ std::string ReadFile(const std::string& path);
 // in a JSON text (NaN if absent). Enough for metrics.json.
 double JsonNumber(const std::string& json, const std::string& anchor, const std::string& key);
 
+// How much slower this build runs (sanitizers: several times): tests scale
+// the failure-detection timeouts they configure by it.
+inline int SlowFactor() {
+#if defined(PS_TSAN) || defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  return 4;
+#else
+  return 1;
+#endif
+}
+
 // A port that nothing listens on at the moment of the call.
 int UnusedPort();
 

@@ -48,7 +48,7 @@ cluster:
   num_workers: 1
   replication: )", replication, R"(
   heartbeat_interval_ms: 100
-  heartbeat_timeout_ms: 1000
+  heartbeat_timeout_ms: )", 1000 * testing::SlowFactor(), R"(
   rebalance_interval_ms: 500
 model:
   type: benchmark

@@ -40,9 +40,10 @@ using ::testing::HasSubstr;
 // BSP spambase, 2 servers + 1 standby, every partition on 2 of them; fast
 // heartbeats; one worker slowed so that there is time to act mid-training.
 const std::vector<std::string> kReplicated = {
-    "cluster.replication=2",          "cluster.standby_servers=1",
-    "cluster.standby_workers=1",      "cluster.heartbeat_interval_ms=100",
-    "cluster.heartbeat_timeout_ms=1000", "train.epochs=12"};
+    "cluster.replication=2",       "cluster.standby_servers=1",
+    "cluster.standby_workers=1",   "cluster.heartbeat_interval_ms=100",
+    absl::StrCat("cluster.heartbeat_timeout_ms=", 1000 * testing::SlowFactor()),
+    "train.epochs=12"};
 const std::vector<std::string> kSlow = {"--worker_delay", "0:4"};
 
 std::vector<std::string> LaunchArgs(const std::string& out) {
@@ -247,7 +248,7 @@ cluster:
   replication: 2
   standby_servers: 2
   heartbeat_interval_ms: 100
-  heartbeat_timeout_ms: 1000
+  heartbeat_timeout_ms: )", 1000 * testing::SlowFactor(), R"(
 model:
   type: benchmark
 optimizer:

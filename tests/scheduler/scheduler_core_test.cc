@@ -321,5 +321,122 @@ TEST(SchedulerCore, ResumingNeedsACompatibleCheckpointWithEpochsLeft) {
   EXPECT_NE(s.message().find("partitions"), absl::string_view::npos) << s;
 }
 
+// Heartbeats from `nodes` at `when`; servers report their backups complete.
+void Beat(SchedulerCore& core, const std::vector<uint32_t>& nodes, absl::Time when) {
+  for (uint32_t node : nodes) {
+    rpc::HeartbeatRequest hb;
+    hb.set_node_id(node);
+    for (uint32_t p = 0; p < 6; ++p) hb.add_synced_partitions(p);
+    ASSERT_TRUE(core.Heartbeat(hb, when).ok());
+  }
+}
+
+TEST(SchedulerCore, DeadServerIsReplacedByItsBackupsInANewEpoch) {
+  config::JobConfig job = Job(2, 1);
+  job.mutable_cluster()->set_heartbeat_timeout_ms(1000);
+  job.mutable_cluster()->set_replication(2);
+  job.mutable_cluster()->set_rebalance_interval_ms(0);
+  SchedulerCore core(job, absl::Now());
+  const uint32_t s0 = Register(core, rpc::SERVER, 0);
+  const uint32_t s1 = Register(core, rpc::SERVER, 1);
+  const uint32_t w = Register(core, rpc::WORKER, 0);
+  rpc::RegisterRequest standby;
+  standby.set_role(rpc::SERVER);
+  standby.set_address("127.0.0.1:3");
+  standby.set_standby(true);
+  auto sb = core.Register(standby);
+  ASSERT_TRUE(sb.ok());
+  EXPECT_EQ(sb->rank(), 2);
+  const rpc::ClusterView before = core.View();
+  ASSERT_EQ(before.placement_size(), 6);
+  for (const rpc::Placement& pl : before.placement()) {
+    EXPECT_EQ(pl.backups_size(), 1);
+    EXPECT_NE(pl.backups(0), pl.primary());
+    EXPECT_EQ(pl.epoch(), 1u);
+  }
+  Beat(core, {s0, s1, sb->node_id(), w}, absl::Now());
+  // Server 0 goes silent.
+  Beat(core, {s1, sb->node_id(), w}, absl::Now() + absl::Seconds(5));
+  core.Poll(absl::Now() + absl::Seconds(5));
+  ASSERT_EQ(core.state(), rpc::RUNNING) << core.failure();
+  const rpc::ClusterView after = core.View();
+  EXPECT_GT(after.version(), before.version());
+  EXPECT_TRUE(after.servers(0).dead());
+  for (int p = 0; p < 6; ++p) {
+    const rpc::Placement& pl = after.placement(p);
+    EXPECT_EQ(pl.primary(), 1) << "partition " << p;
+    EXPECT_EQ(after.partition_owner(p), 1);
+    ASSERT_EQ(pl.backups_size(), 1);
+    EXPECT_EQ(pl.backups(0), 2) << "the standby takes the new copies";
+    EXPECT_EQ(pl.epoch(), before.placement(p).primary() == 0 ? 2u : 1u) << "partition " << p;
+  }
+  // The dead server is told it was replaced.
+  rpc::HeartbeatRequest hb;
+  hb.set_node_id(s0);
+  auto told = core.Heartbeat(hb, absl::Now() + absl::Seconds(6));
+  ASSERT_TRUE(told.ok());
+  EXPECT_FALSE(told->known());
+}
+
+TEST(SchedulerCore, BackupStillCopyingIsNotPromoted) {
+  config::JobConfig job = Job(2, 1);
+  job.mutable_cluster()->set_heartbeat_timeout_ms(1000);
+  job.mutable_cluster()->set_replication(2);
+  SchedulerCore core(job, absl::Now());
+  const uint32_t s0 = Register(core, rpc::SERVER, 0);
+  const uint32_t s1 = Register(core, rpc::SERVER, 1);
+  const uint32_t w = Register(core, rpc::WORKER, 0);
+  // Server 1 never reports a complete copy; then server 0 dies.
+  rpc::HeartbeatRequest hb;
+  hb.set_node_id(s1);
+  ASSERT_TRUE(core.Heartbeat(hb, absl::Now() + absl::Seconds(5)).ok());
+  hb.set_node_id(w);
+  ASSERT_TRUE(core.Heartbeat(hb, absl::Now() + absl::Seconds(5)).ok());
+  (void)s0;
+  core.Poll(absl::Now() + absl::Seconds(5));
+  EXPECT_EQ(core.state(), rpc::FAILED);
+  EXPECT_NE(core.failure().find("no other complete replica"), std::string::npos) << core.failure();
+}
+
+TEST(SchedulerCore, StandbyWorkerTakesOverTheRankOfADeadWorker) {
+  config::JobConfig job = Job(1, 2);
+  job.mutable_cluster()->set_heartbeat_timeout_ms(1000);
+  SchedulerCore core(job, absl::Now());
+  const uint32_t s = Register(core, rpc::SERVER, 0);
+  const uint32_t w0 = Register(core, rpc::WORKER, 0);
+  const uint32_t w1 = Register(core, rpc::WORKER, 1);
+  rpc::RegisterRequest reg;
+  reg.set_role(rpc::WORKER);
+  reg.set_standby(true);
+  auto spare = core.Register(reg);
+  auto spare2 = core.Register(reg);
+  ASSERT_TRUE(spare.ok() && spare2.ok());
+  EXPECT_EQ(spare->rank(), -1);
+  // Worker 1 arrives at a barrier, then dies; so does the second standby.
+  BarrierResult b0, b1;
+  b1.Arrive(core, w1, "epoch-0");
+  Beat(core, {s, w0, spare->node_id()}, absl::Now() + absl::Seconds(5));
+  core.Poll(absl::Now() + absl::Seconds(5));
+  ASSERT_EQ(core.state(), rpc::RUNNING);
+  EXPECT_EQ(core.View().live_workers_size(), 2) << "rank 1 stays live: the standby has it";
+  rpc::HeartbeatRequest hb;
+  hb.set_node_id(spare->node_id());
+  auto resp = core.Heartbeat(hb, absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(resp.ok());
+  EXPECT_EQ(resp->rank(), 1);
+  // The dead worker's arrival no longer counts: the barrier waits for its successor.
+  b0.Arrive(core, w0, "epoch-0");
+  EXPECT_FALSE(b0.result.has_value());
+  BarrierResult b2;
+  b2.Arrive(core, spare->node_id(), "epoch-0");
+  ASSERT_TRUE(b0.result.has_value());
+  EXPECT_TRUE(b0.result->ok());
+  // The dead second standby held no rank.
+  hb.set_node_id(spare2->node_id());
+  resp = core.Heartbeat(hb, absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(resp.ok());
+  EXPECT_FALSE(resp->known());
+}
+
 }  // namespace
 }  // namespace ps

@@ -287,6 +287,30 @@ TEST(ServerCore, BackupAppliesOpsInOrderAndRefusesAnOlderEpoch) {
   EXPECT_FLOAT_EQ(pull.value(), -2.0f);  // sgd, lr 1: two gradients of 1
 }
 
+TEST(ServerCore, APrimaryWithAStaleViewStepsDownOnANewerEpochsCopy) {
+  ServerCore core(Job(config::ASP), /*rank=*/0);
+  core.UpdateView(View(1));  // primary of everything (no placement: epoch 1)
+  const uint64_t key = 5;
+  const uint32_t p = PartitionOf(kLrWeights, key, 8);
+  // A copy from our own epoch or older: the sender is stale.
+  rpc::ReplicateRequest old;
+  *old.add_ops() = ApplyOp(1, 1, key, 1.0f, 1);
+  rpc::ReplicateResponse old_resp;
+  ASSERT_TRUE(core.Replicate(old, &old_resp).ok());
+  ASSERT_EQ(old_resp.fenced_size(), 1);
+  EXPECT_EQ(old_resp.fenced(0), p);
+  // From a newer epoch: our view is stale; we stop acting as its primary.
+  rpc::ReplicateRequest newer;
+  *newer.add_ops() = ApplyOp(2, 1, key, 1.0f, 1);
+  rpc::ReplicateResponse newer_resp;
+  ASSERT_TRUE(core.Replicate(newer, &newer_resp).ok());
+  ASSERT_EQ(newer_resp.resync_size(), 1);
+  EXPECT_EQ(newer_resp.resync(0), p);
+  EXPECT_EQ(PushNow(core, PushOf(0, std::nullopt, key, 1.0f, 9)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(core.Stats().replica_ops_applied(), 0u);
+}
+
 TEST(ServerCore, MalformedReplicationIsRefusedWithAClearError) {
   ServerCore backup(Job(config::ASP), /*rank=*/1);
   backup.UpdateView(BackupView(1, 1));
