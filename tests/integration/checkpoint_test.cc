@@ -285,5 +285,22 @@ TEST(SchedulerRestart, AKilledSchedulerRestoredOnItsPortFinishesTheJobWithTheSam
   EXPECT_FALSE(std::filesystem::exists(out + "/scheduler.state")) << "a finished job leaves no state";
 }
 
+TEST(Checkpoint, ResumeOrRestoreWithNothingToStartFromIsAClearError) {
+  const std::string out = NewTempDir("ckpt-nothing");
+  const std::vector<std::string> base = {BinDir() + "/ps_scheduler", "--config",
+                                         SourceDir() + "/examples/spambase_lr.yaml", "--port", "0",
+                                         "--set", "job.output_dir=" + out};
+  std::vector<std::string> resume = base;
+  resume.push_back("--resume");
+  auto r = testing::RunCommand(resume, absl::Seconds(30));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("--resume: no complete checkpoint in '" + out + "/checkpoints'"));
+  std::vector<std::string> restore = base;
+  restore.push_back("--restore");
+  r = testing::RunCommand(restore, absl::Seconds(30));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("--restore: cannot open '" + out + "/scheduler.state'"));
+}
+
 }  // namespace
 }  // namespace ps
