@@ -20,7 +20,8 @@ constexpr char kPrefix[] = "epoch-";
 // Epochs done of a checkpoint directory's name, or -1.
 int EpochsOf(const std::string& name) {
   int n = -1;
-  if (name.rfind(kPrefix, 0) != 0 || !absl::SimpleAtoi(name.substr(sizeof(kPrefix) - 1), &n)) return -1;
+  if (name.rfind(kPrefix, 0) != 0 || !absl::SimpleAtoi(name.substr(sizeof(kPrefix) - 1), &n))
+    return -1;
   return n;
 }
 
@@ -53,7 +54,8 @@ absl::Status Complete(const std::string& dir, const rpc::CheckpointManifest& m) 
 }  // namespace
 
 std::string CheckpointRoot(const config::JobConfig& job) {
-  return job.checkpoint().dir().empty() ? job.job().output_dir() + "/checkpoints" : job.checkpoint().dir();
+  return job.checkpoint().dir().empty() ? job.job().output_dir() + "/checkpoints"
+                                        : job.checkpoint().dir();
 }
 
 std::string CheckpointDir(const std::string& root, int epochs_done) {
@@ -77,16 +79,19 @@ absl::StatusOr<rpc::PartitionState> ReadPartitionState(const std::string& dir, i
   auto bytes = ReadWholeFile(path);
   if (!bytes.ok()) return bytes.status();
   rpc::PartitionState state;
-  if (!state.ParseFromString(*bytes)) return absl::DataLossError(absl::StrCat(path, ": not a partition state"));
+  if (!state.ParseFromString(*bytes))
+    return absl::DataLossError(absl::StrCat(path, ": not a partition state"));
   if (state.partition() != static_cast<uint32_t>(partition)) {
     return absl::DataLossError(absl::StrCat(path, ": holds partition ", state.partition()));
   }
   return state;
 }
 
-absl::Status WriteCheckpointManifest(const std::string& dir, const rpc::CheckpointManifest& manifest) {
+absl::Status WriteCheckpointManifest(const std::string& dir,
+                                     const rpc::CheckpointManifest& manifest) {
   std::string bytes;
-  if (!manifest.SerializeToString(&bytes)) return absl::InternalError("cannot serialize the manifest");
+  if (!manifest.SerializeToString(&bytes))
+    return absl::InternalError("cannot serialize the manifest");
   return WriteFileAtomically(absl::StrCat(dir, "/", kManifest), bytes);
 }
 
@@ -95,7 +100,8 @@ absl::StatusOr<rpc::CheckpointManifest> ReadCheckpointManifest(const std::string
   auto bytes = ReadWholeFile(path);
   if (!bytes.ok()) return bytes.status();
   rpc::CheckpointManifest m;
-  if (!m.ParseFromString(*bytes)) return absl::DataLossError(absl::StrCat(path, ": not a checkpoint manifest"));
+  if (!m.ParseFromString(*bytes))
+    return absl::DataLossError(absl::StrCat(path, ": not a checkpoint manifest"));
   if (absl::Status s = Complete(dir, m); !s.ok()) return s;
   return m;
 }
@@ -126,19 +132,20 @@ int PruneCheckpoints(const std::string& root, int keep) {
 
 absl::Status CheckpointCompatible(const config::JobConfig& saved, const config::JobConfig& job) {
   if (saved.job().mode() != job.job().mode()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the checkpoint was written in mode ", config::Mode_Name(saved.job().mode()), ", the job is ",
-        config::Mode_Name(job.job().mode())));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the checkpoint was written in mode ", config::Mode_Name(saved.job().mode()),
+                     ", the job is ", config::Mode_Name(job.job().mode())));
   }
   if (saved.cluster().num_partitions() != job.cluster().num_partitions()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the checkpoint has ", saved.cluster().num_partitions(),
-                     " partitions, the job's cluster.num_partitions is ", job.cluster().num_partitions()));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the checkpoint has ", saved.cluster().num_partitions(),
+        " partitions, the job's cluster.num_partitions is ", job.cluster().num_partitions()));
   }
   if (saved.optimizer().type() != job.optimizer().type()) {
     return absl::FailedPreconditionError(
-        absl::StrCat("the checkpoint was written with optimizer ", config::OptimizerType_Name(saved.optimizer().type()),
-                     ", the job's is ", config::OptimizerType_Name(job.optimizer().type())));
+        absl::StrCat("the checkpoint was written with optimizer ",
+                     config::OptimizerType_Name(saved.optimizer().type()), ", the job's is ",
+                     config::OptimizerType_Name(job.optimizer().type())));
   }
   const std::vector<TableSpec> a = TablesForJob(saved), b = TablesForJob(job);
   if (a.size() != b.size()) {
@@ -147,9 +154,10 @@ absl::Status CheckpointCompatible(const config::JobConfig& saved, const config::
   }
   for (size_t i = 0; i < a.size(); ++i) {
     if (a[i].name != b[i].name || a[i].dim != b[i].dim || a[i].num_keys != b[i].num_keys) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the checkpoint's table ", i, " is '", a[i].name, "' (dim ", a[i].dim, ", ", a[i].num_keys,
-          " keys), the job's '", b[i].name, "' (dim ", b[i].dim, ", ", b[i].num_keys, " keys)"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("the checkpoint's table ", i, " is '", a[i].name, "' (dim ", a[i].dim, ", ",
+                       a[i].num_keys, " keys), the job's '", b[i].name, "' (dim ", b[i].dim, ", ",
+                       b[i].num_keys, " keys)"));
     }
   }
   return absl::OkStatus();

@@ -30,7 +30,8 @@ absl::Status WritePartitionState(const std::string& dir, const rpc::PartitionSta
 // The state of `partition` in checkpoint `dir`; an error names the file.
 absl::StatusOr<rpc::PartitionState> ReadPartitionState(const std::string& dir, int partition);
 
-absl::Status WriteCheckpointManifest(const std::string& dir, const rpc::CheckpointManifest& manifest);
+absl::Status WriteCheckpointManifest(const std::string& dir,
+                                     const rpc::CheckpointManifest& manifest);
 absl::StatusOr<rpc::CheckpointManifest> ReadCheckpointManifest(const std::string& dir);
 
 struct FoundCheckpoint {

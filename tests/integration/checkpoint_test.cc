@@ -46,7 +46,8 @@ double MaxDifference(const std::string& a, const std::string& b) {
   double diff = 0;
   for (const auto& [id, table] : ma->tables) {
     auto other = mb->tables.find(id);
-    if (other == mb->tables.end() || other->second.rows.size() != table.rows.size()) return INFINITY;
+    if (other == mb->tables.end() || other->second.rows.size() != table.rows.size())
+      return INFINITY;
     for (const auto& [key, values] : table.rows) {
       auto row = other->second.rows.find(key);
       if (row == other->second.rows.end()) return INFINITY;
@@ -109,7 +110,8 @@ const std::vector<std::string> kSlow = {"--worker_delay", "0:4"};
 
 TEST(Checkpoint, AResumedBspJobEndsWithTheUninterruptedJobsModel) {
   const std::string baseline = NewTempDir("ckpt-baseline");
-  auto full = testing::RunCommand(LaunchArgs(kConfig, baseline, kCheckpointed, kSlow), absl::Seconds(120));
+  auto full =
+      testing::RunCommand(LaunchArgs(kConfig, baseline, kCheckpointed, kSlow), absl::Seconds(120));
   ASSERT_EQ(full.exit_code, 0) << full.output;
   const std::string line = LineWith(full.output, "checkpoint after epoch 2:");
   EXPECT_FALSE(line.empty()) << full.output;
@@ -119,7 +121,8 @@ TEST(Checkpoint, AResumedBspJobEndsWithTheUninterruptedJobsModel) {
   const std::string out = NewTempDir("ckpt-killed");
   {
     ProcessGroup group;
-    auto launcher = group.Spawn({"launcher", LaunchArgs(kConfig, out, kCheckpointed, kSlow), out + ".log"});
+    auto launcher =
+        group.Spawn({"launcher", LaunchArgs(kConfig, out, kCheckpointed, kSlow), out + ".log"});
     ASSERT_TRUE(launcher.ok());
     const std::string manifest = out + "/checkpoints/epoch-4/manifest";
     const absl::Time deadline = absl::Now() + absl::Seconds(60);
@@ -129,16 +132,19 @@ TEST(Checkpoint, AResumedBspJobEndsWithTheUninterruptedJobsModel) {
     }
     const std::string address = SchedulerAddress(out + "/logs/scheduler.port");
     group.Signal(*launcher, SIGKILL);  // its children die with it (PR_SET_PDEATHSIG)
-    ASSERT_TRUE(AllGone(address, absl::Now() + absl::Seconds(10))) << "processes of the killed job remain";
+    ASSERT_TRUE(AllGone(address, absl::Now() + absl::Seconds(10)))
+        << "processes of the killed job remain";
   }
-  ASSERT_FALSE(std::filesystem::exists(out + "/metrics.json")) << "the job ended before it was killed";
+  ASSERT_FALSE(std::filesystem::exists(out + "/metrics.json"))
+      << "the job ended before it was killed";
   std::cout << "killed after the checkpoint of epoch 4; on disk:";
   for (const auto& e : std::filesystem::directory_iterator(out + "/checkpoints")) {
     std::cout << " " << e.path().filename().string();
   }
   std::cout << std::endl;
 
-  auto resumed = testing::RunCommand(LaunchArgs(kConfig, out, kCheckpointed, {"--resume"}), absl::Seconds(120));
+  auto resumed = testing::RunCommand(LaunchArgs(kConfig, out, kCheckpointed, {"--resume"}),
+                                     absl::Seconds(120));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_THAT(resumed.output, HasSubstr("resuming from checkpoint"));
   const double diff = MaxDifference(baseline + "/model", out + "/model");
@@ -153,19 +159,27 @@ TEST(Checkpoint, AResumedBspJobEndsWithTheUninterruptedJobsModel) {
 TEST(Checkpoint, WithReplication1ADeadServersPartitionsComeBackFromTheCheckpoint) {
   const std::string out = NewTempDir("ckpt-r1");
   ProcessGroup group;
-  const std::vector<std::string> sets = {"cluster.replication=1",      "cluster.standby_servers=1",
-                                         "cluster.heartbeat_interval_ms=100",
-                                         "cluster.heartbeat_timeout_ms=1000",
-                                         "train.epochs=12",            "checkpoint.every_epochs=2",
-                                         "train.progress_interval_ms=0"};
-  ASSERT_TRUE(group.Spawn({"launcher", LaunchArgs("examples/spambase_lr.yaml", out, sets, kSlow), out + ".log"}).ok());
-  ASSERT_TRUE(WaitForText(out + ".log", "checkpoint after epoch 4", absl::Now() + absl::Seconds(60)))
+  const std::vector<std::string> sets = {
+      "cluster.replication=1",
+      "cluster.standby_servers=1",
+      "cluster.heartbeat_interval_ms=100",
+      absl::StrCat("cluster.heartbeat_timeout_ms=", 1000 * testing::SlowFactor()),
+      "train.epochs=12",
+      "checkpoint.every_epochs=2",
+      "train.progress_interval_ms=0"};
+  ASSERT_TRUE(group
+                  .Spawn({"launcher", LaunchArgs("examples/spambase_lr.yaml", out, sets, kSlow),
+                          out + ".log"})
+                  .ok());
+  ASSERT_TRUE(
+      WaitForText(out + ".log", "checkpoint after epoch 4", absl::Now() + absl::Seconds(60)))
       << ReadFile(out + ".log");
   // An active (not standby) server.
   int victim = 0;
   for (int p : ProcessesMentioning(SchedulerAddress(out + "/logs/scheduler.port"))) {
     const std::string cmd = ReadFile("/proc/" + std::to_string(p) + "/cmdline");
-    if (cmd.find("ps_server") != std::string::npos && cmd.find("--standby") == std::string::npos) victim = p;
+    if (cmd.find("ps_server") != std::string::npos && cmd.find("--standby") == std::string::npos)
+      victim = p;
   }
   ASSERT_GT(victim, 0);
   ASSERT_EQ(kill(victim, SIGKILL), 0);
@@ -185,17 +199,20 @@ TEST(Checkpoint, WithReplication1ADeadServersPartitionsComeBackFromTheCheckpoint
 
 TEST(SchedulerRestart, AKilledSchedulerRestoredOnItsPortFinishesTheJobWithTheSameModel) {
   const std::string config = SourceDir() + "/examples/spambase_lr.yaml";
-  const std::vector<std::string> sets = {"cluster.heartbeat_interval_ms=100",
-                                         "cluster.heartbeat_timeout_ms=1000", "train.epochs=12",
-                                         "train.progress_interval_ms=0"};
+  const std::vector<std::string> sets = {
+      "cluster.heartbeat_interval_ms=100",
+      absl::StrCat("cluster.heartbeat_timeout_ms=", 1000 * testing::SlowFactor()),
+      "train.epochs=12", "train.progress_interval_ms=0"};
   const std::string baseline = NewTempDir("restart-baseline");
-  auto full = testing::RunCommand(LaunchArgs("examples/spambase_lr.yaml", baseline, sets), absl::Seconds(120));
+  auto full = testing::RunCommand(LaunchArgs("examples/spambase_lr.yaml", baseline, sets),
+                                  absl::Seconds(120));
   ASSERT_EQ(full.exit_code, 0) << full.output;
 
   // The job started by hand, so the scheduler can die alone.
   const std::string out = NewTempDir("restart");
-  std::vector<std::string> scheduler = {BinDir() + "/ps_scheduler", "--config", config,
-                                        "--host", "127.0.0.1", "--set", "job.output_dir=" + out};
+  std::vector<std::string> scheduler = {
+      BinDir() + "/ps_scheduler", "--config", config, "--host", "127.0.0.1", "--set",
+      "job.output_dir=" + out};
   for (const std::string& s : Sets(sets)) scheduler.push_back(s);
   ProcessGroup group;
   std::vector<std::string> first = scheduler;
@@ -206,14 +223,18 @@ TEST(SchedulerRestart, AKilledSchedulerRestoredOnItsPortFinishesTheJobWithTheSam
   ASSERT_TRUE(port.ok()) << port.status();
   const std::string address = absl::StrCat("127.0.0.1:", *port);
   for (int i = 0; i < 2; ++i) {
-    ASSERT_TRUE(group.Spawn({absl::StrCat("server-", i), {BinDir() + "/ps_server", "--scheduler", address},
-                             absl::StrCat(out, "/server-", i, ".log")})
+    ASSERT_TRUE(group
+                    .Spawn({absl::StrCat("server-", i),
+                            {BinDir() + "/ps_server", "--scheduler", address},
+                            absl::StrCat(out, "/server-", i, ".log")})
                     .ok());
   }
   for (int i = 0; i < 2; ++i) {
     std::vector<std::string> argv = {BinDir() + "/ps_worker", "--scheduler", address};
     if (i == 0) argv.insert(argv.end(), {"--iteration_delay_ms", "10"});
-    ASSERT_TRUE(group.Spawn({absl::StrCat("worker-", i), argv, absl::StrCat(out, "/worker-", i, ".log")}).ok());
+    ASSERT_TRUE(
+        group.Spawn({absl::StrCat("worker-", i), argv, absl::StrCat(out, "/worker-", i, ".log")})
+            .ok());
   }
   ASSERT_TRUE(WaitForText(out + "/scheduler-1.log", "epoch 3/12", absl::Now() + absl::Seconds(60)))
       << ReadFile(out + "/scheduler-1.log");
@@ -250,8 +271,8 @@ TEST(SchedulerRestart, AKilledSchedulerRestoredOnItsPortFinishesTheJobWithTheSam
   const uint64_t at_kill = pushes();
   deadline = absl::Now() + absl::Seconds(30);
   while (pushes() < 4 * epoch_pushes) {
-    ASSERT_LT(absl::Now(), deadline) << "training stopped with the scheduler: " << pushes() << " of "
-                                     << 4 * epoch_pushes << " pushes";
+    ASSERT_LT(absl::Now(), deadline) << "training stopped with the scheduler: " << pushes()
+                                     << " of " << 4 * epoch_pushes << " pushes";
     absl::SleepFor(absl::Milliseconds(2));  // poll period, bounded by the deadline
   }
   std::cout << "pushes applied while the scheduler was down: " << pushes() - at_kill
@@ -262,7 +283,8 @@ TEST(SchedulerRestart, AKilledSchedulerRestoredOnItsPortFinishesTheJobWithTheSam
   second.insert(second.end(), {"--restore", "--port_file", out + "/port2"});
   auto second_pid = group.Spawn({"scheduler", second, out + "/scheduler-2.log"});
   ASSERT_TRUE(second_pid.ok());
-  auto port2 = WaitForPortFile(out + "/port2", &group, *second_pid, absl::Now() + absl::Seconds(30));
+  auto port2 =
+      WaitForPortFile(out + "/port2", &group, *second_pid, absl::Now() + absl::Seconds(30));
   ASSERT_TRUE(port2.ok()) << port2.status() << ReadFile(out + "/scheduler-2.log");
   EXPECT_EQ(*port2, *port);
   std::cout << "scheduler down for " << absl::FormatDuration(absl::Now() - killed)
@@ -274,22 +296,28 @@ TEST(SchedulerRestart, AKilledSchedulerRestoredOnItsPortFinishesTheJobWithTheSam
     ASSERT_TRUE(exit.ok()) << "the job hung after the scheduler restarted: "
                            << ReadFile(out + "/scheduler-2.log");
     EXPECT_EQ(exit->code, 0) << exit->name << ": "
-                             << ReadFile(exit->name == "scheduler" ? out + "/scheduler-2.log"
-                                                                   : out + "/" + exit->name + ".log");
+                             << ReadFile(exit->name == "scheduler"
+                                             ? out + "/scheduler-2.log"
+                                             : out + "/" + exit->name + ".log");
   }
   EXPECT_THAT(ReadFile(out + "/scheduler-2.log"), HasSubstr("restored the scheduler's state"));
   const double diff = MaxDifference(baseline + "/model", out + "/model");
   std::cout << "max abs difference per weight, scheduler restarted vs not: " << diff << std::endl;
   EXPECT_EQ(diff, 0.0);
   EXPECT_EQ(JsonNumber(ReadFile(out + "/metrics.json"), "{", "epochs"), 12);
-  EXPECT_FALSE(std::filesystem::exists(out + "/scheduler.state")) << "a finished job leaves no state";
+  EXPECT_FALSE(std::filesystem::exists(out + "/scheduler.state"))
+      << "a finished job leaves no state";
 }
 
 TEST(Checkpoint, ResumeOrRestoreWithNothingToStartFromIsAClearError) {
   const std::string out = NewTempDir("ckpt-nothing");
-  const std::vector<std::string> base = {BinDir() + "/ps_scheduler", "--config",
-                                         SourceDir() + "/examples/spambase_lr.yaml", "--port", "0",
-                                         "--set", "job.output_dir=" + out};
+  const std::vector<std::string> base = {BinDir() + "/ps_scheduler",
+                                         "--config",
+                                         SourceDir() + "/examples/spambase_lr.yaml",
+                                         "--port",
+                                         "0",
+                                         "--set",
+                                         "job.output_dir=" + out};
   std::vector<std::string> resume = base;
   resume.push_back("--resume");
   auto r = testing::RunCommand(resume, absl::Seconds(30));
