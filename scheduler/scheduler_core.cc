@@ -1625,7 +1625,10 @@ rpc::EvaluationRecord ToRecord(const Evaluation& e) {
   rpc::EvaluationRecord r;
   r.set_line(e.line);
   r.set_json(e.json);
-  for (const auto& [name, value] : e.values) (*r.mutable_values())[name] = value;
+  for (const auto& [name, value] : e.values) {
+    r.add_value_names(name);
+    r.add_values(value);
+  }
   for (const auto& [fpr, tpr] : e.roc) {
     r.add_roc_fpr(fpr);
     r.add_roc_tpr(tpr);
@@ -1638,7 +1641,7 @@ Evaluation FromRecord(const rpc::EvaluationRecord& r) {
   Evaluation e;
   e.line = r.line();
   e.json = r.json();
-  for (const auto& [name, value] : r.values()) e.values[name] = value;
+  for (int i = 0; i < r.value_names_size() && i < r.values_size(); ++i) e.values[r.value_names(i)] = r.values(i);
   for (int i = 0; i < r.roc_fpr_size() && i < r.roc_tpr_size(); ++i) {
     e.roc.emplace_back(r.roc_fpr(i), r.roc_tpr(i));
   }
