@@ -1170,6 +1170,7 @@ bool SchedulerCore::Poll(absl::Time now) {
       MutexLock lock(&mu_);
       checkpoint_pending_ = -1;
       checkpoint_tried_.insert(checkpoint_epoch);
+      checkpoint_requested_ = false;
       if (written.ok()) {
         latest_checkpoint_ = dir;
         latest_checkpoint_epochs_ = checkpoint_epoch + 1;
@@ -1481,8 +1482,22 @@ void SchedulerCore::WriteReportLocked(double wall_seconds) const {
   }
 }
 
+absl::StatusOr<rpc::TakeCheckpointResponse> SchedulerCore::RequestCheckpoint(bool request) {
+  MutexLock lock(&mu_);
+  if (request) {
+    if (state_ != rpc::RUNNING) return absl::FailedPreconditionError("the job is not running");
+    if (!checkpoint_requested_) spdlog::info("checkpoint requested: at the end of the current epoch");
+    checkpoint_requested_ = true;
+  }
+  rpc::TakeCheckpointResponse resp;
+  resp.set_latest(latest_checkpoint_);
+  resp.set_latest_epochs(latest_checkpoint_epochs_);
+  resp.set_pending(checkpoint_requested_);
+  return resp;
+}
+
 int32_t SchedulerCore::CheckpointEpochLocked(const std::string& name, const BarrierState& b) const {
-  const int every = job_.checkpoint().every_epochs();
+  const int every = checkpoint_requested_ ? 1 : job_.checkpoint().every_epochs();
   if (every <= 0 || b.stop) return -1;
   const bool evaluates = job_.train().eval_every_epoch() || job_.train().early_stopping_patience() > 0;
   const std::string prefix = evaluates ? "eval-" : "epoch-";

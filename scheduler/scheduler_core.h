@@ -79,6 +79,9 @@ class SchedulerCore {
   // Starts emptying server `rank` (psctl drain); returns the partition
   // copies it still holds (0: drained, it may be stopped).
   absl::StatusOr<uint32_t> Drain(int32_t rank);
+  // psctl checkpoint: a checkpoint at the end of the current epoch. Returns
+  // the latest complete one and whether the requested one is still to come.
+  absl::StatusOr<rpc::TakeCheckpointResponse> RequestCheckpoint(bool request);
 
   // Waits up to `timeout` for work for Poll (a model to save, the job's end).
   void WaitForWork(absl::Duration timeout);
@@ -283,6 +286,7 @@ class SchedulerCore {
   std::string latest_checkpoint_ ABSL_GUARDED_BY(mu_);
   int32_t latest_checkpoint_epochs_ ABSL_GUARDED_BY(mu_) = 0;
   int32_t checkpoint_pending_ ABSL_GUARDED_BY(mu_) = -1;
+  bool checkpoint_requested_ ABSL_GUARDED_BY(mu_) = false;  // psctl checkpoint
   std::set<int32_t> checkpoint_tried_ ABSL_GUARDED_BY(mu_);
   // A resumed job: the checkpoint the servers load at the start, where the
   // workers start, training seconds before the resume.

@@ -76,6 +76,14 @@ grpc::ServerUnaryReactor* SchedulerService::Status(grpc::CallbackServerContext* 
   return FinishWith(ctx, absl::StatusOr<rpc::JobStatus>(core_->Status(absl::Now())), resp);
 }
 
+grpc::ServerUnaryReactor* SchedulerService::TakeCheckpoint(grpc::CallbackServerContext* ctx,
+                                                       const rpc::TakeCheckpointRequest* req,
+                                                       rpc::TakeCheckpointResponse* resp) {
+  auto r = core_->RequestCheckpoint(req->request());
+  if (r.ok()) *resp = *r;
+  return FinishWith(ctx, r.status());
+}
+
 grpc::ServerUnaryReactor* SchedulerService::Drain(grpc::CallbackServerContext* ctx,
                                                   const rpc::DrainRequest* req,
                                                   rpc::DrainResponse* resp) {

@@ -33,6 +33,9 @@ class SchedulerService final : public rpc::Scheduler::CallbackService {
                                    rpc::JobStatus* resp) override;
   grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* ctx, const rpc::LeaveRequest* req,
                                   rpc::LeaveResponse* resp) override;
+  grpc::ServerUnaryReactor* TakeCheckpoint(grpc::CallbackServerContext* ctx,
+                                       const rpc::TakeCheckpointRequest* req,
+                                       rpc::TakeCheckpointResponse* resp) override;
   grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* ctx, const rpc::DrainRequest* req,
                                   rpc::DrainResponse* resp) override;
   grpc::ServerUnaryReactor* Suspect(grpc::CallbackServerContext* ctx, const rpc::SuspectRequest* req,

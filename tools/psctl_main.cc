@@ -4,6 +4,9 @@
 //       (version, partitions per server as primary and backup, their load,
 //       moves), and each server's counters (pushes, pulls, pulls that waited,
 //       largest staleness served, keys, replication).
+//   psctl --scheduler HOST:PORT checkpoint   asks for a checkpoint at the
+//       end of the current epoch (a consistent cut) and waits until it is
+//       written; prints its directory.
 //   psctl --scheduler HOST:PORT drain RANK   moves every partition copy off
 //       server RANK (a snapshot-and-tail copy each, then a map flip) and
 //       waits until it holds nothing; it can then be stopped.
@@ -24,7 +27,8 @@
 
 ABSL_FLAG(std::string, scheduler, "", "host:port of the job's scheduler (required)");
 ABSL_FLAG(int, timeout_ms, 5000, "deadline of each call");
-ABSL_FLAG(int, drain_timeout_s, 120, "drain: how long to wait for the server to empty");
+ABSL_FLAG(int, drain_timeout_s, 120,
+          "drain, checkpoint: how long to wait for the server to empty / the checkpoint");
 
 namespace ps {
 namespace {
@@ -84,6 +88,36 @@ int Status(const std::string& address, absl::Duration timeout) {
   return 0;
 }
 
+int Checkpoint(const std::string& address, absl::Duration timeout, absl::Duration wait) {
+  auto stub = rpc::Scheduler::NewStub(MakeChannel(address));
+  const absl::Time give_up = absl::Now() + wait;
+  std::string before;
+  for (bool first = true;; first = false) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(DeadlineIn(timeout));
+    rpc::TakeCheckpointResponse resp;
+    rpc::TakeCheckpointRequest req;
+    req.set_request(first);
+    grpc::Status st = stub->TakeCheckpoint(&ctx, req, &resp);
+    if (!st.ok()) return Fatal(absl::StrCat("checkpoint: ", st.error_message()));
+    if (first) {
+      before = resp.latest();
+      std::cout << "checkpoint requested; it is taken at the end of the current epoch" << std::endl;
+    } else if (!resp.pending() && resp.latest() != before) {
+      std::cout << "checkpoint written: " << resp.latest() << " (" << resp.latest_epochs()
+                << " epochs)" << std::endl;
+      return 0;
+    }
+    if (!first && !resp.pending() && resp.latest() == before) {
+      return Fatal("the checkpoint could not be written (see the scheduler's log)");
+    }
+    if (absl::Now() >= give_up) {
+      return Fatal(absl::StrCat("no checkpoint written within ", absl::FormatDuration(wait)));
+    }
+    absl::SleepFor(absl::Milliseconds(200));  // poll period, bounded by --drain_timeout_s
+  }
+}
+
 int Drain(const std::string& address, int rank, absl::Duration timeout, absl::Duration wait) {
   auto stub = rpc::Scheduler::NewStub(MakeChannel(address));
   const absl::Time give_up = absl::Now() + wait;
@@ -119,16 +153,22 @@ int Drain(const std::string& address, int rank, absl::Duration timeout, absl::Du
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("psctl --scheduler=HOST:PORT status | drain RANK");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  const std::string usage = "usage: psctl --scheduler=HOST:PORT status | drain SERVER_RANK";
+  const std::string usage =
+      "usage: psctl --scheduler=HOST:PORT status | checkpoint | drain SERVER_RANK";
   const bool status = args.size() == 2 && std::string(args[1]) == "status";
+  const bool checkpoint = args.size() == 2 && std::string(args[1]) == "checkpoint";
   const bool drain = args.size() == 3 && std::string(args[1]) == "drain";
-  if (!status && !drain) {
+  if (!status && !drain && !checkpoint) {
     std::cerr << usage << std::endl;
     return 2;
   }
   if (absl::GetFlag(FLAGS_scheduler).empty()) return ps::Fatal("--scheduler is required");
   const absl::Duration timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
   if (status) return ps::Status(absl::GetFlag(FLAGS_scheduler), timeout);
+  if (checkpoint) {
+    return ps::Checkpoint(absl::GetFlag(FLAGS_scheduler), timeout,
+                          absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s)));
+  }
   int rank;
   if (!absl::SimpleAtoi(args[2], &rank) || rank < 0) {
     std::cerr << "psctl: drain: '" << args[2] << "' is not a server rank\n" << usage << std::endl;

@@ -142,6 +142,27 @@ TEST(Failover, KilledWorkerReplacedByAStandbyLeavesTheBspModelUnchanged) {
   EXPECT_EQ(diff, 0.0);
 }
 
+// psctl checkpoint: a checkpoint at the end of the current epoch, on demand.
+TEST(Failover, PsctlCheckpointWritesOneAtTheNextEpochEnd) {
+  const std::string out = NewTempDir("psctl-checkpoint");
+  ProcessGroup group;
+  ASSERT_TRUE(group.Spawn({"launcher", LaunchArgs(out), out + ".log"}).ok());
+  ASSERT_TRUE(WaitForText(out + ".log", "epoch 2/12", absl::Now() + absl::Seconds(60)))
+      << ReadFile(out + ".log");
+  const std::string port = ReadFile(out + "/logs/scheduler.port");
+  auto r = testing::RunCommand({BinDir() + "/psctl", "--scheduler",
+                                "127.0.0.1:" + port.substr(0, port.find('\n')), "checkpoint"},
+                               absl::Seconds(60));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const size_t at = r.output.find("checkpoint written: ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const std::string dir = r.output.substr(at + 20, r.output.find(' ', at + 20) - at - 20);
+  EXPECT_FALSE(ReadFile(dir + "/manifest").empty()) << dir;
+  auto exit = group.WaitAny(absl::Now() + absl::Seconds(120));
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(exit->code, 0) << ReadFile(out + ".log");
+}
+
 // A push sent to a primary frozen with SIGSTOP, which the scheduler then
 // replaces: once thawed, the old primary must not acknowledge it (its backup,
 // now the primary, refuses the old epoch's forward), it must step down, and
