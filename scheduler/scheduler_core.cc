@@ -1487,7 +1487,9 @@ absl::StatusOr<rpc::TakeCheckpointResponse> SchedulerCore::RequestCheckpoint(boo
   if (request) {
     if (state_ != rpc::RUNNING) return absl::FailedPreconditionError("the job is not running");
     if (!checkpoint_requested_) spdlog::info("checkpoint requested: at the end of the current epoch");
+    dirty_ |= !checkpoint_requested_;
     checkpoint_requested_ = true;
+    SaveStateLocked();
   }
   rpc::TakeCheckpointResponse resp;
   resp.set_latest(latest_checkpoint_);
@@ -1800,6 +1802,7 @@ void SchedulerCore::SaveStateLocked() {
     out->set_to(m.to);
   }
   s.set_migrations(migrations_);
+  s.set_checkpoint_requested(checkpoint_requested_);
   std::string bytes;
   absl::Status written = s.SerializeToString(&bytes)
                              ? WriteFileAtomically(options_.state_path, bytes)
@@ -1895,6 +1898,7 @@ absl::Status SchedulerCore::Restore(const rpc::SchedulerState& s, absl::Time now
   planned_.clear();
   for (const auto& m : s.planned()) planned_.push_back(Move{m.partition(), m.from(), m.to(), now});
   migrations_ = s.migrations();
+  checkpoint_requested_ = s.checkpoint_requested();
   created_ = now;
   last_progress_ = now;
   recheck_ = true;
