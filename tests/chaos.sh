@@ -40,35 +40,53 @@ scheduler_of() {
   die "no scheduler port in $port_file"
 }
 
-# Every partition's backups hold a complete copy (psctl status says 0 copying).
-fully_replicated() {
-  "$BIN/psctl" --scheduler "$1" status 2>/dev/null | grep -q ' 0 partitions still copying'
-}
+# The scheduler's view of the members (psctl status lines "ROLE RANK ADDRESS STATE ...").
+members() { "$BIN/psctl" --scheduler "$1" status 2>/dev/null || true; }
 
-# Live server processes (active ones and standbys that took partitions count alike).
-live_servers() { pgrep -fc "$BIN/ps_server --scheduler $1" || true; }
+# Every earlier kill has been noticed: as many live processes of the binary
+# as members the scheduler still counts alive (or waiting as a standby), and
+# for servers every partition's copies complete. Only then is the next shot
+# fired, so that kills never outrun the failovers they cause (the point is
+# to check failover, not to kill more copies than replication keeps).
+settled() {  # scheduler binary role
+  local status procs listed
+  status=$(members "$1")
+  procs=$(pgrep -fc "$BIN/$2 --scheduler $1" || true)
+  listed=$(grep -cE "^$3 +-?[0-9]+ +[^ ]+ +(alive|standby) " <<< "$status" || true)
+  [[ "$procs" == "$listed" ]] || return 1
+  [[ "$3" != server ]] || grep -q ' 0 partitions still copying' <<< "$status"
+}
 
 kill_a_server() {  # scheduler
   local servers victim
-  # Only with every copy complete and a server to spare.
-  fully_replicated "$1" || return 0
-  [[ $(live_servers "$1") -ge 3 ]] || return 0
-  servers=($(pgrep -f "$BIN/ps_server --scheduler $1"))
+  settled "$1" ps_server server || return 0
+  servers=($(pgrep -f "$BIN/ps_server --scheduler $1" || true))
+  [[ ${#servers[@]} -ge 3 ]] || return 0  # keep two: replication 2 needs them
   victim=${servers[$((RANDOM % ${#servers[@]}))]}
   kill -9 "$victim" 2>/dev/null || return 0
   KILLS=$((KILLS + 1)); SERVER_KILLS=$((SERVER_KILLS + 1))
-  say "kill -9 server pid $victim ($(live_servers "$1") servers left)"
+  say "kill -9 server pid $victim ($(( ${#servers[@]} - 1 )) server processes left)"
+}
+
+# A worker process that holds a rank: started as one, or a standby that took one
+# over (its log, the process's stdout, says so).
+holds_rank() {  # pid
+  grep -qa -- --standby "/proc/$1/cmdline" 2>/dev/null || return 0
+  grep -q 'takes over rank' "$(readlink "/proc/$1/fd/1")" 2>/dev/null
 }
 
 kill_a_worker() {  # scheduler
-  local workers spares victim
-  # Keep the BSP result: only while a standby waits to take over (psctl
-  # lists waiting standby workers with rank -1).
-  spares=$("$BIN/psctl" --scheduler "$1" status 2>/dev/null | grep -cE '^worker +-1 .* standby' || true)
+  local spares candidates=() victim p
+  settled "$1" ps_worker worker || return 0
+  # Keep the BSP result: only while a standby waits to take over (psctl lists
+  # waiting standby workers with rank -1).
+  spares=$(members "$1" | grep -cE '^worker +-1 ' || true)
   [[ "$spares" -ge 1 ]] || return 0
-  workers=($(pgrep -f "$BIN/ps_worker --scheduler $1" || true))
-  [[ ${#workers[@]} -ge 1 ]] || return 0
-  victim=${workers[$((RANDOM % ${#workers[@]}))]}
+  for p in $(pgrep -f "$BIN/ps_worker --scheduler $1" || true); do
+    holds_rank "$p" && candidates+=("$p")
+  done
+  [[ ${#candidates[@]} -ge 1 ]] || return 0
+  victim=${candidates[$((RANDOM % ${#candidates[@]}))]}
   kill -9 "$victim" 2>/dev/null || return 0
   KILLS=$((KILLS + 1)); WORKER_KILLS=$((WORKER_KILLS + 1))
   say "kill -9 worker pid $victim ($spares standby workers were waiting)"

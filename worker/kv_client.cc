@@ -389,6 +389,7 @@ absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_
 }
 
 absl::StatusOr<int64_t> KvClient::ResumeClock() {
+  absl::Time first_failure = absl::InfiniteFuture();
   for (int attempt = 0;; ++attempt) {
     const std::shared_ptr<const rpc::ClusterView> view = CurrentView();
     std::set<int> servers(view->partition_owner().begin(), view->partition_owner().end());
@@ -403,16 +404,22 @@ absl::StatusOr<int64_t> KvClient::ResumeClock() {
       grpc::Status st = Stub(s)->WorkerClock(&ctx, req, &resp);
       if (!st.ok()) {
         failed = st;
+        if (options_.report_unreachable && (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                                            st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)) {
+          options_.report_unreachable(s, st.error_message());
+        }
         break;
       }
       clock = std::min(clock, resp.next_clock());
     }
     if (failed.ok()) return servers.empty() ? 0 : clock;
-    if (attempt >= options_.max_retries) {
+    // A server may be failing over: as long as pushes and pulls would wait.
+    first_failure = std::min(first_failure, absl::Now());
+    if (!KeepTrying(attempt, first_failure)) {
       return absl::UnavailableError(absl::StrCat("worker clock: ", failed.error_message()));
     }
     absl::SleepFor(absl::Milliseconds(100));  // retry backoff
-    if (absl::Status s = RefreshView(); !s.ok()) return s;
+    (void)RefreshView();
   }
 }
 
