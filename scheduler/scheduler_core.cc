@@ -23,6 +23,19 @@ namespace {
 
 const char* RoleName(rpc::Role role) { return role == rpc::SERVER ? "server" : "worker"; }
 
+// Membership tests and removals on a placement's rank lists.
+bool Holds(const google::protobuf::RepeatedField<int32_t>& list, int32_t rank) {
+  return std::find(list.begin(), list.end(), rank) != list.end();
+}
+void Drop(google::protobuf::RepeatedField<int32_t>* list, int32_t rank) {
+  list->erase(std::remove(list->begin(), list->end(), rank), list->end());
+}
+// Takes server `rank` out of a partition's backups (complete copy or not).
+void DropBackup(rpc::Placement* pl, int32_t rank) {
+  Drop(pl->mutable_backups(), rank);
+  Drop(pl->mutable_synced_backups(), rank);
+}
+
 std::string ModeName(config::Mode mode) {
   std::string name = config::Mode_Name(mode);
   std::transform(name.begin(), name.end(), name.begin(), ::tolower);
@@ -231,13 +244,13 @@ absl::StatusOr<rpc::HeartbeatResponse> SchedulerCore::Heartbeat(const rpc::Heart
       rpc::Placement* pl = view_.mutable_placement(p);
       auto* list = pl->mutable_synced_backups();
       const bool is_backup =
-          std::find(pl->backups().begin(), pl->backups().end(), node.rank) != pl->backups().end();
-      const bool listed = std::find(list->begin(), list->end(), node.rank) != list->end();
+          Holds(pl->backups(), node.rank);
+      const bool listed = Holds(*list, node.rank);
       if (is_backup && synced.count(p) > 0 && !listed) {
         list->Add(node.rank);
         dirty_ = true;
       } else if ((!is_backup || synced.count(p) == 0) && listed) {
-        list->erase(std::remove(list->begin(), list->end(), node.rank), list->end());
+        Drop(list, node.rank);
         dirty_ = true;
       }
     }
@@ -282,7 +295,7 @@ rpc::JobStatus SchedulerCore::Status(absl::Time now) const {
             m->set_load_bytes_per_s(m->load_bytes_per_s() + partition_load_[p]);
           }
         }
-        if (std::find(pl.backups().begin(), pl.backups().end(), node.rank) != pl.backups().end()) {
+        if (Holds(pl.backups(), node.rank)) {
           m->set_partitions_backup(m->partitions_backup() + 1);
         }
       }
@@ -608,7 +621,7 @@ void SchedulerCore::WorkerDiedLocked(Node& node, absl::Duration silent,
     return;
   }
   auto* live = view_.mutable_live_workers();
-  live->erase(std::remove(live->begin(), live->end(), node.rank), live->end());
+  Drop(live, node.rank);
   view_.set_version(view_.version() + 1);
   if (live->empty()) {
     FailLocked(absl::StrFormat("worker %d sent no heartbeat for %s and no worker is left", node.rank,
@@ -635,7 +648,7 @@ std::string SchedulerCore::PartitionsOfLocked(int rank) const {
   for (int p = 0; p < view_.placement_size(); ++p) {
     const rpc::Placement& pl = view_.placement(p);
     if (pl.primary() == rank) primary.push_back(p);
-    if (std::find(pl.backups().begin(), pl.backups().end(), rank) != pl.backups().end()) {
+    if (Holds(pl.backups(), rank)) {
       backup.push_back(p);
     }
   }
@@ -677,18 +690,15 @@ bool SchedulerCore::ServerDiedLocked(Node& node, const std::string& why,
   int promoted = 0;
   for (int p = 0; p < view_.placement_size(); ++p) {
     rpc::Placement* pl = view_.mutable_placement(p);
-    auto* backups = pl->mutable_backups();
-    backups->erase(std::remove(backups->begin(), backups->end(), node.rank), backups->end());
-    auto* synced = pl->mutable_synced_backups();
-    synced->erase(std::remove(synced->begin(), synced->end(), node.rank), synced->end());
+    DropBackup(pl, node.rank);
     if (pl->primary() == node.rank) {
       // The first live backup with a complete copy takes over, in a new
       // epoch: the old primary's forwards are refused from now on.
-      auto next = std::find_if(synced->begin(), synced->end(),
-                               [&](int b) { return !ServerDeadLocked(b); });
-      pl->set_primary(*next);
-      backups->erase(std::remove(backups->begin(), backups->end(), *next), backups->end());
-      synced->erase(next);
+      const auto& synced = pl->synced_backups();
+      const int next = *std::find_if(synced.begin(), synced.end(),
+                                     [&](int b) { return !ServerDeadLocked(b); });
+      pl->set_primary(next);
+      DropBackup(pl, next);
       pl->set_epoch(pl->epoch() + 1);
       pl->clear_restore_from();  // the state comes from the backup
       pl->clear_restore_rejoin();
@@ -732,7 +742,7 @@ int SchedulerCore::RefillBackupsLocked() {
       int best = -1;
       for (const auto& [rank, n] : load) {
         if (rank == pl->primary() ||
-            std::find(pl->backups().begin(), pl->backups().end(), rank) != pl->backups().end()) {
+            Holds(pl->backups(), rank)) {
           continue;
         }
         if (best < 0 || n < load[best]) best = rank;
@@ -797,7 +807,7 @@ std::map<int, double> SchedulerCore::ServerLoadsLocked() const {
 void SchedulerCore::StartMoveLocked(int partition, int to, absl::Time now) {
   rpc::Placement* pl = view_.mutable_placement(partition);
   if (moves_.count(partition) > 0 || pl->primary() == to) return;
-  if (std::find(pl->backups().begin(), pl->backups().end(), to) == pl->backups().end()) {
+  if (!Holds(pl->backups(), to)) {
     pl->add_backups(to);
     view_.set_version(view_.version() + 1);
   }
@@ -822,15 +832,13 @@ void SchedulerCore::AdvanceMovesLocked(absl::Time now) {
       it = moves_.erase(it);  // a failover got there first
       continue;
     }
-    const bool synced = std::find(pl->synced_backups().begin(), pl->synced_backups().end(), m.to) !=
-                        pl->synced_backups().end();
+    const bool synced = Holds(pl->synced_backups(), m.to);
     if (!synced) {
       if (now - m.started > absl::Seconds(30)) {
         spdlog::warn("moving partition {} to server {}: no complete copy after {}; given up",
                      m.partition, m.to, absl::FormatDuration(now - m.started));
-        auto* backups = pl->mutable_backups();
-        if (backups->size() >= job_.cluster().replication()) {
-          backups->erase(std::remove(backups->begin(), backups->end(), m.to), backups->end());
+        if (pl->backups_size() >= job_.cluster().replication()) {
+          DropBackup(pl, m.to);
           view_.set_version(view_.version() + 1);
         }
         it = moves_.erase(it);
@@ -841,11 +849,7 @@ void SchedulerCore::AdvanceMovesLocked(absl::Time now) {
     }
     // The flip: the target is primary in a new epoch (the old primary's
     // forwards are refused from now on); the old primary keeps no copy.
-    auto* backups = pl->mutable_backups();
-    backups->erase(std::remove(backups->begin(), backups->end(), m.to), backups->end());
-    auto* synced_list = pl->mutable_synced_backups();
-    synced_list->erase(std::remove(synced_list->begin(), synced_list->end(), m.to),
-                       synced_list->end());
+    DropBackup(pl, m.to);
     pl->set_primary(m.to);
     pl->set_epoch(pl->epoch() + 1);
     view_.set_partition_owner(m.partition, m.to);
@@ -875,11 +879,8 @@ void SchedulerCore::BalanceLocked(absl::Time now) {
     bool changed = false;
     for (int p = 0; p < view_.placement_size(); ++p) {
       rpc::Placement* pl = view_.mutable_placement(p);
-      auto* backups = pl->mutable_backups();
-      if (std::find(backups->begin(), backups->end(), node.rank) == backups->end()) continue;
-      backups->erase(std::remove(backups->begin(), backups->end(), node.rank), backups->end());
-      auto* synced = pl->mutable_synced_backups();
-      synced->erase(std::remove(synced->begin(), synced->end(), node.rank), synced->end());
+      if (!Holds(pl->backups(), node.rank)) continue;
+      DropBackup(pl, node.rank);
       changed = true;
     }
     if (changed) {
@@ -1530,9 +1531,7 @@ absl::StatusOr<rpc::CheckpointManifest> SchedulerCore::WriteCheckpoint(int32_t e
   rpc::CheckpointManifest manifest;
   std::set<uint32_t> written;
   for (const rpc::ServerInfo& server : view.servers()) {
-    if (server.dead() ||
-        std::find(view.partition_owner().begin(), view.partition_owner().end(), server.rank()) ==
-            view.partition_owner().end()) {
+    if (server.dead() || !Holds(view.partition_owner(), server.rank())) {
       continue;
     }
     auto stub = rpc::ParameterServer::NewStub(MakeChannel(server.address()));
@@ -1601,10 +1600,7 @@ void SchedulerCore::RestoreLostLocked(const std::vector<int>& lost, const std::s
     }
     rpc::Placement* pl = view_.mutable_placement(p);
     pl->set_primary(best);
-    auto* backups = pl->mutable_backups();
-    backups->erase(std::remove(backups->begin(), backups->end(), best), backups->end());
-    auto* synced = pl->mutable_synced_backups();
-    synced->erase(std::remove(synced->begin(), synced->end(), best), synced->end());
+    DropBackup(pl, best);
     pl->set_epoch(pl->epoch() + 1);
     pl->set_restore_from(latest_checkpoint_);
     pl->set_restore_epoch(pl->epoch());
