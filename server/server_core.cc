@@ -318,7 +318,8 @@ absl::Status ServerCore::CheckMapVersion(uint64_t version) {
 }
 
 template <typename Request>
-absl::StatusOr<ServerCore::Routing> ServerCore::Route(const Request& req, bool with_values) {
+absl::StatusOr<ServerCore::Routing> ServerCore::Route(const Request& req, bool with_values,
+                                                      std::vector<Role>* roles) {
   if (absl::Status s = CheckMapVersion(req.map_version()); !s.ok()) return s;
   if (absl::Status s = CheckSlices(req, with_values, tables_); !s.ok()) return s;
   std::vector<Role> role;
@@ -340,6 +341,7 @@ absl::StatusOr<ServerCore::Routing> ServerCore::Route(const Request& req, bool w
       routing[p].push_back(KeyRef{static_cast<uint32_t>(s), static_cast<uint32_t>(i)});
     }
   }
+  if (roles != nullptr) *roles = std::move(role);
   return routing;
 }
 
@@ -349,7 +351,8 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
     done(absl::InvalidArgumentError("negative clock"));
     return;
   }
-  auto routing = Route(*req, /*with_values=*/true);
+  std::vector<Role> role;
+  auto routing = Route(*req, /*with_values=*/true, &role);
   if (!routing.ok()) {
     done(routing.status());
     return;
@@ -359,11 +362,6 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
   // its keys.
   std::vector<int> cover;
   if (req->has_clock() && req->partitions_size() > 0) {
-    std::vector<Role> role;
-    {
-      MutexLock lock(&gate_mu_);
-      role = role_;
-    }
     for (uint32_t p : req->partitions()) {
       if (p >= static_cast<uint32_t>(num_partitions_)) {
         done(absl::InvalidArgumentError(absl::StrCat("partition ", p, " is beyond the job's ",

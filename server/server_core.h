@@ -125,9 +125,11 @@ class ServerCore {
   using Routing = std::map<int, std::vector<KeyRef>>;
 
   // Checks tables, sizes, values, the map version and that this server is
-  // primary of every key's partition; groups keys by partition.
+  // primary of every key's partition; groups keys by partition. `roles`
+  // (if set) receives the roles it checked against.
   template <typename Request>
-  absl::StatusOr<Routing> Route(const Request& req, bool with_values) ABSL_LOCKS_EXCLUDED(gate_mu_);
+  absl::StatusOr<Routing> Route(const Request& req, bool with_values,
+                                std::vector<Role>* roles = nullptr) ABSL_LOCKS_EXCLUDED(gate_mu_);
   absl::Status CheckMapVersion(uint64_t version) ABSL_LOCKS_EXCLUDED(gate_mu_);
   absl::Status Serve(const rpc::PullRequest& req, rpc::PullResponse* resp);
   // Serves every parked pull whose gate is open.
