@@ -389,38 +389,35 @@ absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_
 }
 
 absl::StatusOr<int64_t> KvClient::ResumeClock() {
-  absl::Time first_failure = absl::InfiniteFuture();
-  for (int attempt = 0;; ++attempt) {
+  using ClockCall = Call<rpc::WorkerClockRequest, rpc::WorkerClockResponse>;
+  int64_t clock = 0;
+  // Like a tick, a failed round goes again to every primary of the newest map.
+  auto build = [&](const std::vector<int>&) {
+    clock = std::numeric_limits<int64_t>::max();
     const std::shared_ptr<const rpc::ClusterView> view = CurrentView();
     std::set<int> servers(view->partition_owner().begin(), view->partition_owner().end());
-    int64_t clock = std::numeric_limits<int64_t>::max();
-    grpc::Status failed;
+    if (servers.empty()) clock = 0;
+    std::vector<std::unique_ptr<ClockCall>> calls;
     for (int s : servers) {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(DeadlineIn(options_.rpc_timeout));
-      rpc::WorkerClockRequest req;
-      req.set_worker(options_.rank);
-      rpc::WorkerClockResponse resp;
-      grpc::Status st = Stub(s)->WorkerClock(&ctx, req, &resp);
-      if (!st.ok()) {
-        failed = st;
-        if (options_.report_unreachable && (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                                            st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)) {
-          options_.report_unreachable(s, st.error_message());
-        }
-        break;
-      }
-      clock = std::min(clock, resp.next_clock());
+      auto c = std::make_unique<ClockCall>();
+      c->server = s;
+      c->partitions = {s};
+      c->req.set_worker(options_.rank);
+      calls.push_back(std::move(c));
     }
-    if (failed.ok()) return servers.empty() ? 0 : clock;
-    // A server may be failing over: as long as pushes and pulls would wait.
-    first_failure = std::min(first_failure, absl::Now());
-    if (!KeepTrying(attempt, first_failure)) {
-      return absl::UnavailableError(absl::StrCat("worker clock: ", failed.error_message()));
-    }
-    absl::SleepFor(absl::Milliseconds(100));  // retry backoff
-    (void)RefreshView();
-  }
+    return calls;
+  };
+  absl::Status status = RunWithRetries<ClockCall>(
+      "worker clock", {0}, build,
+      [this](ClockCall* c, auto done) {
+        Stub(c->server)->async()->WorkerClock(c->ctx.get(), &c->req, &c->resp, std::move(done));
+      },
+      [&clock](const ClockCall& c) {
+        clock = std::min(clock, c.resp.next_clock());
+        return absl::OkStatus();
+      });
+  if (!status.ok()) return status;
+  return clock;
 }
 
 absl::Status KvClient::Tick(int64_t clock) {
