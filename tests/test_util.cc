@@ -93,6 +93,23 @@ CommandResult Launch(const std::string& config, const std::string& out,
   return RunCommand(argv, timeout);
 }
 
+std::string SchedulerAddress(const std::string& log_dir) {
+  const std::string port = ReadFile(log_dir + "/scheduler.port");
+  return "127.0.0.1:" + port.substr(0, port.find('\n'));
+}
+
+std::vector<int> JobProcesses(const std::string& scheduler, const std::string& binary,
+                              bool standby) {
+  std::vector<int> pids;
+  for (int p : ProcessesMentioning(scheduler)) {
+    const std::string cmd = ReadFile(absl::StrCat("/proc/", p, "/cmdline"));
+    if (cmd.find(binary) == std::string::npos) continue;
+    if (!standby && cmd.find("--standby") != std::string::npos) continue;
+    pids.push_back(p);
+  }
+  return pids;
+}
+
 std::vector<int> ListeningPorts(int pid) {
   std::set<std::string> sockets;
   const std::string fd_dir = absl::StrCat("/proc/", pid, "/fd");

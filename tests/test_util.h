@@ -35,6 +35,16 @@ CommandResult Launch(const std::string& config, const std::string& out,
 // pids of live processes whose command line contains `needle`.
 std::vector<int> ProcessesMentioning(const std::string& needle);
 
+// "127.0.0.1:PORT" of a job's scheduler, from scheduler.port in the job's
+// log folder ("127.0.0.1:" if the file is not there yet).
+std::string SchedulerAddress(const std::string& log_dir);
+
+// pids of the live `binary` processes ("ps_server", "ps_worker") of the job
+// whose scheduler is at `scheduler`; with `standby` false, those started
+// without --standby only.
+std::vector<int> JobProcesses(const std::string& scheduler, const std::string& binary,
+                              bool standby = true);
+
 // TCP ports process `pid` listens on.
 std::vector<int> ListeningPorts(int pid);
 

@@ -24,7 +24,6 @@ namespace {
 using ::ps::testing::BinDir;
 using ::ps::testing::JsonNumber;
 using ::ps::testing::NewTempDir;
-using ::ps::testing::ProcessesMentioning;
 using ::ps::testing::ReadFile;
 using ::ps::testing::SourceDir;
 using ::ps::testing::WaitForText;
@@ -64,8 +63,7 @@ data:
     ASSERT_TRUE(group.Spawn({"bench", argv, out + "/bench.log"}).ok());
     ASSERT_TRUE(WaitForText(out + "/bench.log", "counting for", absl::Now() + absl::Seconds(60)))
         << ReadFile(out + "/bench.log");
-    const std::string port = ReadFile(out + "/job/logs/scheduler.port");
-    scheduler = "127.0.0.1:" + port.substr(0, port.find('\n'));
+    scheduler = testing::SchedulerAddress(out + "/job/logs");
   }
 
   absl::StatusOr<rpc::JobStatus> Status() const {
@@ -195,9 +193,7 @@ TEST(Balance, DrainedServerCanBeKilledWithoutAFailover) {
   for (const rpc::MemberStatus& m : s->members()) {
     if (m.role() == rpc::SERVER && m.rank() == 0) server0 = m.address();
   }
-  for (int p : ProcessesMentioning(job.scheduler)) {
-    const std::string cmd = ReadFile("/proc/" + std::to_string(p) + "/cmdline");
-    if (cmd.find("ps_server") == std::string::npos) continue;
+  for (int p : testing::JobProcesses(job.scheduler, "ps_server")) {
     for (int port : testing::ListeningPorts(p)) {
       if (server0 == absl::StrCat("127.0.0.1:", port)) {
         ASSERT_EQ(kill(p, SIGKILL), 0);

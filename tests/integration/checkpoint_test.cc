@@ -78,11 +78,6 @@ std::vector<std::string> LaunchArgs(const std::string& config, const std::string
   return argv;
 }
 
-std::string SchedulerAddress(const std::string& port_file) {
-  const std::string port = ReadFile(port_file);
-  return "127.0.0.1:" + port.substr(0, port.find('\n'));
-}
-
 // Waits until no process mentions `needle` (the processes of a killed job).
 bool AllGone(const std::string& needle, absl::Time deadline) {
   while (!ProcessesMentioning(needle).empty()) {
@@ -130,7 +125,7 @@ TEST(Checkpoint, AResumedBspJobEndsWithTheUninterruptedJobsModel) {
       ASSERT_LT(absl::Now(), deadline) << ReadFile(out + ".log");
       absl::SleepFor(absl::Milliseconds(5));  // poll period, bounded by the deadline
     }
-    const std::string address = SchedulerAddress(out + "/logs/scheduler.port");
+    const std::string address = testing::SchedulerAddress(out + "/logs");
     group.Signal(*launcher, SIGKILL);  // its children die with it (PR_SET_PDEATHSIG)
     ASSERT_TRUE(AllGone(address, absl::Now() + absl::Seconds(10)))
         << "processes of the killed job remain";
@@ -176,10 +171,9 @@ TEST(Checkpoint, WithReplication1ADeadServersPartitionsComeBackFromTheCheckpoint
       << ReadFile(out + ".log");
   // An active (not standby) server.
   int victim = 0;
-  for (int p : ProcessesMentioning(SchedulerAddress(out + "/logs/scheduler.port"))) {
-    const std::string cmd = ReadFile("/proc/" + std::to_string(p) + "/cmdline");
-    if (cmd.find("ps_server") != std::string::npos && cmd.find("--standby") == std::string::npos)
-      victim = p;
+  for (int p : testing::JobProcesses(testing::SchedulerAddress(out + "/logs"), "ps_server",
+                                     /*standby=*/false)) {
+    victim = p;
   }
   ASSERT_GT(victim, 0);
   ASSERT_EQ(kill(victim, SIGKILL), 0);

@@ -31,7 +31,6 @@ using ::ps::testing::BinDir;
 using ::ps::testing::JsonNumber;
 using ::ps::testing::ListeningPorts;
 using ::ps::testing::NewTempDir;
-using ::ps::testing::ProcessesMentioning;
 using ::ps::testing::ReadFile;
 using ::ps::testing::SourceDir;
 using ::ps::testing::WaitForText;
@@ -60,15 +59,7 @@ std::vector<std::string> LaunchArgs(const std::string& out) {
 
 // The job's active (not standby) processes of `binary` (ps_server, ps_worker).
 std::vector<int> Active(const std::string& out, const std::string& binary) {
-  const std::string port = ReadFile(out + "/logs/scheduler.port");
-  std::vector<int> pids;
-  for (int p : ProcessesMentioning("127.0.0.1:" + port.substr(0, port.find('\n')))) {
-    const std::string cmd = ReadFile("/proc/" + std::to_string(p) + "/cmdline");
-    if (cmd.find(binary) != std::string::npos && cmd.find("--standby") == std::string::npos) {
-      pids.push_back(p);
-    }
-  }
-  return pids;
+  return testing::JobProcesses(testing::SchedulerAddress(out + "/logs"), binary, /*standby=*/false);
 }
 std::vector<int> ActiveServers(const std::string& out) { return Active(out, "ps_server"); }
 
@@ -149,10 +140,9 @@ TEST(Failover, PsctlCheckpointWritesOneAtTheNextEpochEnd) {
   ASSERT_TRUE(group.Spawn({"launcher", LaunchArgs(out), out + ".log"}).ok());
   ASSERT_TRUE(WaitForText(out + ".log", "epoch 2/12", absl::Now() + absl::Seconds(60)))
       << ReadFile(out + ".log");
-  const std::string port = ReadFile(out + "/logs/scheduler.port");
-  auto r = testing::RunCommand({BinDir() + "/psctl", "--scheduler",
-                                "127.0.0.1:" + port.substr(0, port.find('\n')), "checkpoint"},
-                               absl::Seconds(60));
+  auto r = testing::RunCommand(
+      {BinDir() + "/psctl", "--scheduler", testing::SchedulerAddress(out + "/logs"), "checkpoint"},
+      absl::Seconds(60));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const size_t at = r.output.find("checkpoint written: ");
   ASSERT_NE(at, std::string::npos) << r.output;
@@ -174,8 +164,7 @@ TEST(Failover, FrozenOldPrimaryCannotAcknowledgeAfterItWasReplaced) {
   ASSERT_TRUE(group.Spawn({"launcher", LaunchArgs(out), out + ".log"}).ok());
   ASSERT_TRUE(WaitForText(out + ".log", "epoch 3/12", absl::Now() + absl::Seconds(60)))
       << ReadFile(out + ".log");
-  const std::string port = ReadFile(out + "/logs/scheduler.port");
-  SchedulerClient scheduler("127.0.0.1:" + port.substr(0, port.find('\n')));
+  SchedulerClient scheduler(testing::SchedulerAddress(out + "/logs"));
   auto view = scheduler.GetView();
   ASSERT_TRUE(view.ok()) << view.status();
 
@@ -286,8 +275,7 @@ data:
                   .ok());
   ASSERT_TRUE(WaitForText(out + "/bench.log", "counting for", absl::Now() + absl::Seconds(60)))
       << ReadFile(out + "/bench.log");
-  const std::string port_text = ReadFile(out + "/job/logs/scheduler.port");
-  const std::string address = "127.0.0.1:" + port_text.substr(0, port_text.find('\n'));
+  const std::string address = testing::SchedulerAddress(out + "/job/logs");
   SchedulerClient scheduler(address);
   // Fully replicated: every partition's backups all hold a complete copy.
   auto fully_replicated = [&] {
@@ -306,11 +294,7 @@ data:
       absl::SleepFor(absl::Milliseconds(20));  // poll period, bounded by the deadline
     }
     absl::SleepFor(absl::Seconds(1));  // let the count run between kills (not a synchronization)
-    std::vector<int> servers;
-    for (int p : ProcessesMentioning(address)) {
-      const std::string cmd = ReadFile("/proc/" + std::to_string(p) + "/cmdline");
-      if (cmd.find("ps_server") != std::string::npos) servers.push_back(p);
-    }
+    const std::vector<int> servers = testing::JobProcesses(address, "ps_server");
     ASSERT_GE(servers.size(), 2u);
     ASSERT_EQ(kill(servers[0], SIGKILL), 0);
     ++kills;
