@@ -54,6 +54,7 @@
 #include "common/heartbeat.h"
 #include "common/logging.h"
 #include "common/partitioning.h"
+#include "common/net.h"
 #include "common/rpc.h"
 #include "common/scheduler_client.h"
 #include "common/signals.h"

@@ -1,15 +1,8 @@
 #include "common/rpc.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/net.h"
 
 namespace ps {
 
@@ -28,28 +21,6 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
 }
-
-namespace {
-
-// gRPC reports a failed bind only as "no server"; probe the port ourselves to
-// say why.
-std::string WhyCannotBind(const std::string& host, int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return strerror(errno);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  std::string why = "unknown reason";
-  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
-    why = "not an IPv4 address";
-  } else if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    why = strerror(errno);
-  }
-  close(fd);
-  return why;
-}
-
-}  // namespace
 
 absl::StatusOr<RunningServer> StartGrpcServer(const std::string& host, int port,
                                               const std::vector<grpc::Service*>& services) {
@@ -83,20 +54,6 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
 
 std::chrono::system_clock::time_point DeadlineIn(absl::Duration timeout) {
   return std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout);
-}
-
-absl::Status ParseHostPort(const std::string& address, const std::string& what, std::string* host,
-                           int* port) {
-  const size_t colon = address.rfind(':');
-  int p = -1;
-  if (colon == std::string::npos || colon == 0 ||
-      !absl::SimpleAtoi(address.substr(colon + 1), &p) || p < 0 || p > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": '", address, "' is not host:port with a port in 0..65535"));
-  }
-  *host = address.substr(0, colon);
-  *port = p;
-  return absl::OkStatus();
 }
 
 }  // namespace ps

@@ -38,10 +38,6 @@ absl::Status FromGrpcStatus(const grpc::Status& status);
 // A deadline for a client context, `timeout` from now.
 std::chrono::system_clock::time_point DeadlineIn(absl::Duration timeout);
 
-// Splits "host:port"; error names `what` (e.g. "--scheduler").
-absl::Status ParseHostPort(const std::string& address, const std::string& what, std::string* host,
-                           int* port);
-
 }  // namespace ps
 
 #endif  // PS_COMMON_RPC_H_

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/net.h"
 #include "common/rpc.h"
 
 namespace ps {
@@ -16,13 +17,14 @@ SchedulerClient::SchedulerClient(const std::string& address, absl::Duration rpc_
       stub_(rpc::Scheduler::NewStub(MakeChannel(address))) {}
 
 absl::StatusOr<std::unique_ptr<SchedulerClient>> SchedulerClient::ForFlag(
-    const std::string& address) {
+    const std::string& address, absl::Duration wait) {
   if (address.empty()) {
     return absl::InvalidArgumentError("--scheduler is required (host:port of the scheduler)");
   }
   std::string host;
   int port;
   if (absl::Status s = ParseHostPort(address, "--scheduler", &host, &port); !s.ok()) return s;
+  if (absl::Status s = ResolveHost(host, "--scheduler", wait); !s.ok()) return s;
   return std::make_unique<SchedulerClient>(address);
 }
 
@@ -69,13 +71,17 @@ absl::StatusOr<rpc::BarrierResponse> SchedulerClient::Vote(uint32_t node_id,
   req.set_node_id(node_id);
   req.set_name(name);
   req.set_want_stop(want_stop);
-  absl::Time last_contact = absl::Now();
+  const absl::Time start = absl::Now();
+  absl::Time last_contact = start;
   while (true) {
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineIn(rpc_timeout_));
     rpc::BarrierResponse resp;
     grpc::Status s = stub_->Barrier(&ctx, req, &resp);
-    if (s.ok()) return resp;
+    if (s.ok()) {
+      if (barrier_observer_) barrier_observer_(name, absl::Now() - start);
+      return resp;
+    }
     if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
       // A held call does not prove the scheduler alive (a frozen one holds it
       // too): ask it something quick, and give up after lost_after.

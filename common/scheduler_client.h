@@ -4,6 +4,7 @@
 #define PS_COMMON_SCHEDULER_CLIENT_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -19,8 +20,9 @@ class SchedulerClient {
   explicit SchedulerClient(const std::string& address, absl::Duration rpc_timeout = absl::Seconds(10));
 
   // A client for a --scheduler flag's value; an error names the flag when it
-  // is empty or not host:port.
-  static absl::StatusOr<std::unique_ptr<SchedulerClient>> ForFlag(const std::string& address);
+  // is empty, not host:port, or its host does not resolve within `wait`.
+  static absl::StatusOr<std::unique_ptr<SchedulerClient>> ForFlag(const std::string& address,
+                                                                  absl::Duration wait);
 
   // A random id for this process start (RegisterRequest.incarnation).
   static uint64_t NewIncarnation();
@@ -31,6 +33,11 @@ class SchedulerClient {
   // unreachable (it may be restarting; both are safe to repeat). Default 0:
   // one attempt. Call before use.
   void SetRetryWindow(absl::Duration window) { retry_window_ = window; }
+  // Told how long each barrier (Barrier, Vote) waited, once released (for
+  // /metrics). Call before use.
+  void SetBarrierObserver(std::function<void(const std::string& name, absl::Duration waited)> observe) {
+    barrier_observer_ = std::move(observe);
+  }
 
   // Registers, retrying while the scheduler is unreachable, for at most
   // `wait` (then UNAVAILABLE naming the address and how long it waited).
@@ -64,6 +71,7 @@ class SchedulerClient {
   const std::string address_;
   const absl::Duration rpc_timeout_;
   absl::Duration retry_window_ = absl::ZeroDuration();
+  std::function<void(const std::string&, absl::Duration)> barrier_observer_;
   std::atomic<uint64_t> next_request_id_{1};
   std::unique_ptr<rpc::Scheduler::Stub> stub_;
 };

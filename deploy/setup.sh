@@ -12,7 +12,10 @@ PACKAGES=(build-essential cmake ninja-build ccache pkg-config
           libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
           libabsl-dev libeigen3-dev libspdlog-dev libyaml-cpp-dev
           libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
-          dataset-fashion-mnist)
+          prometheus-cpp-dev libcivetweb-dev libcurl4-openssl-dev
+          dataset-fashion-mnist
+          # The tests: a real Prometheus server (and promtool), curl.
+          prometheus curl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -127,6 +127,7 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerCore::Register(const rpc::Registe
   }
   node.id = next_node_id_++;
   node.address = req.address();
+  node.metrics_address = req.metrics_address();
   node.last_heartbeat = absl::Now();
   nodes_[node.id] = node;
   spdlog::info("{}{} {} registered{}{}", node.standby ? "standby " : "", RoleName(node.role),
@@ -281,6 +282,7 @@ rpc::JobStatus SchedulerCore::Status(absl::Time now) const {
     m->set_role(node.role);
     m->set_rank(node.rank);
     m->set_address(node.address);
+    m->set_metrics_address(node.metrics_address);
     m->set_state(node.dead ? "dead" : node.left ? "left" : node.standby ? "standby" : "alive");
     m->set_heartbeat_age_ms(absl::ToInt64Milliseconds(now - node.last_heartbeat));
     m->set_epoch(node.epoch);
@@ -302,6 +304,10 @@ rpc::JobStatus SchedulerCore::Status(absl::Time now) const {
     }
   }
   s.set_migrations(migrations_);
+  s.set_server_failovers(server_failovers_);
+  s.set_promotions(promotions_);
+  s.set_worker_takeovers(worker_takeovers_);
+  s.set_shards_done(shards_done_);
   for (const auto& [p, m] : moves_) {
     absl::StrAppend(s.mutable_migrating(), s.migrating().empty() ? "" : ", ",
                     absl::StrFormat("partition %d: server %d -> %d", p, m.from, m.to));
@@ -351,6 +357,7 @@ void SchedulerCore::MaybeReleaseLocked(const std::string& name, std::vector<Barr
   }
   b.released = true;
   dirty_ = true;
+  if (options_.barrier_waited) options_.barrier_waited(name, absl::Now() - b.first_arrival);
   if (name == "ready") {
     // A resumed job's clock goes on from the checkpoint's.
     started_ = absl::Now() - absl::Seconds(resumed_seconds_);
@@ -384,6 +391,7 @@ void SchedulerCore::Barrier(const rpc::BarrierRequest& req, BarrierDone done) {
       done(resp);
       return;
     }
+    if (b.arrived.empty()) b.first_arrival = absl::Now();
     dirty_ |= b.arrived.insert(req.node_id()).second || (req.want_stop() && !b.stop);
     b.stop |= req.want_stop();
     b.waiting.push_back(std::move(done));
@@ -431,6 +439,7 @@ absl::StatusOr<rpc::NextShardResponse> SchedulerCore::NextShard(const rpc::NextS
     resp.set_end(std::min<uint64_t>(n, (next + 1) * size));
     ++next;
   }
+  if (resp.has_shard()) ++shards_done_;
   if (resp.has_shard() && node != nodes_.end()) {
     node->second.shard_epoch = req.epoch();
     node->second.shard_begin = resp.begin();
@@ -612,6 +621,7 @@ void SchedulerCore::WorkerDiedLocked(Node& node, absl::Duration silent,
     }
     standby.rank = node.rank;
     standby.standby = false;
+    ++worker_takeovers_;
     for (auto& [name, b] : barriers_) {
       if (!b.released) b.arrived.erase(node.id);
     }
@@ -708,6 +718,8 @@ bool SchedulerCore::ServerDiedLocked(Node& node, const std::string& why,
   }
   const int refilled = RefillBackupsLocked();
   view_.set_version(view_.version() + 1);
+  ++server_failovers_;
+  promotions_ += promoted;
   spdlog::warn("{} {}: it was {}; {} partitions promoted to a backup, {} new backups placed "
                "(map version {})",
                who, why, held, promoted, refilled, view_.version());
@@ -1720,6 +1732,7 @@ void SchedulerCore::SaveStateLocked() {
     n->set_role(node.role);
     n->set_rank(node.rank);
     n->set_address(node.address);
+    n->set_metrics_address(node.metrics_address);
     n->set_left(node.left);
     n->set_dead(node.dead);
     n->set_standby(node.standby);
@@ -1830,6 +1843,7 @@ absl::Status SchedulerCore::Restore(const rpc::SchedulerState& s, absl::Time now
     node.role = n.role();
     node.rank = n.rank();
     node.address = n.address();
+    node.metrics_address = n.metrics_address();
     node.last_heartbeat = now;  // everyone gets a heartbeat timeout to show up
     node.left = n.left();
     node.dead = n.dead();

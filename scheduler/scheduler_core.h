@@ -41,6 +41,9 @@ class SchedulerCore {
     // The state file, rewritten (atomically) on every change that matters
     // for a restart; empty: none.
     std::string state_path;
+    // Called (under the core's lock: keep it short) when a barrier is
+    // released, with how long its first arrival waited.
+    std::function<void(const std::string& barrier, absl::Duration waited)> barrier_waited;
   };
 
   // `job` has absolute paths; `start` is when the scheduler started.
@@ -101,6 +104,7 @@ class SchedulerCore {
     rpc::Role role = rpc::ROLE_UNSPECIFIED;
     int32_t rank = -1;
     std::string address;
+    std::string metrics_address;
     absl::Time last_heartbeat;
     bool left = false;
     bool dead = false;  // stopped heartbeating; the job went on without it
@@ -124,6 +128,7 @@ class SchedulerCore {
     std::vector<BarrierDone> waiting;
     bool released = false;
     bool stop = false;  // someone voted to stop (or early stopping decided)
+    absl::Time first_arrival;  // for Options.barrier_waited
   };
   struct EvalPart {
     std::vector<float> scores, labels, val_scores, val_labels;
@@ -247,6 +252,10 @@ class SchedulerCore {
   std::map<int, Move> moves_ ABSL_GUARDED_BY(mu_);    // in flight, by partition
   std::deque<Move> planned_ ABSL_GUARDED_BY(mu_);     // to start, a few at a time
   uint32_t migrations_ ABSL_GUARDED_BY(mu_) = 0;
+  // Counters for psctl and /metrics (JobStatus), since this process started.
+  uint32_t server_failovers_ ABSL_GUARDED_BY(mu_) = 0, promotions_ ABSL_GUARDED_BY(mu_) = 0,
+           worker_takeovers_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t shards_done_ ABSL_GUARDED_BY(mu_) = 0;
   // Rebalancing waits for an imbalance seen this many checks in a row, and
   // does not move a partition again soon after it moved (no thrashing on
   // bursty load).

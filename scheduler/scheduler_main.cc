@@ -16,17 +16,23 @@
 #include "common/config.h"
 #include "common/flags_util.h"
 #include "common/logging.h"
+#include "common/monitoring.h"
 #include "common/file_util.h"
 #include "common/model_io.h"
+#include "common/net.h"
 #include "common/rpc.h"
 #include "common/signals.h"
 #include "scheduler/scheduler_core.h"
+#include "scheduler/scheduler_metrics.h"
 #include "scheduler/scheduler_service.h"
 
 ABSL_FLAG(std::string, config, "", "job config file (YAML), required");
 ABSL_FLAG(std::string, host, "", "address to listen on; default: the host of cluster.scheduler_address");
 ABSL_FLAG(int, port, -1, "port to listen on (0 picks one); default: cluster.scheduler_address's port");
 ABSL_FLAG(std::string, port_file, "", "if set, the bound port is written to this file");
+ABSL_FLAG(std::string, advertise, "",
+          "HOST the scheduler lists its own metrics under in the targets file (default: the listen "
+          "host, or the hostname if it is a wildcard)");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
 ABSL_FLAG(bool, resume, false,
           "restart the job from its latest complete checkpoint (checkpoint.dir): servers load "
@@ -91,7 +97,14 @@ int Run(const std::vector<std::string>& overrides) {
   if (!absl::GetFlag(FLAGS_host).empty()) host = absl::GetFlag(FLAGS_host);
   if (absl::GetFlag(FLAGS_port) >= 0) port = absl::GetFlag(FLAGS_port);
 
-  SchedulerCore core(*job, absl::Now(), SchedulerCore::Options{state_path});
+  auto monitoring_or = Monitoring::FromFlags(host);
+  if (!monitoring_or.ok()) return Fatal(std::string(monitoring_or.status().message()));
+  Monitoring* monitoring = monitoring_or->get();
+  SchedulerCore::Options options{state_path};
+  if (monitoring != nullptr) options.barrier_waited = BarrierWaitObserver(monitoring);
+  SchedulerCore core(*job, absl::Now(), std::move(options));
+  std::unique_ptr<Monitoring::Collection> state_metrics;
+  if (monitoring != nullptr) state_metrics = ExportSchedulerState(&core, monitoring);
   if (restore) {
     if (absl::Status s = core.Restore(saved, absl::Now()); !s.ok()) {
       return Fatal(absl::StrCat("--restore: ", s.message()));
@@ -106,6 +119,15 @@ int Run(const std::vector<std::string>& overrides) {
   auto running = StartGrpcServer(host, port, {&service});
   if (!running.ok()) return Fatal(std::string(running.status().message()));
   core.SetListenAddress(host, running->port);
+  std::string self_metrics;
+  if (monitoring != nullptr) {
+    auto advertised = AdvertisedAddress(absl::GetFlag(FLAGS_advertise), host, monitoring->port(),
+                                        absl::Milliseconds(job->cluster().connect_timeout_ms()));
+    if (!advertised.ok()) return Fatal(std::string(advertised.status().message()));
+    self_metrics = *advertised;
+    spdlog::info("scheduler metrics on {}", self_metrics);
+    Monitoring::SetReady(true);
+  }
   if (restore) {
     spdlog::info("scheduler of job '{}' restored, listening on {}:{}", job->job().name(), host,
                  running->port);
@@ -121,7 +143,16 @@ int Run(const std::vector<std::string>& overrides) {
       return Fatal(std::string(s.message()));
     }
   }
+  // Every member's /metrics endpoint, for Prometheus's file_sd_configs.
+  const std::string targets_path = job->job().output_dir() + "/prometheus_targets.json";
+  std::string targets;
+  absl::Time targets_checked;
   while (!core.Poll(absl::Now())) {
+    if (absl::Now() - targets_checked > absl::Milliseconds(500)) {
+      targets_checked = absl::Now();
+      std::string now = PrometheusTargets(core.Status(targets_checked), self_metrics);
+      if (now != targets && WriteFileAtomically(targets_path, now).ok()) targets = std::move(now);
+    }
     if (StopRequested()) {
       // Members see FAILED at their next heartbeat (or are being stopped too).
       core.Fail("the scheduler was asked to stop");

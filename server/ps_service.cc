@@ -10,6 +10,16 @@ const grpc::Status kNotReady(grpc::StatusCode::UNAVAILABLE, "server is starting"
 
 }  // namespace
 
+ServerCore::Done PsService::Finisher(grpc::ServerUnaryReactor* reactor, bool push) const {
+  if (!observer_) {
+    return [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); };
+  }
+  return [reactor, push, observer = &observer_, start = absl::Now()](absl::Status status) {
+    (*observer)(push, absl::Now() - start, status);
+    reactor->Finish(ToGrpcStatus(status));
+  };
+}
+
 grpc::ServerUnaryReactor* PsService::Push(grpc::CallbackServerContext* ctx,
                                           const rpc::PushRequest* req, rpc::PushResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
@@ -18,8 +28,7 @@ grpc::ServerUnaryReactor* PsService::Push(grpc::CallbackServerContext* ctx,
     reactor->Finish(kNotReady);
     return reactor;
   }
-  core->Push(req, resp, absl::FromChrono(ctx->deadline()),
-             [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
+  core->Push(req, resp, absl::FromChrono(ctx->deadline()), Finisher(reactor, /*push=*/true));
   return reactor;
 }
 
@@ -32,8 +41,7 @@ grpc::ServerUnaryReactor* PsService::Pull(grpc::CallbackServerContext* ctx,
     return reactor;
   }
   const absl::Time deadline = absl::FromChrono(ctx->deadline());
-  core->Pull(req, resp, deadline,
-             [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
+  core->Pull(req, resp, deadline, Finisher(reactor, /*push=*/false));
   return reactor;
 }
 

@@ -5,6 +5,7 @@
 #define PS_SERVER_PS_SERVICE_H_
 
 #include <atomic>
+#include <functional>
 
 #include "proto/ps.grpc.pb.h"
 #include "server/server_core.h"
@@ -15,6 +16,10 @@ class PsService final : public rpc::ParameterServer::CallbackService {
  public:
   // `core` must outlive the service's gRPC server. Call once.
   void Attach(ServerCore* core) { core_.store(core, std::memory_order_release); }
+  // Told of every finished push and pull (for /metrics), on the finishing
+  // thread. Set before the gRPC server starts.
+  using Observer = std::function<void(bool push, absl::Duration latency, const absl::Status& status)>;
+  void SetObserver(Observer observer) { observer_ = std::move(observer); }
 
   grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* ctx, const rpc::PushRequest* req,
                                  rpc::PushResponse* resp) override;
@@ -38,7 +43,11 @@ class PsService final : public rpc::ParameterServer::CallbackService {
                                   rpc::StatsResponse* resp) override;
 
  private:
+  // Wraps `reactor`'s finish with the observer's report.
+  ServerCore::Done Finisher(grpc::ServerUnaryReactor* reactor, bool push) const;
+
   std::atomic<ServerCore*> core_{nullptr};
+  Observer observer_;
 };
 
 }  // namespace ps

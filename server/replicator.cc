@@ -244,6 +244,13 @@ Replicator::Counters Replicator::counters() const {
   return counters_;
 }
 
+uint64_t Replicator::Pending() const {
+  MutexLock lock(&mu_);
+  uint64_t n = 0;
+  for (const auto& [rank, ch] : channels_) n += ch->queue.size() + ch->in_flight;
+  return n;
+}
+
 void Replicator::Run(Channel* ch) {
   std::string address;
   {
@@ -271,6 +278,7 @@ void Replicator::Run(Channel* ch) {
         }
         ch->queue.pop_front();
       }
+      ch->in_flight = req.installs_size() + req.ops_size();
     }
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineIn(rpc_timeout_));
@@ -280,6 +288,7 @@ void Replicator::Run(Channel* ch) {
     std::vector<int> fenced, resync;
     {
       MutexLock lock(&mu_);
+      ch->in_flight = 0;
       ++counters_.rpcs;
       if (status.ok()) {
         failures = 0;

@@ -83,6 +83,9 @@ class Replicator : public OpSink {
     uint64_t rpc_failures = 0;
   };
   Counters counters() const;
+  // Snapshots and ops queued or in flight to backups, not yet acknowledged
+  // (the replication lag, for /metrics).
+  uint64_t Pending() const;
 
  private:
   struct Item {
@@ -97,6 +100,7 @@ class Replicator : public OpSink {
     int rank = 0;
     std::string address;
     std::deque<Item> queue;
+    size_t in_flight = 0;  // items of the Replicate call under way
     CondVar cv;
     std::thread thread;
   };

@@ -85,10 +85,12 @@ ServerCore::ServerCore(const config::JobConfig& job, int rank)
   restored_.assign(num_partitions_, false);
   load_requests_ = std::make_unique<std::atomic<uint64_t>[]>(num_partitions_);
   load_bytes_ = std::make_unique<std::atomic<uint64_t>[]>(num_partitions_);
+  traffic_ = std::make_unique<std::atomic<uint64_t>[]>(4 * num_partitions_);
   for (int p = 0; p < num_partitions_; ++p) {
     load_requests_[p].store(0);
     load_bytes_[p].store(0);
   }
+  for (int i = 0; i < 4 * num_partitions_; ++i) traffic_[i].store(0);
 }
 
 template <typename Request>
@@ -98,7 +100,32 @@ void ServerCore::CountLoad(const Request& req, const Routing& routing) {
     for (const KeyRef& r : refs) bytes += sizeof(uint64_t) + tables_[req.slices(r.slice).table()].dim * sizeof(float);
     load_requests_[p].fetch_add(1, std::memory_order_relaxed);
     load_bytes_[p].fetch_add(bytes, std::memory_order_relaxed);
+    const int base = 4 * p + (std::is_same_v<Request, rpc::PushRequest> ? 0 : 2);
+    traffic_[base].fetch_add(1, std::memory_order_relaxed);
+    traffic_[base + 1].fetch_add(bytes, std::memory_order_relaxed);
   }
+}
+
+std::vector<ServerCore::Traffic> ServerCore::PartitionTraffic() const {
+  std::vector<Traffic> out(num_partitions_);
+  for (int p = 0; p < num_partitions_; ++p) {
+    out[p].push_requests = traffic_[4 * p].load(std::memory_order_relaxed);
+    out[p].push_bytes = traffic_[4 * p + 1].load(std::memory_order_relaxed);
+    out[p].pull_requests = traffic_[4 * p + 2].load(std::memory_order_relaxed);
+    out[p].pull_bytes = traffic_[4 * p + 3].load(std::memory_order_relaxed);
+  }
+  return out;
+}
+
+std::vector<uint64_t> ServerCore::StalenessCounts() const {
+  std::vector<uint64_t> out(kStalenessBuckets);
+  for (int i = 0; i < kStalenessBuckets; ++i) out[i] = staleness_counts_[i].load(std::memory_order_relaxed);
+  return out;
+}
+
+size_t ServerCore::ParkedPulls() const {
+  MutexLock lock(&gate_mu_);
+  return parked_.size();
 }
 
 std::vector<rpc::PartitionLoad> ServerCore::TakeLoad() {
@@ -491,7 +518,12 @@ void ServerCore::WakeParked() {
                                      : g.min_clock == kNoClock || g.min_clock >= pull.clock - staleness_;
       }
       if (open) {
-        if (min != kNoClock) staleness = std::max(staleness, pull.clock - min);
+        if (min != kNoClock) {
+          const int64_t s = std::max<int64_t>(0, pull.clock - min);
+          staleness = std::max(staleness, s);
+          staleness_counts_[std::min<int64_t>(s, kStalenessBuckets - 1)].fetch_add(
+              1, std::memory_order_relaxed);
+        }
         ready.push_back(std::move(pull));
       } else {
         if (!pull.waited) {

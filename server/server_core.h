@@ -104,6 +104,19 @@ class ServerCore {
   absl::StatusOr<rpc::CheckpointResponse> Checkpoint(const std::string& dir);
   rpc::StatsResponse Stats() const;
 
+  // For /metrics, cumulative since the start.
+  struct Traffic {
+    uint64_t push_requests = 0, push_bytes = 0, pull_requests = 0, pull_bytes = 0;
+  };
+  std::vector<Traffic> PartitionTraffic() const;  // per partition
+  // Served pulls that carried a clock, by staleness (reader clock - slowest
+  // live worker's clock): [s] for s < kStalenessBuckets - 1, the last for
+  // that and more.
+  static constexpr int kStalenessBuckets = 9;
+  std::vector<uint64_t> StalenessCounts() const;
+  size_t ParkedPulls() const;
+  uint64_t ReplicationPending() const { return replicator_.Pending(); }
+
   // Fails parked pulls and unacknowledged pushes whose deadline passed.
   // Call periodically.
   void ExpireParked(absl::Time now);
@@ -183,6 +196,10 @@ class ServerCore {
 
   // Per partition, since the last TakeLoad.
   std::unique_ptr<std::atomic<uint64_t>[]> load_requests_, load_bytes_;
+  // Per partition, since the start: push requests, push bytes, pull
+  // requests, pull bytes (4 per partition).
+  std::unique_ptr<std::atomic<uint64_t>[]> traffic_;
+  std::atomic<uint64_t> staleness_counts_[kStalenessBuckets] = {};
   std::atomic<uint64_t> pushes_applied_{0}, pushes_duplicate_{0}, pulls_served_{0},
       pulls_parked_{0}, replica_ops_applied_{0};
 };

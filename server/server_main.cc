@@ -12,14 +12,21 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
+#include "common/monitoring.h"
+#include "common/net.h"
 #include "common/rpc.h"
 #include "common/scheduler_client.h"
 #include "common/signals.h"
 #include "server/ps_service.h"
 #include "server/server_core.h"
+#include "server/server_metrics.h"
 
 ABSL_FLAG(std::string, scheduler, "", "host:port of the scheduler (required)");
-ABSL_FLAG(std::string, host, "127.0.0.1", "address to listen on and to advertise to peers");
+ABSL_FLAG(std::string, host, "127.0.0.1",
+          "address to listen on (0.0.0.0: every interface), for gRPC and --metrics_port");
+ABSL_FLAG(std::string, advertise, "",
+          "HOST[:PORT] peers reach this server at (default: --host, or the hostname if --host is "
+          "a wildcard; the bound port)");
 ABSL_FLAG(int, port, 0, "port to listen on; 0 picks a free one");
 ABSL_FLAG(int, connect_timeout_ms, 30000, "how long to wait for the scheduler to come up");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
@@ -38,13 +45,23 @@ int Fatal(const std::string& message) {
 
 int Run() {
   const std::string scheduler = absl::GetFlag(FLAGS_scheduler);
-  auto scheduler_client = SchedulerClient::ForFlag(scheduler);
+  const absl::Duration connect_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_connect_timeout_ms));
+  auto scheduler_client = SchedulerClient::ForFlag(scheduler, connect_timeout);
   if (!scheduler_client.ok()) return Fatal(std::string(scheduler_client.status().message()));
   SchedulerClient& client = **scheduler_client;
+  const std::string host = absl::GetFlag(FLAGS_host);
+  auto monitoring = Monitoring::FromFlags(host);
+  if (!monitoring.ok()) return Fatal(std::string(monitoring.status().message()));
   PsService service;
-  auto running = StartGrpcServer(absl::GetFlag(FLAGS_host), absl::GetFlag(FLAGS_port), {&service});
+  if (*monitoring != nullptr) ObserveRequests(&service, monitoring->get());
+  auto running = StartGrpcServer(host, absl::GetFlag(FLAGS_port), {&service});
   if (!running.ok()) return Fatal(std::string(running.status().message()));
-  const std::string my_address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", running->port);
+  auto advertised = AdvertisedAddress(absl::GetFlag(FLAGS_advertise), host, running->port, connect_timeout);
+  if (!advertised.ok()) return Fatal(std::string(advertised.status().message()));
+  const std::string my_address = *advertised;
+  std::string advertised_host;
+  int advertised_port;
+  (void)ParseHostPort(my_address, "--advertise", &advertised_host, &advertised_port);
 
   rpc::RegisterRequest reg;
   reg.set_role(rpc::SERVER);
@@ -52,14 +69,18 @@ int Run() {
   reg.set_incarnation(SchedulerClient::NewIncarnation());
   const bool standby = absl::GetFlag(FLAGS_standby);
   reg.set_standby(standby);
-  auto registered = client.Register(reg, absl::Milliseconds(absl::GetFlag(FLAGS_connect_timeout_ms)));
+  reg.set_metrics_address(MetricsAddress(monitoring->get(), advertised_host));
+  auto registered = client.Register(reg, connect_timeout);
   if (!registered.ok()) return Fatal(std::string(registered.status().message()));
   const config::JobConfig& job = registered->config();
   const uint32_t node_id = registered->node_id();
-  spdlog::info("{}server rank {} listening on {} (node {})", standby ? "standby " : "",
-               registered->rank(), my_address, node_id);
+  spdlog::info("{}server rank {} listening on {} (node {}){}", standby ? "standby " : "",
+               registered->rank(), my_address, node_id,
+               reg.metrics_address().empty() ? "" : absl::StrCat(", metrics on ", reg.metrics_address()));
 
   ServerCore core(job, registered->rank());
+  std::unique_ptr<Monitoring::Collection> state_metrics;
+  if (*monitoring != nullptr) state_metrics = ExportServerState(&core, monitoring->get());
   // A request showing a newer map, or a backup refusing our forwards, wakes
   // the loop below to fetch the view at once.
   Mutex refresh_mu;
@@ -105,6 +126,7 @@ int Run() {
     }
   }
 
+  Monitoring::SetReady(true);
   // Heartbeat loop: follow the view, expire parked pulls, stop with the job.
   const absl::Duration interval = absl::Milliseconds(job.cluster().heartbeat_interval_ms());
   absl::Time last_ok = absl::Now();
@@ -166,6 +188,7 @@ int Run() {
       }
     }
   }
+  Monitoring::SetReady(false);
   (void)client.Leave(node_id);
   core.Shutdown();
   running->server->Shutdown(DeadlineIn(absl::Seconds(2)));
@@ -183,7 +206,7 @@ int Run() {
 }  // namespace ps
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("ps_server --scheduler=HOST:PORT [--host=ADDR --port=N]");
+  absl::SetProgramUsageMessage("ps_server --scheduler=HOST:PORT [--host=ADDR --port=N --advertise=HOST[:PORT] --metrics_port=N]");
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();
   ps::InitLogging("server", absl::GetFlag(FLAGS_log_level));

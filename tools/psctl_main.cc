@@ -10,17 +10,23 @@
 //   psctl --scheduler HOST:PORT drain RANK   moves every partition copy off
 //       server RANK (a snapshot-and-tail copy each, then a map flip) and
 //       waits until it holds nothing; it can then be stopped.
+//   psctl health [URL]   exit 0 if URL (default
+//       http://127.0.0.1:$PS_METRICS_PORT/healthz, a process's health
+//       endpoint) answers 200, else 1: the container image's HEALTHCHECK.
+#include <curl/curl.h>
+
+#include <cstdlib>
 #include <iostream>
 #include <map>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/time/clock.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "common/rpc.h"
 #include "proto/ps.grpc.pb.h"
 #include "proto/scheduler.grpc.pb.h"
@@ -38,26 +44,52 @@ int Fatal(const std::string& message) {
   return 1;
 }
 
+size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
+
+int Health(std::string url, absl::Duration timeout) {
+  if (url.empty()) {
+    const char* port = std::getenv("PS_METRICS_PORT");
+    if (port == nullptr) return Fatal("health: give a URL or set PS_METRICS_PORT");
+    url = absl::StrCat("http://127.0.0.1:", port, "/healthz");
+  }
+  CURL* curl = curl_easy_init();
+  if (curl == nullptr) return Fatal("health: cannot initialize libcurl");
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(absl::ToInt64Milliseconds(timeout)));
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Discard);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  const CURLcode rc = curl_easy_perform(curl);
+  long code = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_cleanup(curl);
+  if (rc != CURLE_OK) return Fatal(absl::StrCat("health: ", url, ": ", curl_easy_strerror(rc)));
+  if (code != 200) return Fatal(absl::StrCat("health: ", url, " answered ", code));
+  return 0;
+}
+
 int Status(const std::string& address, absl::Duration timeout) {
   auto stub = rpc::Scheduler::NewStub(MakeChannel(address));
   grpc::ClientContext ctx;
   ctx.set_deadline(DeadlineIn(timeout));
   rpc::JobStatus s;
   grpc::Status st = stub->Status(&ctx, rpc::StatusRequest(), &s);
-  if (!st.ok()) return Fatal(absl::StrCat("cannot reach the scheduler at ", address, ": ", st.error_message()));
-  std::cout << absl::StrFormat("job %s (%s): %s, epoch %d of %d evaluated, %.1f s of training\n", s.job(),
-                               s.mode(), absl::AsciiStrToLower(rpc::JobState_Name(s.state())),
+  if (!st.ok())
+    return Fatal(absl::StrCat("cannot reach the scheduler at ", address, ": ", st.error_message()));
+  std::cout << absl::StrFormat("job %s (%s): %s, epoch %d of %d evaluated, %.1f s of training\n",
+                               s.job(), s.mode(),
+                               absl::AsciiStrToLower(rpc::JobState_Name(s.state())),
                                s.epochs_evaluated(), s.epochs(), s.seconds());
   if (!s.failure().empty()) std::cout << "failure: " << s.failure() << "\n";
   int under_replicated = 0;
   for (const rpc::Placement& pl : s.view().placement()) {
     under_replicated += pl.synced_backups_size() < pl.backups_size();
   }
-  std::cout << absl::StrFormat("map version %d: %d partitions, %d live workers, %d partitions still "
-                               "copying to a new backup, %d moved%s\n",
-                               s.view().version(), s.view().partition_owner_size(),
-                               s.view().live_workers_size(), under_replicated, s.migrations(),
-                               s.migrating().empty() ? "" : absl::StrCat(", moving ", s.migrating()));
+  std::cout << absl::StrFormat(
+      "map version %d: %d partitions, %d live workers, %d partitions still "
+      "copying to a new backup, %d moved%s\n",
+      s.view().version(), s.view().partition_owner_size(), s.view().live_workers_size(),
+      under_replicated, s.migrations(),
+      s.migrating().empty() ? "" : absl::StrCat(", moving ", s.migrating()));
   std::cout << absl::StrFormat("%-7s %4s %-22s %-6s %9s %6s %10s  %s\n", "role", "rank", "address",
                                "state", "heartbeat", "epoch", "samples", "server counters");
   for (const rpc::MemberStatus& m : s.members()) {
@@ -80,8 +112,9 @@ int Status(const std::string& address, absl::Duration timeout) {
         counters = "(unreachable)";
       }
     }
-    std::cout << absl::StrFormat("%-7s %4d %-22s %-6s %7dms %6s %10s  %s\n", server ? "server" : "worker",
-                                 m.rank(), m.address().empty() ? "-" : m.address(), m.state(),
+    std::cout << absl::StrFormat("%-7s %4d %-22s %-6s %7dms %6s %10s  %s\n",
+                                 server ? "server" : "worker", m.rank(),
+                                 m.address().empty() ? "-" : m.address(), m.state(),
                                  m.heartbeat_age_ms(), server ? "-" : absl::StrCat(m.epoch() + 1),
                                  server ? "-" : absl::StrCat(m.samples_done()), counters);
   }
@@ -131,7 +164,8 @@ int Drain(const std::string& address, int rank, absl::Duration timeout, absl::Du
     grpc::Status st = stub->Drain(&ctx, req, &resp);
     if (!st.ok()) return Fatal(absl::StrCat("drain server ", rank, ": ", st.error_message()));
     if (resp.partitions_left() != last) {
-      std::cout << absl::StrFormat("server %d holds %d partition copies\n", rank, resp.partitions_left())
+      std::cout << absl::StrFormat("server %d holds %d partition copies\n", rank,
+                                   resp.partitions_left())
                 << std::flush;
       last = resp.partitions_left();
     }
@@ -151,10 +185,16 @@ int Drain(const std::string& address, int rank, absl::Duration timeout, absl::Du
 }  // namespace ps
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("psctl --scheduler=HOST:PORT status | drain RANK");
+  absl::SetProgramUsageMessage(
+      "psctl --scheduler=HOST:PORT status | checkpoint | drain RANK; psctl health [URL]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   const std::string usage =
-      "usage: psctl --scheduler=HOST:PORT status | checkpoint | drain SERVER_RANK";
+      "usage: psctl --scheduler=HOST:PORT status | checkpoint | drain SERVER_RANK\n"
+      "       psctl health [URL]";
+  if (args.size() >= 2 && args.size() <= 3 && std::string(args[1]) == "health") {
+    return ps::Health(args.size() == 3 ? args[2] : "",
+                      absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms)));
+  }
   const bool status = args.size() == 2 && std::string(args[1]) == "status";
   const bool checkpoint = args.size() == 2 && std::string(args[1]) == "checkpoint";
   const bool drain = args.size() == 3 && std::string(args[1]) == "drain";

@@ -254,8 +254,32 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
   }
 }
 
+void KvClient::Observe(bool push, const std::vector<TableKeys>& tables, absl::Time start,
+                       const absl::Status& s) const {
+  uint64_t bytes = 0;
+  for (const TableKeys& t : tables) bytes += t.keys.size() * sizeof(uint64_t) + t.values.size() * sizeof(float);
+  options_.observe(push, bytes, absl::Now() - start, s.ok());
+}
+
 absl::Status KvClient::Push(const std::vector<TableKeys>& tables, std::optional<int64_t> clock,
                             uint64_t num_examples, float lr_scale) {
+  if (!options_.observe) return DoPush(tables, clock, num_examples, lr_scale);
+  const absl::Time start = absl::Now();
+  absl::Status s = DoPush(tables, clock, num_examples, lr_scale);
+  Observe(/*push=*/true, tables, start, s);
+  return s;
+}
+
+absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_t> clock) {
+  if (!options_.observe) return DoPull(tables, clock);
+  const absl::Time start = absl::Now();
+  absl::Status s = DoPull(tables, clock);
+  Observe(/*push=*/false, *tables, start, s);
+  return s;
+}
+
+absl::Status KvClient::DoPush(const std::vector<TableKeys>& tables, std::optional<int64_t> clock,
+                              uint64_t num_examples, float lr_scale) {
   auto routed = Route(tables, /*with_values=*/true);
   if (!routed.ok()) return routed.status();
   const uint64_t seq = ++seq_;
@@ -319,7 +343,7 @@ absl::Status KvClient::Push(const std::vector<TableKeys>& tables, std::optional<
       [](const PushCall&) { return absl::OkStatus(); });
 }
 
-absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_t> clock) {
+absl::Status KvClient::DoPull(std::vector<TableKeys>* tables, std::optional<int64_t> clock) {
   auto routed = Route(*tables, /*with_values=*/false);
   if (!routed.ok()) return routed.status();
   for (TableKeys& t : *tables) t.values.assign(t.keys.size() * tables_[t.table].dim, 0.0f);

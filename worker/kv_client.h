@@ -52,6 +52,9 @@ class KvClient {
     // Called (on the calling thread) when a server cannot be reached, so
     // the scheduler can check it before its heartbeat timeout.
     std::function<void(int server, const std::string& error)> report_unreachable;
+    // Told of every Push and Pull (for /metrics): key and value bytes, time
+    // including retries, whether it succeeded. On the calling thread.
+    std::function<void(bool push, uint64_t bytes, absl::Duration took, bool ok)> observe;
   };
   using ViewSource = std::function<absl::StatusOr<rpc::ClusterView>()>;
 
@@ -71,6 +74,7 @@ class KvClient {
                     uint64_t num_examples, float lr_scale = 1.0f);
 
   // Sets this worker's clock on every server.
+  // (Push and Pull time themselves for Options.observe around these.)
   absl::Status Tick(int64_t clock);
 
   // Fetches the view if `version` is newer than the one held (the heartbeat
@@ -85,6 +89,10 @@ class KvClient {
   uint64_t last_seq() const { return seq_; }
 
  private:
+  absl::Status DoPull(std::vector<TableKeys>* tables, std::optional<int64_t> clock);
+  absl::Status DoPush(const std::vector<TableKeys>& tables, std::optional<int64_t> clock,
+                      uint64_t num_examples, float lr_scale);
+  void Observe(bool push, const std::vector<TableKeys>& tables, absl::Time start, const absl::Status& s) const;
   struct Routed;
   absl::StatusOr<Routed> Route(const std::vector<TableKeys>& tables, bool with_values);
   rpc::ParameterServer::Stub* Stub(int server) ABSL_LOCKS_EXCLUDED(mu_);

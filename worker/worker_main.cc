@@ -14,6 +14,8 @@
 #include "absl/time/clock.h"
 #include "common/heartbeat.h"
 #include "common/logging.h"
+#include "common/monitoring.h"
+#include "common/net.h"
 #include "common/rpc.h"
 #include "common/scheduler_client.h"
 #include "common/signals.h"
@@ -21,12 +23,17 @@
 #include "worker/kv_client.h"
 #include "worker/data_source.h"
 #include "worker/trainer.h"
+#include "worker/worker_metrics.h"
 
 ABSL_FLAG(bool, standby, false,
           "join as a standby worker: wait, and take over the rank, data position and clock of the "
           "first worker that dies");
 ABSL_FLAG(std::string, scheduler, "", "host:port of the scheduler (required)");
 ABSL_FLAG(int, connect_timeout_ms, 30000, "how long to wait for the scheduler to come up");
+ABSL_FLAG(std::string, host, "127.0.0.1", "address --metrics_port listens on (0.0.0.0: every interface)");
+ABSL_FLAG(std::string, advertise, "",
+          "HOST the scheduler lists this worker's metrics under (default: --host, or the hostname "
+          "if --host is a wildcard)");
 ABSL_FLAG(int, iteration_delay_ms, 0, "test hook: sleep this long in every iteration (a slow worker)");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
 
@@ -40,16 +47,28 @@ int Fatal(const std::string& message) {
 }
 
 int Run() {
-  auto scheduler_client = SchedulerClient::ForFlag(absl::GetFlag(FLAGS_scheduler));
+  const absl::Duration connect_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_connect_timeout_ms));
+  auto scheduler_client = SchedulerClient::ForFlag(absl::GetFlag(FLAGS_scheduler), connect_timeout);
   if (!scheduler_client.ok()) return Fatal(std::string(scheduler_client.status().message()));
   SchedulerClient& client = **scheduler_client;
+  const std::string host = absl::GetFlag(FLAGS_host);
+  auto monitoring_or = Monitoring::FromFlags(host);
+  if (!monitoring_or.ok()) return Fatal(std::string(monitoring_or.status().message()));
+  Monitoring* monitoring = monitoring_or->get();
+  KvClient::Options kv_options;
   rpc::RegisterRequest reg;
+  if (monitoring != nullptr) {
+    ObserveWorker(monitoring, &kv_options, &client);
+    auto advertised = AdvertisedAddress(absl::GetFlag(FLAGS_advertise), host, monitoring->port(), connect_timeout);
+    if (!advertised.ok()) return Fatal(std::string(advertised.status().message()));
+    reg.set_metrics_address(*advertised);
+  }
   reg.set_role(rpc::WORKER);
   const uint64_t incarnation = SchedulerClient::NewIncarnation();
   reg.set_incarnation(incarnation);
   const bool standby = absl::GetFlag(FLAGS_standby);
   reg.set_standby(standby);
-  auto registered = client.Register(reg, absl::Milliseconds(absl::GetFlag(FLAGS_connect_timeout_ms)));
+  auto registered = client.Register(reg, connect_timeout);
   if (!registered.ok()) return Fatal(std::string(registered.status().message()));
   const config::JobConfig job = registered->config();
   const uint32_t node_id = registered->node_id();
@@ -59,6 +78,7 @@ int Run() {
   } else {
     spdlog::info("worker rank {} registered (node {})", rank, node_id);
   }
+  Monitoring::SetReady(true);
   // Training goes on while the scheduler restarts.
   client.SetRetryWindow(absl::Milliseconds(job.cluster().scheduler_timeout_ms()));
   auto fail = [&](const std::string& message) {
@@ -121,7 +141,6 @@ int Run() {
   auto view = client.WaitForStart(node_id, absl::Milliseconds(job.cluster().connect_timeout_ms()));
   if (!view.ok()) return stop(Fatal(absl::StrCat("start barrier: ", view.status().message())));
 
-  KvClient::Options kv_options;
   kv_options.rank = rank;
   kv_options.incarnation = incarnation;
   kv_options.num_partitions = job.cluster().num_partitions();
@@ -154,6 +173,8 @@ int Run() {
     MutexLock lock(&progress_mu);
     progress = &trainer.progress();
   }
+  std::unique_ptr<Monitoring::Collection> progress_metrics;
+  if (monitoring != nullptr) progress_metrics = ExportProgress(&trainer.progress(), monitoring);
   absl::Status result = trainer.Run();
   {
     MutexLock lock(&progress_mu);
@@ -169,7 +190,7 @@ int Run() {
 }  // namespace ps
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("ps_worker --scheduler=HOST:PORT");
+  absl::SetProgramUsageMessage("ps_worker --scheduler=HOST:PORT [--metrics_port=N --host=ADDR --advertise=HOST]");
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();
   ps::InitLogging("worker", absl::GetFlag(FLAGS_log_level));

@@ -4,6 +4,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <string>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -122,24 +125,76 @@ TEST(CliErrors, FeatureIndexBeyondTheDeclaredTable) {
                  "model:\n  num_features: 57\n", "d.libsvm:3: feature index 90 exceeds the declared maximum 57");
 }
 
+// A port something listens on while the object lives.
+class TakenPort {
+ public:
+  TakenPort() : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(listen(fd_, 1), 0);
+    socklen_t len = sizeof(addr);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~TakenPort() { close(fd_); }
+  int port() const { return port_; }
+
+ private:
+  const int fd_;
+  int port_ = 0;
+};
+
 TEST(CliErrors, PortAlreadyTaken) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(listen(fd, 1), 0);
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
+  TakenPort taken;
+  const int port = taken.port();
   auto r = RunCommand({BinDir() + "/ps_scheduler", "--config",
                        SourceDir() + "/examples/spambase_lr.yaml", "--host", "127.0.0.1", "--port",
                        std::to_string(port)},
                       kTimeout);
-  close(fd);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr(absl::StrCat("cannot listen on 127.0.0.1:", port,
                                                ": Address already in use")));
+}
+
+TEST(CliErrors, MetricsPortAlreadyTakenIsAnErrorNotAMissingEndpoint) {
+  TakenPort taken;
+  const std::string metrics = std::to_string(taken.port());
+  const std::string scheduler = absl::StrCat("127.0.0.1:", UnusedPort());
+  const std::vector<std::vector<std::string>> commands = {
+      {BinDir() + "/ps_scheduler", "--config", SourceDir() + "/examples/spambase_lr.yaml", "--port", "0"},
+      {BinDir() + "/ps_server", "--scheduler", scheduler},
+      {BinDir() + "/ps_worker", "--scheduler", scheduler}};
+  for (std::vector<std::string> argv : commands) {
+    argv.insert(argv.end(), {"--metrics_port", metrics});
+    auto r = RunCommand(argv, kTimeout);
+    EXPECT_EQ(r.exit_code, 1) << argv[0];
+    EXPECT_THAT(r.output, HasSubstr(absl::StrCat("--metrics_port: cannot listen on 127.0.0.1:", metrics,
+                                                 ": Address already in use")))
+        << argv[0];
+  }
+}
+
+TEST(CliErrors, UnresolvableSchedulerNameIsNamed) {
+  for (const char* role : {"ps_worker", "ps_server"}) {
+    auto r = RunCommand({BinDir() + "/" + role, "--scheduler", "no-such-scheduler.invalid:7000",
+                         "--connect_timeout_ms", "500"},
+                        kTimeout);
+    EXPECT_EQ(r.exit_code, 1) << role;
+    EXPECT_THAT(r.output, HasSubstr("--scheduler: cannot resolve host 'no-such-scheduler.invalid'")) << role;
+  }
+}
+
+TEST(CliErrors, UnresolvableAdvertisedNameIsNamed) {
+  const std::string scheduler = absl::StrCat("127.0.0.1:", UnusedPort());
+  for (const char* role : {"ps_worker", "ps_server"}) {
+    auto r = RunCommand({BinDir() + "/" + role, "--scheduler", scheduler, "--advertise",
+                         "no-such-server.invalid", "--connect_timeout_ms", "500"},
+                        kTimeout);
+    EXPECT_EQ(r.exit_code, 1) << role;
+    EXPECT_THAT(r.output, HasSubstr("--advertise: cannot resolve host 'no-such-server.invalid'")) << role;
+  }
 }
 
 TEST(CliErrors, SchedulerNotUpWorkerGivesUpAtItsDeadline) {

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Several hosts on one machine: the scheduler, 3 servers (replication 2) and
+# 2 workers each in its own network namespace with its own address on a
+# private switch (10.213.9.0/24, which exists only inside these namespaces).
+# Mid-run the link of one primary server is cut (its port on the switch goes
+# down: it keeps running, unreachable); the job must end with the model of
+# the same job run without the cut. Needs root (ip netns).
+#   tests/netns_test.sh BIN_DIR
+set -euo pipefail
+BIN=$(cd "${1:?usage: netns_test.sh BIN_DIR}" && pwd)
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+say() { echo "netns_test: $*"; }
+fail() { echo "netns_test: FAILED: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || fail "needs root for ip netns"
+command -v ip >/dev/null || fail "needs iproute2"
+
+TAG="ps$$"
+SW="$TAG-sw"
+WORK=$(mktemp -d /tmp/ps-netns.XXXXXX)
+HOSTS=(sched srv0 srv1 srv2 wrk0 wrk1)
+declare -A ADDR=([sched]=10.213.9.1 [srv0]=10.213.9.2 [srv1]=10.213.9.3 [srv2]=10.213.9.4
+                 [wrk0]=10.213.9.5 [wrk1]=10.213.9.6)
+EPOCHS=40
+SETS=(--set cluster.num_servers=3 --set cluster.num_workers=2 --set cluster.standby_servers=0
+      --set cluster.standby_workers=0 --set "train.epochs=$EPOCHS")
+
+cleanup() {
+  local rc=$?
+  for h in "${HOSTS[@]}" sw; do
+    local ns="$TAG-$h"
+    [ -e "/run/netns/$ns" ] || continue
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+    for _ in $(seq 1 50); do [ -z "$(ip netns pids "$ns" 2>/dev/null)" ] && break; sleep 0.1; done  # wait for exits
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+  exit $rc
+}
+trap cleanup EXIT
+
+# The switch: a bridge in its own namespace; each host a veth pair to it.
+ip netns add "$SW"
+ip -n "$SW" link add br0 type bridge
+ip -n "$SW" link set dev br0 up
+for h in "${HOSTS[@]}"; do
+  ns="$TAG-$h"
+  ip netns add "$ns"
+  ip link add "$TAG$h" netns "$ns" type veth peer name "p-$h" netns "$SW"
+  ip -n "$SW" link set dev "p-$h" master br0
+  ip -n "$SW" link set dev "p-$h" up
+  ip -n "$ns" link set dev lo up
+  ip -n "$ns" addr add "${ADDR[$h]}/24" dev "$TAG$h"
+  ip -n "$ns" link set dev "$TAG$h" up
+done
+on() { local h=$1; shift; ip netns exec "$TAG-$h" "$@"; }
+# Every host reaches the scheduler.
+for h in "${HOSTS[@]}"; do
+  for _ in $(seq 1 50); do on "$h" ping -c 1 -W 1 "${ADDR[sched]}" >/dev/null 2>&1 && break; sleep 0.1; done
+done
+
+say "baseline: the same job with ps_launch on loopback"
+"$BIN/ps_launch" --config "$ROOT/examples/spambase_replicated.yaml" --set "job.output_dir=$WORK/baseline" \
+  "${SETS[@]}" >"$WORK/baseline.log" 2>&1 || { tail -20 "$WORK/baseline.log"; fail "baseline job"; }
+
+say "the job across 6 namespaces"
+on sched "$BIN/ps_scheduler" --config "$ROOT/examples/spambase_replicated.yaml" \
+  --set "job.output_dir=$WORK/job" "${SETS[@]}" --host "${ADDR[sched]}" --port 0 \
+  --port_file "$WORK/scheduler.port" --metrics_port 0 >"$WORK/scheduler.log" 2>&1 &
+sched_pid=$!
+for _ in $(seq 1 100); do [ -s "$WORK/scheduler.port" ] && break; sleep 0.1; done  # wait for its port
+[ -s "$WORK/scheduler.port" ] || { cat "$WORK/scheduler.log"; fail "the scheduler did not start"; }
+SCHED="${ADDR[sched]}:$(cat "$WORK/scheduler.port")"
+for h in srv0 srv1 srv2; do
+  on "$h" "$BIN/ps_server" --scheduler "$SCHED" --host "${ADDR[$h]}" --port 0 --metrics_port 0 \
+    >"$WORK/$h.log" 2>&1 &
+done
+for h in wrk0 wrk1; do
+  on "$h" "$BIN/ps_worker" --scheduler "$SCHED" --host "${ADDR[$h]}" --metrics_port 0 \
+    >"$WORK/$h.log" 2>&1 &
+done
+
+# Cut the link of server rank 1 (a primary of a third of the partitions)
+# once training is under way.
+for _ in $(seq 1 600); do grep -q "epoch 3/$EPOCHS" "$WORK/scheduler.log" && break; sleep 0.1; done
+grep -q "epoch 3/$EPOCHS" "$WORK/scheduler.log" || { tail -20 "$WORK/scheduler.log"; fail "training did not start"; }
+victim=""
+for h in srv0 srv1 srv2; do grep -q "server rank 1 listening on" "$WORK/$h.log" && victim=$h; done
+[ -n "$victim" ] || fail "no server has rank 1"
+grep -q "server 1 registered at ${ADDR[$victim]}:" "$WORK/scheduler.log" || fail "rank 1 did not advertise ${ADDR[$victim]}"
+ip -n "$SW" link set dev "p-$victim" down
+say "cut the link of server rank 1 ($victim, ${ADDR[$victim]}) at epoch 3 of $EPOCHS"
+
+code=0
+for _ in $(seq 1 1200); do kill -0 "$sched_pid" 2>/dev/null || break; sleep 0.1; done  # wait for the job
+if kill -0 "$sched_pid" 2>/dev/null; then tail -20 "$WORK/scheduler.log"; fail "the job did not end within 120 s"; fi
+wait "$sched_pid" || code=$?
+[ "$code" -eq 0 ] || { tail -30 "$WORK/scheduler.log"; fail "the scheduler exited with $code"; }
+grep -q "partitions promoted to a backup" "$WORK/scheduler.log" || fail "no failover in the scheduler's log"
+# The cut-off server learns it was replaced once its link is back.
+ip -n "$SW" link set dev "p-$victim" up
+
+"$BIN/ps_model" dump "$WORK/baseline/model" >"$WORK/baseline.dump"
+"$BIN/ps_model" dump "$WORK/job/model" >"$WORK/job.dump"
+[ -s "$WORK/baseline.dump" ] || fail "empty baseline model"
+if ! cmp -s "$WORK/baseline.dump" "$WORK/job.dump"; then
+  diff "$WORK/baseline.dump" "$WORK/job.dump" | head -10
+  fail "the model differs from the run without the cut"
+fi
+say "the job ended like the uncut run: $(wc -l <"$WORK/job.dump") model rows identical"
