@@ -939,6 +939,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides = ps::ExtractRepeatedFlag("set", &argc, argv);
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();
-  ps::InitLogging("bench", absl::GetFlag(FLAGS_log_level));
+  if (absl::Status s = ps::InitLogging("bench", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
+    std::cerr << "ps_bench: error: " << s.message() << std::endl;
+    return 1;
+  }
   return ps::Run(overrides);
 }

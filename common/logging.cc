@@ -1,15 +1,104 @@
 #include "common/logging.h"
 
+#include <memory>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/sync.h"
+#include "spdlog/pattern_formatter.h"
 #include "spdlog/sinks/stdout_sinks.h"
 
-namespace ps {
+ABSL_FLAG(std::string, log_format, "text",
+          "text (a line per event) or json (a JSON object per line, for log shippers)");
 
-void InitLogging(const std::string& role, const std::string& level) {
+namespace ps {
+namespace {
+
+Mutex id_mu;
+std::string* log_id ABSL_GUARDED_BY(id_mu) = nullptr;
+
+void AppendJsonEscaped(std::string_view s, spdlog::memory_buf_t& dest) {
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        dest.append(std::string_view("\\\""));
+        break;
+      case '\\':
+        dest.append(std::string_view("\\\\"));
+        break;
+      case '\n':
+        dest.append(std::string_view("\\n"));
+        break;
+      case '\t':
+        dest.append(std::string_view("\\t"));
+        break;
+      case '\r':
+        dest.append(std::string_view("\\r"));
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          const std::string u = absl::StrFormat("\\u%04x", static_cast<unsigned char>(c));
+          dest.append(std::string_view(u));
+        } else {
+          dest.push_back(c);
+        }
+    }
+  }
+}
+
+// %J: the message, JSON-escaped.
+class JsonMessage : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    AppendJsonEscaped(std::string_view(msg.payload.data(), msg.payload.size()), dest);
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JsonMessage>();
+  }
+};
+
+// %I: SetLogId's value, JSON-escaped.
+class LogId : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg&, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    MutexLock lock(&id_mu);
+    if (log_id != nullptr) AppendJsonEscaped(*log_id, dest);
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<LogId>();
+  }
+};
+
+}  // namespace
+
+absl::Status InitLogging(const std::string& role, const std::string& level) {
+  const std::string format = absl::GetFlag(FLAGS_log_format);
+  if (format != "text" && format != "json") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--log_format: '", format, "' is not text or json"));
+  }
   auto logger = spdlog::stderr_logger_mt(role);
-  logger->set_pattern("%H:%M:%S.%e %n %^%l%$: %v");
+  if (format == "json") {
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<JsonMessage>('J').add_flag<LogId>('I').set_pattern(
+        R"({"time":"%Y-%m-%dT%H:%M:%S.%f%z","level":"%l","role":"%n","id":"%I","msg":"%J"})");
+    logger->set_formatter(std::move(formatter));
+  } else {
+    logger->set_pattern("%H:%M:%S.%e %n %^%l%$: %v");
+  }
   logger->set_level(spdlog::level::from_str(level));
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
+  return absl::OkStatus();
+}
+
+void SetLogId(const std::string& id) {
+  MutexLock lock(&id_mu);
+  if (log_id == nullptr) log_id = new std::string();  // never freed: loggers may run at exit
+  *log_id = id;
 }
 
 }  // namespace ps

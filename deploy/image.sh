@@ -56,5 +56,10 @@ ldd "${BINARIES[@]/#/$BUILD_DIR/bin/}" | awk '$2 == "=>" && $3 ~ /^\// {print $3
   grep -Ev '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*)\.so' |
   while read -r lib; do cp -L "$lib" "$stage/lib/"; done
 
-docker build -q -f deploy/Dockerfile --build-arg BASE="$BASE" -t "$TAG" "$stage" >/dev/null
+if ! docker build -q -f deploy/Dockerfile --build-arg BASE="$BASE" -t "$TAG" "$stage" >"$stage.log" 2>&1; then
+  cat "$stage.log" >&2
+  rm -f "$stage.log"
+  exit 1
+fi
+rm -f "$stage.log"
 say "built $TAG from $BASE: $(docker image inspect -f '{{.Size}}' "$TAG" | awk '{printf "%.0f MB", $1 / 1e6}')"

@@ -14,8 +14,9 @@ PACKAGES=(build-essential cmake ninja-build ccache pkg-config
           libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
           prometheus-cpp-dev libcivetweb-dev libcurl4-openssl-dev
           dataset-fashion-mnist
-          # The tests: a real Prometheus server (and promtool), curl.
-          prometheus curl)
+          # The tests: a real Prometheus server (and promtool), curl, ip netns.
+          # (deploy/compose_test.sh installs the Docker engine it needs.)
+          prometheus curl iproute2)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

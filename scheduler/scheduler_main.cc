@@ -100,6 +100,7 @@ int Run(const std::vector<std::string>& overrides) {
   auto monitoring_or = Monitoring::FromFlags(host);
   if (!monitoring_or.ok()) return Fatal(std::string(monitoring_or.status().message()));
   Monitoring* monitoring = monitoring_or->get();
+  SetLogId(absl::StrCat("job ", job->job().name()));
   SchedulerCore::Options options{state_path};
   if (monitoring != nullptr) options.barrier_waited = BarrierWaitObserver(monitoring);
   SchedulerCore core(*job, absl::Now(), std::move(options));
@@ -178,6 +179,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides = ps::ExtractRepeatedFlag("set", &argc, argv);
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();
-  ps::InitLogging("scheduler", absl::GetFlag(FLAGS_log_level));
+  if (absl::Status s = ps::InitLogging("scheduler", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
+    std::cerr << "ps_scheduler: error: " << s.message() << std::endl;
+    return 1;
+  }
   return ps::Run(overrides);
 }

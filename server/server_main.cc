@@ -74,6 +74,7 @@ int Run() {
   if (!registered.ok()) return Fatal(std::string(registered.status().message()));
   const config::JobConfig& job = registered->config();
   const uint32_t node_id = registered->node_id();
+  SetLogId(absl::StrCat(standby ? "standby " : "", "rank ", registered->rank(), ", node ", node_id));
   spdlog::info("{}server rank {} listening on {} (node {}){}", standby ? "standby " : "",
                registered->rank(), my_address, node_id,
                reg.metrics_address().empty() ? "" : absl::StrCat(", metrics on ", reg.metrics_address()));
@@ -209,6 +210,9 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("ps_server --scheduler=HOST:PORT [--host=ADDR --port=N --advertise=HOST[:PORT] --metrics_port=N]");
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();
-  ps::InitLogging("server", absl::GetFlag(FLAGS_log_level));
+  if (absl::Status s = ps::InitLogging("server", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
+    std::cerr << "ps_server: error: " << s.message() << std::endl;
+    return 1;
+  }
   return ps::Run();
 }

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/logging.h"
 #include "common/config.h"
 #include "common/file_util.h"
 #include "common/flags_util.h"
@@ -81,6 +82,11 @@ int Run(const std::vector<std::string>& overrides) {
     options.worker_delay_ms[rank] = ms;
   }
   if (absl::GetFlag(FLAGS_resume)) options.scheduler_flags.push_back("--resume");
+  const std::string log_format = absl::GetFlag(FLAGS_log_format);
+  if (log_format != "text" && log_format != "json") {
+    return Fatal(absl::StrCat("--log_format: '", log_format, "' is not text or json"));
+  }
+  options.member_flags.push_back("--log_format=" + log_format);
   LocalCluster cluster;
   if (absl::Status s = cluster.Start(*job, options); !s.ok()) return Fatal(std::string(s.message()), 1);
   std::cout << "ps_launch: job '" << job->job().name() << "': scheduler at "

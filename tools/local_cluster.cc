@@ -32,6 +32,7 @@ absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalCluste
   }
   scheduler.argv.insert(scheduler.argv.end(), options.scheduler_flags.begin(),
                         options.scheduler_flags.end());
+  scheduler.argv.insert(scheduler.argv.end(), options.member_flags.begin(), options.member_flags.end());
   auto pid = group_.Spawn(scheduler);
   if (!pid.ok()) return pid.status();
   pids_["scheduler"] = *pid;
@@ -48,6 +49,7 @@ absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalCluste
                    {absl::StrCat(options.bin_dir, "/ps_", role), "--scheduler", scheduler_address_},
                    absl::StrCat(options.log_dir, "/", name, ".log")};
     spec.argv.insert(spec.argv.end(), extra.begin(), extra.end());
+    spec.argv.insert(spec.argv.end(), options.member_flags.begin(), options.member_flags.end());
     auto p = group_.Spawn(spec);
     if (!p.ok()) return p.status();
     pids_[name] = *p;

@@ -26,6 +26,8 @@ struct LocalClusterOptions {
   bool scheduler_to_log = false;       // else the scheduler writes to our stdout/stderr
   std::map<int, int> worker_delay_ms;  // rank -> per-iteration delay (test hook)
   std::vector<std::string> scheduler_flags;  // extra ps_scheduler flags, e.g. --resume
+  // Passed to every process (scheduler, servers, workers), e.g. --log_format=json.
+  std::vector<std::string> member_flags;
   absl::Duration start_timeout = absl::Seconds(30);
 };
 

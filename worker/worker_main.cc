@@ -73,6 +73,7 @@ int Run() {
   const config::JobConfig job = registered->config();
   const uint32_t node_id = registered->node_id();
   int32_t rank = registered->rank();
+  SetLogId(standby ? absl::StrCat("standby, node ", node_id) : absl::StrCat("rank ", rank, ", node ", node_id));
   if (standby) {
     spdlog::info("standby worker registered (node {})", node_id);
   } else {
@@ -137,6 +138,7 @@ int Run() {
       rank = resp->rank();
     }
     spdlog::warn("standby worker (node {}) takes over rank {}", node_id, rank);
+    SetLogId(absl::StrCat("rank ", rank, ", node ", node_id));
   }
   auto view = client.WaitForStart(node_id, absl::Milliseconds(job.cluster().connect_timeout_ms()));
   if (!view.ok()) return stop(Fatal(absl::StrCat("start barrier: ", view.status().message())));
@@ -193,6 +195,9 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("ps_worker --scheduler=HOST:PORT [--metrics_port=N --host=ADDR --advertise=HOST]");
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();
-  ps::InitLogging("worker", absl::GetFlag(FLAGS_log_level));
+  if (absl::Status s = ps::InitLogging("worker", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
+    std::cerr << "ps_worker: error: " << s.message() << std::endl;
+    return 1;
+  }
   return ps::Run();
 }

@@ -176,6 +176,18 @@ TEST(CliErrors, MetricsPortAlreadyTakenIsAnErrorNotAMissingEndpoint) {
   }
 }
 
+TEST(CliErrors, UnknownLogFormatIsNamed) {
+  const std::string config = "--config=" + SourceDir() + "/examples/spambase_lr.yaml";
+  const std::vector<std::pair<std::string, std::string>> commands = {
+      {"ps_launch", config}, {"ps_scheduler", config}, {"ps_server", "--scheduler=127.0.0.1:1"},
+      {"ps_worker", "--scheduler=127.0.0.1:1"}};
+  for (const auto& [binary, flag] : commands) {
+    auto r = RunCommand({BinDir() + "/" + binary, "--log_format=xml", flag}, kTimeout);
+    EXPECT_NE(r.exit_code, 0) << binary;
+    EXPECT_THAT(r.output, HasSubstr("--log_format: 'xml' is not text or json")) << binary;
+  }
+}
+
 TEST(CliErrors, UnresolvableSchedulerNameIsNamed) {
   for (const char* role : {"ps_worker", "ps_server"}) {
     auto r = RunCommand({BinDir() + "/" + role, "--scheduler", "no-such-scheduler.invalid:7000",

@@ -9,6 +9,7 @@
 #include <iostream>
 #include <map>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -241,6 +242,31 @@ TEST_F(Monitoring, PrometheusScrapesTheClusterThroughTheTargetsFile) {
   EXPECT_GT(later, first);
   EXPECT_GE(Query(port, "ps_job_epochs_evaluated"), 0);
   prometheus.TerminateAll(absl::Seconds(5));
+}
+
+// --log_format=json: every line of every process's log is one JSON object
+// with the time, level, role, id and the message.
+TEST(JsonLogs, EveryLineIsAnObjectWithRoleAndId) {
+  const std::string out = NewTempDir("json-logs");
+  auto r =
+      testing::Launch("examples/spambase_lr.yaml", out, {"train.epochs=1"}, {"--log_format=json"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  static const std::regex line(
+      R"re(\{"time":"[0-9T:.+-]+","level":"(info|warning|error|debug)","role":"(scheduler|server|worker)","id":"[^"]*","msg":"([^"\\]|\\.)*"\})re");
+  int lines = 0;
+  for (const std::string name : {"server-0", "server-1", "worker-0", "worker-1"}) {
+    std::istringstream in(ReadFile(out + "/logs/" + name + ".log"));
+    std::string l;
+    while (std::getline(in, l)) {
+      ++lines;
+      EXPECT_TRUE(std::regex_match(l, line)) << name << ": " << l;
+    }
+  }
+  EXPECT_GT(lines, 8);
+  EXPECT_THAT(ReadFile(out + "/logs/server-0.log"),
+              HasSubstr(R"("role":"server","id":"rank 0, node )"));
+  EXPECT_THAT(r.output,
+              HasSubstr(R"("role":"scheduler","id":"job spambase-lr","msg":"training starts)"));
 }
 
 }  // namespace
