@@ -45,7 +45,8 @@ fi
 # (the base image has the same Debian 12 glibc).
 stage=$(mktemp -d /tmp/ps-image.XXXXXX)
 trap 'rm -rf "$stage" ${rootfs:+"$rootfs"}' EXIT
-mkdir -p "$stage/bin" "$stage/lib"
+mkdir -p "$stage/bin" "$stage/lib" "$stage/job"
+cp -r examples data "$stage/job/"
 BINARIES=(ps_scheduler ps_server ps_worker ps_launch ps_bench ps_model ps_predict psctl)
 for b in "${BINARIES[@]}"; do
   [ -x "$BUILD_DIR/bin/$b" ] || { echo "image.sh: $BUILD_DIR/bin/$b is missing (run deploy/setup.sh first)" >&2; exit 1; }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Several hosts on one machine: the scheduler, 3 servers (replication 2) and
-# 2 workers each in its own network namespace with its own address on a
+# 2 workers each in its own network namespace, started by ps_launch --hostfile with its own address on a
 # private switch (10.213.9.0/24, which exists only inside these namespaces).
 # Mid-run the link of one primary server is cut (its port on the switch goes
 # down: it keeps running, unreachable); the job must end with the model of
@@ -58,31 +58,28 @@ say "baseline: the same job with ps_launch on loopback"
 "$BIN/ps_launch" --config "$ROOT/examples/spambase_replicated.yaml" --set "job.output_dir=$WORK/baseline" \
   "${SETS[@]}" >"$WORK/baseline.log" 2>&1 || { tail -20 "$WORK/baseline.log"; fail "baseline job"; }
 
-say "the job across 6 namespaces"
-on sched "$BIN/ps_scheduler" --config "$ROOT/examples/spambase_replicated.yaml" \
-  --set "job.output_dir=$WORK/job" "${SETS[@]}" --host "${ADDR[sched]}" --port 0 \
-  --port_file "$WORK/scheduler.port" --metrics_port 0 >"$WORK/scheduler.log" 2>&1 &
+# The job through ps_launch --hostfile: the scheduler here (in sched's
+# namespace), servers and workers started on their hosts by the remote shell
+# tests/netns_rsh.sh (what ssh does on real machines).
+printf '%s roles=server\n' "${ADDR[srv0]}" "${ADDR[srv1]}" "${ADDR[srv2]}" >"$WORK/hosts"
+printf '%s roles=worker\n' "${ADDR[wrk0]}" "${ADDR[wrk1]}" >>"$WORK/hosts"
+say "the job across 6 namespaces (ps_launch --hostfile)"
+on sched "$BIN/ps_launch" --config "$ROOT/examples/spambase_replicated.yaml" \
+  --set "job.output_dir=$WORK/job" "${SETS[@]}" --hostfile "$WORK/hosts" \
+  --rsh "$ROOT/tests/netns_rsh.sh" --scheduler_host "${ADDR[sched]}" >"$WORK/scheduler.log" 2>&1 &
 sched_pid=$!
-for _ in $(seq 1 100); do [ -s "$WORK/scheduler.port" ] && break; sleep 0.1; done  # wait for its port
-[ -s "$WORK/scheduler.port" ] || { cat "$WORK/scheduler.log"; fail "the scheduler did not start"; }
-SCHED="${ADDR[sched]}:$(cat "$WORK/scheduler.port")"
-for h in srv0 srv1 srv2; do
-  on "$h" "$BIN/ps_server" --scheduler "$SCHED" --host "${ADDR[$h]}" --port 0 --metrics_port 0 \
-    >"$WORK/$h.log" 2>&1 &
-done
-for h in wrk0 wrk1; do
-  on "$h" "$BIN/ps_worker" --scheduler "$SCHED" --host "${ADDR[$h]}" --metrics_port 0 \
-    >"$WORK/$h.log" 2>&1 &
-done
 
 # Cut the link of server rank 1 (a primary of a third of the partitions)
-# once training is under way.
+# once training is under way. server-K runs on the K-th server host.
 for _ in $(seq 1 600); do grep -q "epoch 3/$EPOCHS" "$WORK/scheduler.log" && break; sleep 0.1; done
 grep -q "epoch 3/$EPOCHS" "$WORK/scheduler.log" || { tail -20 "$WORK/scheduler.log"; fail "training did not start"; }
 victim=""
-for h in srv0 srv1 srv2; do grep -q "server rank 1 listening on" "$WORK/$h.log" && victim=$h; done
+for k in 0 1 2; do grep -q "server rank 1 listening on" "$WORK/job/logs/server-$k.log" && victim=srv$k; done
 [ -n "$victim" ] || fail "no server has rank 1"
 grep -q "server 1 registered at ${ADDR[$victim]}:" "$WORK/scheduler.log" || fail "rank 1 did not advertise ${ADDR[$victim]}"
+for h in srv0 srv1 srv2 wrk0 wrk1; do
+  [ -n "$(ip netns pids "$TAG-$h")" ] || fail "nothing runs on host $h"
+done
 ip -n "$SW" link set dev "p-$victim" down
 cut_at=$(date +%s)
 say "cut the link of server rank 1 ($victim, ${ADDR[$victim]}) at epoch 3 of $EPOCHS"
@@ -91,11 +88,9 @@ code=0
 for _ in $(seq 1 1200); do kill -0 "$sched_pid" 2>/dev/null || break; sleep 0.1; done  # wait for the job
 if kill -0 "$sched_pid" 2>/dev/null; then tail -20 "$WORK/scheduler.log"; fail "the job did not end within 120 s"; fi
 wait "$sched_pid" || code=$?
-[ "$code" -eq 0 ] || { tail -30 "$WORK/scheduler.log"; fail "the scheduler exited with $code"; }
+[ "$code" -eq 0 ] || { tail -30 "$WORK/scheduler.log"; fail "ps_launch exited with $code"; }
 grep -q "partitions promoted to a backup" "$WORK/scheduler.log" || fail "no failover in the scheduler's log"
 say "the job ended $(( $(date +%s) - cut_at ))s after the cut: $(grep -m1 'partitions promoted' "$WORK/scheduler.log")"
-# The cut-off server learns it was replaced once its link is back.
-ip -n "$SW" link set dev "p-$victim" up
 
 "$BIN/ps_model" dump "$WORK/baseline/model" >"$WORK/baseline.dump"
 "$BIN/ps_model" dump "$WORK/job/model" >"$WORK/job.dump"

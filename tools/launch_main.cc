@@ -30,6 +30,14 @@ ABSL_FLAG(std::string, bin_dir, "", "where the ps_* binaries are; default: next 
 ABSL_FLAG(std::string, worker_delay, "",
           "test hook: RANK:MS makes worker RANK sleep MS milliseconds every iteration");
 ABSL_FLAG(int, timeout_s, 0, "stop the job (and fail) after this many seconds; 0: no limit");
+ABSL_FLAG(std::string, hostfile, "",
+          "run the servers and workers on the hosts listed in this file (one per line: NAME "
+          "[roles=server,worker]) through --rsh; the scheduler runs here");
+ABSL_FLAG(std::string, rsh, "ssh -o BatchMode=yes -tt",
+          "--hostfile: the remote shell, followed by the host and the command line (-tt: the "
+          "remote process ends with the connection)");
+ABSL_FLAG(std::string, scheduler_host, "",
+          "--hostfile: the name the hosts reach this machine at (default: its hostname)");
 ABSL_FLAG(bool, resume, false,
           "restart the job from its latest complete checkpoint (see checkpoint.every_epochs)");
 
@@ -87,11 +95,26 @@ int Run(const std::vector<std::string>& overrides) {
     return Fatal(absl::StrCat("--log_format: '", log_format, "' is not text or json"));
   }
   options.member_flags.push_back("--log_format=" + log_format);
+  if (const std::string hostfile = absl::GetFlag(FLAGS_hostfile); !hostfile.empty()) {
+    auto hosts = ReadHostfile(hostfile);
+    if (!hosts.ok()) return Fatal(std::string(hosts.status().message()));
+    options.hosts = std::move(*hosts);
+    options.rsh = absl::StrSplit(absl::GetFlag(FLAGS_rsh), ' ', absl::SkipEmpty());
+    if (options.rsh.empty()) return Fatal("--rsh is empty");
+    options.scheduler_host = absl::GetFlag(FLAGS_scheduler_host);
+    if (options.scheduler_host.empty()) {
+      char name[256] = {};
+      gethostname(name, sizeof(name) - 1);
+      options.scheduler_host = name;
+    }
+  }
   LocalCluster cluster;
   if (absl::Status s = cluster.Start(*job, options); !s.ok()) return Fatal(std::string(s.message()), 1);
   std::cout << "ps_launch: job '" << job->job().name() << "': scheduler at "
             << cluster.scheduler_address() << ", " << job->cluster().num_servers() << " servers, "
-            << job->cluster().num_workers() << " workers; logs in " << options.log_dir << std::endl;
+            << job->cluster().num_workers() << " workers"
+            << (options.hosts.empty() ? "" : absl::StrCat(" on ", options.hosts.size(), " hosts"))
+            << "; logs in " << options.log_dir << std::endl;
   const int timeout = absl::GetFlag(FLAGS_timeout_s);
   const absl::Time deadline =
       timeout > 0 ? absl::Now() + absl::Seconds(timeout) : absl::InfiniteFuture();

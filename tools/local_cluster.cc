@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <iostream>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -22,10 +23,12 @@ absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalCluste
   if (absl::Status s = MakeDirs(options.log_dir); !s.ok()) return s;
   const std::string port_file = options.log_dir + "/scheduler.port";
   unlink(port_file.c_str());
+  const bool remote = !options.hosts.empty();
   ChildSpec scheduler{"scheduler",
-                      {options.bin_dir + "/ps_scheduler", "--config", options.config_path,
-                       "--host", "127.0.0.1", "--port", "0", "--port_file", port_file},
+                      {options.bin_dir + "/ps_scheduler", "--config", options.config_path, "--host",
+                       remote ? "0.0.0.0" : "127.0.0.1", "--port", "0", "--port_file", port_file},
                       options.scheduler_to_log ? options.log_dir + "/scheduler.log" : ""};
+  if (remote) scheduler.argv.push_back("--advertise=" + options.scheduler_host);
   for (const std::string& o : options.overrides) {
     scheduler.argv.push_back("--set");
     scheduler.argv.push_back(o);
@@ -42,14 +45,30 @@ absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalCluste
     return absl::Status(port.status().code(),
                         absl::StrCat("the scheduler did not start: ", port.status().message()));
   }
-  scheduler_address_ = absl::StrCat("127.0.0.1:", *port);
+  scheduler_address_ = absl::StrCat(remote ? options.scheduler_host : "127.0.0.1", ":", *port);
+  // Round-robin over the hosts that take each role.
+  std::map<std::string, std::vector<const Host*>> hosts_for;
+  for (const Host& h : options.hosts) {
+    if (h.servers) hosts_for["server"].push_back(&h);
+    if (h.workers) hosts_for["worker"].push_back(&h);
+  }
+  std::map<std::string, size_t> next_host;
   auto spawn = [&](const std::string& role, int rank, std::vector<std::string> extra) -> absl::Status {
     const std::string name = absl::StrCat(role, "-", rank);
-    ChildSpec spec{name,
-                   {absl::StrCat(options.bin_dir, "/ps_", role), "--scheduler", scheduler_address_},
-                   absl::StrCat(options.log_dir, "/", name, ".log")};
-    spec.argv.insert(spec.argv.end(), extra.begin(), extra.end());
-    spec.argv.insert(spec.argv.end(), options.member_flags.begin(), options.member_flags.end());
+    std::vector<std::string> argv = {absl::StrCat(options.bin_dir, "/ps_", role), "--scheduler",
+                                     scheduler_address_};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.insert(argv.end(), options.member_flags.begin(), options.member_flags.end());
+    if (remote) {
+      const std::vector<const Host*>& on = hosts_for[role];
+      const Host& host = *on[next_host[role]++ % on.size()];
+      argv.insert(argv.end(), {"--host", "0.0.0.0", "--advertise", host.name});
+      std::vector<std::string> shell = options.rsh;
+      shell.push_back(host.name);
+      shell.push_back("exec " + ShellCommand(argv));
+      argv = std::move(shell);
+    }
+    ChildSpec spec{name, std::move(argv), absl::StrCat(options.log_dir, "/", name, ".log")};
     auto p = group_.Spawn(spec);
     if (!p.ok()) return p.status();
     pids_[name] = *p;
@@ -130,9 +149,18 @@ int LocalCluster::Wait(absl::Time deadline, std::string* error,
         auto rest = group_.WaitAny(grace);
         if (!rest.ok()) {
           for (const auto& e : group_.TerminateAll(absl::Seconds(2))) {
-            *error = absl::StrCat(e.name, " did not exit after the job ended; killed");
+            if (replicated_) {
+              // The job went on without it (cut off, frozen): the scheduler
+              // said the job succeeded.
+              std::cerr << "ps_launch: " << e.name
+                        << " was still running after the job ended (the job went on without it); "
+                           "stopped it"
+                        << std::endl;
+            } else {
+              *error = absl::StrCat(e.name, " did not exit after the job ended; killed");
+            }
           }
-          return 1;
+          return error->empty() ? 0 : 1;
         }
         if (rest->code != 0) *error = absl::StrCat(rest->name, " exited with code ", rest->code);
       }

@@ -1,5 +1,6 @@
 // A whole job on this machine: one ps_scheduler, the job's servers and
-// (optionally) workers, each a separate process on loopback with port 0.
+// (optionally) workers, each a separate process on loopback with port 0;
+// or, with LocalClusterOptions.hosts, on several machines through ssh.
 // Used by ps_launch, ps_bench and the multi-process tests.
 // Not thread-safe: one owner thread.
 #ifndef PS_TOOLS_LOCAL_CLUSTER_H_
@@ -13,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "proto/job_config.pb.h"
+#include "tools/hostfile.h"
 #include "tools/process_group.h"
 
 namespace ps {
@@ -29,6 +31,15 @@ struct LocalClusterOptions {
   // Passed to every process (scheduler, servers, workers), e.g. --log_format=json.
   std::vector<std::string> member_flags;
   absl::Duration start_timeout = absl::Seconds(30);
+  // Several machines (ps_launch --hostfile): servers and workers run on
+  // these hosts (round-robin over those that take the role) through the
+  // remote shell `rsh` (its words; the host and the command line follow),
+  // bound to every interface and advertising the host's name; the scheduler
+  // runs here, bound to every interface, and is reached at scheduler_host.
+  // Paths (binaries, data, the output folder) must be the same on every host.
+  std::vector<Host> hosts;
+  std::vector<std::string> rsh;
+  std::string scheduler_host;
 };
 
 class LocalCluster {

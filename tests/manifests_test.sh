@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The deployment files, offline: the Kubernetes manifests (deploy/k8s) render
+# with kubectl kustomize and validate strictly against the Kubernetes schemas
+# (deploy/k8s/validate.py), the second-job overlay keeps its names and labels
+# apart from the first job's, and deploy/docker-compose.yml validates with
+# docker-compose config. A typo in either is caught.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+say() { echo "manifests_test: $*"; }
+fail() { echo "manifests_test: FAILED: $*" >&2; exit 1; }
+
+missing=()
+for p in python3-kubernetes python3-yaml docker-compose; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+command -v kubectl >/dev/null || missing+=(kubectl)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+WORK=$(mktemp -d /tmp/ps-manifests.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+VALIDATE="$ROOT/deploy/k8s/validate.py"
+
+for k in base overlays/second-job; do
+  kubectl kustomize "$ROOT/deploy/k8s/$k" >"$WORK/rendered.yaml" || fail "kubectl kustomize deploy/k8s/$k"
+  "$VALIDATE" <"$WORK/rendered.yaml" || fail "deploy/k8s/$k does not validate"
+  kinds=$(grep -E '^kind: ' "$WORK/rendered.yaml" | sort | uniq -c | tr -s ' ' | tr '\n' ',')
+  for kind in ConfigMap Job NetworkPolicy PersistentVolumeClaim Service StatefulSet; do
+    grep -q "^kind: $kind$" "$WORK/rendered.yaml" || fail "deploy/k8s/$k has no $kind"
+  done
+  say "deploy/k8s/$k renders and validates:$kinds"
+done
+
+# The overlay: every object renamed, every pod and selector of the second job.
+kubectl kustomize "$ROOT/deploy/k8s/overlays/second-job" >"$WORK/job2.yaml"
+unprefixed=$(grep -E '^  name: ' "$WORK/job2.yaml" | grep -v '^  name: job2-' || true)
+[ -z "$unprefixed" ] || fail "objects of the second job without the job2- prefix: $unprefixed"
+grep -q 'paramserver/job: spambase' "$WORK/job2.yaml" && fail "the second job carries the first job's label"
+grep -q 'SCHEDULER: job2-scheduler:7000' "$WORK/job2.yaml" || fail "the second job's pods do not look for job2-scheduler"
+grep -q 'claimName: job2-out' "$WORK/job2.yaml" || fail "the second job shares the first job's volume"
+
+# A typo in a manifest is caught, naming the field.
+cp -r "$ROOT/deploy/k8s" "$WORK/k8s"
+sed -i 's/^  replicas: 4$/  replcas: 4/' "$WORK/k8s/base/servers.yaml"
+grep -q 'replcas' "$WORK/k8s/base/servers.yaml" || fail "could not plant the typo"
+kubectl kustomize "$WORK/k8s/base" >"$WORK/typo.yaml"
+if "$VALIDATE" <"$WORK/typo.yaml" 2>"$WORK/typo.err"; then fail "a manifest with a typo validated"; fi
+grep -q "StatefulSet/server.spec.replcas: unknown field in V1StatefulSetSpec (did you mean 'replicas'?)" "$WORK/typo.err" \
+  || { cat "$WORK/typo.err"; fail "the typo was not named"; }
+say "a typo (replcas) is caught: $(head -n 1 "$WORK/typo.err")"
+# ... and a value of the wrong type.
+sed 's/containerPort: 9100/containerPort: metrics/' "$WORK/typo.yaml" | sed 's/replcas/replicas/' >"$WORK/type.yaml"
+if "$VALIDATE" <"$WORK/type.yaml" 2>"$WORK/type.err"; then fail "a port given as a name validated"; fi
+grep -q "containerPort: expected int, got str 'metrics'" "$WORK/type.err" || { cat "$WORK/type.err"; fail "the wrong type was not named"; }
+
+# The compose file validates (no engine needed); a typo does not.
+docker-compose -f "$ROOT/deploy/docker-compose.yml" config -q || fail "deploy/docker-compose.yml does not validate"
+cp -r "$ROOT/deploy" "$WORK/deploy"
+sed -i '0,/^    restart: "no"$/s//    restrat: "no"/' "$WORK/deploy/docker-compose.yml"
+if docker-compose -f "$WORK/deploy/docker-compose.yml" config -q 2>"$WORK/compose.err"; then
+  fail "a compose file with a typo validated"
+fi
+grep -q "restrat" "$WORK/compose.err" || { cat "$WORK/compose.err"; fail "the compose typo was not named"; }
+say "deploy/docker-compose.yml validates; a typo is caught: $(grep -m1 restrat "$WORK/compose.err")"
