@@ -67,3 +67,22 @@ if docker-compose -f "$WORK/deploy/docker-compose.yml" config -q 2>"$WORK/compos
 fi
 grep -q "restrat" "$WORK/compose.err" || { cat "$WORK/compose.err"; fail "the compose typo was not named"; }
 say "deploy/docker-compose.yml validates; a typo is caught: $(grep -m1 restrat "$WORK/compose.err")"
+
+# The Grafana dashboard: JSON, and every metric it queries is one the
+# processes export.
+/usr/bin/python3 - "$ROOT" <<'PY' || fail "deploy/grafana/paramserver.json"
+import json, pathlib, re, sys
+root = pathlib.Path(sys.argv[1])
+dash = json.loads((root / "deploy/grafana/paramserver.json").read_text())
+exported = set()
+for f in ["server/server_metrics.cc", "scheduler/scheduler_metrics.cc", "worker/worker_metrics.cc"]:
+    exported |= set(re.findall(r'"(ps_[a-z_]+)"', (root / f).read_text()))
+used = set()
+for panel in dash["panels"]:
+    for target in panel["targets"]:
+        used |= set(re.findall(r"\b(ps_[a-z_]+?)(?:_bucket|_sum|_count)?\{", target["expr"]))
+unknown = sorted(used - exported)
+if unknown or not used:
+    sys.exit(f"the dashboard queries metrics nobody exports: {unknown}")
+print(f"manifests_test: deploy/grafana/paramserver.json: {len(dash['panels'])} panels over {len(used)} exported metrics")
+PY
