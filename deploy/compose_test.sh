@@ -22,17 +22,7 @@ say() { echo "compose_test: $*"; }
 fail() { echo "compose_test: FAILED: $*" >&2; exit 1; }
 
 # What the test needs (Debian 12 packages), only those missing.
-missing=()
-for p in docker.io docker-compose debootstrap; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+"$ROOT/deploy/install_missing.sh" compose_test docker.io docker-compose debootstrap
 [ -x "$BIN/ps_launch" ] || fail "$BIN/ps_launch is missing: run deploy/setup.sh first"
 
 WORK=$(mktemp -d /tmp/ps-compose.XXXXXX)
@@ -97,14 +87,8 @@ grep -q "partitions promoted to a backup" "$WORK/scheduler.log" || fail "no fail
 # Outputs from the volume (docker cp works on a stopped container).
 docker cp "$scheduler:/out/job" "$WORK/compose" >/dev/null
 [ -s "$WORK/compose/metrics.json" ] || fail "no metrics.json on the volume"
-"$BIN/ps_model" dump "$WORK/baseline/model" >"$WORK/baseline.dump"
-"$BIN/ps_model" dump "$WORK/compose/model" >"$WORK/compose.dump"
-[ -s "$WORK/baseline.dump" ] || fail "empty baseline model"
-if ! cmp -s "$WORK/baseline.dump" "$WORK/compose.dump"; then
-  diff "$WORK/baseline.dump" "$WORK/compose.dump" | head -10
-  fail "the compose cluster's model differs from the no-fault run's"
-fi
-rows=$(wc -l <"$WORK/compose.dump")
+rows=$("$ROOT/tests/same_model.sh" "$BIN" "$WORK/baseline/model" "$WORK/compose/model") \
+  || fail "the compose cluster's model differs from the no-fault run's"
 acc=$(grep -o '"accuracy": *[0-9.]*' "$WORK/compose/metrics.json" | head -n 1 | grep -o '[0-9.]*$')
 
 say "docker-compose down"
@@ -124,5 +108,5 @@ if [ -n "$ENGINE" ]; then
 fi
 
 say "the compose job (3 servers, replication 2, a standby server and worker, server-1 killed)"
-say "ended like the no-fault run: $rows model rows identical, test accuracy $acc"
+say "ended like the no-fault run: $rows of the model identical, test accuracy $acc"
 say "image $(awk -v s="$image_size" 'BEGIN {printf "%.0f MB", s / 1e6}'), compose run ${wall}s, whole test $(( $(date +%s) - start ))s"

@@ -9,18 +9,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 say() { echo "manifests_test: $*"; }
 fail() { echo "manifests_test: FAILED: $*" >&2; exit 1; }
 
-missing=()
-for p in python3-kubernetes python3-yaml docker-compose; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-command -v kubectl >/dev/null || missing+=(kubectl)
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+"$ROOT/deploy/install_missing.sh" manifests_test python3-kubernetes python3-yaml docker-compose
+command -v kubectl >/dev/null || "$ROOT/deploy/install_missing.sh" manifests_test kubectl
 
 WORK=$(mktemp -d /tmp/ps-manifests.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
