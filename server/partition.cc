@@ -50,7 +50,13 @@ std::vector<KeyRef> AllKeys(const rpc::PushRequest& push) {
 
 Partition::Partition(int id, const std::vector<TableSpec>* tables,
                      const std::vector<std::unique_ptr<Optimizer>>* optimizers, uint64_t seed)
-    : id_(id), tables_(tables), optimizers_(optimizers), seed_(seed), data_(tables->size()) {}
+    : id_(id),
+      tables_(tables),
+      optimizers_(optimizers),
+      seed_(seed),
+      data_(tables->size()),
+      before_index_(tables->size()),
+      before_values_(tables->size()) {}
 
 int Partition::stride(uint32_t table) const {
   return (*tables_)[table].dim * (1 + (*optimizers_)[table]->num_slots());
@@ -207,6 +213,9 @@ bool Partition::CloseClocksLocked(absl::Span<const int32_t> live, OpSink* sink) 
 
 void Partition::ApplyClockLocked(int64_t clock) {
   applied_clock_ = std::max(applied_clock_, clock + 1);
+  before_clock_ = clock;
+  for (auto& index : before_index_) index.clear();
+  for (auto& values : before_values_) values.clear();
   auto it = pending_.find(clock);
   if (it == pending_.end()) return;
   // Sum in rank order (std::map iterates ranks ascending), in double, so the
@@ -240,6 +249,9 @@ void Partition::ApplyClockLocked(int64_t clock) {
       for (int i = 0; i < dim; ++i) grad[i] = static_cast<float>(s[i] * scale);
       uint32_t* step;
       float* row = RowLocked(table, key, &step);
+      std::vector<float>& before = before_values_[table];
+      before_index_[table].emplace(key, static_cast<uint32_t>(before.size() / dim));
+      before.insert(before.end(), row, row + dim);
       (*optimizers_)[table]->Update(dim, grad.data(), 1.0f, lr_scale, row, row + dim, step);
     }
   }
@@ -265,15 +277,27 @@ Partition::Gate Partition::GateState(absl::Span<const int32_t> live) const {
 }
 
 void Partition::Read(const rpc::PullRequest& req, absl::Span<const KeyRef> refs,
-                     rpc::PullResponse* resp) {
+                     rpc::PullResponse* resp, std::optional<int64_t> bsp_clock) {
   MutexLock lock(&mu_);
+  // A pull at the clock applied last: what that clock changed, as it was.
+  const bool before = bsp_clock.has_value() && *bsp_clock == before_clock_ &&
+                      applied_clock_ == *bsp_clock + 1;
   for (const KeyRef& r : refs) {
     const rpc::TableSlice& in = req.slices(r.slice);
-    const int dim = (*tables_)[in.table()].dim;
-    uint32_t* step;
-    const float* row = RowLocked(in.table(), in.keys(r.index), &step);
+    const uint32_t table = in.table();
+    const int dim = (*tables_)[table].dim;
     float* out = resp->mutable_slices(r.slice)->mutable_values()->mutable_data() +
                  static_cast<size_t>(r.index) * dim;
+    if (before) {
+      auto it = before_index_[table].find(in.keys(r.index));
+      if (it != before_index_[table].end()) {
+        const float* v = before_values_[table].data() + static_cast<size_t>(it->second) * dim;
+        std::copy(v, v + dim, out);
+        continue;
+      }
+    }
+    uint32_t* step;
+    const float* row = RowLocked(table, in.keys(r.index), &step);
     std::copy(row, row + dim, out);
   }
 }
@@ -347,6 +371,16 @@ rpc::PartitionState Partition::State(
   }
   s.set_rejoining(rejoining_);
   s.mutable_rejoined()->Add(rejoined_.begin(), rejoined_.end());
+  s.set_before_clock(before_clock_);
+  for (uint32_t table = 0; table < before_index_.size(); ++table) {
+    if (before_index_[table].empty()) continue;
+    rpc::PartitionState::Before* out = s.add_before();
+    out->set_table(table);
+    std::vector<uint64_t> keys(before_index_[table].size());  // in index order
+    for (const auto& [key, i] : before_index_[table]) keys[i] = key;
+    out->mutable_keys()->Add(keys.begin(), keys.end());
+    out->mutable_values()->Add(before_values_[table].begin(), before_values_[table].end());
+  }
   if (under_lock) under_lock(s);
   return s;
 }
@@ -366,6 +400,13 @@ Partition::InstallResult Partition::Install(const rpc::PartitionState& s, uint64
       want += (*tables_)[t].dim;
     }
     if (want != static_cast<size_t>(in.grads_size())) return InstallResult::kMalformed;
+  }
+  for (const auto& in : s.before()) {
+    if (in.table() >= tables_->size() ||
+        static_cast<size_t>(in.values_size()) !=
+            static_cast<size_t>(in.keys_size()) * (*tables_)[in.table()].dim) {
+      return InstallResult::kMalformed;
+    }
   }
   MutexLock lock(&mu_);
   if (s.epoch() < std::max(epoch_, view_epoch)) return InstallResult::kFenced;
@@ -396,6 +437,19 @@ Partition::InstallResult Partition::Install(const rpc::PartitionState& s, uint64
   }
   rejoining_ = s.rejoining();
   rejoined_ = std::set<int32_t>(s.rejoined().begin(), s.rejoined().end());
+  before_clock_ = s.before_clock();
+  before_index_.assign(tables_->size(), {});
+  before_values_.assign(tables_->size(), {});
+  for (const auto& in : s.before()) {
+    auto& index = before_index_[in.table()];
+    std::vector<float>& values = before_values_[in.table()];
+    const int dim = (*tables_)[in.table()].dim;
+    for (int i = 0; i < in.keys_size(); ++i) {
+      if (!index.emplace(in.keys(i), static_cast<uint32_t>(values.size() / dim)).second) continue;
+      values.insert(values.end(), in.values().begin() + static_cast<size_t>(i) * dim,
+                    in.values().begin() + static_cast<size_t>(i + 1) * dim);
+    }
+  }
   return InstallResult::kInstalled;
 }
 

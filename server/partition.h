@@ -2,7 +2,8 @@
 // with it when it is replicated, migrated or checkpointed: values and
 // optimizer slots, the exactly-once table (last applied seq per worker
 // incarnation), every worker's clock here, the BSP pushes of clocks not yet
-// applied, the epoch of its primary and the sequence number (lsn) of the last
+// applied, the values the last applied clock changed as they were before it,
+// the epoch of its primary and the sequence number (lsn) of the last
 // operation applied.
 //
 // Every change is an operation with the next lsn. On the primary an
@@ -21,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -103,7 +105,15 @@ class Partition {
 
   // Copies the values of the referenced keys into `resp` (whose slices are
   // sized like the request's), creating missing keys with their initializer.
-  void Read(const rpc::PullRequest& req, absl::Span<const KeyRef> refs, rpc::PullResponse* resp);
+  // BSP (`bsp_clock`, the pull's clock c): the model with exactly the clocks
+  // below c applied, also where c is applied already, i.e. the values from
+  // before c. That happens only to a standby redoing the clock c its
+  // predecessor died in: the partitions its predecessor's push reached
+  // applied c, and the gradient the standby computes for the others must be
+  // the one its predecessor computed. (Its predecessor pushed c + 1 nowhere,
+  // so no partition is further ahead.)
+  void Read(const rpc::PullRequest& req, absl::Span<const KeyRef> refs, rpc::PullResponse* resp,
+            std::optional<int64_t> bsp_clock = std::nullopt);
 
   enum class OpResult { kApplied, kDuplicate, kFenced, kGap };
   // Backup: replays a primary's op. Refused (kFenced) if its epoch is older
@@ -180,6 +190,11 @@ class Partition {
   // clock -> worker rank -> gradients (BSP only).
   std::map<int64_t, std::map<int32_t, Buffered>> pending_ ABSL_GUARDED_BY(mu_);
   int64_t applied_clock_ ABSL_GUARDED_BY(mu_) = 0;
+  // BSP: per table, the keys clock `before_clock_` changed -> their values
+  // before it (dim floats at index * dim in before_values_), for Read.
+  int64_t before_clock_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<absl::flat_hash_map<uint64_t, uint32_t>> before_index_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::vector<float>> before_values_ ABSL_GUARDED_BY(mu_);
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t lsn_ ABSL_GUARDED_BY(mu_) = 0;
   bool rejoining_ ABSL_GUARDED_BY(mu_) = false;  // see Rejoin

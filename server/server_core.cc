@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -554,7 +555,11 @@ absl::Status ServerCore::Serve(const rpc::PullRequest& req, rpc::PullResponse* r
   // Routed again: a parked pull's partitions may have moved while it waited.
   auto routing = Route(req, /*with_values=*/false);
   if (!routing.ok()) return routing.status();
-  for (const auto& [p, refs] : *routing) partitions_[p]->Read(req, refs, resp);
+  // BSP: the model with exactly the clocks below the pull's applied, also on
+  // a partition that applied its clock already (Partition::Read).
+  std::optional<int64_t> bsp_clock;
+  if (mode_ == config::BSP && req.has_clock()) bsp_clock = req.clock();
+  for (const auto& [p, refs] : *routing) partitions_[p]->Read(req, refs, resp, bsp_clock);
   CountLoad(req, *routing);
   pulls_served_.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();

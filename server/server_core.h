@@ -8,8 +8,10 @@
 // Clocks are counted per partition (a worker covers every partition once per
 // clock), so they are part of a partition's replicated state:
 //   bsp: a pull at clock c is served once every partition it reads applied
-//        every clock < c; a partition applies clock c, summing the pushes over
-//        workers in rank order, once every live worker covered it;
+//        every clock < c, with the model of exactly those clocks (also where
+//        c is applied: a standby redoing it, Partition::Read); a partition
+//        applies clock c, summing the pushes over workers in rank order, once
+//        every live worker covered it;
 //   ssp: served once, on each partition it reads, min live clock >= c - s;
 //   asp: served at once.
 // A pull that cannot be served yet is parked and finished later by the

@@ -15,6 +15,8 @@
 #include "common/partitioning.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/optimizer.h"
+#include "server/partition.h"
 
 namespace ps {
 namespace {
@@ -164,6 +166,119 @@ TEST(ServerCore, BspRetryOfAnAppliedClockIsADuplicate) {
   EXPECT_FLOAT_EQ(pull.value(), -1.0f);
 }
 
+// Worker 1 pushed clock 0 to partition A and died before its push reached
+// partition B (another server in a real job). Worker 0's push of clock 0
+// completes the clock on A, which applies it. The standby that takes over
+// rank 1 resumes at clock 0 (B still waits for it) and must read the model
+// its predecessor read, the one before clock 0, on A too: the gradient it
+// sends B is computed from it. A serving the model after clock 0 made the
+// job's final model depend on when the worker was killed.
+TEST(ServerCore, BspStandbyRedoingAPartlyPushedClockReadsThePredecessorsModel) {
+  ServerCore core(Job(config::BSP), 0);
+  core.UpdateView(View(2));
+  const uint64_t ka = 7;
+  uint64_t kb = 8;
+  while (PartitionOf(kLrWeights, kb, 8) == PartitionOf(kLrWeights, ka, 8)) ++kb;
+  const uint32_t pa = PartitionOf(kLrWeights, ka, 8), pb = PartitionOf(kLrWeights, kb, 8);
+  auto push = [&](int worker, uint64_t incarnation, std::vector<uint32_t> partitions,
+                  std::vector<std::pair<uint64_t, float>> grads) {
+    rpc::PushRequest req;
+    req.set_worker(worker);
+    req.set_incarnation(incarnation);
+    req.set_seq(1);
+    req.set_clock(0);
+    req.set_num_examples(1);
+    auto* s = req.add_slices();
+    s->set_table(kLrWeights);
+    for (auto [key, g] : grads) {
+      s->add_keys(key);
+      s->add_values(g);
+    }
+    for (uint32_t p : partitions) req.add_partitions(p);
+    return PushNow(core, req);
+  };
+  PendingPull a0(ka, 0, 1), b0(kb, 0, 1);
+  a0.Start(core);
+  b0.Start(core);
+  ASSERT_TRUE(a0.status.has_value() && a0.status->ok());
+  ASSERT_TRUE(b0.status.has_value() && b0.status->ok());
+  const float va = a0.value(), vb = b0.value();
+
+  ASSERT_TRUE(push(1, 1, {pa}, {{ka, 1.0f}}).ok());  // the dead worker's part that arrived
+  ASSERT_TRUE(push(0, 1, {pa, pb}, {{ka, 2.0f}, {kb, 3.0f}}).ok());
+  // The standby (a new incarnation of rank 1) redoes clock 0.
+  PendingPull a(ka, 0, 1), b(kb, 0, 1);
+  a.Start(core);
+  b.Start(core);
+  ASSERT_TRUE(a.status.has_value() && a.status->ok());
+  ASSERT_TRUE(b.status.has_value() && b.status->ok());
+  EXPECT_EQ(a.value(), va) << "clock 0 is applied on A, but the redo of clock 0 must not see it";
+  EXPECT_EQ(b.value(), vb);
+  auto redo = push(1, 2, {pa, pb}, {{ka, 1.0f}, {kb, 4.0f}});
+  ASSERT_TRUE(redo.ok());
+  EXPECT_FALSE(*redo) << "B takes it";
+
+  // Clock 0 is complete everywhere: A kept the predecessor's contribution.
+  PendingPull a1(ka, 1, 0), b1(kb, 1, 0);
+  a1.Start(core);
+  b1.Start(core);
+  ASSERT_TRUE(a1.status.has_value() && a1.status->ok());
+  ASSERT_TRUE(b1.status.has_value() && b1.status->ok());
+  EXPECT_FLOAT_EQ(a1.value(), va - (1.0f + 2.0f) / 2.0f);
+  EXPECT_FLOAT_EQ(b1.value(), vb - (3.0f + 4.0f) / 2.0f);
+  // A pull at clock 1 (the normal case) sees clock 0.
+  PendingPull again(ka, 1, 1);
+  again.Start(core);
+  ASSERT_TRUE(again.status.has_value() && again.status->ok());
+  EXPECT_FLOAT_EQ(again.value(), va - 1.5f);
+}
+
+// The values from before the last applied clock are partition state: a
+// backup replaying the ops and a move target installing a snapshot serve a
+// pull at that clock as the primary does.
+TEST(Partition, ValuesBeforeTheLastClockGoToBackupsAndMoveTargets) {
+  const config::JobConfig job = Job(config::BSP);
+  const std::vector<TableSpec> tables = TablesForJob(job);
+  std::vector<std::unique_ptr<Optimizer>> optimizers;
+  for (const TableSpec& t : tables) optimizers.push_back(MakeOptimizer(t));
+  struct Sink : OpSink {
+    bool Replicating(int) const override { return true; }
+    void Enqueue(int, rpc::ReplicaOp op) override { ops.push_back(std::move(op)); }
+    std::vector<rpc::ReplicaOp> ops;
+  } sink;
+  Partition primary(0, &tables, &optimizers, 1), backup(0, &tables, &optimizers, 1),
+      target(0, &tables, &optimizers, 1);
+  auto read = [](Partition& part, std::optional<int64_t> clock) {
+    rpc::PullRequest req;
+    auto* s = req.add_slices();
+    s->set_table(kLrWeights);
+    s->add_keys(7);
+    rpc::PullResponse resp;
+    resp.add_slices()->mutable_values()->Add(0.0f);
+    part.Read(req, {KeyRef{0, 0}}, &resp, clock);
+    return resp.slices(0).values(0);
+  };
+  const float initial = read(primary, std::nullopt);
+  const std::vector<int32_t> live = {0, 1};
+  const rpc::PushRequest w1 = PushOf(1, 0, 7, 1.0f, 1), w0 = PushOf(0, 0, 7, 2.0f, 1);
+  primary.Push(w1, AllKeys(w1), /*buffer=*/true, live, &sink);
+  primary.Push(w0, AllKeys(w0), /*buffer=*/true, live, &sink);  // applies clock 0
+  for (const rpc::ReplicaOp& op : sink.ops) {
+    ASSERT_EQ(backup.ApplyOp(op, 0), Partition::OpResult::kApplied);
+  }
+  ASSERT_EQ(target.Install(primary.State(), 0), Partition::InstallResult::kInstalled);
+  for (Partition* part : {&primary, &backup, &target}) {
+    EXPECT_EQ(read(*part, 0), initial);
+    EXPECT_EQ(read(*part, 1), initial - 1.5f);
+    EXPECT_EQ(read(*part, std::nullopt), initial - 1.5f);
+  }
+  // The next clock replaces them.
+  const rpc::PushRequest n1 = PushOf(1, 1, 7, 1.0f, 2), n0 = PushOf(0, 1, 7, 1.0f, 2);
+  primary.Push(n1, AllKeys(n1), true, live, nullptr);
+  primary.Push(n0, AllKeys(n0), true, live, nullptr);
+  EXPECT_EQ(read(primary, 1), initial - 1.5f);
+  EXPECT_EQ(read(primary, 0), initial - 2.5f) << "two clocks back: only the current model is kept";
+}
 TEST(ServerCore, SspReadWaitsForTheSlowestWithinStaleness) {
   ServerCore core(Job(config::SSP, /*staleness=*/2), 0);
   core.UpdateView(View(2));
