@@ -35,7 +35,8 @@ class SchedulerClient {
   void SetRetryWindow(absl::Duration window) { retry_window_ = window; }
   // Told how long each barrier (Barrier, Vote) waited, once released (for
   // /metrics). Call before use.
-  void SetBarrierObserver(std::function<void(const std::string& name, absl::Duration waited)> observe) {
+  void SetBarrierObserver(
+      std::function<void(const std::string& name, absl::Duration waited)> observe) {
     barrier_observer_ = std::move(observe);
   }
 

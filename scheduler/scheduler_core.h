@@ -254,7 +254,7 @@ class SchedulerCore {
   uint32_t migrations_ ABSL_GUARDED_BY(mu_) = 0;
   // Counters for psctl and /metrics (JobStatus), since this process started.
   uint32_t server_failovers_ ABSL_GUARDED_BY(mu_) = 0, promotions_ ABSL_GUARDED_BY(mu_) = 0,
-           worker_takeovers_ ABSL_GUARDED_BY(mu_) = 0;
+                             worker_takeovers_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t shards_done_ ABSL_GUARDED_BY(mu_) = 0;
   // Rebalancing waits for an imbalance seen this many checks in a row, and
   // does not move a partition again soon after it moved (no thrashing on

@@ -280,8 +280,8 @@ void Partition::Read(const rpc::PullRequest& req, absl::Span<const KeyRef> refs,
                      rpc::PullResponse* resp, std::optional<int64_t> bsp_clock) {
   MutexLock lock(&mu_);
   // A pull at the clock applied last: what that clock changed, as it was.
-  const bool before = bsp_clock.has_value() && *bsp_clock == before_clock_ &&
-                      applied_clock_ == *bsp_clock + 1;
+  const bool before =
+      bsp_clock.has_value() && *bsp_clock == before_clock_ && applied_clock_ == *bsp_clock + 1;
   for (const KeyRef& r : refs) {
     const rpc::TableSlice& in = req.slices(r.slice);
     const uint32_t table = in.table();

@@ -18,7 +18,8 @@ class PsService final : public rpc::ParameterServer::CallbackService {
   void Attach(ServerCore* core) { core_.store(core, std::memory_order_release); }
   // Told of every finished push and pull (for /metrics), on the finishing
   // thread. Set before the gRPC server starts.
-  using Observer = std::function<void(bool push, absl::Duration latency, const absl::Status& status)>;
+  using Observer =
+      std::function<void(bool push, absl::Duration latency, const absl::Status& status)>;
   void SetObserver(Observer observer) { observer_ = std::move(observer); }
 
   grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* ctx, const rpc::PushRequest* req,

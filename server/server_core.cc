@@ -120,7 +120,8 @@ std::vector<ServerCore::Traffic> ServerCore::PartitionTraffic() const {
 
 std::vector<uint64_t> ServerCore::StalenessCounts() const {
   std::vector<uint64_t> out(kStalenessBuckets);
-  for (int i = 0; i < kStalenessBuckets; ++i) out[i] = staleness_counts_[i].load(std::memory_order_relaxed);
+  for (int i = 0; i < kStalenessBuckets; ++i)
+    out[i] = staleness_counts_[i].load(std::memory_order_relaxed);
   return out;
 }
 

@@ -45,7 +45,8 @@ int Fatal(const std::string& message) {
 
 int Run() {
   const std::string scheduler = absl::GetFlag(FLAGS_scheduler);
-  const absl::Duration connect_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_connect_timeout_ms));
+  const absl::Duration connect_timeout =
+      absl::Milliseconds(absl::GetFlag(FLAGS_connect_timeout_ms));
   auto scheduler_client = SchedulerClient::ForFlag(scheduler, connect_timeout);
   if (!scheduler_client.ok()) return Fatal(std::string(scheduler_client.status().message()));
   SchedulerClient& client = **scheduler_client;
@@ -56,7 +57,8 @@ int Run() {
   if (*monitoring != nullptr) ObserveRequests(&service, monitoring->get());
   auto running = StartGrpcServer(host, absl::GetFlag(FLAGS_port), {&service});
   if (!running.ok()) return Fatal(std::string(running.status().message()));
-  auto advertised = AdvertisedAddress(absl::GetFlag(FLAGS_advertise), host, running->port, connect_timeout);
+  auto advertised =
+      AdvertisedAddress(absl::GetFlag(FLAGS_advertise), host, running->port, connect_timeout);
   if (!advertised.ok()) return Fatal(std::string(advertised.status().message()));
   const std::string my_address = *advertised;
   std::string advertised_host;
@@ -74,10 +76,12 @@ int Run() {
   if (!registered.ok()) return Fatal(std::string(registered.status().message()));
   const config::JobConfig& job = registered->config();
   const uint32_t node_id = registered->node_id();
-  SetLogId(absl::StrCat(standby ? "standby " : "", "rank ", registered->rank(), ", node ", node_id));
-  spdlog::info("{}server rank {} listening on {} (node {}){}", standby ? "standby " : "",
-               registered->rank(), my_address, node_id,
-               reg.metrics_address().empty() ? "" : absl::StrCat(", metrics on ", reg.metrics_address()));
+  SetLogId(
+      absl::StrCat(standby ? "standby " : "", "rank ", registered->rank(), ", node ", node_id));
+  spdlog::info(
+      "{}server rank {} listening on {} (node {}){}", standby ? "standby " : "", registered->rank(),
+      my_address, node_id,
+      reg.metrics_address().empty() ? "" : absl::StrCat(", metrics on ", reg.metrics_address()));
 
   ServerCore core(job, registered->rank());
   std::unique_ptr<Monitoring::Collection> state_metrics;
@@ -207,7 +211,9 @@ int Run() {
 }  // namespace ps
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("ps_server --scheduler=HOST:PORT [--host=ADDR --port=N --advertise=HOST[:PORT] --metrics_port=N]");
+  absl::SetProgramUsageMessage(
+      "ps_server --scheduler=HOST:PORT [--host=ADDR --port=N --advertise=HOST[:PORT] "
+      "--metrics_port=N]");
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();
   if (absl::Status s = ps::InitLogging("server", absl::GetFlag(FLAGS_log_level)); !s.ok()) {

@@ -18,10 +18,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "common/logging.h"
 #include "common/config.h"
 #include "common/file_util.h"
 #include "common/flags_util.h"
+#include "common/logging.h"
 #include "common/signals.h"
 #include "tools/local_cluster.h"
 

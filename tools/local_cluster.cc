@@ -35,7 +35,8 @@ absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalCluste
   }
   scheduler.argv.insert(scheduler.argv.end(), options.scheduler_flags.begin(),
                         options.scheduler_flags.end());
-  scheduler.argv.insert(scheduler.argv.end(), options.member_flags.begin(), options.member_flags.end());
+  scheduler.argv.insert(scheduler.argv.end(), options.member_flags.begin(),
+                        options.member_flags.end());
   auto pid = group_.Spawn(scheduler);
   if (!pid.ok()) return pid.status();
   pids_["scheduler"] = *pid;

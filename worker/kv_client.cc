@@ -257,7 +257,8 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
 void KvClient::Observe(bool push, const std::vector<TableKeys>& tables, absl::Time start,
                        const absl::Status& s) const {
   uint64_t bytes = 0;
-  for (const TableKeys& t : tables) bytes += t.keys.size() * sizeof(uint64_t) + t.values.size() * sizeof(float);
+  for (const TableKeys& t : tables)
+    bytes += t.keys.size() * sizeof(uint64_t) + t.values.size() * sizeof(float);
   options_.observe(push, bytes, absl::Now() - start, s.ok());
 }
 

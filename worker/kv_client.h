@@ -92,7 +92,8 @@ class KvClient {
   absl::Status DoPull(std::vector<TableKeys>* tables, std::optional<int64_t> clock);
   absl::Status DoPush(const std::vector<TableKeys>& tables, std::optional<int64_t> clock,
                       uint64_t num_examples, float lr_scale);
-  void Observe(bool push, const std::vector<TableKeys>& tables, absl::Time start, const absl::Status& s) const;
+  void Observe(bool push, const std::vector<TableKeys>& tables, absl::Time start,
+               const absl::Status& s) const;
   struct Routed;
   absl::StatusOr<Routed> Route(const std::vector<TableKeys>& tables, bool with_values);
   rpc::ParameterServer::Stub* Stub(int server) ABSL_LOCKS_EXCLUDED(mu_);

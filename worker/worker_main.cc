@@ -10,7 +10,6 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "common/sync.h"
 #include "absl/time/clock.h"
 #include "common/heartbeat.h"
 #include "common/logging.h"
@@ -19,9 +18,10 @@
 #include "common/rpc.h"
 #include "common/scheduler_client.h"
 #include "common/signals.h"
+#include "common/sync.h"
 #include "common/tables.h"
-#include "worker/kv_client.h"
 #include "worker/data_source.h"
+#include "worker/kv_client.h"
 #include "worker/trainer.h"
 #include "worker/worker_metrics.h"
 
@@ -30,7 +30,8 @@ ABSL_FLAG(bool, standby, false,
           "first worker that dies");
 ABSL_FLAG(std::string, scheduler, "", "host:port of the scheduler (required)");
 ABSL_FLAG(int, connect_timeout_ms, 30000, "how long to wait for the scheduler to come up");
-ABSL_FLAG(std::string, host, "127.0.0.1", "address --metrics_port listens on (0.0.0.0: every interface)");
+ABSL_FLAG(std::string, host, "127.0.0.1",
+          "address --metrics_port listens on (0.0.0.0: every interface)");
 ABSL_FLAG(std::string, advertise, "",
           "HOST the scheduler lists this worker's metrics under (default: --host, or the hostname "
           "if --host is a wildcard)");
@@ -47,7 +48,8 @@ int Fatal(const std::string& message) {
 }
 
 int Run() {
-  const absl::Duration connect_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_connect_timeout_ms));
+  const absl::Duration connect_timeout =
+      absl::Milliseconds(absl::GetFlag(FLAGS_connect_timeout_ms));
   auto scheduler_client = SchedulerClient::ForFlag(absl::GetFlag(FLAGS_scheduler), connect_timeout);
   if (!scheduler_client.ok()) return Fatal(std::string(scheduler_client.status().message()));
   SchedulerClient& client = **scheduler_client;
@@ -59,7 +61,8 @@ int Run() {
   rpc::RegisterRequest reg;
   if (monitoring != nullptr) {
     ObserveWorker(monitoring, &kv_options, &client);
-    auto advertised = AdvertisedAddress(absl::GetFlag(FLAGS_advertise), host, monitoring->port(), connect_timeout);
+    auto advertised = AdvertisedAddress(absl::GetFlag(FLAGS_advertise), host, monitoring->port(),
+                                        connect_timeout);
     if (!advertised.ok()) return Fatal(std::string(advertised.status().message()));
     reg.set_metrics_address(*advertised);
   }
@@ -73,7 +76,8 @@ int Run() {
   const config::JobConfig job = registered->config();
   const uint32_t node_id = registered->node_id();
   int32_t rank = registered->rank();
-  SetLogId(standby ? absl::StrCat("standby, node ", node_id) : absl::StrCat("rank ", rank, ", node ", node_id));
+  SetLogId(standby ? absl::StrCat("standby, node ", node_id)
+                   : absl::StrCat("rank ", rank, ", node ", node_id));
   if (standby) {
     spdlog::info("standby worker registered (node {})", node_id);
   } else {
@@ -192,7 +196,8 @@ int Run() {
 }  // namespace ps
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("ps_worker --scheduler=HOST:PORT [--metrics_port=N --host=ADDR --advertise=HOST]");
+  absl::SetProgramUsageMessage(
+      "ps_worker --scheduler=HOST:PORT [--metrics_port=N --host=ADDR --advertise=HOST]");
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();
   if (absl::Status s = ps::InitLogging("worker", absl::GetFlag(FLAGS_log_level)); !s.ok()) {

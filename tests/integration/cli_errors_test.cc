@@ -149,10 +149,10 @@ class TakenPort {
 TEST(CliErrors, PortAlreadyTaken) {
   TakenPort taken;
   const int port = taken.port();
-  auto r = RunCommand({BinDir() + "/ps_scheduler", "--config",
-                       SourceDir() + "/examples/spambase_lr.yaml", "--host", "127.0.0.1", "--port",
-                       std::to_string(port)},
-                      kTimeout);
+  auto r = RunCommand(
+      {BinDir() + "/ps_scheduler", "--config", SourceDir() + "/examples/spambase_lr.yaml", "--host",
+       "127.0.0.1", "--port", std::to_string(port)},
+      kTimeout);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr(absl::StrCat("cannot listen on 127.0.0.1:", port,
                                                ": Address already in use")));
@@ -163,15 +163,16 @@ TEST(CliErrors, MetricsPortAlreadyTakenIsAnErrorNotAMissingEndpoint) {
   const std::string metrics = std::to_string(taken.port());
   const std::string scheduler = absl::StrCat("127.0.0.1:", UnusedPort());
   const std::vector<std::vector<std::string>> commands = {
-      {BinDir() + "/ps_scheduler", "--config", SourceDir() + "/examples/spambase_lr.yaml", "--port", "0"},
+      {BinDir() + "/ps_scheduler", "--config", SourceDir() + "/examples/spambase_lr.yaml", "--port",
+       "0"},
       {BinDir() + "/ps_server", "--scheduler", scheduler},
       {BinDir() + "/ps_worker", "--scheduler", scheduler}};
   for (std::vector<std::string> argv : commands) {
     argv.insert(argv.end(), {"--metrics_port", metrics});
     auto r = RunCommand(argv, kTimeout);
     EXPECT_EQ(r.exit_code, 1) << argv[0];
-    EXPECT_THAT(r.output, HasSubstr(absl::StrCat("--metrics_port: cannot listen on 127.0.0.1:", metrics,
-                                                 ": Address already in use")))
+    EXPECT_THAT(r.output, HasSubstr(absl::StrCat("--metrics_port: cannot listen on 127.0.0.1:",
+                                                 metrics, ": Address already in use")))
         << argv[0];
   }
 }
@@ -179,7 +180,9 @@ TEST(CliErrors, MetricsPortAlreadyTakenIsAnErrorNotAMissingEndpoint) {
 TEST(CliErrors, UnknownLogFormatIsNamed) {
   const std::string config = "--config=" + SourceDir() + "/examples/spambase_lr.yaml";
   const std::vector<std::pair<std::string, std::string>> commands = {
-      {"ps_launch", config}, {"ps_scheduler", config}, {"ps_server", "--scheduler=127.0.0.1:1"},
+      {"ps_launch", config},
+      {"ps_scheduler", config},
+      {"ps_server", "--scheduler=127.0.0.1:1"},
       {"ps_worker", "--scheduler=127.0.0.1:1"}};
   for (const auto& [binary, flag] : commands) {
     auto r = RunCommand({BinDir() + "/" + binary, "--log_format=xml", flag}, kTimeout);
@@ -194,7 +197,8 @@ TEST(CliErrors, UnresolvableSchedulerNameIsNamed) {
                          "--connect_timeout_ms", "500"},
                         kTimeout);
     EXPECT_EQ(r.exit_code, 1) << role;
-    EXPECT_THAT(r.output, HasSubstr("--scheduler: cannot resolve host 'no-such-scheduler.invalid'")) << role;
+    EXPECT_THAT(r.output, HasSubstr("--scheduler: cannot resolve host 'no-such-scheduler.invalid'"))
+        << role;
   }
 }
 
@@ -205,7 +209,8 @@ TEST(CliErrors, UnresolvableAdvertisedNameIsNamed) {
                          "no-such-server.invalid", "--connect_timeout_ms", "500"},
                         kTimeout);
     EXPECT_EQ(r.exit_code, 1) << role;
-    EXPECT_THAT(r.output, HasSubstr("--advertise: cannot resolve host 'no-such-server.invalid'")) << role;
+    EXPECT_THAT(r.output, HasSubstr("--advertise: cannot resolve host 'no-such-server.invalid'"))
+        << role;
   }
 }
 

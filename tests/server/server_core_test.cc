@@ -7,12 +7,11 @@
 #include <optional>
 #include <thread>
 
-#include "common/sync.h"
-
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/checkpoint.h"
 #include "common/partitioning.h"
+#include "common/sync.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/optimizer.h"
