@@ -55,6 +55,7 @@
 #include "common/net.h"
 #include "common/partitioning.h"
 #include "common/rpc.h"
+#include "common/auth.h"
 #include "common/scheduler_client.h"
 #include "common/signals.h"
 #include "common/sync.h"
@@ -794,6 +795,7 @@ absl::StatusOr<Results> JoinAndBench(const std::string& scheduler_address) {
   if (!registered.ok()) return registered.status();
   const config::JobConfig& job = registered->config();
   const uint32_t node_id = registered->node_id();
+  if (absl::Status s = AdoptTicket(registered->ticket(), job.security().insecure()); !s.ok()) return s;
   if (job.model().type() != config::BENCHMARK || job.job().mode() == config::BSP) {
     (void)client.Leave(node_id);
     return absl::FailedPreconditionError(
@@ -885,6 +887,9 @@ int Run(const std::vector<std::string>& overrides) {
     if (absl::Status s = ParseHostPort(scheduler, "--scheduler", &host, &port); !s.ok()) {
       return Fatal(std::string(s.message()));
     }
+    if (absl::Status s = InitMemberSecurity(rpc::PRINCIPAL_WORKER); !s.ok()) {
+      return Fatal(std::string(s.message()));
+    }
     auto results = JoinAndBench(scheduler);
     if (!results.ok()) return Fatal(std::string(results.status().message()));
     return Report(*results);
@@ -918,7 +923,16 @@ int Run(const std::vector<std::string>& overrides) {
   }
   std::cerr << "ps_bench: cluster up: scheduler at " << cluster.scheduler_address() << ", "
             << job->cluster().num_servers() << " servers; logs in " << options.log_dir << std::endl;
-  auto results = JoinAndBench(cluster.scheduler_address());
+  absl::StatusOr<Results> results = absl::UnknownError("not run");
+  absl::Status security = SetTransportSecurityFromFlags();
+  if (security.ok() && !TransportIsTls() && !job->security().tls().cert().empty()) {
+    const config::TlsSection& tls = job->security().tls();
+    security = SetTransportSecurity(TlsFiles{tls.ca(), tls.cert(), tls.key(), tls.mutual()});
+  }
+  if (security.ok() && !cluster.auth_dir().empty()) {
+    security = LoadProcessCredentials(cluster.auth_dir() + "/worker.token", rpc::PRINCIPAL_WORKER).status();
+  }
+  results = security.ok() ? JoinAndBench(cluster.scheduler_address()) : absl::StatusOr<Results>(security);
   std::string error;
   const int code = cluster.Wait(absl::Now() + absl::Seconds(results.ok() ? 60 : 10), &error,
                                 [] { return StopRequested(); });

@@ -31,6 +31,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "common/file_util.h"
+#include "common/paths.h"
 #include "common/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
@@ -618,6 +620,21 @@ absl::Status ValidateJobConfigImpl(const config::JobConfig& config, absl::string
   if (config.data().train_path().empty()) {
     return ConfigError(where("data.train_path"), "data.train_path", "required");
   }
+  if (absl::Status s = CheckOutputRoot(config.job().output_dir(), "job.output_dir"); !s.ok()) {
+    return ConfigError(where("job.output_dir"), "job.output_dir",
+                       std::string(absl::StripPrefix(s.message(), "job.output_dir: ")));
+  }
+  const config::LimitsSection& limits = config.security().limits();
+  // A chunk plus its framing (slice headers, request fields) must fit.
+  if (static_cast<int64_t>(config.cluster().max_chunk_bytes()) + 4096 > limits.max_message_bytes()) {
+    const bool chunk_written = locations.contains("cluster.max_chunk_bytes");
+    const std::string field =
+        chunk_written ? "cluster.max_chunk_bytes" : "security.limits.max_message_bytes";
+    return ConfigError(where(field), field,
+                       absl::StrCat("cluster.max_chunk_bytes (", config.cluster().max_chunk_bytes(),
+                                    ") + 4096 must fit in security.limits.max_message_bytes (",
+                                    limits.max_message_bytes(), ")"));
+  }
   const config::ClusterSection& cluster = config.cluster();
   if (cluster.heartbeat_timeout_ms() <= cluster.heartbeat_interval_ms()) {
     // Blame the one of the two that was written, preferring the timeout.
@@ -750,15 +767,16 @@ void EmitMessage(const Message& message, YAML::Emitter* out) {
 
 absl::StatusOr<config::JobConfig> LoadJobConfig(const std::string& path,
                                                 const std::vector<std::string>& overrides) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
-                                                       &std::fclose);
-  const std::string what = absl::StrCat("cannot read config file '", path, "'");
-  if (file == nullptr) return absl::ErrnoToStatus(errno, what);
-  std::string text;
-  char buffer[1 << 14];
-  size_t n;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), file.get())) > 0) text.append(buffer, n);
-  if (std::ferror(file.get())) return absl::ErrnoToStatus(errno, what);
+  auto read = ReadWholeFile(path, kMaxConfigBytes);
+  if (!read.ok()) {
+    // "cannot open 'P': why" -> "cannot read config file 'P': why".
+    absl::string_view why = read.status().message();
+    const std::string opening = absl::StrCat("cannot open '", path, "': ");
+    if (absl::StartsWith(why, opening)) why.remove_prefix(opening.size());
+    return absl::Status(read.status().code(),
+                        absl::StrCat("cannot read config file '", path, "': ", why));
+  }
+  const std::string& text = *read;
   const std::string base_dir = std::filesystem::path(path).parent_path().string();
   return ParseImpl(text, path, overrides, base_dir);
 }

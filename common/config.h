@@ -21,6 +21,7 @@
 #ifndef PS_COMMON_CONFIG_H_
 #define PS_COMMON_CONFIG_H_
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +43,9 @@ namespace ps {
 //
 // Returns kNotFound "cannot read config file '<path>': <strerror>" if the file
 // cannot be read, kInvalidArgument for any parse or validation error.
+// Largest config file read (a config is a few KiB; /dev/zero is refused).
+inline constexpr int64_t kMaxConfigBytes = 16 << 20;
+
 absl::StatusOr<config::JobConfig> LoadJobConfig(const std::string& path,
                                                 const std::vector<std::string>& overrides = {});
 

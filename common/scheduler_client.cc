@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/audit.h"
+#include "common/auth.h"
 #include "common/net.h"
 #include "common/rpc.h"
 
@@ -119,6 +121,10 @@ absl::StatusOr<rpc::ClusterView> SchedulerClient::WaitForStart(uint32_t node_id,
 
 absl::StatusOr<rpc::HeartbeatResponse> SchedulerClient::Heartbeat(const rpc::HeartbeatRequest& req) {
   PS_SCHEDULER_UNARY(Heartbeat, req, rpc::HeartbeatResponse);
+  if (!resp.ticket().empty()) {
+    // Our rank changed (a standby took one over): later calls speak for it.
+    if (std::shared_ptr<CallCredentials> c = ProcessCredentials()) c->SetTicket(resp.ticket());
+  }
   return resp;
 }
 
@@ -174,7 +180,9 @@ absl::Status SchedulerClient::SubmitEval(const rpc::SubmitEvalRequest& req) {
 absl::Status SchedulerClient::Fail(uint32_t node_id, const std::string& message) {
   rpc::FailRequest req;
   req.set_node_id(node_id);
-  req.set_message(message);
+  // Protobuf refuses to send a string that is not UTF-8 (a data file's bytes
+  // in an error message); the scheduler must still hear why.
+  req.set_message(ValidUtf8(message.size() > 64 * 1024 ? message.substr(0, 64 * 1024) : message));
   PS_SCHEDULER_UNARY(Fail, req, rpc::FailResponse);
   return absl::OkStatus();
 }
@@ -190,7 +198,7 @@ absl::Status SchedulerClient::Suspect(uint32_t node_id, int32_t rank, const std:
   rpc::SuspectRequest req;
   req.set_node_id(node_id);
   req.set_server_rank(rank);
-  req.set_error(error);
+  req.set_error(ValidUtf8(error));
   PS_SCHEDULER_UNARY(Suspect, req, rpc::SuspectResponse);
   return absl::OkStatus();
 }

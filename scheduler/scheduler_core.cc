@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/audit.h"
 #include "common/file_util.h"
 #include "common/config.h"
 #include "common/model_io.h"
@@ -132,6 +133,11 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerCore::Register(const rpc::Registe
   nodes_[node.id] = node;
   spdlog::info("{}{} {} registered{}{}", node.standby ? "standby " : "", RoleName(node.role),
                node.rank, node.address.empty() ? "" : " at ", node.address);
+  Audit("member_registered", {{"role", RoleName(node.role)},
+                              {"rank", absl::StrCat(node.rank)},
+                              {"node_id", absl::StrCat(node.id)},
+                              {"standby", node.standby ? "true" : "false"},
+                              {"address", node.address}});
   if (node.standby && node.role == rpc::WORKER) {
     // Waits in the wings.
   } else if (node.standby) {
@@ -582,6 +588,7 @@ void SchedulerCore::WaitForWork(absl::Duration timeout) {
 void SchedulerCore::FailLocked(const std::string& message, std::vector<BarrierDone>* aborted) {
   if (state_ == rpc::FAILED || state_ == rpc::DONE) return;
   spdlog::error("job failed: {}", message);
+  Audit("job_failed", {{"why", message}});
   dirty_ = true;
   state_ = rpc::FAILED;
   failure_ = message;
@@ -628,6 +635,9 @@ void SchedulerCore::WorkerDiedLocked(Node& node, absl::Duration silent,
     for (auto& [epoch, parts] : evals_) parts.erase(node.id);
     spdlog::warn("worker {} sent no heartbeat for {}: standby worker node {} takes over its rank",
                  standby.rank, absl::FormatDuration(silent), id);
+    Audit("worker_takeover", {{"rank", absl::StrCat(standby.rank)},
+                              {"dead_node_id", absl::StrCat(node.id)},
+                              {"standby_node_id", absl::StrCat(id)}});
     return;
   }
   auto* live = view_.mutable_live_workers();
@@ -642,6 +652,8 @@ void SchedulerCore::WorkerDiedLocked(Node& node, absl::Duration silent,
   spdlog::warn("worker {} sent no heartbeat for {}: the job goes on with {} worker{} (map version {})",
                node.rank, absl::FormatDuration(silent), live->size(), live->size() == 1 ? "" : "s",
                view_.version());
+  Audit("member_dead", {{"role", "worker"}, {"rank", absl::StrCat(node.rank)},
+                        {"node_id", absl::StrCat(node.id)}});
   // Barriers stop waiting for it.
   for (auto& [name, b] : barriers_) {
     std::vector<BarrierDone> now_ready;
@@ -723,6 +735,11 @@ bool SchedulerCore::ServerDiedLocked(Node& node, const std::string& why,
   spdlog::warn("{} {}: it was {}; {} partitions promoted to a backup, {} new backups placed "
                "(map version {})",
                who, why, held, promoted, refilled, view_.version());
+  Audit("server_failover", {{"server", who},
+                            {"why", why},
+                            {"partitions_promoted", absl::StrCat(promoted)},
+                            {"backups_placed", absl::StrCat(refilled)},
+                            {"map_version", absl::StrCat(view_.version())}});
   return true;
 }
 
@@ -791,6 +808,11 @@ absl::Status SchedulerCore::Leave(uint32_t node_id) {
   MutexLock lock(&mu_);
   auto it = nodes_.find(node_id);
   if (it == nodes_.end()) return absl::NotFoundError(absl::StrCat("node ", node_id, " unknown"));
+  if (!it->second.left) {
+    Audit("member_left", {{"role", RoleName(it->second.role)},
+                          {"rank", absl::StrCat(it->second.rank)},
+                          {"node_id", absl::StrCat(node_id)}});
+  }
   it->second.left = true;
   dirty_ = true;
   SaveStateLocked();
@@ -870,6 +892,9 @@ void SchedulerCore::AdvanceMovesLocked(absl::Time now) {
     flipped = true;
     spdlog::info("moved partition {} from server {} to server {} in {}", m.partition, m.from, m.to,
                  absl::FormatDuration(now - m.started));
+    Audit("partition_moved", {{"partition", absl::StrCat(m.partition)},
+                              {"from", absl::StrCat(m.from)},
+                              {"to", absl::StrCat(m.to)}});
     it = moves_.erase(it);
   }
   if (flipped) {
@@ -986,6 +1011,7 @@ absl::StatusOr<uint32_t> SchedulerCore::Drain(int32_t rank) {
     }
     target->draining = true;
     spdlog::info("draining server {} ({})", rank, PartitionsOfLocked(rank));
+    Audit("drain_started", {{"server_rank", absl::StrCat(rank)}});
     work_cv_.Signal();
   }
   uint32_t left = 0;
@@ -1190,6 +1216,9 @@ bool SchedulerCore::Poll(absl::Time now) {
         spdlog::info("checkpoint after epoch {}: {} partitions, {} bytes written in {:.3f} s to {}",
                      checkpoint_epoch + 1, written->num_partitions(), written->bytes(),
                      written->write_seconds(), dir);
+        Audit("checkpoint_written", {{"epochs", absl::StrCat(checkpoint_epoch + 1)},
+                                     {"dir", dir},
+                                     {"bytes", absl::StrCat(written->bytes())}});
       } else {
         // Training goes on; the previous checkpoint stays the latest.
         spdlog::error("checkpoint after epoch {} failed: {}; training goes on{}", checkpoint_epoch + 1,
@@ -1354,6 +1383,7 @@ absl::Status SchedulerCore::FinishJob() {
   if (absl::Status s = WriteFileAtomically(metrics_path, json); !s.ok()) return s;
   spdlog::info("model ({} keys) saved to {}; metrics in {}, report in {}/report.html", *keys, model_dir,
                metrics_path, out);
+  Audit("model_saved", {{"dir", model_dir}, {"keys", absl::StrCat(*keys)}});
   return absl::OkStatus();
 }
 

@@ -12,6 +12,8 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/audit.h"
+#include "common/auth.h"
 #include "common/checkpoint.h"
 #include "common/config.h"
 #include "common/file_util.h"
@@ -78,8 +80,47 @@ int Run(const std::vector<std::string>& overrides) {
     // The job as the first scheduler resolved it, not the file as it is now.
     auto bytes = ReadWholeFile(state_path);
     if (!bytes.ok()) return Fatal(absl::StrCat("--restore: ", bytes.status().message()));
-    if (!saved.ParseFromString(*bytes)) return Fatal(absl::StrCat("--restore: ", state_path, " is not a state file"));
+    if (!saved.ParseFromString(*bytes) || !saved.has_job()) {
+      return Fatal(absl::StrCat("--restore: ", state_path, " is not a state file"));
+    }
     *job = saved.job();
+  }
+
+  // Security: TLS (flags, else security.tls), then the job secret.
+  if (absl::Status s = SetTransportSecurityFromFlags(); !s.ok()) return Fatal(std::string(s.message()));
+  if (!TransportIsTls() && !job->security().tls().cert().empty()) {
+    const config::TlsSection& tls = job->security().tls();
+    if (absl::Status s = SetTransportSecurity(TlsFiles{tls.ca(), tls.cert(), tls.key(), tls.mutual()});
+        !s.ok()) {
+      return Fatal(absl::StrCat("security.tls: ", s.message()));
+    }
+  }
+  std::unique_ptr<TicketSigner> signer;
+  if (job->security().insecure()) {
+    spdlog::warn("security.insecure is set: calls without a credential are accepted; anyone who "
+                 "reaches this job's ports can push, pull, save or drain");
+  } else {
+    const std::string token_path = TokenFileFromFlags();
+    if (token_path.empty()) {
+      return Fatal(
+          "no credential: give --token_file (or $PS_TOKEN_FILE) the job secret: `psctl keygen DIR` "
+          "writes DIR/job.token for the scheduler and psctl, DIR/server.token and "
+          "DIR/worker.token for the members (ps_launch does this itself); or set "
+          "security.insecure: true to accept anonymous calls");
+    }
+    auto token = LoadProcessCredentials(token_path, rpc::PRINCIPAL_SCHEDULER);
+    if (!token.ok()) return Fatal(std::string(token.status().message()));
+    if (token->kind != TokenKind::kJob) {
+      return Fatal(absl::StrCat("--token_file: '", token_path,
+                                "' holds a member's key; the scheduler needs the job secret "
+                                "(job.token of `psctl keygen`)"));
+    }
+    auto made = TicketSigner::Create(token->secret);
+    if (!made.ok()) return Fatal(std::string(made.status().message()));
+    signer = std::move(*made);
+  }
+  if (absl::Status s = OpenAuditLog(job->job().output_dir() + "/audit.log", "scheduler"); !s.ok()) {
+    return Fatal(std::string(s.message()));
   }
 
   std::string host;
@@ -116,8 +157,11 @@ int Run(const std::vector<std::string>& overrides) {
     if (!found.ok()) return Fatal(absl::StrCat("--resume: ", found.status().message()));
     if (absl::Status s = core.ResumeFrom(*found); !s.ok()) return Fatal(std::string(s.message()));
   }
-  SchedulerService service(&core);
-  auto running = StartGrpcServer(host, port, {&service});
+  SchedulerService service(&core, signer.get(), job->security());
+  ServerLimits limits = ServerLimitsFromFlags();
+  limits.max_message_bytes = job->security().limits().max_message_bytes();
+  limits.max_streams_per_peer = job->security().limits().max_streams_per_peer();
+  auto running = StartGrpcServer(host, port, {&service}, limits);
   if (!running.ok()) return Fatal(std::string(running.status().message()));
   core.SetListenAddress(host, running->port);
   std::string self_metrics;
@@ -179,6 +223,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides = ps::ExtractRepeatedFlag("set", &argc, argv);
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();
+  umask(077);  // the job's files are its owner's alone
   if (absl::Status s = ps::InitLogging("scheduler", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
     std::cerr << "ps_scheduler: error: " << s.message() << std::endl;
     return 1;

@@ -1,8 +1,20 @@
-// The Scheduler gRPC service: decodes, calls SchedulerCore, finishes.
-// Barrier calls are parked (no thread blocks) until released. Thread-safe.
+// The Scheduler gRPC service: checks the caller (common/auth.h), decodes,
+// calls SchedulerCore, finishes. Barrier calls are parked (no thread blocks)
+// until released. Thread-safe.
+//
+// Who may call what: Register with a server's or worker's role key (the
+// answer carries the member's ticket); Heartbeat, Barrier, Fail, Leave,
+// Suspect: members, for their own node id; NextShard, SubmitEval: workers,
+// for their own node id; GetView: members and admins; Status, Drain,
+// TakeCheckpoint: admins (psctl) only.
 #ifndef PS_SCHEDULER_SCHEDULER_SERVICE_H_
 #define PS_SCHEDULER_SCHEDULER_SERVICE_H_
 
+#include <deque>
+
+#include "absl/time/time.h"
+#include "common/auth.h"
+#include "common/sync.h"
 #include "proto/scheduler.grpc.pb.h"
 #include "scheduler/scheduler_core.h"
 
@@ -10,7 +22,12 @@ namespace ps {
 
 class SchedulerService final : public rpc::Scheduler::CallbackService {
  public:
-  explicit SchedulerService(SchedulerCore* core) : core_(core) {}
+  // `signer` (the job's, from the job secret) signs members' tickets and
+  // checks role keys; null with security.insecure (every call is allowed).
+  SchedulerService(SchedulerCore* core, const TicketSigner* signer,
+                   const config::SecuritySection& security);
+
+  const Authorizer& authorizer() const { return auth_; }
 
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx, const rpc::RegisterRequest* req,
                                      rpc::RegisterResponse* resp) override;
@@ -42,7 +59,15 @@ class SchedulerService final : public rpc::Scheduler::CallbackService {
                                     rpc::SuspectResponse* resp) override;
 
  private:
+  // RESOURCE_EXHAUSTED past security.limits.registrations_per_minute.
+  bool AdmitRegistration(absl::Time now);
+
   SchedulerCore* const core_;
+  const TicketSigner* const signer_;
+  const int registrations_per_minute_;
+  Authorizer auth_{"scheduler"};
+  Mutex mu_;
+  std::deque<absl::Time> registrations_ ABSL_GUARDED_BY(mu_);  // within the last minute
 };
 
 }  // namespace ps

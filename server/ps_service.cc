@@ -1,5 +1,6 @@
 #include "server/ps_service.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/rpc.h"
 
@@ -8,7 +9,62 @@ namespace {
 
 const grpc::Status kNotReady(grpc::StatusCode::UNAVAILABLE, "server is starting");
 
+constexpr rpc::Principal kWorker = rpc::PRINCIPAL_WORKER;
+constexpr rpc::Principal kServer = rpc::PRINCIPAL_SERVER;
+constexpr rpc::Principal kScheduler = rpc::PRINCIPAL_SCHEDULER;
+constexpr rpc::Principal kAdmin = rpc::PRINCIPAL_ADMIN;
+
 }  // namespace
+
+ServerCore* PsService::Admit(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor,
+                             const char* method, std::initializer_list<rpc::Principal> allowed,
+                             Bind bind, int64_t id) {
+  ServerCore* core = core_.load(std::memory_order_acquire);
+  if (core == nullptr) {
+    reactor->Finish(kNotReady);
+    return nullptr;
+  }
+  if (grpc::Status denied = auth_.Check(*ctx, method, allowed, bind, id); !denied.ok()) {
+    reactor->Finish(denied);
+    return nullptr;
+  }
+  return core;
+}
+
+grpc::Status PsService::CheckSlices(grpc::CallbackServerContext* ctx, const char* method, size_t bytes,
+                                    const google::protobuf::RepeatedPtrField<rpc::TableSlice>& slices,
+                                    bool with_values) {
+  Caller caller;
+  caller.peer = ctx->peer();
+  if (bytes > static_cast<size_t>(limits_.max_message_bytes())) {
+    return auth_.Refuse(*ctx, method, caller, grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("the request is ", bytes, " bytes; security.limits.max_message_bytes is ",
+                                     limits_.max_message_bytes()));
+  }
+  if (slices.size() > limits_.max_tables_per_request()) {
+    return auth_.Refuse(*ctx, method, caller, grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("the request has ", slices.size(),
+                                     " table slices; security.limits.max_tables_per_request is ",
+                                     limits_.max_tables_per_request()));
+  }
+  int64_t keys = 0;
+  for (const rpc::TableSlice& slice : slices) {
+    keys += slice.keys_size();
+    if (with_values && static_cast<int64_t>(slice.values_size()) >
+                           static_cast<int64_t>(slice.keys_size()) * limits_.max_values_per_key()) {
+      return auth_.Refuse(*ctx, method, caller, grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("table ", slice.table(), ": ", slice.values_size(), " values for ",
+                                       slice.keys_size(), " keys; security.limits.max_values_per_key is ",
+                                       limits_.max_values_per_key()));
+    }
+  }
+  if (keys > limits_.max_keys_per_request()) {
+    return auth_.Refuse(*ctx, method, caller, grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("the request has ", keys, " keys; security.limits.max_keys_per_request is ",
+                                     limits_.max_keys_per_request()));
+  }
+  return grpc::Status::OK;
+}
 
 ServerCore::Done PsService::Finisher(grpc::ServerUnaryReactor* reactor, bool push) const {
   if (!observer_) {
@@ -23,9 +79,10 @@ ServerCore::Done PsService::Finisher(grpc::ServerUnaryReactor* reactor, bool pus
 grpc::ServerUnaryReactor* PsService::Push(grpc::CallbackServerContext* ctx,
                                           const rpc::PushRequest* req, rpc::PushResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  ServerCore* core = core_.load(std::memory_order_acquire);
-  if (core == nullptr) {
-    reactor->Finish(kNotReady);
+  ServerCore* core = Admit(ctx, reactor, "Push", {kWorker}, Bind::kWorkerRank, req->worker());
+  if (core == nullptr) return reactor;
+  if (grpc::Status s = CheckSlices(ctx, "Push", req->ByteSizeLong(), req->slices(), true); !s.ok()) {
+    reactor->Finish(s);
     return reactor;
   }
   core->Push(req, resp, absl::FromChrono(ctx->deadline()), Finisher(reactor, /*push=*/true));
@@ -35,9 +92,10 @@ grpc::ServerUnaryReactor* PsService::Push(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* PsService::Pull(grpc::CallbackServerContext* ctx,
                                           const rpc::PullRequest* req, rpc::PullResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  ServerCore* core = core_.load(std::memory_order_acquire);
-  if (core == nullptr) {
-    reactor->Finish(kNotReady);
+  ServerCore* core = Admit(ctx, reactor, "Pull", {kWorker}, Bind::kWorkerRank, req->worker());
+  if (core == nullptr) return reactor;
+  if (grpc::Status s = CheckSlices(ctx, "Pull", req->ByteSizeLong(), req->slices(), false); !s.ok()) {
+    reactor->Finish(s);
     return reactor;
   }
   const absl::Time deadline = absl::FromChrono(ctx->deadline());
@@ -48,11 +106,8 @@ grpc::ServerUnaryReactor* PsService::Pull(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* PsService::Tick(grpc::CallbackServerContext* ctx,
                                           const rpc::TickRequest* req, rpc::TickResponse*) {
   auto* reactor = ctx->DefaultReactor();
-  ServerCore* core = core_.load(std::memory_order_acquire);
-  if (core == nullptr) {
-    reactor->Finish(kNotReady);
-    return reactor;
-  }
+  ServerCore* core = Admit(ctx, reactor, "Tick", {kWorker}, Bind::kWorkerRank, req->worker());
+  if (core == nullptr) return reactor;
   core->Tick(*req, absl::FromChrono(ctx->deadline()),
              [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
   return reactor;
@@ -62,13 +117,18 @@ grpc::ServerUnaryReactor* PsService::SaveModel(grpc::CallbackServerContext* ctx,
                                                const rpc::SaveModelRequest* req,
                                                rpc::SaveModelResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  ServerCore* core = core_.load(std::memory_order_acquire);
-  if (core == nullptr) {
-    reactor->Finish(kNotReady);
+  ServerCore* core = Admit(ctx, reactor, "SaveModel", {kScheduler});
+  if (core == nullptr) return reactor;
+  auto saved = core->SaveModel(req->dir());
+  if (saved.ok()) {
+    *resp = *saved;
+  } else if (saved.status().code() == absl::StatusCode::kPermissionDenied) {
+    Caller caller;
+    caller.principal = kScheduler;
+    reactor->Finish(auth_.Refuse(*ctx, "SaveModel", caller, grpc::StatusCode::PERMISSION_DENIED,
+                                 std::string(saved.status().message())));
     return reactor;
   }
-  auto saved = core->SaveModel(req->dir());
-  if (saved.ok()) *resp = *saved;
   reactor->Finish(ToGrpcStatus(saved.status()));
   return reactor;
 }
@@ -77,11 +137,8 @@ grpc::ServerUnaryReactor* PsService::WorkerClock(grpc::CallbackServerContext* ct
                                                  const rpc::WorkerClockRequest* req,
                                                  rpc::WorkerClockResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  ServerCore* core = core_.load(std::memory_order_acquire);
-  if (core == nullptr) {
-    reactor->Finish(kNotReady);
-    return reactor;
-  }
+  ServerCore* core = Admit(ctx, reactor, "WorkerClock", {kWorker}, Bind::kWorkerRank, req->worker());
+  if (core == nullptr) return reactor;
   resp->set_next_clock(core->WorkerClock(req->worker()));
   reactor->Finish(grpc::Status::OK);
   return reactor;
@@ -91,13 +148,18 @@ grpc::ServerUnaryReactor* PsService::Checkpoint(grpc::CallbackServerContext* ctx
                                                 const rpc::CheckpointRequest* req,
                                                 rpc::CheckpointResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  ServerCore* core = core_.load(std::memory_order_acquire);
-  if (core == nullptr) {
-    reactor->Finish(kNotReady);
+  ServerCore* core = Admit(ctx, reactor, "Checkpoint", {kScheduler});
+  if (core == nullptr) return reactor;
+  auto written = core->Checkpoint(req->dir());
+  if (written.ok()) {
+    *resp = *written;
+  } else if (written.status().code() == absl::StatusCode::kPermissionDenied) {
+    Caller caller;
+    caller.principal = kScheduler;
+    reactor->Finish(auth_.Refuse(*ctx, "Checkpoint", caller, grpc::StatusCode::PERMISSION_DENIED,
+                                 std::string(written.status().message())));
     return reactor;
   }
-  auto written = core->Checkpoint(req->dir());
-  if (written.ok()) *resp = *written;
   reactor->Finish(ToGrpcStatus(written.status()));
   return reactor;
 }
@@ -106,19 +168,17 @@ grpc::ServerUnaryReactor* PsService::Replicate(grpc::CallbackServerContext* ctx,
                                                const rpc::ReplicateRequest* req,
                                                rpc::ReplicateResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  ServerCore* core = core_.load(std::memory_order_acquire);
-  reactor->Finish(core == nullptr ? kNotReady : ToGrpcStatus(core->Replicate(*req, resp)));
+  ServerCore* core = Admit(ctx, reactor, "Replicate", {kServer});
+  if (core == nullptr) return reactor;
+  reactor->Finish(ToGrpcStatus(core->Replicate(*req, resp)));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* PsService::Stats(grpc::CallbackServerContext* ctx,
                                            const rpc::StatsRequest*, rpc::StatsResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  ServerCore* core = core_.load(std::memory_order_acquire);
-  if (core == nullptr) {
-    reactor->Finish(kNotReady);
-    return reactor;
-  }
+  ServerCore* core = Admit(ctx, reactor, "Stats", {kScheduler, kAdmin});
+  if (core == nullptr) return reactor;
   *resp = core->Stats();
   reactor->Finish(grpc::Status::OK);
   return reactor;

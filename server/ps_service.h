@@ -1,12 +1,19 @@
-// The ParameterServer gRPC service: decodes, calls ServerCore, finishes.
-// Until a core is attached (after registration) every call is UNAVAILABLE.
-// Thread-safe.
+// The ParameterServer gRPC service: checks the caller (common/auth.h) and
+// the request's size against security.limits, decodes, calls ServerCore,
+// finishes. Until a core is attached (after registration) every call is
+// UNAVAILABLE. Thread-safe.
+//
+// Who may call what: Push, Pull, Tick, WorkerClock: workers, for their own
+// rank; Replicate: servers; SaveModel, Checkpoint: the scheduler; Stats: the
+// scheduler and admins. A refused call changes nothing and is audited.
 #ifndef PS_SERVER_PS_SERVICE_H_
 #define PS_SERVER_PS_SERVICE_H_
 
 #include <atomic>
 #include <functional>
 
+#include "common/auth.h"
+#include "proto/job_config.pb.h"
 #include "proto/ps.grpc.pb.h"
 #include "server/server_core.h"
 
@@ -14,8 +21,13 @@ namespace ps {
 
 class PsService final : public rpc::ParameterServer::CallbackService {
  public:
+  // Configure before Attach: SetInsecure, or SetVerifier with the job's key.
+  Authorizer& authorizer() { return auth_; }
   // `core` must outlive the service's gRPC server. Call once.
-  void Attach(ServerCore* core) { core_.store(core, std::memory_order_release); }
+  void Attach(ServerCore* core, const config::LimitsSection& limits) {
+    limits_ = limits;
+    core_.store(core, std::memory_order_release);
+  }
   // Told of every finished push and pull (for /metrics), on the finishing
   // thread. Set before the gRPC server starts.
   using Observer =
@@ -44,9 +56,19 @@ class PsService final : public rpc::ParameterServer::CallbackService {
                                   rpc::StatsResponse* resp) override;
 
  private:
+  // The core if the call may go on; else finishes it (not ready, refused).
+  ServerCore* Admit(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor,
+                    const char* method, std::initializer_list<rpc::Principal> allowed,
+                    Bind bind = Bind::kNone, int64_t id = 0);
+  // INVALID_ARGUMENT / RESOURCE_EXHAUSTED if `slices` exceed the limits.
+  grpc::Status CheckSlices(grpc::CallbackServerContext* ctx, const char* method, size_t bytes,
+                           const google::protobuf::RepeatedPtrField<rpc::TableSlice>& slices,
+                           bool with_values);
   // Wraps `reactor`'s finish with the observer's report.
   ServerCore::Done Finisher(grpc::ServerUnaryReactor* reactor, bool push) const;
 
+  Authorizer auth_{"server"};
+  config::LimitsSection limits_;  // written before core_ is published, then read-only
   std::atomic<ServerCore*> core_{nullptr};
   Observer observer_;
 };

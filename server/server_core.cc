@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/checkpoint.h"
 #include "common/file_util.h"
+#include "common/paths.h"
 #include "common/partitioning.h"
 #include "spdlog/spdlog.h"
 
@@ -766,7 +767,10 @@ void ServerCore::Shutdown() {
   replicator_.Shutdown();
 }
 
-absl::StatusOr<rpc::SaveModelResponse> ServerCore::SaveModel(const std::string& dir) {
+absl::StatusOr<rpc::SaveModelResponse> ServerCore::SaveModel(const std::string& requested) {
+  auto resolved = WritableJobDir(job_, requested);
+  if (!resolved.ok()) return resolved.status();
+  const std::string& dir = *resolved;
   if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
   std::vector<Role> role;
   {
@@ -787,7 +791,10 @@ absl::StatusOr<rpc::SaveModelResponse> ServerCore::SaveModel(const std::string& 
   return resp;
 }
 
-absl::StatusOr<rpc::CheckpointResponse> ServerCore::Checkpoint(const std::string& dir) {
+absl::StatusOr<rpc::CheckpointResponse> ServerCore::Checkpoint(const std::string& requested) {
+  auto resolved = WritableJobDir(job_, requested);
+  if (!resolved.ok()) return resolved.status();
+  const std::string& dir = *resolved;
   if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
   std::vector<Role> role;
   {

@@ -100,9 +100,13 @@ class ServerCore {
   // Backup side: installs snapshots and replays ops from a primary.
   absl::Status Replicate(const rpc::ReplicateRequest& req, rpc::ReplicateResponse* resp);
 
+  // Writes this server's partitions of the model into `dir`, which must be
+  // one of the job's model directories (common/paths.h: anything else is
+  // PERMISSION_DENIED and nothing is written).
   absl::StatusOr<rpc::SaveModelResponse> SaveModel(const std::string& dir);
   // Writes the whole state of every partition this server is primary of
-  // into checkpoint directory `dir` (common/checkpoint.h).
+  // into checkpoint directory `dir` (common/checkpoint.h), which must be
+  // <checkpoint root>/epoch-N.
   absl::StatusOr<rpc::CheckpointResponse> Checkpoint(const std::string& dir);
   rpc::StatsResponse Stats() const;
 

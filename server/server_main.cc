@@ -1,5 +1,6 @@
 // ps_server: registers with the scheduler, receives the job config, serves
 // its partitions until the job ends.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -11,6 +12,8 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/audit.h"
+#include "common/auth.h"
 #include "common/logging.h"
 #include "common/monitoring.h"
 #include "common/net.h"
@@ -47,6 +50,9 @@ int Run() {
   const std::string scheduler = absl::GetFlag(FLAGS_scheduler);
   const absl::Duration connect_timeout =
       absl::Milliseconds(absl::GetFlag(FLAGS_connect_timeout_ms));
+  if (absl::Status s = InitMemberSecurity(rpc::PRINCIPAL_SERVER); !s.ok()) {
+    return Fatal(std::string(s.message()));
+  }
   auto scheduler_client = SchedulerClient::ForFlag(scheduler, connect_timeout);
   if (!scheduler_client.ok()) return Fatal(std::string(scheduler_client.status().message()));
   SchedulerClient& client = **scheduler_client;
@@ -55,7 +61,7 @@ int Run() {
   if (!monitoring.ok()) return Fatal(std::string(monitoring.status().message()));
   PsService service;
   if (*monitoring != nullptr) ObserveRequests(&service, monitoring->get());
-  auto running = StartGrpcServer(host, absl::GetFlag(FLAGS_port), {&service});
+  auto running = StartGrpcServer(host, absl::GetFlag(FLAGS_port), {&service}, ServerLimitsFromFlags());
   if (!running.ok()) return Fatal(std::string(running.status().message()));
   auto advertised =
       AdvertisedAddress(absl::GetFlag(FLAGS_advertise), host, running->port, connect_timeout);
@@ -76,6 +82,20 @@ int Run() {
   if (!registered.ok()) return Fatal(std::string(registered.status().message()));
   const config::JobConfig& job = registered->config();
   const uint32_t node_id = registered->node_id();
+  if (absl::Status s = AdoptTicket(registered->ticket(), job.security().insecure()); !s.ok()) {
+    return Fatal(std::string(s.message()));
+  }
+  if (registered->ticket_key().empty()) {
+    service.authorizer().SetInsecure();
+  } else {
+    auto verifier = TicketVerifier::Create(registered->ticket_key());
+    if (!verifier.ok()) return Fatal(std::string(verifier.status().message()));
+    service.authorizer().SetVerifier(std::move(*verifier));
+  }
+  const std::string who = absl::StrCat(standby ? "standby " : "", "server rank ", registered->rank());
+  if (absl::Status s = OpenAuditLog(job.job().output_dir() + "/audit.log", who); !s.ok()) {
+    spdlog::warn("{}", std::string(s.message()));  // e.g. no shared output folder on this host
+  }
   SetLogId(
       absl::StrCat(standby ? "standby " : "", "rank ", registered->rank(), ", node ", node_id));
   spdlog::info(
@@ -99,7 +119,7 @@ int Run() {
   core.SetPeerReporter([&client, node_id](int rank, const std::string& error) {
     (void)client.Suspect(node_id, rank, error);
   });
-  service.Attach(&core);
+  service.Attach(&core, job.security().limits());
   core.SetFailureReporter([&client, node_id](const std::string& message) {
     (void)client.Fail(node_id, message);
   });
@@ -216,6 +236,7 @@ int main(int argc, char** argv) {
       "--metrics_port=N]");
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();
+  umask(077);  // the job's files are its owner's alone
   if (absl::Status s = ps::InitLogging("server", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
     std::cerr << "ps_server: error: " << s.message() << std::endl;
     return 1;

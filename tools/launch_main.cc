@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/auth.h"
 #include "common/config.h"
 #include "common/file_util.h"
 #include "common/flags_util.h"
@@ -77,6 +78,7 @@ int Run(const std::vector<std::string>& overrides) {
   }
   LocalClusterOptions options;
   options.config_path = config_path;
+  options.token_file = TokenFileFromFlags();
   options.overrides = overrides;
   options.bin_dir = absl::GetFlag(FLAGS_bin_dir).empty() ? ExecutableDir() : absl::GetFlag(FLAGS_bin_dir);
   options.log_dir = job->job().output_dir() + "/logs";
@@ -149,5 +151,6 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides = ps::ExtractRepeatedFlag("set", &argc, argv);
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();
+  umask(077);  // the job's files (token files among them) are its owner's alone
   return ps::Run(overrides);
 }

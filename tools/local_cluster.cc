@@ -2,11 +2,14 @@
 
 #include <sys/stat.h>
 
+#include <filesystem>
+
 #include <iostream>
 #include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/auth.h"
 #include "common/file_util.h"
 
 namespace ps {
@@ -24,6 +27,29 @@ absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalCluste
   const std::string port_file = options.log_dir + "/scheduler.port";
   unlink(port_file.c_str());
   const bool remote = !options.hosts.empty();
+  // Flags every process gets: the log format, TLS, the message limit.
+  std::vector<std::string> common_flags = options.member_flags;
+  const config::TlsSection& tls = job.security().tls();
+  if (!tls.cert().empty()) {
+    common_flags.insert(common_flags.end(), {"--tls_ca=" + tls.ca(), "--tls_cert=" + tls.cert(),
+                                             "--tls_key=" + tls.key()});
+    if (tls.mutual()) common_flags.push_back("--tls_mutual");
+  }
+  common_flags.push_back(absl::StrCat("--max_message_bytes=", job.security().limits().max_message_bytes()));
+  auto token_flag = [&](const char* file) -> std::vector<std::string> {
+    if (auth_dir_.empty()) return {};
+    return {absl::StrCat("--token_file=", auth_dir_, "/", file)};
+  };
+  if (!job.security().insecure()) {
+    // Beside the logs, absolute (remote hosts share the paths).
+    std::error_code ec;
+    const std::filesystem::path logs = std::filesystem::absolute(options.log_dir, ec);
+    auth_dir_ = (logs.lexically_normal().parent_path() / "auth").string();
+    if (!logs.has_filename()) auth_dir_ = (logs.parent_path().parent_path() / "auth").string();
+    absl::Status made = options.token_file.empty() ? WriteTokenFiles(auth_dir_)
+                                                   : WriteTokenFilesFrom(options.token_file, auth_dir_);
+    if (!made.ok()) return made;
+  }
   ChildSpec scheduler{"scheduler",
                       {options.bin_dir + "/ps_scheduler", "--config", options.config_path, "--host",
                        remote ? "0.0.0.0" : "127.0.0.1", "--port", "0", "--port_file", port_file},
@@ -35,8 +61,8 @@ absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalCluste
   }
   scheduler.argv.insert(scheduler.argv.end(), options.scheduler_flags.begin(),
                         options.scheduler_flags.end());
-  scheduler.argv.insert(scheduler.argv.end(), options.member_flags.begin(),
-                        options.member_flags.end());
+  scheduler.argv.insert(scheduler.argv.end(), common_flags.begin(), common_flags.end());
+  for (const std::string& f : token_flag("job.token")) scheduler.argv.push_back(f);
   auto pid = group_.Spawn(scheduler);
   if (!pid.ok()) return pid.status();
   pids_["scheduler"] = *pid;
@@ -59,7 +85,10 @@ absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalCluste
     std::vector<std::string> argv = {absl::StrCat(options.bin_dir, "/ps_", role), "--scheduler",
                                      scheduler_address_};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    argv.insert(argv.end(), options.member_flags.begin(), options.member_flags.end());
+    argv.insert(argv.end(), common_flags.begin(), common_flags.end());
+    for (const std::string& f : token_flag(role == "server" ? "server.token" : "worker.token")) {
+      argv.push_back(f);
+    }
     if (remote) {
       const std::vector<const Host*>& on = hosts_for[role];
       const Host& host = *on[next_host[role]++ % on.size()];

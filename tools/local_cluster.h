@@ -40,6 +40,12 @@ struct LocalClusterOptions {
   std::vector<Host> hosts;
   std::vector<std::string> rsh;
   std::string scheduler_host;
+  // Credentials (unless security.insecure): the job secret in this file
+  // (job.token of `psctl keygen`), or, when empty, a fresh one that Start
+  // writes to <log_dir>/../auth/job.token. Either way each process gets
+  // its role's file as --token_file: the scheduler job.token, servers
+  // server.token, workers worker.token (in auth_dir(), mode 0600).
+  std::string token_file;
 };
 
 class LocalCluster {
@@ -55,6 +61,8 @@ class LocalCluster {
            const std::function<bool()>& interrupted = nullptr);
 
   const std::string& scheduler_address() const { return scheduler_address_; }
+  // The folder of the job's token files ("" with security.insecure).
+  const std::string& auth_dir() const { return auth_dir_; }
   ProcessGroup& processes() { return group_; }
   // pid of server/worker `rank` ("server-0", "worker-1"), or 0.
   pid_t Pid(const std::string& name) const;
@@ -62,6 +70,7 @@ class LocalCluster {
  private:
   ProcessGroup group_;
   std::string scheduler_address_;
+  std::string auth_dir_;
   std::map<std::string, pid_t> pids_;
   std::map<std::string, std::string> logs_;
   std::string worker_error_;  // the first worker that exited non-zero

@@ -10,10 +10,17 @@
 //   psctl --scheduler HOST:PORT drain RANK   moves every partition copy off
 //       server RANK (a snapshot-and-tail copy each, then a map flip) and
 //       waits until it holds nothing; it can then be stopped.
+//   psctl keygen DIR   makes a job secret: DIR/job.token (the scheduler's and
+//       psctl's --token_file), DIR/server.token and DIR/worker.token (the
+//       members'), each mode 0600 in a 0700 DIR.
+//   Calls to the scheduler and servers carry the admin credential made from
+//   --token_file (default $PS_TOKEN_FILE; the job secret, job.token).
 //   psctl health [URL]   exit 0 if URL (default
 //       http://127.0.0.1:$PS_METRICS_PORT/healthz, a process's health
 //       endpoint) answers 200, else 1: the container image's HEALTHCHECK.
 #include <curl/curl.h>
+
+#include <sys/stat.h>
 
 #include <cstdlib>
 #include <iostream>
@@ -27,6 +34,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/auth.h"
 #include "common/rpc.h"
 #include "proto/ps.grpc.pb.h"
 #include "proto/scheduler.grpc.pb.h"
@@ -186,11 +194,20 @@ int Drain(const std::string& address, int rank, absl::Duration timeout, absl::Du
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "psctl --scheduler=HOST:PORT status | checkpoint | drain RANK; psctl health [URL]");
+      "psctl --scheduler=HOST:PORT [--token_file=job.token] status | checkpoint | drain RANK; "
+      "psctl keygen DIR; psctl health [URL]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   const std::string usage =
-      "usage: psctl --scheduler=HOST:PORT status | checkpoint | drain SERVER_RANK\n"
+      "usage: psctl --scheduler=HOST:PORT [--token_file=job.token] status | checkpoint | drain SERVER_RANK\n"
+      "       psctl keygen DIR\n"
       "       psctl health [URL]";
+  if (args.size() == 3 && std::string(args[1]) == "keygen") {
+    umask(077);
+    if (absl::Status s = ps::WriteTokenFiles(args[2]); !s.ok()) return ps::Fatal(std::string(s.message()));
+    std::cout << "psctl: wrote " << args[2] << "/job.token (scheduler, psctl), " << args[2]
+              << "/server.token and " << args[2] << "/worker.token" << std::endl;
+    return 0;
+  }
   if (args.size() >= 2 && args.size() <= 3 && std::string(args[1]) == "health") {
     return ps::Health(args.size() == 3 ? args[2] : "",
                       absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms)));
@@ -203,6 +220,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (absl::GetFlag(FLAGS_scheduler).empty()) return ps::Fatal("--scheduler is required");
+  if (absl::Status s = ps::SetTransportSecurityFromFlags(); !s.ok()) return ps::Fatal(std::string(s.message()));
+  if (const std::string token = ps::TokenFileFromFlags(); !token.empty()) {
+    auto loaded = ps::LoadProcessCredentials(token, ps::rpc::PRINCIPAL_ADMIN);
+    if (!loaded.ok()) return ps::Fatal(std::string(loaded.status().message()));
+    if (loaded->kind != ps::TokenKind::kJob) {
+      return ps::Fatal(absl::StrCat("--token_file: '", token,
+                                    "' is a member's key; psctl needs the job secret (job.token)"));
+    }
+  }
   const absl::Duration timeout = absl::Milliseconds(absl::GetFlag(FLAGS_timeout_ms));
   if (status) return ps::Status(absl::GetFlag(FLAGS_scheduler), timeout);
   if (checkpoint) {

@@ -1,4 +1,5 @@
 // ps_worker: registers with the scheduler, loads its data, trains.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -11,6 +12,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/auth.h"
 #include "common/heartbeat.h"
 #include "common/logging.h"
 #include "common/monitoring.h"
@@ -50,6 +52,9 @@ int Fatal(const std::string& message) {
 int Run() {
   const absl::Duration connect_timeout =
       absl::Milliseconds(absl::GetFlag(FLAGS_connect_timeout_ms));
+  if (absl::Status s = InitMemberSecurity(rpc::PRINCIPAL_WORKER); !s.ok()) {
+    return Fatal(std::string(s.message()));
+  }
   auto scheduler_client = SchedulerClient::ForFlag(absl::GetFlag(FLAGS_scheduler), connect_timeout);
   if (!scheduler_client.ok()) return Fatal(std::string(scheduler_client.status().message()));
   SchedulerClient& client = **scheduler_client;
@@ -75,6 +80,9 @@ int Run() {
   if (!registered.ok()) return Fatal(std::string(registered.status().message()));
   const config::JobConfig job = registered->config();
   const uint32_t node_id = registered->node_id();
+  if (absl::Status s = AdoptTicket(registered->ticket(), job.security().insecure()); !s.ok()) {
+    return Fatal(std::string(s.message()));
+  }
   int32_t rank = registered->rank();
   SetLogId(standby ? absl::StrCat("standby, node ", node_id)
                    : absl::StrCat("rank ", rank, ", node ", node_id));
@@ -200,6 +208,7 @@ int main(int argc, char** argv) {
       "ps_worker --scheduler=HOST:PORT [--metrics_port=N --host=ADDR --advertise=HOST]");
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();
+  umask(077);  // the job's files are its owner's alone
   if (absl::Status s = ps::InitLogging("worker", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
     std::cerr << "ps_worker: error: " << s.message() << std::endl;
     return 1;
