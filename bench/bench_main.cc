@@ -926,8 +926,7 @@ int Run(const std::vector<std::string>& overrides) {
   absl::StatusOr<Results> results = absl::UnknownError("not run");
   absl::Status security = SetTransportSecurityFromFlags();
   if (security.ok() && !TransportIsTls() && !job->security().tls().cert().empty()) {
-    const config::TlsSection& tls = job->security().tls();
-    security = SetTransportSecurity(TlsFiles{tls.ca(), tls.cert(), tls.key(), tls.mutual()});
+    security = SetTransportSecurity(TlsFilesForRole(job->security().tls(), "worker"));
   }
   if (security.ok() && !cluster.auth_dir().empty()) {
     security = LoadProcessCredentials(cluster.auth_dir() + "/worker.token", rpc::PRINCIPAL_WORKER).status();

@@ -1,5 +1,7 @@
 #include "common/auth.h"
 
+#include <grpc/grpc_security_constants.h>
+
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -90,6 +92,23 @@ std::string_view Metadata(const grpc::CallbackServerContext& ctx, std::string_vi
   return std::string_view(it->second.data(), it->second.size());
 }
 
+// The role (OU) of the caller's client certificate, or UNSPECIFIED.
+rpc::Principal CertificateRole(const grpc::CallbackServerContext& ctx) {
+  std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+  if (auth == nullptr) return rpc::PRINCIPAL_UNSPECIFIED;
+  for (const grpc::string_ref& subject : auth->FindPropertyValues(GRPC_X509_SUBJECT_PROPERTY_NAME)) {
+    for (absl::string_view part : absl::StrSplit(absl::string_view(subject.data(), subject.size()), ',')) {
+      part = absl::StripAsciiWhitespace(part);
+      if (!absl::ConsumePrefix(&part, "OU=")) continue;
+      for (rpc::Principal p : {rpc::PRINCIPAL_WORKER, rpc::PRINCIPAL_SERVER, rpc::PRINCIPAL_SCHEDULER,
+                               rpc::PRINCIPAL_ADMIN}) {
+        if (part == PrincipalName(p)) return p;
+      }
+    }
+  }
+  return rpc::PRINCIPAL_UNSPECIFIED;
+}
+
 }  // namespace
 
 absl::StatusOr<Token> ReadTokenFile(const std::string& path, const std::string& flag) {
@@ -103,7 +122,10 @@ absl::StatusOr<Token> ReadTokenFile(const std::string& path, const std::string& 
     close(fd);
     return absl::InvalidArgumentError(absl::StrCat(flag, ": '", path, "' is not a regular file"));
   }
-  if ((st.st_mode & 077) != 0) {
+  // Only its owner may read it; group-read is accepted only for a file
+  // someone else owns in our group (a Kubernetes Secret volume with fsGroup).
+  const bool group_read_ok = st.st_uid != geteuid() && st.st_gid == getegid();
+  if ((st.st_mode & 027) != 0 || ((st.st_mode & 040) != 0 && !group_read_ok)) {
     close(fd);
     return absl::PermissionDeniedError(absl::StrFormat(
         "%s: '%s' has mode %04o: a token file must not be readable or writable by its group "
@@ -413,6 +435,11 @@ void Authorizer::SetSigner(const TicketSigner* signer) {
   signer_ = signer;
 }
 
+void Authorizer::SetMutualTls() {
+  MutexLock lock(&mu_);
+  mutual_tls_ = true;
+}
+
 bool Authorizer::insecure() const {
   MutexLock lock(&mu_);
   return insecure_;
@@ -449,6 +476,7 @@ grpc::Status Authorizer::Check(const grpc::CallbackServerContext& ctx, const cha
   Caller who;
   who.peer = ctx.peer();
   std::shared_ptr<const TicketVerifier> verifier;
+  bool mutual;
   {
     MutexLock lock(&mu_);
     if (insecure_) {
@@ -456,6 +484,7 @@ grpc::Status Authorizer::Check(const grpc::CallbackServerContext& ctx, const cha
       return grpc::Status::OK;
     }
     verifier = verifier_;
+    mutual = mutual_tls_;
   }
   if (verifier == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not ready to check credentials yet");
   const std::string_view ticket = Metadata(ctx, kTicketHeader);
@@ -471,6 +500,14 @@ grpc::Status Authorizer::Check(const grpc::CallbackServerContext& ctx, const cha
   who.node_id = claims->node_id();
   who.rank = claims->rank();
   who.incarnation = claims->incarnation();
+  if (mutual) {
+    const rpc::Principal cert = CertificateRole(ctx);
+    if (cert != who.principal) {
+      return Deny(ctx, method, who, grpc::StatusCode::PERMISSION_DENIED,
+                  absl::StrCat("the client certificate is a ", PrincipalName(cert), "'s (OU), the ticket a ",
+                               PrincipalName(who.principal), "'s"));
+    }
+  }
   bool role_ok = false;
   for (rpc::Principal p : allowed) role_ok = role_ok || p == who.principal;
   if (!role_ok) {
@@ -498,13 +535,23 @@ grpc::Status Authorizer::CheckRoleKey(const grpc::CallbackServerContext& ctx, co
   Caller who;
   who.peer = ctx.peer();
   const TicketSigner* signer;
+  bool mutual;
   {
     MutexLock lock(&mu_);
     if (insecure_) return grpc::Status::OK;
     signer = signer_;
+    mutual = mutual_tls_;
   }
   if (signer == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not ready to check credentials yet");
   const std::string_view raw_bearer = Metadata(ctx, "authorization");
+  if (mutual && raw_bearer.empty()) {
+    // The certificate is the credential.
+    who.principal = CertificateRole(ctx);
+    if (who.principal == wanted) return grpc::Status::OK;
+    return Deny(ctx, method, who, grpc::StatusCode::PERMISSION_DENIED,
+                absl::StrCat("the client certificate is a ", PrincipalName(who.principal),
+                             "'s (OU); it may not register as a ", PrincipalName(wanted)));
+  }
   absl::string_view bearer(raw_bearer.data(), raw_bearer.size());
   if (bearer.empty()) {
     return Deny(ctx, method, who, grpc::StatusCode::UNAUTHENTICATED,

@@ -53,7 +53,8 @@ inline constexpr int64_t kMaxTokenFileBytes = 4096;
 
 // Reads a token file: one line "ps-job-secret HEX", "ps-server-key HEX" or
 // "ps-worker-key HEX" (64 hex digits). Refuses a file that its group or others
-// may read or write, one larger than kMaxTokenFileBytes, not a regular file,
+// may read or write (group-read is accepted for a file another user owns in
+// this process's group: a Kubernetes Secret volume with fsGroup), one larger than kMaxTokenFileBytes, not a regular file,
 // or malformed; the error names the file and the flag, never the contents.
 absl::StatusOr<Token> ReadTokenFile(const std::string& path, const std::string& flag = "--token_file");
 
@@ -183,6 +184,10 @@ class Authorizer {
   void SetInsecure();
   void SetVerifier(std::unique_ptr<TicketVerifier> verifier);
   void SetSigner(const TicketSigner* signer);  // not owned; outlives this
+  // Mutual TLS: a caller's role is also its client certificate's OU; a
+  // member registers with its certificate alone (no role key), and a ticket
+  // is honoured only over a certificate of the same role.
+  void SetMutualTls();
   bool insecure() const;
 
   // OK (filling *caller) or UNAUTHENTICATED / PERMISSION_DENIED.
@@ -206,6 +211,7 @@ class Authorizer {
   const std::string service_;
   mutable Mutex mu_;
   bool insecure_ ABSL_GUARDED_BY(mu_) = false;
+  bool mutual_tls_ ABSL_GUARDED_BY(mu_) = false;
   std::shared_ptr<const TicketVerifier> verifier_ ABSL_GUARDED_BY(mu_);
   const TicketSigner* signer_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::map<std::pair<std::string, std::string>, uint64_t> refusals_ ABSL_GUARDED_BY(mu_);

@@ -806,18 +806,30 @@ std::string JobConfigToYaml(const config::JobConfig& config) {
 }
 
 void ResolveRelativePaths(const std::string& base_dir, config::JobConfig* config) {
-  if (base_dir.empty() || !config->has_data()) return;
+  if (base_dir.empty()) return;
   const auto resolve = [&](std::string* path) {
     if (path->empty()) return;
     std::filesystem::path p(*path);
     if (p.is_absolute()) return;
     *path = (std::filesystem::path(base_dir) / p).lexically_normal().string();
   };
-  config::DataSection* data = config->mutable_data();
-  if (data->has_train_path()) resolve(data->mutable_train_path());
-  if (data->has_test_path()) resolve(data->mutable_test_path());
-  if (data->has_train_labels_path()) resolve(data->mutable_train_labels_path());
-  if (data->has_test_labels_path()) resolve(data->mutable_test_labels_path());
+  if (config->has_data()) {
+    config::DataSection* data = config->mutable_data();
+    if (data->has_train_path()) resolve(data->mutable_train_path());
+    if (data->has_test_path()) resolve(data->mutable_test_path());
+    if (data->has_train_labels_path()) resolve(data->mutable_train_labels_path());
+    if (data->has_test_labels_path()) resolve(data->mutable_test_labels_path());
+  }
+  if (config->has_security()) {
+    config::SecuritySection* security = config->mutable_security();
+    if (security->has_encryption_key_file()) resolve(security->mutable_encryption_key_file());
+    if (security->has_tls()) {
+      config::TlsSection* tls = security->mutable_tls();
+      if (tls->has_ca()) resolve(tls->mutable_ca());
+      if (tls->has_cert()) resolve(tls->mutable_cert());
+      if (tls->has_key()) resolve(tls->mutable_key());
+    }
+  }
 }
 
 }  // namespace ps

@@ -20,7 +20,13 @@ bool HasDotComponent(const std::string& path) {
   return false;
 }
 
-std::string WithoutTrailingSlashes(std::string path) {
+// `path` with runs of '/' collapsed and no trailing '/'.
+std::string WithoutTrailingSlashes(const std::string& in) {
+  std::string path;
+  for (char c : in) {
+    if (c == '/' && !path.empty() && path.back() == '/') continue;
+    path.push_back(c);
+  }
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   return path;
 }
@@ -58,8 +64,8 @@ absl::StatusOr<std::string> WritableJobDir(const config::JobConfig& job, const s
   if (requested.empty() || requested[0] != '/') {
     return absl::PermissionDeniedError(absl::StrCat(refused, "not an absolute path"));
   }
-  if (HasDotComponent(requested) || absl::StrContains(requested, "//")) {
-    return absl::PermissionDeniedError(absl::StrCat(refused, "'.', '..' or '//' in the path"));
+  if (HasDotComponent(requested)) {
+    return absl::PermissionDeniedError(absl::StrCat(refused, "'.' or '..' in the path"));
   }
   const std::string path = WithoutTrailingSlashes(requested);
   const std::string out = WithoutTrailingSlashes(job.job().output_dir());
@@ -79,8 +85,11 @@ absl::StatusOr<std::string> WritableJobDir(const config::JobConfig& job, const s
         refused, "not a directory of this job (", out, "/model, ", out, "/best_model or ", checkpoints,
         "/epoch-N)"));
   }
-  if (SymlinkBelow(root, path)) {
-    return absl::PermissionDeniedError(absl::StrCat(refused, "a symbolic link below ", root));
+  // From the output root when the directory is under it (the checkpoint
+  // root too, by default), else from the configured checkpoint root.
+  const std::string base = absl::StartsWith(path, out + "/") ? out : root;
+  if (SymlinkBelow(base, path)) {
+    return absl::PermissionDeniedError(absl::StrCat(refused, "a symbolic link below ", base));
   }
   return path;
 }

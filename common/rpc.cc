@@ -109,6 +109,19 @@ bool TransportIsTls() {
   return tls_files != nullptr;
 }
 
+bool TransportIsMutualTls() {
+  MutexLock lock(&tls_mu);
+  return tls_files != nullptr && tls_files->mutual;
+}
+
+TlsFiles TlsFilesForRole(const config::TlsSection& tls, const std::string& role) {
+  const auto fill = [&](std::string path) {
+    for (size_t at; (at = path.find("{role}")) != std::string::npos;) path.replace(at, 6, role);
+    return path;
+  };
+  return TlsFiles{tls.ca(), fill(tls.cert()), fill(tls.key()), tls.mutual()};
+}
+
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   return MakeChannel(address, ProcessCredentials());
 }

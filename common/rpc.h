@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "proto/job_config.pb.h"
 
 // Transport security, for every process (launchers pass them on).
 ABSL_DECLARE_FLAG(std::string, tls_ca);
@@ -45,6 +46,9 @@ absl::Status SetTransportSecurity(const TlsFiles& files);
 // are empty).
 absl::Status SetTransportSecurityFromFlags();
 bool TransportIsTls();
+bool TransportIsMutualTls();
+// security.tls with "{role}" in cert and key replaced by `role`.
+TlsFiles TlsFilesForRole(const config::TlsSection& tls, const std::string& role);
 
 // A channel to `address` whose calls carry `credentials` (default: the
 // process's, common/auth.h).

@@ -89,8 +89,7 @@ int Run(const std::vector<std::string>& overrides) {
   // Security: TLS (flags, else security.tls), then the job secret.
   if (absl::Status s = SetTransportSecurityFromFlags(); !s.ok()) return Fatal(std::string(s.message()));
   if (!TransportIsTls() && !job->security().tls().cert().empty()) {
-    const config::TlsSection& tls = job->security().tls();
-    if (absl::Status s = SetTransportSecurity(TlsFiles{tls.ca(), tls.cert(), tls.key(), tls.mutual()});
+    if (absl::Status s = SetTransportSecurity(TlsFilesForRole(job->security().tls(), "scheduler"));
         !s.ok()) {
       return Fatal(absl::StrCat("security.tls: ", s.message()));
     }

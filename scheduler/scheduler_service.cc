@@ -53,6 +53,7 @@ SchedulerService::SchedulerService(SchedulerCore* core, const TicketSigner* sign
     auth_.SetInsecure();
   } else {
     auth_.SetSigner(signer);
+    if (TransportIsMutualTls()) auth_.SetMutualTls();
     auto verifier = TicketVerifier::Create(signer->public_key());
     if (verifier.ok()) auth_.SetVerifier(std::move(*verifier));
   }

@@ -91,6 +91,7 @@ int Run() {
     auto verifier = TicketVerifier::Create(registered->ticket_key());
     if (!verifier.ok()) return Fatal(std::string(verifier.status().message()));
     service.authorizer().SetVerifier(std::move(*verifier));
+    if (TransportIsMutualTls()) service.authorizer().SetMutualTls();
   }
   const std::string who = absl::StrCat(standby ? "standby " : "", "server rank ", registered->rank());
   if (absl::Status s = OpenAuditLog(job.job().output_dir() + "/audit.log", who); !s.ok()) {

@@ -41,7 +41,7 @@ scheduler_of() {
 }
 
 # The scheduler's view of the members (psctl status lines "ROLE RANK ADDRESS STATE ...").
-members() { "$BIN/psctl" --scheduler "$1" status 2>/dev/null || true; }
+members() { "$BIN/psctl" --scheduler "$1" --token_file "$OUT/train/auth/job.token" status 2>/dev/null || true; }
 
 # Every earlier kill has been noticed: as many live processes of the binary
 # as members the scheduler still counts alive (or waiting as a standby), and

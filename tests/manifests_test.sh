@@ -12,22 +12,44 @@ fail() { echo "manifests_test: FAILED: $*" >&2; exit 1; }
 "$ROOT/deploy/install_missing.sh" manifests_test python3-kubernetes python3-yaml docker-compose
 command -v kubectl >/dev/null || "$ROOT/deploy/install_missing.sh" manifests_test kubectl
 
+BIN=${1:-$ROOT/build/bin}
 WORK=$(mktemp -d /tmp/ps-manifests.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 VALIDATE="$ROOT/deploy/k8s/validate.py"
 
+# The token files each job's Secrets are made from, as the README says.
+cp -r "$ROOT/deploy/k8s" "$WORK/k8s-keys"
+K8S="$WORK/k8s-keys"
+"$BIN/psctl" keygen "$K8S/base/keys" >/dev/null || fail "psctl keygen"
+"$BIN/psctl" keygen "$K8S/overlays/second-job/keys" >/dev/null || fail "psctl keygen"
+
 for k in base overlays/second-job; do
-  kubectl kustomize "$ROOT/deploy/k8s/$k" >"$WORK/rendered.yaml" || fail "kubectl kustomize deploy/k8s/$k"
+  kubectl kustomize "$K8S/$k" >"$WORK/rendered.yaml" || fail "kubectl kustomize deploy/k8s/$k"
   "$VALIDATE" <"$WORK/rendered.yaml" || fail "deploy/k8s/$k does not validate"
   kinds=$(grep -E '^kind: ' "$WORK/rendered.yaml" | sort | uniq -c | tr -s ' ' | tr '\n' ',')
-  for kind in ConfigMap Job NetworkPolicy PersistentVolumeClaim Service StatefulSet; do
+  for kind in ConfigMap Job NetworkPolicy PersistentVolumeClaim Secret Service StatefulSet; do
     grep -q "^kind: $kind$" "$WORK/rendered.yaml" || fail "deploy/k8s/$k has no $kind"
   done
   say "deploy/k8s/$k renders and validates:$kinds"
 done
 
+# Each role's pods mount only their role's key (the job secret only the scheduler's).
+python3 - "$WORK/rendered.yaml" <<'PY' || fail "a pod mounts another role's key"
+import sys, yaml
+for doc in yaml.safe_load_all(open(sys.argv[1])):
+    if not doc or doc.get("kind") not in ("Job", "StatefulSet"):
+        continue
+    pod = doc["spec"]["template"]["spec"]
+    secrets = [v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v]
+    name = doc["metadata"]["name"]
+    role = "job" if "scheduler" in name else ("server" if "server" in name else "worker")
+    assert len(secrets) == 1 and secrets[0].startswith(f"job2-{role}-key"), (name, secrets)
+PY
+[ "$(cat "$K8S/base/keys/job.token")" != "$(cat "$K8S/overlays/second-job/keys/job.token")" ] \
+  || fail "the two jobs share a secret"
+
 # The overlay: every object renamed, every pod and selector of the second job.
-kubectl kustomize "$ROOT/deploy/k8s/overlays/second-job" >"$WORK/job2.yaml"
+kubectl kustomize "$K8S/overlays/second-job" >"$WORK/job2.yaml"
 unprefixed=$(grep -E '^  name: ' "$WORK/job2.yaml" | grep -v '^  name: job2-' || true)
 [ -z "$unprefixed" ] || fail "objects of the second job without the job2- prefix: $unprefixed"
 grep -q 'paramserver/job: spambase' "$WORK/job2.yaml" && fail "the second job carries the first job's label"
@@ -35,7 +57,7 @@ grep -q 'SCHEDULER: job2-scheduler:7000' "$WORK/job2.yaml" || fail "the second j
 grep -q 'claimName: job2-out' "$WORK/job2.yaml" || fail "the second job shares the first job's volume"
 
 # A typo in a manifest is caught, naming the field.
-cp -r "$ROOT/deploy/k8s" "$WORK/k8s"
+cp -r "$K8S" "$WORK/k8s"
 sed -i 's/^  replicas: 4$/  replcas: 4/' "$WORK/k8s/base/servers.yaml"
 grep -q 'replcas' "$WORK/k8s/base/servers.yaml" || fail "could not plant the typo"
 kubectl kustomize "$WORK/k8s/base" >"$WORK/typo.yaml"

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <set>
 #include <sstream>
 
@@ -208,6 +209,19 @@ int UnusedPort() {
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   close(fd);
   return ntohs(addr.sin_port);
+}
+
+std::string TokenFlag(const std::string& role) { return "--token_file=" + TokenPath(role); }
+
+std::string TokenPath(const std::string& role) {
+  static const std::string* dir = [] {
+    auto* d = new std::string(NewTempDir("tokens") + "/keys");
+    CommandResult r = RunCommand({BinDir() + "/psctl", "keygen", *d}, absl::Seconds(30));
+    if (r.exit_code != 0) std::cerr << "psctl keygen failed: " << r.output << std::endl;
+    return d;
+  }();
+  const std::string file = role == "server" || role == "worker" ? role : "job";
+  return *dir + "/" + file + ".token";
 }
 
 }  // namespace ps::testing

@@ -72,6 +72,12 @@ inline int SlowFactor() {
 // A port that nothing listens on at the moment of the call.
 int UnusedPort();
 
+// "--token_file=F" for a hand-started process of `role` ("scheduler" or
+// "admin": the job secret; "server"; "worker"), from token files made once
+// per test process with `psctl keygen`.
+std::string TokenFlag(const std::string& role);
+std::string TokenPath(const std::string& role);
+
 }  // namespace ps::testing
 
 #endif  // PS_TESTS_TEST_UTIL_H_

@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "common/auth.h"
 #include "common/file_util.h"
+#include "common/rpc.h"
 
 namespace ps {
 namespace {
@@ -29,16 +30,19 @@ absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalCluste
   const bool remote = !options.hosts.empty();
   // Flags every process gets: the log format, TLS, the message limit.
   std::vector<std::string> common_flags = options.member_flags;
-  const config::TlsSection& tls = job.security().tls();
-  if (!tls.cert().empty()) {
-    common_flags.insert(common_flags.end(), {"--tls_ca=" + tls.ca(), "--tls_cert=" + tls.cert(),
-                                             "--tls_key=" + tls.key()});
-    if (tls.mutual()) common_flags.push_back("--tls_mutual");
-  }
   common_flags.push_back(absl::StrCat("--max_message_bytes=", job.security().limits().max_message_bytes()));
-  auto token_flag = [&](const char* file) -> std::vector<std::string> {
-    if (auth_dir_.empty()) return {};
-    return {absl::StrCat("--token_file=", auth_dir_, "/", file)};
+  // Each process's own flags: its role's token file and certificate.
+  auto role_flags = [&](const std::string& role) {
+    std::vector<std::string> flags;
+    if (!auth_dir_.empty()) {
+      flags.push_back(absl::StrCat("--token_file=", auth_dir_, "/", role == "scheduler" ? "job" : role, ".token"));
+    }
+    if (!job.security().tls().cert().empty()) {
+      const TlsFiles tls = TlsFilesForRole(job.security().tls(), role);
+      flags.insert(flags.end(), {"--tls_ca=" + tls.ca, "--tls_cert=" + tls.cert, "--tls_key=" + tls.key});
+      if (tls.mutual) flags.push_back("--tls_mutual");
+    }
+    return flags;
   };
   if (!job.security().insecure()) {
     // Beside the logs, absolute (remote hosts share the paths).
@@ -62,7 +66,7 @@ absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalCluste
   scheduler.argv.insert(scheduler.argv.end(), options.scheduler_flags.begin(),
                         options.scheduler_flags.end());
   scheduler.argv.insert(scheduler.argv.end(), common_flags.begin(), common_flags.end());
-  for (const std::string& f : token_flag("job.token")) scheduler.argv.push_back(f);
+  for (const std::string& f : role_flags("scheduler")) scheduler.argv.push_back(f);
   auto pid = group_.Spawn(scheduler);
   if (!pid.ok()) return pid.status();
   pids_["scheduler"] = *pid;
@@ -86,9 +90,7 @@ absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalCluste
                                      scheduler_address_};
     argv.insert(argv.end(), extra.begin(), extra.end());
     argv.insert(argv.end(), common_flags.begin(), common_flags.end());
-    for (const std::string& f : token_flag(role == "server" ? "server.token" : "worker.token")) {
-      argv.push_back(f);
-    }
+    for (const std::string& f : role_flags(role)) argv.push_back(f);
     if (remote) {
       const std::vector<const Host*>& on = hosts_for[role];
       const Host& host = *on[next_host[role]++ % on.size()];

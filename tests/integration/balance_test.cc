@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/scheduler.grpc.pb.h"
+#include "tests/auth_util.h"
 #include "tests/test_util.h"
 #include "tools/process_group.h"
 
@@ -64,6 +65,7 @@ data:
     ASSERT_TRUE(WaitForText(out + "/bench.log", "counting for", absl::Now() + absl::Seconds(60)))
         << ReadFile(out + "/bench.log");
     scheduler = testing::SchedulerAddress(out + "/job/logs");
+    testing::UseAdminCredentials(out + "/job/auth/job.token");
   }
 
   absl::StatusOr<rpc::JobStatus> Status() const {
@@ -155,7 +157,8 @@ TEST(Balance, AServerJoiningARunningJobReceivesPartitions) {
   // A third server joins (as a standby: it holds nothing at first).
   ASSERT_TRUE(job.group
                   .Spawn({"late-server",
-                          {BinDir() + "/ps_server", "--scheduler", job.scheduler, "--standby"},
+                          {BinDir() + "/ps_server", "--scheduler", job.scheduler, "--standby",
+                           "--token_file=" + job.out + "/job/auth/server.token"},
                           job.out + "/late-server.log"})
                   .ok());
   const absl::Time deadline = absl::Now() + absl::Seconds(8);
@@ -179,7 +182,9 @@ TEST(Balance, DrainedServerCanBeKilledWithoutAFailover) {
   CountJob job;
   job.Start(3, 2, 8, {});
   auto drain = testing::RunCommand(
-      {BinDir() + "/psctl", "--scheduler", job.scheduler, "drain", "0"}, absl::Seconds(60));
+      {BinDir() + "/psctl", "--scheduler", job.scheduler, "--token_file=" + job.out + "/job/auth/job.token",
+       "drain", "0"},
+      absl::Seconds(60));
   ASSERT_EQ(drain.exit_code, 0) << drain.output;
   EXPECT_THAT(drain.output, HasSubstr("is drained"));
   auto s = job.Status();

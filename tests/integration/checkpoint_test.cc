@@ -23,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/ps.grpc.pb.h"
+#include "tests/auth_util.h"
 #include "tests/test_util.h"
 #include "tools/process_group.h"
 
@@ -206,7 +207,7 @@ TEST(SchedulerRestart, AKilledSchedulerRestoredOnItsPortFinishesTheJobWithTheSam
   const std::string out = NewTempDir("restart");
   std::vector<std::string> scheduler = {
       BinDir() + "/ps_scheduler", "--config", config, "--host", "127.0.0.1", "--set",
-      "job.output_dir=" + out};
+      "job.output_dir=" + out, testing::TokenFlag("scheduler")};
   for (const std::string& s : Sets(sets)) scheduler.push_back(s);
   ProcessGroup group;
   std::vector<std::string> first = scheduler;
@@ -219,12 +220,13 @@ TEST(SchedulerRestart, AKilledSchedulerRestoredOnItsPortFinishesTheJobWithTheSam
   for (int i = 0; i < 2; ++i) {
     ASSERT_TRUE(group
                     .Spawn({absl::StrCat("server-", i),
-                            {BinDir() + "/ps_server", "--scheduler", address},
+                            {BinDir() + "/ps_server", "--scheduler", address, testing::TokenFlag("server")},
                             absl::StrCat(out, "/server-", i, ".log")})
                     .ok());
   }
   for (int i = 0; i < 2; ++i) {
-    std::vector<std::string> argv = {BinDir() + "/ps_worker", "--scheduler", address};
+    std::vector<std::string> argv = {BinDir() + "/ps_worker", "--scheduler", address,
+                                     testing::TokenFlag("worker")};
     if (i == 0) argv.insert(argv.end(), {"--iteration_delay_ms", "10"});
     ASSERT_TRUE(
         group.Spawn({absl::StrCat("worker-", i), argv, absl::StrCat(out, "/worker-", i, ".log")})
@@ -232,6 +234,7 @@ TEST(SchedulerRestart, AKilledSchedulerRestoredOnItsPortFinishesTheJobWithTheSam
   }
   ASSERT_TRUE(WaitForText(out + "/scheduler-1.log", "epoch 3/12", absl::Now() + absl::Seconds(60)))
       << ReadFile(out + "/scheduler-1.log");
+  testing::UseAdminCredentials(testing::TokenPath("admin"));
   SchedulerClient client(address);
   auto view = client.GetView();
   ASSERT_TRUE(view.ok()) << view.status();
@@ -311,7 +314,8 @@ TEST(Checkpoint, ResumeOrRestoreWithNothingToStartFromIsAClearError) {
                                          "--port",
                                          "0",
                                          "--set",
-                                         "job.output_dir=" + out};
+                                         "job.output_dir=" + out,
+                                         testing::TokenFlag("scheduler")};
   std::vector<std::string> resume = base;
   resume.push_back("--resume");
   auto r = testing::RunCommand(resume, absl::Seconds(30));

@@ -151,7 +151,7 @@ TEST(CliErrors, PortAlreadyTaken) {
   const int port = taken.port();
   auto r = RunCommand(
       {BinDir() + "/ps_scheduler", "--config", SourceDir() + "/examples/spambase_lr.yaml", "--host",
-       "127.0.0.1", "--port", std::to_string(port)},
+       "127.0.0.1", "--port", std::to_string(port), testing::TokenFlag("scheduler")},
       kTimeout);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr(absl::StrCat("cannot listen on 127.0.0.1:", port,
@@ -164,7 +164,7 @@ TEST(CliErrors, MetricsPortAlreadyTakenIsAnErrorNotAMissingEndpoint) {
   const std::string scheduler = absl::StrCat("127.0.0.1:", UnusedPort());
   const std::vector<std::vector<std::string>> commands = {
       {BinDir() + "/ps_scheduler", "--config", SourceDir() + "/examples/spambase_lr.yaml", "--port",
-       "0"},
+       "0", testing::TokenFlag("scheduler")},
       {BinDir() + "/ps_server", "--scheduler", scheduler},
       {BinDir() + "/ps_worker", "--scheduler", scheduler}};
   for (std::vector<std::string> argv : commands) {
@@ -228,7 +228,9 @@ TEST(CliErrors, MissingServersFailTheJobAtTheConnectTimeout) {
   const std::string dir = NewTempDir("noservers");
   const std::string path = dir + "/job.yaml";
   WriteFile(path, GoodConfig(dir, SourceDir() + "/data/spambase/train.libsvm"));
-  auto r = RunCommand({BinDir() + "/ps_scheduler", "--config", path, "--port", "0"}, kTimeout);
+  auto r = RunCommand({BinDir() + "/ps_scheduler", "--config", path, "--port", "0",
+                       testing::TokenFlag("scheduler")},
+                      kTimeout);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr("only 0 of 1 servers and 0 of 1 workers registered"));
 }

@@ -21,6 +21,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/ps.grpc.pb.h"
+#include "tests/auth_util.h"
 #include "tests/test_util.h"
 #include "tools/process_group.h"
 
@@ -141,7 +142,8 @@ TEST(Failover, PsctlCheckpointWritesOneAtTheNextEpochEnd) {
   ASSERT_TRUE(WaitForText(out + ".log", "epoch 2/12", absl::Now() + absl::Seconds(60)))
       << ReadFile(out + ".log");
   auto r = testing::RunCommand(
-      {BinDir() + "/psctl", "--scheduler", testing::SchedulerAddress(out + "/logs"), "checkpoint"},
+      {BinDir() + "/psctl", "--scheduler", testing::SchedulerAddress(out + "/logs"),
+       "--token_file=" + out + "/auth/job.token", "checkpoint"},
       absl::Seconds(60));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const size_t at = r.output.find("checkpoint written: ");
@@ -164,6 +166,7 @@ TEST(Failover, FrozenOldPrimaryCannotAcknowledgeAfterItWasReplaced) {
   ASSERT_TRUE(group.Spawn({"launcher", LaunchArgs(out), out + ".log"}).ok());
   ASSERT_TRUE(WaitForText(out + ".log", "epoch 3/12", absl::Now() + absl::Seconds(60)))
       << ReadFile(out + ".log");
+  testing::UseAdminCredentials(out + "/auth/job.token");
   SchedulerClient scheduler(testing::SchedulerAddress(out + "/logs"));
   auto view = scheduler.GetView();
   ASSERT_TRUE(view.ok()) << view.status();
@@ -276,6 +279,7 @@ data:
   ASSERT_TRUE(WaitForText(out + "/bench.log", "counting for", absl::Now() + absl::Seconds(60)))
       << ReadFile(out + "/bench.log");
   const std::string address = testing::SchedulerAddress(out + "/job/logs");
+  testing::UseAdminCredentials(out + "/job/auth/job.token");
   SchedulerClient scheduler(address);
   // Fully replicated: every partition's backups all hold a complete copy.
   auto fully_replicated = [&] {

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/auth.h"
 #include "common/config.h"
 #include "common/partitioning.h"
 #include "common/rpc.h"
@@ -53,11 +54,15 @@ data:
     options.start_workers = false;
     options.scheduler_to_log = true;
     ASSERT_TRUE(cluster_.Start(*job, options).ok());
+    // This process is the job's worker, with the worker's key like ps_worker.
+    auto key = LoadProcessCredentials(cluster_.auth_dir() + "/worker.token", rpc::PRINCIPAL_WORKER);
+    ASSERT_TRUE(key.ok()) << key.status();
     scheduler_ = std::make_unique<SchedulerClient>(cluster_.scheduler_address());
     rpc::RegisterRequest reg;
     reg.set_role(rpc::WORKER);
     auto registered = scheduler_->Register(reg, absl::Seconds(30));
     ASSERT_TRUE(registered.ok()) << registered.status();
+    ASSERT_TRUE(AdoptTicket(registered->ticket(), false).ok());
     node_id_ = registered->node_id();
     auto view = scheduler_->WaitForStart(node_id_, absl::Seconds(30));
     ASSERT_TRUE(view.ok()) << view.status();
@@ -178,7 +183,9 @@ TEST_F(ServerRpcTest, PsctlStatusShowsTheJob) {
   rpc::PushResponse resp;
   ASSERT_TRUE(Push(Owner(9), OneKeyPush(9, 1.0f, 1), &resp).ok());
   auto r = testing::RunCommand(
-      {BinDir() + "/psctl", "--scheduler", cluster_.scheduler_address(), "status"}, absl::Seconds(30));
+      {BinDir() + "/psctl", "--scheduler", cluster_.scheduler_address(),
+       "--token_file=" + cluster_.auth_dir() + "/job.token", "status"},
+      absl::Seconds(30));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("job rpc-test (asp): running"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find(absl::StrCat("map version ", view_.version(), ": 16 partitions, 1 live workers")),

@@ -27,6 +27,7 @@ config::JobConfig Job(config::Mode mode, int staleness = 2) {
   job.mutable_cluster()->set_num_partitions(8);
   job.mutable_optimizer()->set_type(config::SGD);
   job.mutable_optimizer()->set_learning_rate(1.0f);
+  job.mutable_job()->set_output_dir(absl::StrCat(::testing::TempDir(), "/server-core-", getpid()));
   return job;
 }
 
@@ -572,7 +573,10 @@ std::string TrainTwoClocksAndCheckpoint(ServerCore& core) {
       EXPECT_TRUE(PushNow(core, push).ok());
     }
   }
-  const std::string dir = absl::StrCat(::testing::TempDir(), "/ckpt-", getpid(), "-", absl::ToUnixNanos(absl::Now()));
+  // A fresh checkpoint directory of the job (servers write only there).
+  static int next = 1;
+  const std::string dir = absl::StrCat(::testing::TempDir(), "/server-core-", getpid(), "/checkpoints/epoch-",
+                                       absl::ToUnixNanos(absl::Now()) % 100000000 * 10 + next++ % 10);
   auto written = core.Checkpoint(dir);
   EXPECT_TRUE(written.ok()) << written.status();
   EXPECT_EQ(written->partitions_size(), 8);

@@ -1,0 +1,519 @@
+// Security against real processes (issue 9): a job started like ps_launch
+// starts it, attacked as a process on the same network would: no
+// credential, another job's, a worker's credential on admin and replication
+// calls, a worker speaking for another rank, a server's pushing, write paths
+// outside the job, oversized and malformed requests. Each is refused with
+// the right code, audited, and changes nothing on the server (its counters,
+// its memory). The test is the job's one worker (with a real worker key).
+#include <grpcpp/generic/generic_stub.h>
+
+#include <fstream>
+#include <sys/stat.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/auth.h"
+#include "common/config.h"
+#include "common/partitioning.h"
+#include "common/rpc.h"
+#include "common/scheduler_client.h"
+#include "common/sync.h"
+#include "gtest/gtest.h"
+#include "proto/ps.grpc.pb.h"
+#include "proto/scheduler.grpc.pb.h"
+#include "tests/test_util.h"
+#include "tools/local_cluster.h"
+
+namespace ps {
+namespace {
+
+using ::ps::testing::BinDir;
+using ::ps::testing::NewTempDir;
+using ::ps::testing::ReadFile;
+using ::ps::testing::RunCommand;
+using ::ps::testing::SourceDir;
+using ::ps::testing::WriteFile;
+
+// Resident memory of process `pid`, in KiB (from /proc).
+long RssKiB(int pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (absl::StartsWith(line, "VmRSS:")) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+int CountLines(const std::string& text, const std::vector<std::string>& needles) {
+  int n = 0;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string_view line(text.data() + start, end - start);
+    bool all = true;
+    for (const std::string& needle : needles) all = all && line.find(needle) != std::string_view::npos;
+    n += all ? 1 : 0;
+    start = end + 1;
+  }
+  return n;
+}
+
+class SecurityTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = NewTempDir("security");
+    config_path_ = dir_ + "/job.yaml";
+    WriteFile(config_path_, absl::StrCat(R"(job:
+  name: security-test
+  mode: asp
+  output_dir: )", dir_, R"(/out
+cluster:
+  num_servers: 2
+  num_workers: 1
+  num_partitions: 8
+  max_chunk_bytes: 65536
+model:
+  num_features: 100000
+optimizer:
+  type: sgd
+  learning_rate: 1
+data:
+  train_path: )", SourceDir(), R"(/data/spambase/train.libsvm
+security:
+  limits:
+    max_message_bytes: 1048576
+    max_keys_per_request: 1000
+)"));
+    auto job = LoadJobConfig(config_path_);
+    ASSERT_TRUE(job.ok()) << job.status();
+    LocalClusterOptions options;
+    options.config_path = config_path_;
+    options.bin_dir = BinDir();
+    options.log_dir = dir_ + "/out/logs";
+    options.start_workers = false;
+    options.scheduler_to_log = true;
+    ASSERT_TRUE(cluster_.Start(*job, options).ok());
+    ASSERT_FALSE(cluster_.auth_dir().empty());
+    auto secret = ReadTokenFile(cluster_.auth_dir() + "/job.token");
+    ASSERT_TRUE(secret.ok()) << secret.status();
+    auto signer = TicketSigner::Create(secret->secret);
+    ASSERT_TRUE(signer.ok());
+    signer_ = std::move(*signer);
+    // This process is the job's worker, with the worker's key like ps_worker.
+    auto loaded = LoadProcessCredentials(cluster_.auth_dir() + "/worker.token", rpc::PRINCIPAL_WORKER);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    scheduler_ = std::make_unique<SchedulerClient>(cluster_.scheduler_address());
+    rpc::RegisterRequest reg;
+    reg.set_role(rpc::WORKER);
+    reg.set_incarnation(7);
+    auto registered = scheduler_->Register(reg, absl::Seconds(30));
+    ASSERT_TRUE(registered.ok()) << registered.status();
+    ASSERT_FALSE(registered->ticket().empty());
+    ASSERT_TRUE(AdoptTicket(registered->ticket(), false).ok());
+    node_id_ = registered->node_id();
+    auto view = scheduler_->WaitForStart(node_id_, absl::Seconds(30));
+    ASSERT_TRUE(view.ok()) << view.status();
+    view_ = *view;
+  }
+
+  void TearDown() override {
+    auto end = scheduler_->Barrier(node_id_, "end", absl::Seconds(30));
+    EXPECT_TRUE(end.ok()) << end.status();
+    (void)scheduler_->Leave(node_id_);
+    std::string error;
+    EXPECT_EQ(cluster_.Wait(absl::Now() + absl::Seconds(30), &error), 0) << error;
+    SetProcessCredentials(nullptr);
+  }
+
+  // Credentials carrying a ticket of `principal` signed with this job's key
+  // (`foreign`: another job's).
+  std::shared_ptr<CallCredentials> As(rpc::Principal principal, int rank = 0, bool foreign = false) {
+    rpc::TicketClaims claims;
+    claims.set_principal(principal);
+    claims.set_node_id(principal == rpc::PRINCIPAL_WORKER ? node_id_ : 0);
+    claims.set_rank(rank);
+    auto creds = std::make_shared<CallCredentials>();
+    if (foreign) {
+      auto other = TicketSigner::Create(std::string(32, 'x'));
+      creds->SetTicket((*other)->Sign(claims));
+    } else {
+      creds->SetTicket(signer_->Sign(claims));
+    }
+    return creds;
+  }
+  std::unique_ptr<rpc::ParameterServer::Stub> Server(int rank, std::shared_ptr<CallCredentials> creds) {
+    return rpc::ParameterServer::NewStub(MakeChannel(view_.servers(rank).address(), std::move(creds)));
+  }
+  std::unique_ptr<rpc::Scheduler::Stub> Scheduler(std::shared_ptr<CallCredentials> creds) {
+    return rpc::Scheduler::NewStub(MakeChannel(cluster_.scheduler_address(), std::move(creds)));
+  }
+
+  rpc::StatsResponse Stats(int rank) {
+    rpc::StatsResponse stats;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(DeadlineIn(absl::Seconds(10)));
+    EXPECT_TRUE(Server(rank, As(rpc::PRINCIPAL_ADMIN))->Stats(&ctx, rpc::StatsRequest(), &stats).ok());
+    return stats;
+  }
+
+  // A push of `keys` keys that server 0 is primary of.
+  rpc::PushRequest PushOf(int worker, int keys, float grad) {
+    rpc::PushRequest req;
+    req.set_worker(worker);
+    req.set_incarnation(7);
+    req.set_seq(++seq_);
+    req.set_num_examples(1);
+    auto* slice = req.add_slices();
+    slice->set_table(0);
+    for (uint64_t key = 0; slice->keys_size() < keys; ++key) {
+      if (view_.partition_owner(PartitionOf(0, key, 8)) != 0) continue;
+      slice->add_keys(key);
+      slice->add_values(grad);
+    }
+    return req;
+  }
+
+  grpc::Status Push(rpc::ParameterServer::Stub* stub, const rpc::PushRequest& req) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(DeadlineIn(absl::Seconds(10)));
+    rpc::PushResponse resp;
+    return stub->Push(&ctx, req, &resp);
+  }
+
+  std::string Audit() { return ReadFile(dir_ + "/out/audit.log"); }
+
+  std::string dir_, config_path_;
+  LocalCluster cluster_;
+  std::unique_ptr<TicketSigner> signer_;
+  std::unique_ptr<SchedulerClient> scheduler_;
+  uint32_t node_id_ = 0;
+  uint64_t seq_ = 0;
+  rpc::ClusterView view_;
+};
+
+TEST_F(SecurityTest, CallsWithoutAValidCredentialAreRefusedAuditedAndChangeNothing) {
+  const rpc::StatsResponse before = Stats(0);
+  for (auto creds : {std::shared_ptr<CallCredentials>(), As(rpc::PRINCIPAL_WORKER, 0, /*foreign=*/true)}) {
+    auto server = Server(0, creds);
+    EXPECT_EQ(Push(server.get(), PushOf(0, 3, 1e6f)).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    {
+      grpc::ClientContext ctx;
+      rpc::SaveModelRequest req;
+      req.set_dir(dir_ + "/stolen");
+      rpc::SaveModelResponse resp;
+      EXPECT_EQ(server->SaveModel(&ctx, req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    }
+    {
+      grpc::ClientContext ctx;
+      rpc::StatsResponse resp;
+      EXPECT_EQ(server->Stats(&ctx, rpc::StatsRequest(), &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    }
+    auto scheduler = Scheduler(creds);
+    {
+      grpc::ClientContext ctx;
+      rpc::JobStatus resp;
+      EXPECT_EQ(scheduler->Status(&ctx, rpc::StatusRequest(), &resp).error_code(),
+                grpc::StatusCode::UNAUTHENTICATED);
+    }
+    {
+      grpc::ClientContext ctx;
+      rpc::DrainRequest req;
+      rpc::DrainResponse resp;
+      EXPECT_EQ(scheduler->Drain(&ctx, req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    }
+    {
+      grpc::ClientContext ctx;
+      rpc::RegisterRequest req;
+      req.set_role(rpc::SERVER);
+      req.set_address("127.0.0.1:1");
+      rpc::RegisterResponse resp;
+      EXPECT_EQ(scheduler->Register(&ctx, req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    }
+  }
+  // A bearer key that is not this job's.
+  {
+    auto creds = std::make_shared<CallCredentials>();
+    creds->SetRoleKey(std::string(32, 'k'));
+    grpc::ClientContext ctx;
+    rpc::RegisterRequest req;
+    req.set_role(rpc::WORKER);
+    rpc::RegisterResponse resp;
+    const grpc::Status s = Scheduler(creds)->Register(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_TRUE(absl::StrContains(s.error_message(), "not this job's")) << s.error_message();
+  }
+  const rpc::StatsResponse after = Stats(0);
+  EXPECT_EQ(after.pushes_applied(), before.pushes_applied());
+  EXPECT_EQ(after.keys_stored(), before.keys_stored());
+  EXPECT_NE(access((dir_ + "/stolen").c_str(), F_OK), 0) << "SaveModel wrote for an anonymous caller";
+  const std::string audit = Audit();
+  EXPECT_EQ(CountLines(audit, {"\"event\":\"refused\"", "\"method\":\"Push\"", "UNAUTHENTICATED"}), 2) << audit;
+  EXPECT_EQ(CountLines(audit, {"\"event\":\"refused\"", "\"method\":\"Register\"", "UNAUTHENTICATED"}), 3)
+      << audit;
+  EXPECT_GE(CountLines(audit, {"\"event\":\"refused\"", "\"peer\":\"ipv4:127.0.0.1:"}), 13) << audit;
+}
+
+TEST_F(SecurityTest, EachRoleMayCallOnlyItsMethodsAndOnlyForItsOwnRank) {
+  const rpc::StatsResponse before = Stats(0);
+  auto as_worker = Server(0, ProcessCredentials());  // our real ticket: worker rank 0
+  // A worker may not replicate, save or checkpoint, nor speak for rank 1.
+  {
+    grpc::ClientContext ctx;
+    rpc::ReplicateRequest req;
+    rpc::ReplicateResponse resp;
+    EXPECT_EQ(as_worker->Replicate(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    grpc::ClientContext ctx;
+    rpc::SaveModelRequest req;
+    req.set_dir(dir_ + "/out/model");
+    rpc::SaveModelResponse resp;
+    EXPECT_EQ(as_worker->SaveModel(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    grpc::ClientContext ctx;
+    rpc::CheckpointRequest req;
+    req.set_dir(dir_ + "/out/checkpoints/epoch-1");
+    rpc::CheckpointResponse resp;
+    EXPECT_EQ(as_worker->Checkpoint(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  const grpc::Status other_rank = Push(as_worker.get(), PushOf(1, 3, 1e6f));
+  EXPECT_EQ(other_rank.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(absl::StrContains(other_rank.error_message(), "may not speak for worker rank 1"))
+      << other_rank.error_message();
+  {
+    grpc::ClientContext ctx;
+    rpc::TickRequest req;
+    req.set_worker(1);
+    req.set_clock(1000);
+    rpc::TickResponse resp;
+    EXPECT_EQ(as_worker->Tick(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  // ... nor drain a server or ask for a checkpoint, nor speak for another node.
+  auto scheduler_as_worker = Scheduler(ProcessCredentials());
+  {
+    grpc::ClientContext ctx;
+    rpc::DrainRequest req;
+    rpc::DrainResponse resp;
+    EXPECT_EQ(scheduler_as_worker->Drain(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    grpc::ClientContext ctx;
+    rpc::TakeCheckpointRequest req;
+    req.set_request(true);
+    rpc::TakeCheckpointResponse resp;
+    EXPECT_EQ(scheduler_as_worker->TakeCheckpoint(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    grpc::ClientContext ctx;
+    rpc::FailRequest req;
+    req.set_node_id(node_id_ + 1);  // a server's node
+    req.set_message("forged");
+    rpc::FailResponse resp;
+    EXPECT_EQ(scheduler_as_worker->Fail(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  // A server's credential may not push as a worker; a server's key may not
+  // register a worker.
+  EXPECT_EQ(Push(Server(0, As(rpc::PRINCIPAL_SERVER)).get(), PushOf(0, 3, 1e6f)).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  {
+    auto secret = ReadTokenFile(cluster_.auth_dir() + "/server.token");
+    ASSERT_TRUE(secret.ok());
+    auto creds = std::make_shared<CallCredentials>();
+    creds->SetRoleKey(secret->secret);
+    grpc::ClientContext ctx;
+    rpc::RegisterRequest req;
+    req.set_role(rpc::WORKER);
+    rpc::RegisterResponse resp;
+    EXPECT_EQ(Scheduler(creds)->Register(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  // Even the scheduler's credential writes only to the job's directories.
+  auto as_scheduler = Server(0, As(rpc::PRINCIPAL_SCHEDULER));
+  for (const std::string& dir : {dir_ + "/elsewhere", dir_ + "/out/model/../../elsewhere", dir_ + "/out/logs",
+                                 std::string("relative/model")}) {
+    grpc::ClientContext ctx;
+    rpc::SaveModelRequest req;
+    req.set_dir(dir);
+    rpc::SaveModelResponse resp;
+    EXPECT_EQ(as_scheduler->SaveModel(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED)
+        << dir;
+  }
+  ASSERT_EQ(symlink(dir_.c_str(), (dir_ + "/out/checkpoints").c_str()), 0);
+  {
+    grpc::ClientContext ctx;
+    rpc::CheckpointRequest req;
+    req.set_dir(dir_ + "/out/checkpoints/epoch-1");  // through a symlink out of the root
+    rpc::CheckpointResponse resp;
+    EXPECT_EQ(as_scheduler->Checkpoint(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  EXPECT_NE(access((dir_ + "/elsewhere").c_str(), F_OK), 0);
+  EXPECT_NE(access((dir_ + "/epoch-1").c_str(), F_OK), 0);
+  // What it may do.
+  {
+    grpc::ClientContext ctx;
+    rpc::SaveModelRequest req;
+    req.set_dir(dir_ + "/out/model");
+    rpc::SaveModelResponse resp;
+    EXPECT_TRUE(as_scheduler->SaveModel(&ctx, req, &resp).ok());
+    struct stat st;
+    ASSERT_EQ(stat((dir_ + "/out/model").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0700u);
+  }
+  const rpc::StatsResponse after = Stats(0);
+  EXPECT_EQ(after.pushes_applied(), before.pushes_applied());
+  EXPECT_EQ(after.keys_stored(), before.keys_stored());
+  const std::string audit = Audit();
+  EXPECT_GE(CountLines(audit, {"\"event\":\"refused\"", "PERMISSION_DENIED", "\"principal\":\"worker\""}), 8)
+      << audit;
+  EXPECT_EQ(CountLines(audit, {"\"method\":\"Push\"", "PERMISSION_DENIED", "\"principal\":\"server\""}), 1)
+      << audit;
+  EXPECT_EQ(CountLines(audit, {"\"method\":\"SaveModel\"", "PERMISSION_DENIED", "\"principal\":\"scheduler\""}), 4)
+      << audit;
+  // A legitimate push by this worker is applied.
+  EXPECT_TRUE(Push(as_worker.get(), PushOf(0, 1, 0.5f)).ok());
+  EXPECT_EQ(Stats(0).pushes_applied(), before.pushes_applied() + 1);
+}
+
+TEST_F(SecurityTest, OversizedAndMalformedRequestsAreRefusedWithoutGrowingTheServer) {
+  auto as_worker = Server(0, ProcessCredentials());
+  const int pid = cluster_.Pid("server-0");
+  ASSERT_GT(pid, 0);
+  const long rss_before = RssKiB(pid);
+  // More keys than security.limits.max_keys_per_request (1000).
+  const grpc::Status many = Push(as_worker.get(), PushOf(0, 1001, 1.0f));
+  EXPECT_EQ(many.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(absl::StrContains(many.error_message(), "max_keys_per_request")) << many.error_message();
+  {
+    rpc::PullRequest req;
+    req.set_worker(0);
+    auto* slice = req.add_slices();
+    for (int k = 0; k < 1001; ++k) slice->add_keys(k);
+    grpc::ClientContext ctx;
+    rpc::PullResponse resp;
+    EXPECT_EQ(as_worker->Pull(&ctx, req, &resp).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  // Values that disagree with the keys.
+  {
+    rpc::PushRequest req = PushOf(0, 10, 1.0f);
+    req.mutable_slices(0)->mutable_values()->Truncate(7);
+    EXPECT_EQ(Push(as_worker.get(), req).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  // Larger than security.limits.max_message_bytes (1 MiB): the transport refuses it.
+  {
+    rpc::PushRequest req = PushOf(0, 1, 1.0f);
+    req.mutable_slices(0)->mutable_values()->Resize(300000, 1.0f);
+    EXPECT_EQ(Push(as_worker.get(), req).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  // A small message whose packed keys field claims 10^9 keys (8 GB), and
+  // truncated ones: bytes on the wire, past the generated stubs.
+  grpc::GenericStub generic(MakeChannel(view_.servers(0).address(), ProcessCredentials()));
+  auto raw_call = [&](const std::string& bytes) {
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1), response;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(DeadlineIn(absl::Seconds(10)));
+    Mutex mu;
+    CondVar cv;
+    bool done = false;
+    grpc::Status status;
+    generic.UnaryCall(&ctx, "/ps.rpc.ParameterServer/Push", grpc::StubOptions(), &request, &response,
+                      [&](grpc::Status s) {
+                        MutexLock lock(&mu);
+                        status = s;
+                        done = true;
+                        cv.Signal();
+                      });
+    MutexLock lock(&mu);
+    while (!done) cv.Wait(&mu);
+    return status;
+  };
+  // PushRequest{worker: 0, slices: [TableSlice{table 0, keys: <packed, 8e9 bytes claimed>}]}
+  std::string claim;
+  claim += '\x12';                              // TableSlice.keys, length-delimited
+  claim += "\x80\xa0\xb7\x87\x1d";              // varint 8,000,000,000
+  claim += std::string(64, '\x01');             // ... of which 64 bytes follow
+  std::string slice_msg = "\x08";               // TableSlice.table = 0
+  slice_msg += '\0';
+  slice_msg += claim;
+  std::string push = "\x08";                    // PushRequest.worker = 0
+  push += '\0';
+  push += '\x4a';                               // PushRequest.slices (field 9), length-delimited
+  push += static_cast<char>(slice_msg.size());
+  push += slice_msg;
+  for (int i = 0; i < 200; ++i) {
+    EXPECT_FALSE(raw_call(push).ok());
+    EXPECT_FALSE(raw_call(push.substr(0, 7 + i % 60)).ok()) << i;
+  }
+  const long rss_after = RssKiB(pid);
+  EXPECT_LT(rss_after - rss_before, 32 * 1024) << "RSS grew from " << rss_before << " to " << rss_after << " KiB";
+  // Still serving, nothing applied.
+  EXPECT_EQ(Stats(0).pushes_applied(), 0u);
+  EXPECT_TRUE(Push(as_worker.get(), PushOf(0, 1, 0.5f)).ok());
+  const std::string audit = Audit();
+  EXPECT_GE(CountLines(audit, {"\"event\":\"refused\"", "RESOURCE_EXHAUSTED", "max_keys_per_request"}), 2) << audit;
+}
+
+// The processes' own checks of their credentials, as a user meets them.
+TEST(SecurityCli, TokenFilesAreCheckedAndASecureJobNeedsOne) {
+  const std::string dir = NewTempDir("security-cli");
+  auto keygen = RunCommand({BinDir() + "/psctl", "keygen", dir + "/keys"}, absl::Seconds(30));
+  ASSERT_EQ(keygen.exit_code, 0) << keygen.output;
+  struct stat st;
+  ASSERT_EQ(stat((dir + "/keys/worker.token").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(stat((dir + "/keys").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  // Readable by others: refused, naming the mode and the fix.
+  ASSERT_EQ(chmod((dir + "/keys/worker.token").c_str(), 0644), 0);
+  auto open = RunCommand({BinDir() + "/ps_worker", "--scheduler=127.0.0.1:1",
+                          "--token_file=" + dir + "/keys/worker.token"},
+                         absl::Seconds(30));
+  EXPECT_EQ(open.exit_code, 1) << open.output;
+  EXPECT_TRUE(absl::StrContains(open.output, "has mode 0644")) << open.output;
+  EXPECT_TRUE(absl::StrContains(open.output, "chmod 600")) << open.output;
+  // A huge token file: refused by size, its contents not echoed.
+  {
+    std::ofstream big(dir + "/big.token");
+    big << "ps-worker-key " << std::string(50 << 20, 'A');
+  }
+  chmod((dir + "/big.token").c_str(), 0600);
+  auto big = RunCommand({BinDir() + "/ps_server", "--scheduler=127.0.0.1:1", "--token_file=" + dir + "/big.token"},
+                        absl::Seconds(30));
+  EXPECT_EQ(big.exit_code, 1) << big.output.substr(0, 500);
+  EXPECT_TRUE(absl::StrContains(big.output, "at most 4096")) << big.output.substr(0, 500);
+  EXPECT_LT(big.output.size(), 2000u);
+  // A member's key where the scheduler needs the job secret; none at all.
+  const std::string job = SourceDir() + "/examples/spambase_lr.yaml";
+  auto wrong = RunCommand({BinDir() + "/ps_scheduler", "--config=" + job, "--set=job.output_dir=" + dir + "/o1",
+                           "--token_file=" + dir + "/keys/server.token"},
+                          absl::Seconds(30));
+  EXPECT_EQ(wrong.exit_code, 1) << wrong.output;
+  EXPECT_TRUE(absl::StrContains(wrong.output, "needs the job secret")) << wrong.output;
+  auto none = RunCommand({"/usr/bin/env", "-u", "PS_TOKEN_FILE", BinDir() + "/ps_scheduler",
+                          "--config=" + job, "--set=job.output_dir=" + dir + "/o2"},
+                         absl::Seconds(30));
+  EXPECT_EQ(none.exit_code, 1) << none.output;
+  EXPECT_TRUE(absl::StrContains(none.output, "no credential")) << none.output;
+  EXPECT_TRUE(absl::StrContains(none.output, "security.insecure")) << none.output;
+  // An empty output folder would write the job into '/'.
+  auto root = RunCommand({BinDir() + "/ps_launch", "--config=" + job, "--set=job.output_dir="}, absl::Seconds(30));
+  EXPECT_NE(root.exit_code, 0) << root.output;
+  EXPECT_TRUE(absl::StrContains(root.output, "job.output_dir: must not be empty")) << root.output;
+}
+
+TEST(SecurityCli, AnInsecureJobStillRunsAndSaysSo) {
+  const std::string dir = NewTempDir("security-insecure");
+  auto run = RunCommand({BinDir() + "/ps_launch", "--config=" + SourceDir() + "/examples/spambase_lr.yaml",
+                         "--set=job.output_dir=" + dir + "/out", "--set=train.epochs=2",
+                         "--set=security.insecure=true"},
+                        absl::Seconds(120));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_TRUE(absl::StrContains(run.output, "security.insecure is set")) << run.output;
+  EXPECT_NE(access((dir + "/out/auth").c_str(), F_OK), 0) << "no token files for an insecure job";
+}
+
+}  // namespace
+}  // namespace ps
