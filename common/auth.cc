@@ -184,6 +184,19 @@ absl::Status WriteTokenFilesForSecret(const std::string& dir, const std::string&
   for (const auto& [name, contents] : files) {
     if (absl::Status s = WriteSecretFile(absl::StrCat(dir, "/", name), contents); !s.ok()) return s;
   }
+  // A key for files at rest (security.encryption_key_file), independent of
+  // the secret; kept if there already is one (files it encrypted stay readable).
+  const std::string data_key = absl::StrCat(dir, "/data.key");
+  if (access(data_key.c_str(), F_OK) != 0) {
+    std::string key(kSecretBytes, '\0');
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), kSecretBytes) != 1) {
+      return absl::InternalError("OpenSSL's RAND_bytes failed: cannot make a data key");
+    }
+    if (absl::Status s = WriteSecretFile(data_key, absl::StrCat("ps-data-key ", absl::BytesToHexString(key), "\n"));
+        !s.ok()) {
+      return s;
+    }
+  }
   return absl::OkStatus();
 }
 

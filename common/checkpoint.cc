@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
+#include "common/sealed_file.h"
 #include "common/tables.h"
 
 namespace ps {
@@ -66,17 +67,30 @@ std::string PartitionStatePath(const std::string& dir, int partition) {
   return absl::StrFormat("%s/partition-%05d.state", dir, partition);
 }
 
-absl::Status WritePartitionState(const std::string& dir, const rpc::PartitionState& state) {
+absl::Status WritePartitionState(const std::string& dir, const rpc::PartitionState& state,
+                                 std::string* sha256) {
   std::string bytes;
   if (!state.SerializeToString(&bytes)) {
     return absl::InternalError(absl::StrCat("cannot serialize partition ", state.partition()));
   }
-  return WriteFileAtomically(PartitionStatePath(dir, state.partition()), bytes);
+  const std::string sealed = Seal(bytes);
+  if (sha256 != nullptr) *sha256 = Sha256(sealed);
+  return WriteFileAtomically(PartitionStatePath(dir, state.partition()), sealed);
 }
 
 absl::StatusOr<rpc::PartitionState> ReadPartitionState(const std::string& dir, int partition) {
   const std::string path = PartitionStatePath(dir, partition);
-  auto bytes = ReadWholeFile(path);
+  auto raw = ReadWholeFile(path, kMaxStateFileBytes);
+  if (!raw.ok()) return raw.status();
+  // The manifest names the file's checksum: a partition file of another
+  // checkpoint copied in (stale) is refused too.
+  auto manifest = ReadCheckpointManifest(dir);
+  if (!manifest.ok()) return manifest.status();
+  if (partition < manifest->sha256_size() && manifest->sha256(partition) != Sha256(*raw)) {
+    return absl::DataLossError(absl::StrCat(path, ": not the file this checkpoint's manifest lists "
+                                                  "(stale or replaced)"));
+  }
+  auto bytes = Unseal(path, *raw);
   if (!bytes.ok()) return bytes.status();
   rpc::PartitionState state;
   if (!state.ParseFromString(*bytes))
@@ -92,12 +106,12 @@ absl::Status WriteCheckpointManifest(const std::string& dir,
   std::string bytes;
   if (!manifest.SerializeToString(&bytes))
     return absl::InternalError("cannot serialize the manifest");
-  return WriteFileAtomically(absl::StrCat(dir, "/", kManifest), bytes);
+  return WriteSealedFile(absl::StrCat(dir, "/", kManifest), bytes);
 }
 
 absl::StatusOr<rpc::CheckpointManifest> ReadCheckpointManifest(const std::string& dir) {
   const std::string path = absl::StrCat(dir, "/", kManifest);
-  auto bytes = ReadWholeFile(path);
+  auto bytes = ReadSealedFile(path, kMaxStateFileBytes);
   if (!bytes.ok()) return bytes.status();
   rpc::CheckpointManifest m;
   if (!m.ParseFromString(*bytes))
@@ -110,6 +124,12 @@ absl::StatusOr<FoundCheckpoint> FindLatestCheckpoint(const std::string& root) {
   for (const auto& [n, dir] : Listing(root)) {
     auto m = ReadCheckpointManifest(dir);
     if (m.ok() && m->epochs_done() == n) return FoundCheckpoint{dir, std::move(*m)};
+    // No manifest: a checkpoint whose writing was cut short, never complete;
+    // the one before is the latest. Anything else is damage to report.
+    if (!m.ok() && !absl::IsNotFound(m.status())) {
+      return absl::DataLossError(absl::StrCat("the latest checkpoint ", dir, " is damaged: ", m.status().message(),
+                                              " (remove it to resume from the one before)"));
+    }
   }
   return absl::NotFoundError(absl::StrCat("no complete checkpoint in '", root, "'"));
 }

@@ -4,12 +4,15 @@
 //                                      written by the partition's primary server
 //     manifest                         rpc::CheckpointManifest, binary, written by the
 //                                      scheduler once every partition file is in
-// Every file is written to a temporary name and renamed; the manifest comes
+// Every file is sealed (common/sealed_file.h: a checksum, or encryption),
+// the manifest lists each partition file's SHA-256, and every file is
+// written to a temporary name and renamed; the manifest comes
 // last, so a directory without one (a crash while writing) is incomplete and
 // never used. Pure functions; thread-safe for distinct files.
 #ifndef PS_COMMON_CHECKPOINT_H_
 #define PS_COMMON_CHECKPOINT_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -20,13 +23,18 @@
 
 namespace ps {
 
+// Largest checkpoint or state file read.
+inline constexpr int64_t kMaxStateFileBytes = int64_t{16} << 30;
+
 // checkpoint.dir, or <job.output_dir>/checkpoints when empty.
 std::string CheckpointRoot(const config::JobConfig& job);
 // <root>/epoch-<epochs_done>.
 std::string CheckpointDir(const std::string& root, int epochs_done);
 std::string PartitionStatePath(const std::string& dir, int partition);
 
-absl::Status WritePartitionState(const std::string& dir, const rpc::PartitionState& state);
+// *sha256 (if given): of the file's bytes, for the manifest.
+absl::Status WritePartitionState(const std::string& dir, const rpc::PartitionState& state,
+                                 std::string* sha256 = nullptr);
 // The state of `partition` in checkpoint `dir`; an error names the file.
 absl::StatusOr<rpc::PartitionState> ReadPartitionState(const std::string& dir, int partition);
 

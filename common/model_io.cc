@@ -1,6 +1,7 @@
 #include "common/model_io.h"
 
 #include "common/file_util.h"
+#include "common/sealed_file.h"
 
 #include <dirent.h>
 #include <sys/stat.h>
@@ -11,7 +12,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -39,6 +42,7 @@ class Cursor {
   template <typename T>
   bool Get(T* v) { return Read(v, sizeof(T)); }
   bool AtEnd() const { return pos_ == data_.size(); }
+  size_t Left() const { return data_.size() - pos_; }
 
  private:
   const std::string& data_;
@@ -59,23 +63,33 @@ absl::Status WritePartitionFile(const std::string& dir, int partition,
     out.append(reinterpret_cast<const char*>(t.keys.data()), t.keys.size() * sizeof(uint64_t));
     out.append(reinterpret_cast<const char*>(t.values.data()), t.values.size() * sizeof(float));
   }
-  return WriteFileAtomically(absl::StrFormat("%s/part-%05d.bin", dir, partition), out);
+  return WriteSealedFile(absl::StrFormat("%s/part-%05d.bin", dir, partition), out);
 }
 
 absl::Status WriteManifest(const std::string& dir, int num_partitions,
                            const std::vector<TableSpec>& tables) {
   std::string out = absl::StrCat("psmodel 1\npartitions ", num_partitions, "\n");
   for (const TableSpec& t : tables) absl::StrAppend(&out, "table ", t.id, " ", t.name, " ", t.dim, "\n");
+  // The lines above, checked on load (a text file a user may read).
+  absl::StrAppend(&out, "sha256 ", absl::BytesToHexString(Sha256(out)), "\n");
   return WriteFileAtomically(dir + "/MANIFEST", out);
 }
 
 absl::StatusOr<LoadedModel> ReadModel(const std::string& dir) {
   LoadedModel model;
   const std::string manifest_path = dir + "/MANIFEST";
-  auto manifest = ReadWholeFile(manifest_path);
+  auto manifest = ReadWholeFile(manifest_path, kMaxManifestBytes);
   if (!manifest.ok()) return manifest.status();
+  // The last line: "sha256 HEX" of everything before it.
+  const size_t sum_at = manifest->rfind("sha256 ");
+  if (sum_at == std::string::npos ||
+      manifest->substr(sum_at) !=
+          absl::StrCat("sha256 ", absl::BytesToHexString(Sha256(manifest->substr(0, sum_at))), "\n")) {
+    return absl::DataLossError(absl::StrCat(manifest_path, ": checksum mismatch or missing (the last line, "
+                                                           "sha256 HEX, covers the lines above)"));
+  }
   int line_no = 0;
-  for (absl::string_view line : absl::StrSplit(*manifest, '\n', absl::SkipEmpty())) {
+  for (absl::string_view line : absl::StrSplit(manifest->substr(0, sum_at), '\n', absl::SkipEmpty())) {
     ++line_no;
     std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
     auto bad = [&] {
@@ -85,10 +99,16 @@ absl::StatusOr<LoadedModel> ReadModel(const std::string& dir) {
     if (line_no == 1) {
       if (f.size() != 2 || f[0] != "psmodel" || f[1] != "1") return bad();
     } else if (f.size() == 2 && f[0] == "partitions") {
-      if (!absl::SimpleAtoi(f[1], &model.num_partitions)) return bad();
+      if (!absl::SimpleAtoi(f[1], &model.num_partitions) || model.num_partitions < 1 ||
+          model.num_partitions > 65536) {
+        return bad();
+      }
     } else if (f.size() == 4 && f[0] == "table") {
       LoadedModel::Table t;
-      if (!absl::SimpleAtoi(f[1], &t.id) || !absl::SimpleAtoi(f[3], &t.dim) || t.dim == 0) return bad();
+      if (!absl::SimpleAtoi(f[1], &t.id) || !absl::SimpleAtoi(f[3], &t.dim) || t.dim == 0 ||
+          t.dim > (1u << 28)) {
+        return bad();
+      }
       t.name = f[2];
       model.tables[t.id] = std::move(t);
     } else {
@@ -97,7 +117,7 @@ absl::StatusOr<LoadedModel> ReadModel(const std::string& dir) {
   }
   for (int p = 0; p < model.num_partitions; ++p) {
     const std::string path = absl::StrFormat("%s/part-%05d.bin", dir, p);
-    auto data = ReadWholeFile(path);
+    auto data = ReadSealedFile(path, kMaxPartBytes);
     if (!data.ok()) return data.status();
     Cursor c(*data);
     auto corrupt = [&](absl::string_view what) {
@@ -115,7 +135,12 @@ absl::StatusOr<LoadedModel> ReadModel(const std::string& dir) {
       auto it = model.tables.find(id);
       if (it == model.tables.end()) return corrupt(absl::StrCat("table ", id, " not in MANIFEST"));
       if (it->second.dim != dim) return corrupt(absl::StrCat("table ", id, " has dim ", dim));
-      if (n > (uint64_t{1} << 40)) return corrupt("absurd row count");
+      // Sizes from the file are checked against the bytes there before any
+      // allocation (a part claiming 2^36 rows is an error, not bad_alloc).
+      if (n > c.Left() / (sizeof(uint64_t) + uint64_t{dim} * sizeof(float))) {
+        return corrupt(absl::StrCat("table ", id, " claims ", n, " rows of dim ", dim, "; the file has ",
+                                    c.Left(), " bytes left"));
+      }
       std::vector<uint64_t> keys(n);
       std::vector<float> values(n * dim);
       if (!c.Read(keys.data(), n * sizeof(uint64_t)) ||

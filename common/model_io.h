@@ -5,6 +5,9 @@
 // A part file is little-endian binary:
 //   magic "PSPART1\n" (8 bytes), u32 partition, u32 table count, then per table:
 //   u32 table id, u32 dim, u64 n, n x u64 keys, n*dim x f32 values (row-major).
+// then the sealed-file trailer (common/sealed_file.h: SHA-256, or AES-256-GCM
+// with security.encryption_key_file); MANIFEST ends with "sha256 HEX" of the
+// lines above it. A flipped byte anywhere is DATA_LOSS naming the file.
 // Files are written to a temporary name and renamed, so a reader never sees a
 // partial file. Pure functions; thread-safe for distinct files.
 #ifndef PS_COMMON_MODEL_IO_H_
@@ -20,6 +23,10 @@
 #include "common/tables.h"
 
 namespace ps {
+
+// Largest files ReadModel reads.
+inline constexpr int64_t kMaxManifestBytes = 1 << 20;
+inline constexpr int64_t kMaxPartBytes = int64_t{16} << 30;
 
 // One table's rows within one partition.
 struct TableRows {

@@ -7,12 +7,16 @@
 #include <cstring>
 #include <memory>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/file_util.h"
 #include "common/sync.h"
+
+ABSL_FLAG(std::string, encryption_key_file, "",
+          "key of an encrypted model or checkpoint (the job's security.encryption_key_file)");
 
 namespace ps {
 namespace {
@@ -63,6 +67,10 @@ absl::Status SetEncryptionKeyFile(const std::string& path, const std::string& fi
 }
 
 bool HasEncryptionKey() { return !Key().empty(); }
+
+absl::Status SetEncryptionKeyFromFlag() {
+  return SetEncryptionKeyFile(absl::GetFlag(FLAGS_encryption_key_file), "--encryption_key_file");
+}
 
 std::string Seal(const std::string& contents) {
   const std::string key = Key();

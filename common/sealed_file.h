@@ -16,7 +16,11 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/flags/declare.h"
 #include "absl/status/statusor.h"
+
+// The key file of tools that read models and checkpoints (ps_model, ps_predict).
+ABSL_DECLARE_FLAG(std::string, encryption_key_file);
 
 namespace ps {
 
@@ -25,6 +29,8 @@ namespace ps {
 // reads. An empty path clears it.
 absl::Status SetEncryptionKeyFile(const std::string& path, const std::string& field);
 bool HasEncryptionKey();
+// SetEncryptionKeyFile(--encryption_key_file).
+absl::Status SetEncryptionKeyFromFlag();
 
 // Writes atomically (temporary file, mode 0600, rename).
 absl::Status WriteSealedFile(const std::string& path, const std::string& contents);

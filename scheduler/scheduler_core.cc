@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "common/audit.h"
 #include "common/file_util.h"
+#include "common/sealed_file.h"
 #include "common/config.h"
 #include "common/model_io.h"
 #include "common/report.h"
@@ -1572,6 +1573,7 @@ absl::StatusOr<rpc::CheckpointManifest> SchedulerCore::WriteCheckpoint(int32_t e
   const int partitions = job_.cluster().num_partitions();
   rpc::CheckpointManifest manifest;
   std::set<uint32_t> written;
+  std::map<uint32_t, std::string> sha256;  // of each partition file
   for (const rpc::ServerInfo& server : view.servers()) {
     if (server.dead() || !Holds(view.partition_owner(), server.rank())) {
       continue;
@@ -1599,6 +1601,9 @@ absl::StatusOr<rpc::CheckpointManifest> SchedulerCore::WriteCheckpoint(int32_t e
                                                  s.error_message()));
     }
     written.insert(resp.partitions().begin(), resp.partitions().end());
+    for (int i = 0; i < resp.partitions_size() && i < resp.sha256_size(); ++i) {
+      sha256[resp.partitions(i)] = resp.sha256(i);
+    }
     manifest.set_bytes(manifest.bytes() + resp.bytes());
     manifest.set_next_clock(std::max(manifest.next_clock(), resp.next_clock()));
   }
@@ -1610,6 +1615,7 @@ absl::StatusOr<rpc::CheckpointManifest> SchedulerCore::WriteCheckpoint(int32_t e
   manifest.set_num_partitions(partitions);
   for (int p = 0; p < partitions; ++p) {
     manifest.add_files(std::filesystem::path(PartitionStatePath(dir, p)).filename().string());
+    manifest.add_sha256(sha256[p]);
   }
   *manifest.mutable_job() = job_;
   {
@@ -1844,7 +1850,7 @@ void SchedulerCore::SaveStateLocked() {
   s.set_checkpoint_requested(checkpoint_requested_);
   std::string bytes;
   absl::Status written = s.SerializeToString(&bytes)
-                             ? WriteFileAtomically(options_.state_path, bytes)
+                             ? WriteSealedFile(options_.state_path, bytes)
                              : absl::InternalError("cannot serialize the scheduler state");
   if (!written.ok() && !state_write_failed_) {
     // Once: the job goes on, but a restart would not find this state.

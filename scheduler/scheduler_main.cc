@@ -23,6 +23,7 @@
 #include "common/monitoring.h"
 #include "common/net.h"
 #include "common/rpc.h"
+#include "common/sealed_file.h"
 #include "common/signals.h"
 #include "scheduler/scheduler_core.h"
 #include "scheduler/scheduler_metrics.h"
@@ -72,13 +73,19 @@ int Run(const std::vector<std::string>& overrides) {
     job->mutable_checkpoint()->set_dir(Absolute(job->checkpoint().dir()));
   }
   if (absl::Status s = MakeDirs(job->job().output_dir()); !s.ok()) return Fatal(std::string(s.message()));
+  // Before any model, checkpoint or state file is read or written.
+  if (absl::Status s = SetEncryptionKeyFile(job->security().encryption_key_file(),
+                                            "security.encryption_key_file");
+      !s.ok()) {
+    return Fatal(std::string(s.message()));
+  }
   const bool resume = absl::GetFlag(FLAGS_resume), restore = absl::GetFlag(FLAGS_restore);
   if (resume && restore) return Fatal("--resume and --restore exclude each other");
   const std::string state_path = job->job().output_dir() + "/scheduler.state";
   rpc::SchedulerState saved;
   if (restore) {
     // The job as the first scheduler resolved it, not the file as it is now.
-    auto bytes = ReadWholeFile(state_path);
+    auto bytes = ReadSealedFile(state_path, kMaxStateFileBytes);
     if (!bytes.ok()) return Fatal(absl::StrCat("--restore: ", bytes.status().message()));
     if (!saved.ParseFromString(*bytes) || !saved.has_job()) {
       return Fatal(absl::StrCat("--restore: ", state_path, " is not a state file"));

@@ -808,9 +808,11 @@ absl::StatusOr<rpc::CheckpointResponse> ServerCore::Checkpoint(const std::string
     for (const rpc::PartitionState::WorkerClock& c : state.clocks()) {
       resp.set_next_clock(std::max(resp.next_clock(), c.next()));
     }
-    if (absl::Status s = WritePartitionState(dir, state); !s.ok()) return s;
+    std::string sha256;
+    if (absl::Status s = WritePartitionState(dir, state, &sha256); !s.ok()) return s;
     resp.set_bytes(resp.bytes() + state.ByteSizeLong());
     resp.add_partitions(p);
+    resp.add_sha256(std::move(sha256));
   }
   return resp;
 }

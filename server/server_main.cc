@@ -19,6 +19,7 @@
 #include "common/net.h"
 #include "common/rpc.h"
 #include "common/scheduler_client.h"
+#include "common/sealed_file.h"
 #include "common/signals.h"
 #include "server/ps_service.h"
 #include "server/server_core.h"
@@ -83,6 +84,11 @@ int Run() {
   const config::JobConfig& job = registered->config();
   const uint32_t node_id = registered->node_id();
   if (absl::Status s = AdoptTicket(registered->ticket(), job.security().insecure()); !s.ok()) {
+    return Fatal(std::string(s.message()));
+  }
+  if (absl::Status s = SetEncryptionKeyFile(job.security().encryption_key_file(),
+                                            "security.encryption_key_file");
+      !s.ok()) {
     return Fatal(std::string(s.message()));
   }
   if (registered->ticket_key().empty()) {

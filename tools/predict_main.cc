@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "common/config.h"
 #include "common/model_io.h"
+#include "common/sealed_file.h"
 #include "common/tables.h"
 #include "worker/data_source.h"
 #include "worker/model.h"
@@ -107,5 +108,9 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "ps_predict --model OUTPUT_DIR/model --data FILE [--labels FILE] [--output FILE]");
   absl::ParseCommandLine(argc, argv);
+  if (absl::Status s = ps::SetEncryptionKeyFromFlag(); !s.ok()) {
+    std::cerr << "ps_predict: error: " << s.message() << std::endl;
+    return 1;
+  }
   return ps::Run();
 }

@@ -28,6 +28,11 @@ class GzCloser {
 }  // namespace
 
 absl::StatusOr<std::string> ReadDataFile(const std::string& path) {
+  struct stat kind;
+  if (::stat(path.c_str(), &kind) == 0 && !S_ISREG(kind.st_mode)) {
+    // /dev/zero, a pipe, a directory: no end to read to.
+    return absl::InvalidArgumentError(absl::StrCat("data file '", path, "' is not a regular file"));
+  }
   // zlib reads a file without the gzip magic bytes as-is ("transparent"
   // mode), so one code path serves plain and compressed files.
   errno = 0;
@@ -55,6 +60,11 @@ absl::StatusOr<std::string> ReadDataFile(const std::string& path) {
     const int n = gzread(file, contents.data() + size, static_cast<unsigned>(kChunk));
     if (n > 0) {
       size += static_cast<size_t>(n);
+      if (size > static_cast<size_t>(kMaxDataFileBytes)) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            path, ": more than ", kMaxDataFileBytes >> 30,
+            " GiB of data (after decompression); split it into several files or shards"));
+      }
       continue;
     }
     int zerror = Z_OK;

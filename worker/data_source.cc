@@ -6,6 +6,7 @@
 #include "common/tables.h"
 #include "worker/csv_reader.h"
 #include "worker/idx_reader.h"
+#include "worker/preprocess.h"
 
 namespace ps {
 namespace {
@@ -67,7 +68,26 @@ absl::StatusOr<Dataset> LoadDataFile(const config::JobConfig& job, const std::st
   }
   if (!data.ok()) return data.status();
   if (absl::Status s = CheckLabels(job, path, *data); !s.ok()) return s;
+  if (!NeedsStatistics(job)) DropMissing(&*data);  // data.fill_missing: fill_zero, no scaling
   return data;
+}
+
+void DropMissing(Dataset* data) {
+  // A sparse row's absent entry is a 0: a missing cell (NaN) just goes.
+  size_t out = 0;
+  std::vector<uint64_t> offsets = {0};
+  for (size_t r = 0; r < data->rows(); ++r) {
+    for (uint64_t j = data->row_offsets[r]; j < data->row_offsets[r + 1]; ++j) {
+      if (std::isnan(data->values[j])) continue;
+      data->indices[out] = data->indices[j];
+      data->values[out] = data->values[j];
+      ++out;
+    }
+    offsets.push_back(out);
+  }
+  data->indices.resize(out);
+  data->values.resize(out);
+  data->row_offsets = std::move(offsets);
 }
 
 absl::StatusOr<Dataset> LoadTrainingSet(const config::JobConfig& job) {

@@ -20,6 +20,10 @@ absl::StatusOr<Dataset> LoadTestSet(const config::JobConfig& job);
 absl::StatusOr<Dataset> LoadDataFile(const config::JobConfig& job, const std::string& path,
                                      const std::string& labels_path);
 
+// Removes missing values (NaN: CSV cells documented as missing) from the
+// rows: with data.fill_missing fill_zero and no scaling they are zeros.
+void DropMissing(Dataset* data);
+
 }  // namespace ps
 
 #endif  // PS_WORKER_DATA_SOURCE_H_

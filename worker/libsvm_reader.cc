@@ -1,5 +1,7 @@
 #include "worker/libsvm_reader.h"
 
+#include "worker/data_file.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -155,29 +157,10 @@ absl::StatusOr<Dataset> ParseLibsvm(std::string_view text, std::string_view sour
 }
 
 absl::StatusOr<Dataset> ReadLibsvm(const std::string& path, const LibsvmOptions& options) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("cannot open data file '", path, "'"));
-  }
-  std::string text;
-  struct stat st;
-  if (::fstat(fd, &st) == 0 && st.st_size > 0) {
-    text.reserve(static_cast<size_t>(st.st_size));
-  }
-  char buffer[1 << 16];
-  while (true) {
-    const ssize_t n = ::read(fd, buffer, sizeof(buffer));
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int error = errno;
-      ::close(fd);
-      return absl::ErrnoToStatus(error, absl::StrCat("cannot read data file '", path, "'"));
-    }
-    text.append(buffer, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return ParseLibsvm(text, path, options);
+  // Bounded, regular files only, gunzipped when compressed (data_file.h).
+  absl::StatusOr<std::string> text = ReadDataFile(path);
+  if (!text.ok()) return text.status();
+  return ParseLibsvm(*text, path, options);
 }
 
 }  // namespace ps

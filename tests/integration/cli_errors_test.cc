@@ -243,3 +243,62 @@ TEST(CliErrors, MissingRequiredFlag) {
 
 }  // namespace
 }  // namespace ps
+
+// Regression tests for the defects a probe of the binaries found (issue 9).
+namespace ps {
+namespace {
+
+TEST(ProbeDefects, MissingCsvCellsTrainWithTheDefaultFillZero) {
+  const std::string dir = NewTempDir("csv-missing");
+  std::string csv = "a,b,y\n";
+  for (int i = 0; i < 200; ++i) {
+    // Every 7th row misses a cell, written each way the docs list.
+    const char* missing[] = {"", "NA", "nan", "?"};
+    const std::string a = i % 7 == 0 ? missing[i % 4] : std::to_string((i % 10) * 0.1);
+    absl::StrAppend(&csv, a, ",", (i % 3) * 0.5, ",", i % 2, "\n");
+  }
+  WriteFile(dir + "/train.csv", csv);
+  WriteFile(dir + "/job.yaml",
+            GoodConfig(dir, dir + "/train.csv", "  format: csv\n  label_column: y\n", "model:\n  num_features: 2\n"));
+  auto r = RunCommand({BinDir() + "/ps_launch", "--config", dir + "/job.yaml"}, absl::Seconds(120));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+TEST(ProbeDefects, AWorkersErrorThatIsNotUtf8ReachesTheScheduler) {
+  const std::string dir = NewTempDir("utf8");
+  WriteFile(dir + "/train.libsvm", "1 1:0.5\n0 \xff\xfe:1\n");
+  WriteFile(dir + "/job.yaml", GoodConfig(dir, dir + "/train.libsvm"));
+  auto r = RunCommand({BinDir() + "/ps_launch", "--config", dir + "/job.yaml"}, kTimeout);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("job failed: worker 0: " + dir + "/train.libsvm:2")) << r.output;
+  EXPECT_THAT(r.output, ::testing::Not(HasSubstr("sent no heartbeat"))) << r.output;
+}
+
+TEST(ProbeDefects, BadSizesAndEndlessFilesAreErrorsNotCrashes) {
+  const std::string dir = NewTempDir("probe");
+  // A negative layer: a config error naming the line, not a worker abort.
+  WriteFile(dir + "/mlp.yaml", GoodConfig(dir, SourceDir() + "/data/spambase/train.libsvm", "",
+                                          "model:\n  type: mlp\n  num_features: 57\n  hidden_units: [-5]\n"));
+  auto r = RunCommand({BinDir() + "/ps_launch", "--config", dir + "/mlp.yaml"}, kTimeout);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr(dir + "/mlp.yaml:11: model.hidden_units[0]: must be >= 1, got -5"));
+  // /dev/zero as the config or the data: refused at once, not read forever.
+  r = RunCommand({BinDir() + "/ps_launch", "--config", "/dev/zero"}, kTimeout);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("'/dev/zero' is not a regular file"));
+  WriteFile(dir + "/zero.yaml", GoodConfig(dir, "/dev/zero"));
+  r = RunCommand({BinDir() + "/ps_launch", "--config", dir + "/zero.yaml"}, kTimeout);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("data file '/dev/zero' is not a regular file"));
+  // An empty state file: --restore says so instead of waiting forever.
+  ASSERT_EQ(mkdir((dir + "/out-restore").c_str(), 0700), 0);
+  WriteFile(dir + "/out-restore/scheduler.state", "");
+  r = RunCommand({BinDir() + "/ps_scheduler", "--config", SourceDir() + "/examples/spambase_lr.yaml",
+                  "--set", "job.output_dir=" + dir + "/out-restore", "--restore", testing::TokenFlag("scheduler")},
+                 kTimeout);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr(dir + "/out-restore/scheduler.state: the file is empty"));
+}
+
+}  // namespace
+}  // namespace ps

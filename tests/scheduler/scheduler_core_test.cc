@@ -9,7 +9,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/checkpoint.h"
 #include "common/file_util.h"
+#include "common/sealed_file.h"
 #include "gtest/gtest.h"
 
 namespace ps {
@@ -217,7 +219,7 @@ TEST(SchedulerCore, ARestartedSchedulerCarriesOnFromTheStateFile) {
   ASSERT_TRUE(handed.ok() && handed->has_shard());
   const uint64_t version = first.View().version();
 
-  auto bytes = ReadWholeFile(path);
+  auto bytes = ReadSealedFile(path, kMaxStateFileBytes);
   ASSERT_TRUE(bytes.ok()) << bytes.status();
   rpc::SchedulerState state;
   ASSERT_TRUE(state.ParseFromString(*bytes));
