@@ -624,6 +624,16 @@ absl::Status ValidateJobConfigImpl(const config::JobConfig& config, absl::string
     return ConfigError(where("job.output_dir"), "job.output_dir",
                        std::string(absl::StripPrefix(s.message(), "job.output_dir: ")));
   }
+  if (config.privacy().dp_sgd()) {
+    const config::DataSection& d = config.data();
+    if (d.scaling() != config::NO_SCALING || d.fill_missing() == config::FILL_MEAN ||
+        d.class_weight() == config::BALANCED) {
+      return ConfigError(where("privacy.dp_sgd"), "privacy.dp_sgd",
+                         "data.scaling, data.fill_missing: fill_mean and data.class_weight: balanced "
+                         "compute statistics of the raw training data that DP-SGD does not protect; "
+                         "preprocess the data beforehand or turn them off");
+    }
+  }
   const config::LimitsSection& limits = config.security().limits();
   // A chunk plus its framing (slice headers, request fields) must fit.
   if (static_cast<int64_t>(config.cluster().max_chunk_bytes()) + 4096 > limits.max_message_bytes()) {

@@ -34,6 +34,7 @@ class Cursor {
  public:
   explicit Cursor(const std::string& data) : data_(data) {}
   bool Read(void* dst, size_t n) {
+    if (n == 0) return true;  // dst may be null (an empty vector's data())
     if (n > data_.size() - pos_) return false;
     std::memcpy(dst, data_.data() + pos_, n);
     pos_ += n;
@@ -119,41 +120,46 @@ absl::StatusOr<LoadedModel> ReadModel(const std::string& dir) {
     const std::string path = absl::StrFormat("%s/part-%05d.bin", dir, p);
     auto data = ReadSealedFile(path, kMaxPartBytes);
     if (!data.ok()) return data.status();
-    Cursor c(*data);
-    auto corrupt = [&](absl::string_view what) {
-      return absl::DataLossError(absl::StrCat(path, ": corrupt part file: ", what));
-    };
-    char magic[8];
-    uint32_t partition = 0, count = 0;
-    if (!c.Read(magic, 8) || std::memcmp(magic, kMagic, 8) != 0) return corrupt("bad magic");
-    if (!c.Get(&partition) || !c.Get(&count)) return corrupt("truncated header");
-    if (partition != static_cast<uint32_t>(p)) return corrupt("wrong partition number");
-    for (uint32_t i = 0; i < count; ++i) {
-      uint32_t id = 0, dim = 0;
-      uint64_t n = 0;
-      if (!c.Get(&id) || !c.Get(&dim) || !c.Get(&n)) return corrupt("truncated table header");
-      auto it = model.tables.find(id);
-      if (it == model.tables.end()) return corrupt(absl::StrCat("table ", id, " not in MANIFEST"));
-      if (it->second.dim != dim) return corrupt(absl::StrCat("table ", id, " has dim ", dim));
-      // Sizes from the file are checked against the bytes there before any
-      // allocation (a part claiming 2^36 rows is an error, not bad_alloc).
-      if (n > c.Left() / (sizeof(uint64_t) + uint64_t{dim} * sizeof(float))) {
-        return corrupt(absl::StrCat("table ", id, " claims ", n, " rows of dim ", dim, "; the file has ",
-                                    c.Left(), " bytes left"));
-      }
-      std::vector<uint64_t> keys(n);
-      std::vector<float> values(n * dim);
-      if (!c.Read(keys.data(), n * sizeof(uint64_t)) ||
-          !c.Read(values.data(), values.size() * sizeof(float))) {
-        return corrupt("truncated rows");
-      }
-      for (uint64_t k = 0; k < n; ++k) {
-        it->second.rows[keys[k]].assign(values.begin() + k * dim, values.begin() + (k + 1) * dim);
-      }
-    }
-    if (!c.AtEnd()) return corrupt("trailing bytes");
+    if (absl::Status s = ParsePartFile(path, p, *data, &model); !s.ok()) return s;
   }
   return model;
+}
+
+absl::Status ParsePartFile(const std::string& path, int p, const std::string& contents,
+                           LoadedModel* model) {
+  Cursor c(contents);
+  auto corrupt = [&](absl::string_view what) {
+    return absl::DataLossError(absl::StrCat(path, ": corrupt part file: ", what));
+  };
+  char magic[8];
+  uint32_t partition = 0, count = 0;
+  if (!c.Read(magic, 8) || std::memcmp(magic, kMagic, 8) != 0) return corrupt("bad magic");
+  if (!c.Get(&partition) || !c.Get(&count)) return corrupt("truncated header");
+  if (partition != static_cast<uint32_t>(p)) return corrupt("wrong partition number");
+  for (uint32_t i = 0; i < count; ++i) {
+    uint32_t id = 0, dim = 0;
+    uint64_t n = 0;
+    if (!c.Get(&id) || !c.Get(&dim) || !c.Get(&n)) return corrupt("truncated table header");
+    auto it = model->tables.find(id);
+    if (it == model->tables.end()) return corrupt(absl::StrCat("table ", id, " not in MANIFEST"));
+    if (it->second.dim != dim) return corrupt(absl::StrCat("table ", id, " has dim ", dim));
+    // Sizes from the file are checked against the bytes there before any
+    // allocation (a part claiming 2^36 rows is an error, not bad_alloc).
+    if (n > c.Left() / (sizeof(uint64_t) + uint64_t{dim} * sizeof(float))) {
+      return corrupt(absl::StrCat("table ", id, " claims ", n, " rows of dim ", dim, "; the file has ",
+                                  c.Left(), " bytes left"));
+    }
+    std::vector<uint64_t> keys(n);
+    std::vector<float> values(n * dim);
+    if (!c.Read(keys.data(), n * sizeof(uint64_t)) || !c.Read(values.data(), values.size() * sizeof(float))) {
+      return corrupt("truncated rows");
+    }
+    for (uint64_t k = 0; k < n; ++k) {
+      it->second.rows[keys[k]].assign(values.begin() + k * dim, values.begin() + (k + 1) * dim);
+    }
+  }
+  if (!c.AtEnd()) return corrupt("trailing bytes");
+  return absl::OkStatus();
 }
 
 std::string DumpModelText(const LoadedModel& model) {

@@ -16,7 +16,10 @@ PACKAGES=(build-essential cmake ninja-build ccache pkg-config
           dataset-fashion-mnist
           # The tests: a real Prometheus server (and promtool), curl, ip netns.
           # (deploy/compose_test.sh installs the Docker engine it needs.)
-          prometheus curl iproute2)
+          prometheus curl iproute2
+          # Security: OpenSSL (tickets, checksums, encryption at rest); clang
+          # and its runtimes for the libFuzzer targets (deploy/test.sh --fuzz).
+          libssl-dev openssl clang libclang-rt-14-dev)
 
 deploy/install_missing.sh setup "${PACKAGES[@]}"
 
@@ -24,5 +27,6 @@ if [ ! -f "$BUILD_DIR/build.ninja" ]; then
   cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
 fi
 # Two cores here: keep memory and the other core's work in check.
-ninja -C "$BUILD_DIR" -j "$(nproc)" | grep -Ev '^\[[0-9]+/[0-9]+\] (Building|Linking|Automatic|Generating)' || true
+# PS_BUILD_TARGET: one target only (deploy/test.sh --fuzz builds `fuzzers`).
+ninja -C "$BUILD_DIR" -j "$(nproc)" ${PS_BUILD_TARGET:-} | grep -Ev '^\[[0-9]+/[0-9]+\] (Building|Linking|Automatic|Generating)' || true
 test "${PIPESTATUS[0]}" -eq 0

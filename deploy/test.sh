@@ -3,6 +3,8 @@
 # the multi-process tests (real scheduler/server/worker processes on loopback).
 #   deploy/test.sh                 # the normal build
 #   deploy/test.sh --sanitize=thread|address   # a separate sanitizer build
+#   deploy/test.sh --fuzz          # the libFuzzer targets (clang, ASan+UBSan),
+#                                  # each for $FUZZ_SECONDS (default 60) from its seed corpus
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,7 @@ for arg in "$@"; do
     # and networks, run once in the plain pass).
     --sanitize=thread)  BUILD_DIR=build-tsan; CMAKE_ARGS+=(-DPS_SANITIZE=thread); CTEST_ARGS+=(-LE 'accuracy|chaos|deploy') ;;
     --sanitize=address) BUILD_DIR=build-asan; CMAKE_ARGS+=(-DPS_SANITIZE=address); CTEST_ARGS+=(-LE 'accuracy|chaos|deploy') ;;
+    --fuzz) exec deploy/fuzz.sh ;;
     *) echo "test.sh: unknown argument '$arg'" >&2; exit 2 ;;
   esac
 done

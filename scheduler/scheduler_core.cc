@@ -1,6 +1,7 @@
 #include "scheduler/scheduler_core.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "absl/strings/numbers.h"
@@ -14,6 +15,7 @@
 #include "common/sealed_file.h"
 #include "common/config.h"
 #include "common/model_io.h"
+#include "common/privacy.h"
 #include "common/report.h"
 #include "common/rpc.h"
 #include "common/tables.h"
@@ -1429,6 +1431,14 @@ std::string SchedulerCore::MetricsJsonLocked(double wall_seconds, uint64_t keys,
     if (final->has_validation) absl::StrAppend(&out, "  \"validation\": ", final->validation.json, ",\n");
     if (!final->test.json.empty()) absl::StrAppend(&out, "  \"test\": ", final->test.json, ",\n");
   }
+  const config::PrivacySection& privacy = job_.privacy();
+  if (privacy.dp_sgd() && !history_.empty()) {
+    absl::StrAppend(&out, "  \"privacy\": {\"epsilon\": ", absl::StrFormat("%.4f", EpsilonAfterLocked(history_.back().epoch)),
+                    ", \"delta\": ", absl::StrFormat("%g", privacy.delta()),
+                    ", \"noise_multiplier\": ", absl::StrFormat("%g", privacy.noise_multiplier()),
+                    ", \"clip_norm\": ", absl::StrFormat("%g", privacy.clip_norm()),
+                    ", \"accountant\": \"rdp-sampled-gaussian\"},\n");
+  }
   absl::StrAppend(&out, "  \"history\": [");
   for (size_t i = 0; i < history_.size(); ++i) {
     const EpochResult& r = history_[i];
@@ -1436,12 +1446,24 @@ std::string SchedulerCore::MetricsJsonLocked(double wall_seconds, uint64_t keys,
                     ", \"seconds\": ", absl::StrFormat("%.3f", r.seconds),
                     ", \"train_loss\": ", absl::StrFormat("%.6f", r.train_loss),
                     ", \"worker_samples\": [", absl::StrJoin(r.worker_samples, ", "), "]");
+    if (privacy.dp_sgd()) absl::StrAppend(&out, ", \"epsilon\": ", absl::StrFormat("%.4f", EpsilonAfterLocked(r.epoch)));
     if (r.has_validation) absl::StrAppend(&out, ", \"validation\": ", r.validation.json);
     if (!r.test.json.empty()) absl::StrAppend(&out, ", \"test\": ", r.test.json);
     absl::StrAppend(&out, "}");
   }
   absl::StrAppend(&out, history_.empty() ? "]\n" : "\n  ]\n", "}\n");
   return out;
+}
+
+double SchedulerCore::EpsilonAfterLocked(int epochs) const {
+  // The lot: every worker's batch of one clock in BSP, one worker's batch
+  // otherwise; each example is in one lot per epoch.
+  const double n = static_cast<double>(std::max<uint64_t>(train_examples_, 1));
+  const double lot = static_cast<double>(job_.train().batch_size()) *
+                     (job_.job().mode() == config::BSP ? job_.cluster().num_workers() : 1);
+  const double q = std::min(1.0, lot / n);
+  const int64_t steps = static_cast<int64_t>(std::ceil(n / lot)) * epochs;
+  return DpSgdEpsilon(q, job_.privacy().noise_multiplier(), steps, job_.privacy().delta());
 }
 
 void SchedulerCore::WriteReportLocked(double wall_seconds) const {
@@ -1460,6 +1482,12 @@ void SchedulerCore::WriteReportLocked(double wall_seconds) const {
     report.summary.emplace_back("model kept", absl::StrCat("epoch ", final->epoch));
     if (!final->test.line.empty()) report.summary.emplace_back("test", final->test.line);
     if (final->has_validation) report.summary.emplace_back("validation", final->validation.line);
+  }
+  if (job_.privacy().dp_sgd() && !history_.empty()) {
+    report.summary.emplace_back(
+        "privacy", absl::StrFormat("DP-SGD: epsilon %.3f at delta %g (noise multiplier %g, clip norm %g)",
+                                   EpsilonAfterLocked(history_.back().epoch), job_.privacy().delta(),
+                                   job_.privacy().noise_multiplier(), job_.privacy().clip_norm()));
   }
   // Learning curves: loss, then the task's main metric, per epoch.
   const bool regression = TaskOf(job_.model()) == Task::kRegression;

@@ -146,6 +146,8 @@ class SchedulerCore {
   };
 
   size_t ParticipantsLocked(const std::string& barrier) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // DP-SGD: the privacy spent after `epochs` epochs (common/privacy.h).
+  double EpsilonAfterLocked(int epochs) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Releases `name` if complete; moves its waiters into `ready`.
   void MaybeReleaseLocked(const std::string& name, std::vector<BarrierDone>* ready)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

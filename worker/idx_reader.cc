@@ -78,13 +78,17 @@ absl::StatusOr<Dataset> ReadIdx(const std::string& images_path, const std::strin
   }
   absl::StatusOr<std::string> image_bytes = ReadDataFile(images_path);
   if (!image_bytes.ok()) return image_bytes.status();
-  absl::StatusOr<IdxArray> images =
-      ParseIdx(*image_bytes, images_path, kImagesMagic, "images", "pixel");
-  if (!images.ok()) return images.status();
   absl::StatusOr<std::string> label_bytes = ReadDataFile(labels_path);
   if (!label_bytes.ok()) return label_bytes.status();
-  absl::StatusOr<IdxArray> labels =
-      ParseIdx(*label_bytes, labels_path, kLabelsMagic, "labels", "label");
+  return ParseIdxPair(*image_bytes, images_path, *label_bytes, labels_path, options);
+}
+
+absl::StatusOr<Dataset> ParseIdxPair(const std::string& image_bytes, const std::string& images_path,
+                                     const std::string& label_bytes, const std::string& labels_path,
+                                     const IdxOptions& options) {
+  absl::StatusOr<IdxArray> images = ParseIdx(image_bytes, images_path, kImagesMagic, "images", "pixel");
+  if (!images.ok()) return images.status();
+  absl::StatusOr<IdxArray> labels = ParseIdx(label_bytes, labels_path, kLabelsMagic, "labels", "label");
   if (!labels.ok()) return labels.status();
 
   const uint64_t num_images = images->dims[0];

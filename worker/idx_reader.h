@@ -39,6 +39,11 @@ struct IdxOptions {
 absl::StatusOr<Dataset> ReadIdx(const std::string& images_path, const std::string& labels_path,
                                 const IdxOptions& options = {});
 
+// The same from the files' (decompressed) bytes; the paths name them in errors.
+absl::StatusOr<Dataset> ParseIdxPair(const std::string& image_bytes, const std::string& images_path,
+                                     const std::string& label_bytes, const std::string& labels_path,
+                                     const IdxOptions& options = {});
+
 }  // namespace ps
 
 #endif  // PS_WORKER_IDX_READER_H_

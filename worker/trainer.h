@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <random>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -84,6 +85,10 @@ class Trainer {
  private:
   // One batch: returns the summed loss.
   absl::StatusOr<double> Step(absl::Span<const uint64_t> rows, int64_t clock, float lr_scale);
+  // DP-SGD (privacy.dp_sgd): the sum over `rows` of each example's gradient
+  // clipped to privacy.clip_norm, plus Gaussian noise; returns the loss.
+  double PrivateGradient(absl::Span<const uint64_t> rows, const std::vector<TableKeys>& params,
+                         std::vector<TableKeys>* grads, uint64_t seed);
   // Scaling and class weights from statistics over the whole training set.
   absl::Status Prepare();
   absl::Status Evaluate(int epoch, int64_t clock, double loss_sum, uint64_t samples,
@@ -106,6 +111,7 @@ class Trainer {
   const std::unique_ptr<Model> model_;
   std::vector<uint64_t> train_rows_, validation_rows_;
   std::vector<float> class_weights_;
+  std::mt19937_64 dp_noise_{std::random_device{}()};  // seeded unpredictably: the noise must not be known
   int start_epoch_ = 0;
   int64_t start_clock_ = 0;
   Progress progress_;

@@ -517,3 +517,44 @@ TEST(SecurityCli, AnInsecureJobStillRunsAndSaysSo) {
 
 }  // namespace
 }  // namespace ps
+
+namespace ps {
+namespace {
+
+// DP-SGD on spambase: the privacy spent is in metrics.json after every
+// epoch, grows with the epochs, shrinks with more noise, and the model still
+// learns.
+TEST(Privacy, DpSgdReportsEpsilonPerEpochAndStillLearns) {
+  double last_eps[2] = {0, 0};
+  int i = 0;
+  for (const char* sigma : {"1.0", "2.0"}) {
+    const std::string out = NewTempDir("dp");
+    auto run = testing::Launch("examples/spambase_lr.yaml", out,
+                               {"train.epochs=4", "privacy.dp_sgd=true", std::string("privacy.noise_multiplier=") + sigma},
+                               {}, absl::Seconds(120));
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    const std::string metrics = ReadFile(out + "/metrics.json");
+    double previous = 0;
+    for (int epoch = 1; epoch <= 4; ++epoch) {
+      const double eps = testing::JsonNumber(metrics, absl::StrCat("{\"epoch\": ", epoch, ","), "epsilon");
+      EXPECT_GT(eps, previous) << "epoch " << epoch << "\n" << metrics;
+      previous = eps;
+    }
+    last_eps[i++] = previous;
+    EXPECT_NEAR(testing::JsonNumber(metrics, "\"privacy\"", "epsilon"), previous, 1e-3);
+    EXPECT_GT(testing::JsonNumber(metrics, "\"test\"", "accuracy"), 0.85) << metrics;
+    EXPECT_TRUE(absl::StrContains(ReadFile(out + "/report.html"), "DP-SGD: epsilon"));
+  }
+  EXPECT_LT(last_eps[1], last_eps[0]);
+}
+
+TEST(Privacy, DpSgdRefusesStatisticsOfTheRawData) {
+  const std::string out = NewTempDir("dp-stats");
+  auto run = testing::Launch("examples/spambase_standardized.yaml", out, {"privacy.dp_sgd=true"}, {},
+                             absl::Seconds(60));
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_TRUE(absl::StrContains(run.output, "privacy.dp_sgd: data.scaling")) << run.output;
+}
+
+}  // namespace
+}  // namespace ps

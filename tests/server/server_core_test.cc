@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/checkpoint.h"
 #include "common/partitioning.h"
@@ -581,6 +582,15 @@ std::string TrainTwoClocksAndCheckpoint(ServerCore& core) {
   EXPECT_TRUE(written.ok()) << written.status();
   EXPECT_EQ(written->partitions_size(), 8);
   EXPECT_EQ(written->next_clock(), 2);
+  // The scheduler's part: the manifest that makes the checkpoint complete.
+  rpc::CheckpointManifest manifest;
+  manifest.set_epochs_done(1);
+  manifest.set_num_partitions(8);
+  for (int p = 0; p < 8; ++p) {
+    manifest.add_files(absl::StrFormat("partition-%05d.state", p));
+    manifest.add_sha256(written->sha256(p));
+  }
+  EXPECT_TRUE(WriteCheckpointManifest(dir, manifest).ok());
   return dir;
 }
 
