@@ -22,6 +22,7 @@
 #include "common/model_io.h"
 #include "common/monitoring.h"
 #include "common/net.h"
+#include "common/refusal_metrics.h"
 #include "common/rpc.h"
 #include "common/sealed_file.h"
 #include "common/signals.h"
@@ -164,6 +165,8 @@ int Run(const std::vector<std::string>& overrides) {
     if (absl::Status s = core.ResumeFrom(*found); !s.ok()) return Fatal(std::string(s.message()));
   }
   SchedulerService service(&core, signer.get(), job->security());
+  std::unique_ptr<Monitoring::Collection> refusal_metrics;
+  if (monitoring != nullptr) refusal_metrics = ExportRefusals(&service.authorizer(), "scheduler", monitoring);
   ServerLimits limits = ServerLimitsFromFlags();
   limits.max_message_bytes = job->security().limits().max_message_bytes();
   limits.max_streams_per_peer = job->security().limits().max_streams_per_peer();

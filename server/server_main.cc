@@ -17,6 +17,7 @@
 #include "common/logging.h"
 #include "common/monitoring.h"
 #include "common/net.h"
+#include "common/refusal_metrics.h"
 #include "common/rpc.h"
 #include "common/scheduler_client.h"
 #include "common/sealed_file.h"
@@ -111,8 +112,11 @@ int Run() {
       reg.metrics_address().empty() ? "" : absl::StrCat(", metrics on ", reg.metrics_address()));
 
   ServerCore core(job, registered->rank());
-  std::unique_ptr<Monitoring::Collection> state_metrics;
-  if (*monitoring != nullptr) state_metrics = ExportServerState(&core, monitoring->get());
+  std::unique_ptr<Monitoring::Collection> state_metrics, refusal_metrics;
+  if (*monitoring != nullptr) {
+    state_metrics = ExportServerState(&core, monitoring->get());
+    refusal_metrics = ExportRefusals(&service.authorizer(), "server", monitoring->get());
+  }
   // A request showing a newer map, or a backup refusing our forwards, wakes
   // the loop below to fetch the view at once.
   Mutex refresh_mu;

@@ -253,6 +253,16 @@ TEST_F(SecurityTest, CallsWithoutAValidCredentialAreRefusedAuditedAndChangeNothi
   EXPECT_EQ(CountLines(audit, {"\"event\":\"refused\"", "\"method\":\"Register\"", "UNAUTHENTICATED"}), 3)
       << audit;
   EXPECT_GE(CountLines(audit, {"\"event\":\"refused\"", "\"peer\":\"ipv4:127.0.0.1:"}), 13) << audit;
+  // ... and counted in /metrics.
+  const std::string log = ReadFile(dir_ + "/out/logs/server-0.log");
+  const size_t at = log.find("metrics on ");
+  ASSERT_NE(at, std::string::npos) << log;
+  const std::string address = log.substr(at + 11, log.find_first_of("\n ", at + 11) - at - 11);
+  auto scrape = RunCommand({"/usr/bin/curl", "-s", "http://" + address + "/metrics"}, absl::Seconds(30));
+  EXPECT_EQ(CountLines(scrape.output, {"ps_requests_refused_total{", "method=\"Push\"", "code=\"UNAUTHENTICATED\"",
+                                       "service=\"server\"", "} 2"}),
+            1)
+      << scrape.output.substr(scrape.output.find("ps_requests_refused_total"), 2000);
 }
 
 TEST_F(SecurityTest, EachRoleMayCallOnlyItsMethodsAndOnlyForItsOwnRank) {
