@@ -39,11 +39,15 @@ def flat(d, prefix=""):
     for k, v in d.items():
         if isinstance(v, dict):
             out.update(flat(v, prefix + k + "."))
+        elif isinstance(v, list):
+            for item in v:
+                if isinstance(item, dict):
+                    out.update(flat(item, prefix + str(item.get("table", "")) + "."))
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             out[prefix + k] = float(v)
     return out
 runs = {m: [flat(json.load(open(f"{work}/{m}-{r}.json"))) for r in range(1, rounds + 1)] for m in modes}
-keys = [k for k in runs["insecure"][0] if any(s in k for s in ("gbps", "mkeys", "latency", "us"))]
+keys = [k for k in runs["insecure"][0] if k.endswith("gbps") or k.endswith("keys_per_s")]
 print(f"{'figure':48s} " + " ".join(f"{m:>10s}" for m in modes) + "   token/ins  tls/ins  mtls/ins")
 for k in keys:
     med = {m: statistics.median(r[k] for r in runs[m] if k in r) for m in modes}

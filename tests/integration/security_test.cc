@@ -568,3 +568,92 @@ TEST(Privacy, DpSgdRefusesStatisticsOfTheRawData) {
 
 }  // namespace
 }  // namespace ps
+
+namespace ps {
+namespace {
+
+std::string MakeCerts(const std::string& dir) {
+  auto made = RunCommand({SourceDir() + "/deploy/make_certs.sh", dir}, absl::Seconds(60));
+  EXPECT_EQ(made.exit_code, 0) << made.output;
+  return dir;
+}
+
+std::vector<std::string> TlsSets(const std::string& certs, bool mutual) {
+  std::vector<std::string> sets = {"security.tls.ca=" + certs + "/ca.pem",
+                                   "security.tls.cert=" + certs + "/{role}.pem",
+                                   "security.tls.key=" + certs + "/{role}.key"};
+  if (mutual) sets.push_back("security.tls.mutual=true");
+  return sets;
+}
+
+// A job over mutual TLS ends with the model of the same job in plaintext.
+TEST(Tls, AMutualTlsClusterTrainsTheSameModelAsAPlaintextOne) {
+  const std::string dir = NewTempDir("tls-model");
+  const std::string certs = MakeCerts(dir + "/certs");
+  const std::vector<std::string> base = {"train.epochs=3"};
+  auto plain = testing::Launch("examples/spambase_lr.yaml", dir + "/plain", base, {}, absl::Seconds(120));
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  std::vector<std::string> sets = base;
+  for (const std::string& s : TlsSets(certs, /*mutual=*/true)) sets.push_back(s);
+  auto tls = testing::Launch("examples/spambase_lr.yaml", dir + "/tls", sets, {}, absl::Seconds(120));
+  ASSERT_EQ(tls.exit_code, 0) << tls.output;
+  auto a = RunCommand({BinDir() + "/ps_model", "dump", dir + "/plain/model"}, absl::Seconds(30));
+  auto b = RunCommand({BinDir() + "/ps_model", "dump", dir + "/tls/model"}, absl::Seconds(30));
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  EXPECT_GT(a.output.size(), 100u);
+  EXPECT_EQ(a.output, b.output);
+}
+
+// Against a TLS job: a plaintext client cannot even connect; a client
+// certificate of another role than its ticket's is refused (mutual TLS).
+TEST(Tls, PlaintextClientsAndMismatchedCertificatesAreRefused) {
+  const std::string dir = NewTempDir("tls-refused");
+  const std::string certs = MakeCerts(dir + "/certs");
+  const std::string config = dir + "/job.yaml";
+  std::string yaml = ReadFile(SourceDir() + "/examples/spambase_lr.yaml");
+  WriteFile(config, absl::StrCat(yaml, "\nsecurity:\n  tls:\n    ca: ", certs, "/ca.pem\n    cert: ", certs,
+                                 "/{role}.pem\n    key: ", certs, "/{role}.key\n    mutual: true\n"));
+  auto job = LoadJobConfig(config, {"job.output_dir=" + dir + "/out", "train.epochs=1",
+                                    "data.train_path=" + SourceDir() + "/data/spambase/train.std.libsvm",
+                                    "data.test_path=" + SourceDir() + "/data/spambase/test.std.libsvm"});
+  ASSERT_TRUE(job.ok()) << job.status();
+  LocalClusterOptions options;
+  options.config_path = config;
+  options.overrides = {"job.output_dir=" + dir + "/out", "train.epochs=1",
+                       "data.train_path=" + SourceDir() + "/data/spambase/train.std.libsvm",
+                       "data.test_path=" + SourceDir() + "/data/spambase/test.std.libsvm"};
+  options.bin_dir = BinDir();
+  options.log_dir = dir + "/out/logs";
+  options.start_workers = false;  // the job waits for them: time to knock
+  options.scheduler_to_log = true;
+  LocalCluster cluster;
+  ASSERT_TRUE(cluster.Start(*job, options).ok());
+  const std::string token = "--token_file=" + cluster.auth_dir() + "/job.token";
+  const std::vector<std::string> psctl = {BinDir() + "/psctl", "--scheduler", cluster.scheduler_address(),
+                                          "--timeout_ms", "3000", token};
+  auto tls_flags = [&](const std::string& role) {
+    return std::vector<std::string>{"--tls_ca=" + certs + "/ca.pem", "--tls_cert=" + certs + "/" + role + ".pem",
+                                    "--tls_key=" + certs + "/" + role + ".key"};
+  };
+  auto run = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = psctl;
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back("status");
+    return RunCommand(argv, absl::Seconds(30));
+  };
+  auto admin = tls_flags("admin");
+  auto ok = run(admin);
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_TRUE(absl::StrContains(ok.output, "job spambase-lr")) << ok.output;
+  auto plaintext = run({});
+  EXPECT_NE(plaintext.exit_code, 0) << plaintext.output;
+  auto as_worker_cert = run(tls_flags("worker"));
+  EXPECT_NE(as_worker_cert.exit_code, 0);
+  EXPECT_TRUE(absl::StrContains(as_worker_cert.output, "the client certificate is a worker's")) << as_worker_cert.output;
+  cluster.processes().TerminateAll(absl::Seconds(5));
+  const std::string audit = ReadFile(dir + "/out/audit.log");
+  EXPECT_TRUE(absl::StrContains(audit, "the client certificate is a worker's")) << audit;
+}
+
+}  // namespace
+}  // namespace ps
