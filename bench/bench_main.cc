@@ -47,6 +47,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/auth.h"
 #include "common/config.h"
 #include "common/file_util.h"
 #include "common/flags_util.h"
@@ -55,7 +56,6 @@
 #include "common/net.h"
 #include "common/partitioning.h"
 #include "common/rpc.h"
-#include "common/auth.h"
 #include "common/scheduler_client.h"
 #include "common/signals.h"
 #include "common/sync.h"
@@ -795,7 +795,8 @@ absl::StatusOr<Results> JoinAndBench(const std::string& scheduler_address) {
   if (!registered.ok()) return registered.status();
   const config::JobConfig& job = registered->config();
   const uint32_t node_id = registered->node_id();
-  if (absl::Status s = AdoptTicket(registered->ticket(), job.security().insecure()); !s.ok()) return s;
+  if (absl::Status s = AdoptTicket(registered->ticket(), job.security().insecure()); !s.ok())
+    return s;
   if (job.model().type() != config::BENCHMARK || job.job().mode() == config::BSP) {
     (void)client.Leave(node_id);
     return absl::FailedPreconditionError(
@@ -929,9 +930,11 @@ int Run(const std::vector<std::string>& overrides) {
     security = SetTransportSecurity(TlsFilesForRole(job->security().tls(), "worker"));
   }
   if (security.ok() && !cluster.auth_dir().empty()) {
-    security = LoadProcessCredentials(cluster.auth_dir() + "/worker.token", rpc::PRINCIPAL_WORKER).status();
+    security = LoadProcessCredentials(cluster.auth_dir() + "/worker.token", rpc::PRINCIPAL_WORKER)
+                   .status();
   }
-  results = security.ok() ? JoinAndBench(cluster.scheduler_address()) : absl::StatusOr<Results>(security);
+  results =
+      security.ok() ? JoinAndBench(cluster.scheduler_address()) : absl::StatusOr<Results>(security);
   std::string error;
   const int code = cluster.Wait(absl::Now() + absl::Seconds(results.ok() ? 60 : 10), &error,
                                 [] { return StopRequested(); });

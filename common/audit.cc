@@ -60,9 +60,11 @@ size_t Utf8Length(std::string_view s, size_t i) {
 
 std::string Line(const std::string& who, std::string_view event, const AuditFields& fields) {
   std::string line = absl::StrCat(
-      "{\"time\":", JsonQuote(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())),
+      "{\"time\":",
+      JsonQuote(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())),
       ",\"who\":", JsonQuote(who), ",\"event\":", JsonQuote(event));
-  for (const auto& [key, value] : fields) absl::StrAppend(&line, ",", JsonQuote(key), ":", JsonQuote(value));
+  for (const auto& [key, value] : fields)
+    absl::StrAppend(&line, ",", JsonQuote(key), ":", JsonQuote(value));
   line += "}\n";
   return line;
 }
@@ -82,7 +84,8 @@ void WriteLine(int fd, const std::string& line) {
 absl::Status OpenAuditLog(const std::string& path, const std::string& who) {
   const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) {
-    return absl::InternalError(absl::StrCat("cannot open the audit log '", path, "': ", strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("cannot open the audit log '", path, "': ", strerror(errno)));
   }
   AuditState& st = State();
   MutexLock lock(&st.mu);

@@ -1,8 +1,7 @@
 #include "common/auth.h"
 
-#include <grpc/grpc_security_constants.h>
-
 #include <fcntl.h>
+#include <grpc/grpc_security_constants.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -74,10 +73,12 @@ bool ConstantTimeEqual(std::string_view a, std::string_view b) {
 absl::Status WriteSecretFile(const std::string& path, const std::string& contents) {
   const std::string tmp = path + ".tmp";
   const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return absl::InternalError(absl::StrCat("cannot write '", tmp, "': ", strerror(errno)));
-  const bool ok = fchmod(fd, 0600) == 0 &&
-                  write(fd, contents.data(), contents.size()) == static_cast<ssize_t>(contents.size()) &&
-                  fsync(fd) == 0;
+  if (fd < 0)
+    return absl::InternalError(absl::StrCat("cannot write '", tmp, "': ", strerror(errno)));
+  const bool ok =
+      fchmod(fd, 0600) == 0 &&
+      write(fd, contents.data(), contents.size()) == static_cast<ssize_t>(contents.size()) &&
+      fsync(fd) == 0;
   close(fd);
   if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
     return absl::InternalError(absl::StrCat("cannot write '", path, "': ", strerror(errno)));
@@ -96,12 +97,14 @@ std::string_view Metadata(const grpc::CallbackServerContext& ctx, std::string_vi
 rpc::Principal CertificateRole(const grpc::CallbackServerContext& ctx) {
   std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
   if (auth == nullptr) return rpc::PRINCIPAL_UNSPECIFIED;
-  for (const grpc::string_ref& subject : auth->FindPropertyValues(GRPC_X509_SUBJECT_PROPERTY_NAME)) {
-    for (absl::string_view part : absl::StrSplit(absl::string_view(subject.data(), subject.size()), ',')) {
+  for (const grpc::string_ref& subject :
+       auth->FindPropertyValues(GRPC_X509_SUBJECT_PROPERTY_NAME)) {
+    for (absl::string_view part :
+         absl::StrSplit(absl::string_view(subject.data(), subject.size()), ',')) {
       part = absl::StripAsciiWhitespace(part);
       if (!absl::ConsumePrefix(&part, "OU=")) continue;
-      for (rpc::Principal p : {rpc::PRINCIPAL_WORKER, rpc::PRINCIPAL_SERVER, rpc::PRINCIPAL_SCHEDULER,
-                               rpc::PRINCIPAL_ADMIN}) {
+      for (rpc::Principal p : {rpc::PRINCIPAL_WORKER, rpc::PRINCIPAL_SERVER,
+                               rpc::PRINCIPAL_SCHEDULER, rpc::PRINCIPAL_ADMIN}) {
         if (part == PrincipalName(p)) return p;
       }
     }
@@ -150,7 +153,8 @@ absl::StatusOr<Token> ReadTokenFile(const std::string& path, const std::string& 
       flag, ": '", path,
       "' is not a token file (one line: ps-job-secret, ps-server-key or ps-worker-key, then 64 hex "
       "digits; `psctl keygen DIR` makes them)");
-  if (words.size() != 2 || words[1].size() != 2 * kSecretBytes) return absl::InvalidArgumentError(malformed);
+  if (words.size() != 2 || words[1].size() != 2 * kSecretBytes)
+    return absl::InvalidArgumentError(malformed);
   Token token;
   bool known = false;
   for (TokenKind kind : {TokenKind::kJob, TokenKind::kServer, TokenKind::kWorker}) {
@@ -175,11 +179,14 @@ absl::Status WriteTokenFilesForSecret(const std::string& dir, const std::string&
     return absl::InternalError(absl::StrCat("cannot chmod '", dir, "': ", strerror(errno)));
   }
   const std::pair<const char*, std::string> files[] = {
-      {"job.token", absl::StrCat(KindWord(TokenKind::kJob), " ", absl::BytesToHexString(secret), "\n")},
-      {"server.token", absl::StrCat(KindWord(TokenKind::kServer), " ",
-                                    absl::BytesToHexString(RoleKey(secret, rpc::PRINCIPAL_SERVER)), "\n")},
-      {"worker.token", absl::StrCat(KindWord(TokenKind::kWorker), " ",
-                                    absl::BytesToHexString(RoleKey(secret, rpc::PRINCIPAL_WORKER)), "\n")},
+      {"job.token",
+       absl::StrCat(KindWord(TokenKind::kJob), " ", absl::BytesToHexString(secret), "\n")},
+      {"server.token",
+       absl::StrCat(KindWord(TokenKind::kServer), " ",
+                    absl::BytesToHexString(RoleKey(secret, rpc::PRINCIPAL_SERVER)), "\n")},
+      {"worker.token",
+       absl::StrCat(KindWord(TokenKind::kWorker), " ",
+                    absl::BytesToHexString(RoleKey(secret, rpc::PRINCIPAL_WORKER)), "\n")},
   };
   for (const auto& [name, contents] : files) {
     if (absl::Status s = WriteSecretFile(absl::StrCat(dir, "/", name), contents); !s.ok()) return s;
@@ -192,7 +199,8 @@ absl::Status WriteTokenFilesForSecret(const std::string& dir, const std::string&
     if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), kSecretBytes) != 1) {
       return absl::InternalError("OpenSSL's RAND_bytes failed: cannot make a data key");
     }
-    if (absl::Status s = WriteSecretFile(data_key, absl::StrCat("ps-data-key ", absl::BytesToHexString(key), "\n"));
+    if (absl::Status s = WriteSecretFile(
+            data_key, absl::StrCat("ps-data-key ", absl::BytesToHexString(key), "\n"));
         !s.ok()) {
       return s;
     }
@@ -214,8 +222,8 @@ absl::Status WriteTokenFilesFrom(const std::string& job_token, const std::string
   auto token = ReadTokenFile(job_token);
   if (!token.ok()) return token.status();
   if (token->kind != TokenKind::kJob) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--token_file: '", job_token, "' is a member's key, not the job secret (job.token)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--token_file: '", job_token, "' is a member's key, not the job secret (job.token)"));
   }
   return WriteTokenFilesForSecret(dir, token->secret);
 }
@@ -242,7 +250,8 @@ std::string PrincipalName(rpc::Principal principal) {
 // --- TicketSigner ---
 
 absl::StatusOr<std::unique_ptr<TicketSigner>> TicketSigner::Create(const std::string& job_secret) {
-  if (job_secret.size() != kSecretBytes) return absl::InvalidArgumentError("a job secret is 32 bytes");
+  if (job_secret.size() != kSecretBytes)
+    return absl::InvalidArgumentError("a job secret is 32 bytes");
   std::unique_ptr<TicketSigner> signer(new TicketSigner);
   const std::string seed = Hmac(job_secret, "ps-ticket-signing-key");
   EVP_PKEY* key = EVP_PKEY_new_raw_private_key(
@@ -272,7 +281,8 @@ std::string TicketSigner::Sign(rpc::TicketClaims claims) const {
   const bool ok =
       ctx != nullptr &&
       EVP_DigestSignInit(ctx, nullptr, nullptr, nullptr, static_cast<EVP_PKEY*>(key_)) == 1 &&
-      EVP_DigestSign(ctx, sig, &sig_len, reinterpret_cast<const unsigned char*>(ticket.claims().data()),
+      EVP_DigestSign(ctx, sig, &sig_len,
+                     reinterpret_cast<const unsigned char*>(ticket.claims().data()),
                      ticket.claims().size()) == 1;
   EVP_MD_CTX_free(ctx);
   if (ok) ticket.set_signature(reinterpret_cast<char*>(sig), sig_len);
@@ -290,7 +300,8 @@ rpc::Principal TicketSigner::RoleOfKey(std::string_view presented) const {
 
 // --- TicketVerifier ---
 
-absl::StatusOr<std::unique_ptr<TicketVerifier>> TicketVerifier::Create(const std::string& public_key) {
+absl::StatusOr<std::unique_ptr<TicketVerifier>> TicketVerifier::Create(
+    const std::string& public_key) {
   if (public_key.size() != 32) {
     return absl::InvalidArgumentError(
         absl::StrCat("the job's ticket key is ", public_key.size(), " bytes, not 32"));
@@ -327,7 +338,8 @@ absl::StatusOr<rpc::TicketClaims> TicketVerifier::Verify(std::string_view raw) c
   EVP_MD_CTX_free(ctx);
   if (!ok) return absl::UnauthenticatedError("the ticket's signature is not this job's");
   rpc::TicketClaims claims;
-  if (!claims.ParseFromString(ticket.claims())) return absl::UnauthenticatedError("the ticket is malformed");
+  if (!claims.ParseFromString(ticket.claims()))
+    return absl::UnauthenticatedError("the ticket is malformed");
   MutexLock lock(&mu_);
   if (cache_.size() >= kMaxCached) cache_.clear();
   cache_.emplace(std::string(raw), claims);
@@ -359,7 +371,8 @@ void CallCredentials::AppendTo(std::multimap<std::string, std::string>* metadata
 
 namespace {
 Mutex process_credentials_mu;
-std::shared_ptr<CallCredentials>* process_credentials ABSL_GUARDED_BY(process_credentials_mu) = nullptr;
+std::shared_ptr<CallCredentials>* process_credentials ABSL_GUARDED_BY(process_credentials_mu) =
+    nullptr;
 }  // namespace
 
 void SetProcessCredentials(std::shared_ptr<CallCredentials> credentials) {
@@ -412,8 +425,8 @@ absl::Status InitMemberSecurity(rpc::Principal principal) {
                     (token->kind == TokenKind::kServer && principal == rpc::PRINCIPAL_SERVER) ||
                     (token->kind == TokenKind::kWorker && principal == rpc::PRINCIPAL_WORKER);
   if (!fits) {
-    return absl::InvalidArgumentError(absl::StrCat("--token_file: '", path, "' is not a ",
-                                                   PrincipalName(principal), "'s key"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--token_file: '", path, "' is not a ", PrincipalName(principal), "'s key"));
   }
   return absl::OkStatus();
 }
@@ -425,7 +438,8 @@ absl::Status AdoptTicket(const std::string& ticket, bool job_insecure) {
     spdlog::warn("security.insecure is set: this job accepts calls without a credential");
     return absl::OkStatus();
   }
-  if (credentials == nullptr) return absl::FailedPreconditionError("no credentials to keep the ticket in");
+  if (credentials == nullptr)
+    return absl::FailedPreconditionError("no credentials to keep the ticket in");
   credentials->SetTicket(ticket);
   credentials->SetRoleKey("");
   return absl::OkStatus();
@@ -469,12 +483,9 @@ grpc::Status Authorizer::Deny(const grpc::CallbackServerContext& ctx, const char
     MutexLock lock(&mu_);
     ++refusals_[{method, code_name}];
   }
-  AuditFields fields = {{"service", service_},
-                        {"method", method},
-                        {"peer", ctx.peer()},
-                        {"principal", PrincipalName(caller.principal)},
-                        {"code", code_name},
-                        {"why", why}};
+  AuditFields fields = {{"service", service_}, {"method", method},
+                        {"peer", ctx.peer()},  {"principal", PrincipalName(caller.principal)},
+                        {"code", code_name},   {"why", why}};
   if (caller.principal != rpc::PRINCIPAL_UNSPECIFIED) {
     fields.emplace_back("node_id", absl::StrCat(caller.node_id));
     fields.emplace_back("rank", absl::StrCat(caller.rank));
@@ -499,7 +510,8 @@ grpc::Status Authorizer::Check(const grpc::CallbackServerContext& ctx, const cha
     verifier = verifier_;
     mutual = mutual_tls_;
   }
-  if (verifier == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not ready to check credentials yet");
+  if (verifier == nullptr)
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not ready to check credentials yet");
   const std::string_view ticket = Metadata(ctx, kTicketHeader);
   if (ticket.empty()) {
     return Deny(ctx, method, who, grpc::StatusCode::UNAUTHENTICATED,
@@ -507,7 +519,8 @@ grpc::Status Authorizer::Check(const grpc::CallbackServerContext& ctx, const cha
   }
   auto claims = verifier->Verify(ticket);
   if (!claims.ok()) {
-    return Deny(ctx, method, who, grpc::StatusCode::UNAUTHENTICATED, std::string(claims.status().message()));
+    return Deny(ctx, method, who, grpc::StatusCode::UNAUTHENTICATED,
+                std::string(claims.status().message()));
   }
   who.principal = claims->principal();
   who.node_id = claims->node_id();
@@ -517,20 +530,22 @@ grpc::Status Authorizer::Check(const grpc::CallbackServerContext& ctx, const cha
     const rpc::Principal cert = CertificateRole(ctx);
     if (cert != who.principal) {
       return Deny(ctx, method, who, grpc::StatusCode::PERMISSION_DENIED,
-                  absl::StrCat("the client certificate is a ", PrincipalName(cert), "'s (OU), the ticket a ",
-                               PrincipalName(who.principal), "'s"));
+                  absl::StrCat("the client certificate is a ", PrincipalName(cert),
+                               "'s (OU), the ticket a ", PrincipalName(who.principal), "'s"));
     }
   }
   bool role_ok = false;
   for (rpc::Principal p : allowed) role_ok = role_ok || p == who.principal;
   if (!role_ok) {
     std::string roles;
-    for (rpc::Principal p : allowed) absl::StrAppend(&roles, roles.empty() ? "" : " or ", PrincipalName(p));
+    for (rpc::Principal p : allowed)
+      absl::StrAppend(&roles, roles.empty() ? "" : " or ", PrincipalName(p));
     return Deny(ctx, method, who, grpc::StatusCode::PERMISSION_DENIED,
-                absl::StrCat("a ", PrincipalName(who.principal), "'s credential may not call it (", roles,
-                             " only)"));
+                absl::StrCat("a ", PrincipalName(who.principal), "'s credential may not call it (",
+                             roles, " only)"));
   }
-  if (bind == Bind::kNode && (who.principal == rpc::PRINCIPAL_WORKER || who.principal == rpc::PRINCIPAL_SERVER) &&
+  if (bind == Bind::kNode &&
+      (who.principal == rpc::PRINCIPAL_WORKER || who.principal == rpc::PRINCIPAL_SERVER) &&
       static_cast<int64_t>(who.node_id) != id) {
     return Deny(ctx, method, who, grpc::StatusCode::PERMISSION_DENIED,
                 absl::StrCat("node ", who.node_id, " may not speak for node ", id));
@@ -555,7 +570,8 @@ grpc::Status Authorizer::CheckRoleKey(const grpc::CallbackServerContext& ctx, co
     signer = signer_;
     mutual = mutual_tls_;
   }
-  if (signer == nullptr) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not ready to check credentials yet");
+  if (signer == nullptr)
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not ready to check credentials yet");
   const std::string_view raw_bearer = Metadata(ctx, "authorization");
   if (mutual && raw_bearer.empty()) {
     // The certificate is the credential.
@@ -575,12 +591,14 @@ grpc::Status Authorizer::CheckRoleKey(const grpc::CallbackServerContext& ctx, co
   }
   for (char c : bearer) {
     if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) {
-      return Deny(ctx, method, who, grpc::StatusCode::UNAUTHENTICATED, "the credential is malformed");
+      return Deny(ctx, method, who, grpc::StatusCode::UNAUTHENTICATED,
+                  "the credential is malformed");
     }
   }
   who.principal = signer->RoleOfKey(absl::HexStringToBytes(bearer));
   if (who.principal == rpc::PRINCIPAL_UNSPECIFIED) {
-    return Deny(ctx, method, who, grpc::StatusCode::UNAUTHENTICATED, "the credential is not this job's");
+    return Deny(ctx, method, who, grpc::StatusCode::UNAUTHENTICATED,
+                "the credential is not this job's");
   }
   if (who.principal != wanted) {
     return Deny(ctx, method, who, grpc::StatusCode::PERMISSION_DENIED,
@@ -591,7 +609,8 @@ grpc::Status Authorizer::CheckRoleKey(const grpc::CallbackServerContext& ctx, co
 }
 
 grpc::Status Authorizer::Refuse(const grpc::CallbackServerContext& ctx, const char* method,
-                                const Caller& caller, grpc::StatusCode code, const std::string& why) {
+                                const Caller& caller, grpc::StatusCode code,
+                                const std::string& why) {
   return Deny(ctx, method, caller, code, why);
 }
 

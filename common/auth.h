@@ -54,9 +54,11 @@ inline constexpr int64_t kMaxTokenFileBytes = 4096;
 // Reads a token file: one line "ps-job-secret HEX", "ps-server-key HEX" or
 // "ps-worker-key HEX" (64 hex digits). Refuses a file that its group or others
 // may read or write (group-read is accepted for a file another user owns in
-// this process's group: a Kubernetes Secret volume with fsGroup), one larger than kMaxTokenFileBytes, not a regular file,
-// or malformed; the error names the file and the flag, never the contents.
-absl::StatusOr<Token> ReadTokenFile(const std::string& path, const std::string& flag = "--token_file");
+// this process's group: a Kubernetes Secret volume with fsGroup), one larger than
+// kMaxTokenFileBytes, not a regular file, or malformed; the error names the file and the flag,
+// never the contents.
+absl::StatusOr<Token> ReadTokenFile(const std::string& path,
+                                    const std::string& flag = "--token_file");
 
 // Makes a fresh job secret (OpenSSL's RAND_bytes) and writes job.token,
 // server.token and worker.token (mode 0600) into `dir` (made, mode 0700).

@@ -87,8 +87,9 @@ absl::StatusOr<rpc::PartitionState> ReadPartitionState(const std::string& dir, i
   auto manifest = ReadCheckpointManifest(dir);
   if (!manifest.ok()) return manifest.status();
   if (partition < manifest->sha256_size() && manifest->sha256(partition) != Sha256(*raw)) {
-    return absl::DataLossError(absl::StrCat(path, ": not the file this checkpoint's manifest lists "
-                                                  "(stale or replaced)"));
+    return absl::DataLossError(absl::StrCat(path,
+                                            ": not the file this checkpoint's manifest lists "
+                                            "(stale or replaced)"));
   }
   auto bytes = Unseal(path, *raw);
   if (!bytes.ok()) return bytes.status();
@@ -127,7 +128,8 @@ absl::StatusOr<FoundCheckpoint> FindLatestCheckpoint(const std::string& root) {
     // No manifest: a checkpoint whose writing was cut short, never complete;
     // the one before is the latest. Anything else is damage to report.
     if (!m.ok() && !absl::IsNotFound(m.status())) {
-      return absl::DataLossError(absl::StrCat("the latest checkpoint ", dir, " is damaged: ", m.status().message(),
+      return absl::DataLossError(absl::StrCat("the latest checkpoint ", dir,
+                                              " is damaged: ", m.status().message(),
                                               " (remove it to resume from the one before)"));
     }
   }

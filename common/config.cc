@@ -628,15 +628,17 @@ absl::Status ValidateJobConfigImpl(const config::JobConfig& config, absl::string
     const config::DataSection& d = config.data();
     if (d.scaling() != config::NO_SCALING || d.fill_missing() == config::FILL_MEAN ||
         d.class_weight() == config::BALANCED) {
-      return ConfigError(where("privacy.dp_sgd"), "privacy.dp_sgd",
-                         "data.scaling, data.fill_missing: fill_mean and data.class_weight: balanced "
-                         "compute statistics of the raw training data that DP-SGD does not protect; "
-                         "preprocess the data beforehand or turn them off");
+      return ConfigError(
+          where("privacy.dp_sgd"), "privacy.dp_sgd",
+          "data.scaling, data.fill_missing: fill_mean and data.class_weight: balanced "
+          "compute statistics of the raw training data that DP-SGD does not protect; "
+          "preprocess the data beforehand or turn them off");
     }
   }
   const config::LimitsSection& limits = config.security().limits();
   // A chunk plus its framing (slice headers, request fields) must fit.
-  if (static_cast<int64_t>(config.cluster().max_chunk_bytes()) + 4096 > limits.max_message_bytes()) {
+  if (static_cast<int64_t>(config.cluster().max_chunk_bytes()) + 4096 >
+      limits.max_message_bytes()) {
     const bool chunk_written = locations.contains("cluster.max_chunk_bytes");
     const std::string field =
         chunk_written ? "cluster.max_chunk_bytes" : "security.limits.max_message_bytes";

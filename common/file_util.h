@@ -19,7 +19,8 @@ absl::Status MakeDirs(const std::string& dir);
 absl::Status WriteFileAtomically(const std::string& path, const std::string& contents);
 // A regular file's contents; larger than `max_bytes`, a device or a pipe:
 // an error naming the file (and the limit), without reading it.
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path, int64_t max_bytes = kMaxReadBytes);
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path,
+                                          int64_t max_bytes = kMaxReadBytes);
 
 }  // namespace ps
 

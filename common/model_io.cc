@@ -1,8 +1,5 @@
 #include "common/model_io.h"
 
-#include "common/file_util.h"
-#include "common/sealed_file.h"
-
 #include <dirent.h>
 #include <sys/stat.h>
 
@@ -14,10 +11,12 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/file_util.h"
+#include "common/sealed_file.h"
 
 namespace ps {
 namespace {
@@ -85,12 +84,15 @@ absl::StatusOr<LoadedModel> ReadModel(const std::string& dir) {
   const size_t sum_at = manifest->rfind("sha256 ");
   if (sum_at == std::string::npos ||
       manifest->substr(sum_at) !=
-          absl::StrCat("sha256 ", absl::BytesToHexString(Sha256(manifest->substr(0, sum_at))), "\n")) {
-    return absl::DataLossError(absl::StrCat(manifest_path, ": checksum mismatch or missing (the last line, "
-                                                           "sha256 HEX, covers the lines above)"));
+          absl::StrCat("sha256 ", absl::BytesToHexString(Sha256(manifest->substr(0, sum_at))),
+                       "\n")) {
+    return absl::DataLossError(absl::StrCat(manifest_path,
+                                            ": checksum mismatch or missing (the last line, "
+                                            "sha256 HEX, covers the lines above)"));
   }
   int line_no = 0;
-  for (absl::string_view line : absl::StrSplit(manifest->substr(0, sum_at), '\n', absl::SkipEmpty())) {
+  for (absl::string_view line :
+       absl::StrSplit(manifest->substr(0, sum_at), '\n', absl::SkipEmpty())) {
     ++line_no;
     std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
     auto bad = [&] {
@@ -146,12 +148,13 @@ absl::Status ParsePartFile(const std::string& path, int p, const std::string& co
     // Sizes from the file are checked against the bytes there before any
     // allocation (a part claiming 2^36 rows is an error, not bad_alloc).
     if (n > c.Left() / (sizeof(uint64_t) + uint64_t{dim} * sizeof(float))) {
-      return corrupt(absl::StrCat("table ", id, " claims ", n, " rows of dim ", dim, "; the file has ",
-                                  c.Left(), " bytes left"));
+      return corrupt(absl::StrCat("table ", id, " claims ", n, " rows of dim ", dim,
+                                  "; the file has ", c.Left(), " bytes left"));
     }
     std::vector<uint64_t> keys(n);
     std::vector<float> values(n * dim);
-    if (!c.Read(keys.data(), n * sizeof(uint64_t)) || !c.Read(values.data(), values.size() * sizeof(float))) {
+    if (!c.Read(keys.data(), n * sizeof(uint64_t)) ||
+        !c.Read(values.data(), values.size() * sizeof(float))) {
       return corrupt("truncated rows");
     }
     for (uint64_t k = 0; k < n; ++k) {

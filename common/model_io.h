@@ -58,7 +58,8 @@ absl::StatusOr<LoadedModel> ReadModel(const std::string& dir);
 
 // Adds the rows of partition `p`'s part file (its unsealed `contents`) to
 // `model`, whose tables come from the MANIFEST. `path` names it in errors.
-absl::Status ParsePartFile(const std::string& path, int p, const std::string& contents, LoadedModel* model);
+absl::Status ParsePartFile(const std::string& path, int p, const std::string& contents,
+                           LoadedModel* model);
 
 // "table key v0 v1 ..." per line, sorted by table id then key.
 std::string DumpModelText(const LoadedModel& model);

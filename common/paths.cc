@@ -49,17 +49,20 @@ bool SymlinkBelow(const std::string& root, const std::string& path) {
 absl::Status CheckOutputRoot(const std::string& dir, const std::string& field) {
   const std::string d = WithoutTrailingSlashes(std::string(absl::StripAsciiWhitespace(dir)));
   if (d.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": must not be empty (the folder of the job's "
-                                                          "model, logs and metrics)"));
+    return absl::InvalidArgumentError(absl::StrCat(field,
+                                                   ": must not be empty (the folder of the job's "
+                                                   "model, logs and metrics)"));
   }
   if (d == "/") return absl::InvalidArgumentError(absl::StrCat(field, ": must not be '/'"));
   if (HasDotComponent(d)) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": '", dir, "' must not contain '.' or '..'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": '", dir, "' must not contain '.' or '..'"));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> WritableJobDir(const config::JobConfig& job, const std::string& requested) {
+absl::StatusOr<std::string> WritableJobDir(const config::JobConfig& job,
+                                           const std::string& requested) {
   const std::string refused = absl::StrCat("refused to write to '", requested, "': ");
   if (requested.empty() || requested[0] != '/') {
     return absl::PermissionDeniedError(absl::StrCat(refused, "not an absolute path"));
@@ -81,9 +84,9 @@ absl::StatusOr<std::string> WritableJobDir(const config::JobConfig& job, const s
     if (digits) root = checkpoints;
   }
   if (root.empty()) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        refused, "not a directory of this job (", out, "/model, ", out, "/best_model or ", checkpoints,
-        "/epoch-N)"));
+    return absl::PermissionDeniedError(absl::StrCat(refused, "not a directory of this job (", out,
+                                                    "/model, ", out, "/best_model or ", checkpoints,
+                                                    "/epoch-N)"));
   }
   // From the output root when the directory is under it (the checkpoint
   // root too, by default), else from the configured checkpoint root.

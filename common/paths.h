@@ -16,7 +16,8 @@ namespace ps {
 // <checkpoint root>/epoch-N. Anything else is PERMISSION_DENIED naming it:
 // another path, a relative one, a `..` or `.` component, or a symlink on the
 // way below the root (which could point out of it).
-absl::StatusOr<std::string> WritableJobDir(const config::JobConfig& job, const std::string& requested);
+absl::StatusOr<std::string> WritableJobDir(const config::JobConfig& job,
+                                           const std::string& requested);
 
 // An output root a job may use: not empty, not "/", no `..` component
 // (an error names `field`).

@@ -23,7 +23,8 @@ double SampledGaussianRdp(double q, double sigma, int alpha) {
   // A_alpha = sum_k C(alpha, k) (1-q)^(alpha-k) q^k exp((k^2 - k) / (2 sigma^2)), in logs.
   double log_a = -std::numeric_limits<double>::infinity();
   for (int k = 0; k <= alpha; ++k) {
-    const double log_binom = std::lgamma(alpha + 1.0) - std::lgamma(k + 1.0) - std::lgamma(alpha - k + 1.0);
+    const double log_binom =
+        std::lgamma(alpha + 1.0) - std::lgamma(k + 1.0) - std::lgamma(alpha - k + 1.0);
     const double term = log_binom + (alpha - k) * std::log1p(-q) + k * std::log(q) +
                         (static_cast<double>(k) * k - k) / (2 * sigma * sigma);
     log_a = LogAdd(log_a, term);

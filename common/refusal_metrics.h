@@ -13,7 +13,8 @@
 namespace ps {
 
 // `auth` must outlive the result.
-std::unique_ptr<Monitoring::Collection> ExportRefusals(const Authorizer* auth, const std::string& service,
+std::unique_ptr<Monitoring::Collection> ExportRefusals(const Authorizer* auth,
+                                                       const std::string& service,
                                                        Monitoring* monitoring);
 
 }  // namespace ps

@@ -49,7 +49,8 @@ class CredentialsInterceptorFactory : public grpc::experimental::ClientIntercept
  public:
   explicit CredentialsInterceptorFactory(std::shared_ptr<CallCredentials> credentials)
       : credentials_(std::move(credentials)) {}
-  grpc::experimental::Interceptor* CreateClientInterceptor(grpc::experimental::ClientRpcInfo*) override {
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo*) override {
     return new CredentialsInterceptor(credentials_);
   }
 
@@ -59,7 +60,8 @@ class CredentialsInterceptorFactory : public grpc::experimental::ClientIntercept
 
 absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag, const char* marker) {
   auto text = ReadWholeFile(path, 1 << 20);
-  if (!text.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, ": ", text.status().message()));
+  if (!text.ok())
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", text.status().message()));
   if (text->find(marker) == std::string::npos) {
     return absl::InvalidArgumentError(
         absl::StrCat(flag, ": '", path, "' is not a PEM file (no '", marker, "')"));
@@ -76,7 +78,8 @@ bool IsLoopbackHost(const std::string& host) {
 
 absl::Status SetTransportSecurity(const TlsFiles& files) {
   if (files.ca.empty() && files.cert.empty() && files.key.empty()) {
-    if (files.mutual) return absl::InvalidArgumentError("--tls_mutual needs --tls_ca, --tls_cert and --tls_key");
+    if (files.mutual)
+      return absl::InvalidArgumentError("--tls_mutual needs --tls_ca, --tls_cert and --tls_key");
     return absl::OkStatus();
   }
   if (files.ca.empty() || files.cert.empty() || files.key.empty()) {
@@ -101,7 +104,8 @@ absl::Status SetTransportSecurity(const TlsFiles& files) {
 
 absl::Status SetTransportSecurityFromFlags() {
   return SetTransportSecurity(TlsFiles{absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_tls_cert),
-                                       absl::GetFlag(FLAGS_tls_key), absl::GetFlag(FLAGS_tls_mutual)});
+                                       absl::GetFlag(FLAGS_tls_key),
+                                       absl::GetFlag(FLAGS_tls_mutual)});
 }
 
 bool TransportIsTls() {
@@ -176,18 +180,19 @@ absl::StatusOr<RunningServer> StartGrpcServer(const std::string& host, int port,
   {
     MutexLock lock(&tls_mu);
     if (tls_files != nullptr) {
-      grpc::SslServerCredentialsOptions ssl(tls_files->mutual
-                                                ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-                                                : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+      grpc::SslServerCredentialsOptions ssl(
+          tls_files->mutual ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                            : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
       ssl.pem_root_certs = tls_files->ca;
       ssl.pem_key_cert_pairs.push_back({tls_files->key, tls_files->cert});
       transport = grpc::SslServerCredentials(ssl);
     } else {
       transport = grpc::InsecureServerCredentials();
       if (!IsLoopbackHost(host) && !warned_plaintext.exchange(true)) {
-        spdlog::warn("listening on {} without TLS: anyone on the network can read this job's traffic "
-                     "(set security.tls, or --tls_ca/--tls_cert/--tls_key)",
-                     address);
+        spdlog::warn(
+            "listening on {} without TLS: anyone on the network can read this job's traffic "
+            "(set security.tls, or --tls_ca/--tls_cert/--tls_key)",
+            address);
       }
     }
   }

@@ -50,13 +50,15 @@ absl::Status SetEncryptionKeyFile(const std::string& path, const std::string& fi
   std::string key;
   if (!path.empty()) {
     auto text = ReadWholeFile(path, 4096);
-    if (!text.ok()) return absl::InvalidArgumentError(absl::StrCat(field, ": ", text.status().message()));
+    if (!text.ok())
+      return absl::InvalidArgumentError(absl::StrCat(field, ": ", text.status().message()));
     std::vector<absl::string_view> words =
         absl::StrSplit(absl::StripAsciiWhitespace(*text), ' ', absl::SkipEmpty());
     if (words.size() != 2 || words[0] != "ps-data-key" || words[1].size() != 64) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ": '", path, "' is not a key file (one line: ps-data-key, then 64 hex digits; "
-          "`psctl keygen DIR` writes DIR/data.key)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": '", path,
+                       "' is not a key file (one line: ps-data-key, then 64 hex digits; "
+                       "`psctl keygen DIR` writes DIR/data.key)"));
     }
     key = absl::HexStringToBytes(words[1]);
   }
@@ -94,7 +96,8 @@ std::string Seal(const std::string& contents) {
   EVP_EncryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(kEncMagic),
                     sizeof(kEncMagic));
   EVP_EncryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data() + head), &len,
-                    reinterpret_cast<const unsigned char*>(contents.data()), static_cast<int>(contents.size()));
+                    reinterpret_cast<const unsigned char*>(contents.data()),
+                    static_cast<int>(contents.size()));
   EVP_EncryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data() + head + len), &len);
   EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTag,
                       reinterpret_cast<unsigned char*>(out.data() + head + contents.size()));
@@ -105,12 +108,14 @@ absl::StatusOr<std::string> Unseal(const std::string& path, const std::string& b
   const auto lost = [&](const std::string& why) {
     return absl::DataLossError(absl::StrCat(path, ": ", why));
   };
-  if (bytes.size() >= sizeof(kEncMagic) + kIv + kTag && std::memcmp(bytes.data(), kEncMagic, 8) == 0) {
+  if (bytes.size() >= sizeof(kEncMagic) + kIv + kTag &&
+      std::memcmp(bytes.data(), kEncMagic, 8) == 0) {
     const std::string key = Key();
     if (key.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          path, ": the file is encrypted; give its key (security.encryption_key_file, or "
-                "--encryption_key_file)"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(path,
+                       ": the file is encrypted; give its key (security.encryption_key_file, or "
+                       "--encryption_key_file)"));
     }
     const size_t n = bytes.size() - sizeof(kEncMagic) - kIv - kTag;
     const auto* iv = reinterpret_cast<const unsigned char*>(bytes.data() + sizeof(kEncMagic));
@@ -126,7 +131,8 @@ absl::StatusOr<std::string> Unseal(const std::string& path, const std::string& b
                       static_cast<int>(n));
     std::string tag(bytes.data() + bytes.size() - kTag, kTag);
     EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTag, tag.data());
-    if (EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data() + len), &len) != 1) {
+    if (EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data() + len), &len) !=
+        1) {
       return lost("the file does not decrypt with this key (corrupt, or written with another key)");
     }
     return out;

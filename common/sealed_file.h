@@ -15,8 +15,8 @@
 #include <cstdint>
 #include <string>
 
-#include "absl/status/status.h"
 #include "absl/flags/declare.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 // The key file of tools that read models and checkpoints (ps_model, ps_predict).

@@ -4,20 +4,20 @@
 #include <cmath>
 #include <filesystem>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/audit.h"
-#include "common/file_util.h"
-#include "common/sealed_file.h"
 #include "common/config.h"
+#include "common/file_util.h"
 #include "common/model_io.h"
 #include "common/privacy.h"
 #include "common/report.h"
 #include "common/rpc.h"
+#include "common/sealed_file.h"
 #include "common/tables.h"
 #include "proto/ps.grpc.pb.h"
 #include "spdlog/spdlog.h"
@@ -655,8 +655,9 @@ void SchedulerCore::WorkerDiedLocked(Node& node, absl::Duration silent,
   spdlog::warn("worker {} sent no heartbeat for {}: the job goes on with {} worker{} (map version {})",
                node.rank, absl::FormatDuration(silent), live->size(), live->size() == 1 ? "" : "s",
                view_.version());
-  Audit("member_dead", {{"role", "worker"}, {"rank", absl::StrCat(node.rank)},
-                        {"node_id", absl::StrCat(node.id)}});
+  Audit(
+      "member_dead",
+      {{"role", "worker"}, {"rank", absl::StrCat(node.rank)}, {"node_id", absl::StrCat(node.id)}});
   // Barriers stop waiting for it.
   for (auto& [name, b] : barriers_) {
     std::vector<BarrierDone> now_ready;
@@ -1433,7 +1434,8 @@ std::string SchedulerCore::MetricsJsonLocked(double wall_seconds, uint64_t keys,
   }
   const config::PrivacySection& privacy = job_.privacy();
   if (privacy.dp_sgd() && !history_.empty()) {
-    absl::StrAppend(&out, "  \"privacy\": {\"epsilon\": ", absl::StrFormat("%.4f", EpsilonAfterLocked(history_.back().epoch)),
+    absl::StrAppend(&out, "  \"privacy\": {\"epsilon\": ",
+                    absl::StrFormat("%.4f", EpsilonAfterLocked(history_.back().epoch)),
                     ", \"delta\": ", absl::StrFormat("%g", privacy.delta()),
                     ", \"noise_multiplier\": ", absl::StrFormat("%g", privacy.noise_multiplier()),
                     ", \"clip_norm\": ", absl::StrFormat("%g", privacy.clip_norm()),
@@ -1446,7 +1448,9 @@ std::string SchedulerCore::MetricsJsonLocked(double wall_seconds, uint64_t keys,
                     ", \"seconds\": ", absl::StrFormat("%.3f", r.seconds),
                     ", \"train_loss\": ", absl::StrFormat("%.6f", r.train_loss),
                     ", \"worker_samples\": [", absl::StrJoin(r.worker_samples, ", "), "]");
-    if (privacy.dp_sgd()) absl::StrAppend(&out, ", \"epsilon\": ", absl::StrFormat("%.4f", EpsilonAfterLocked(r.epoch)));
+    if (privacy.dp_sgd())
+      absl::StrAppend(&out,
+                      ", \"epsilon\": ", absl::StrFormat("%.4f", EpsilonAfterLocked(r.epoch)));
     if (r.has_validation) absl::StrAppend(&out, ", \"validation\": ", r.validation.json);
     if (!r.test.json.empty()) absl::StrAppend(&out, ", \"test\": ", r.test.json);
     absl::StrAppend(&out, "}");
@@ -1485,9 +1489,10 @@ void SchedulerCore::WriteReportLocked(double wall_seconds) const {
   }
   if (job_.privacy().dp_sgd() && !history_.empty()) {
     report.summary.emplace_back(
-        "privacy", absl::StrFormat("DP-SGD: epsilon %.3f at delta %g (noise multiplier %g, clip norm %g)",
-                                   EpsilonAfterLocked(history_.back().epoch), job_.privacy().delta(),
-                                   job_.privacy().noise_multiplier(), job_.privacy().clip_norm()));
+        "privacy",
+        absl::StrFormat("DP-SGD: epsilon %.3f at delta %g (noise multiplier %g, clip norm %g)",
+                        EpsilonAfterLocked(history_.back().epoch), job_.privacy().delta(),
+                        job_.privacy().noise_multiplier(), job_.privacy().clip_norm()));
   }
   // Learning curves: loss, then the task's main metric, per epoch.
   const bool regression = TaskOf(job_.model()) == Task::kRegression;

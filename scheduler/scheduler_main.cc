@@ -95,7 +95,8 @@ int Run(const std::vector<std::string>& overrides) {
   }
 
   // Security: TLS (flags, else security.tls), then the job secret.
-  if (absl::Status s = SetTransportSecurityFromFlags(); !s.ok()) return Fatal(std::string(s.message()));
+  if (absl::Status s = SetTransportSecurityFromFlags(); !s.ok())
+    return Fatal(std::string(s.message()));
   if (!TransportIsTls() && !job->security().tls().cert().empty()) {
     if (absl::Status s = SetTransportSecurity(TlsFilesForRole(job->security().tls(), "scheduler"));
         !s.ok()) {
@@ -104,8 +105,9 @@ int Run(const std::vector<std::string>& overrides) {
   }
   std::unique_ptr<TicketSigner> signer;
   if (job->security().insecure()) {
-    spdlog::warn("security.insecure is set: calls without a credential are accepted; anyone who "
-                 "reaches this job's ports can push, pull, save or drain");
+    spdlog::warn(
+        "security.insecure is set: calls without a credential are accepted; anyone who "
+        "reaches this job's ports can push, pull, save or drain");
   } else {
     const std::string token_path = TokenFileFromFlags();
     if (token_path.empty()) {
@@ -166,7 +168,8 @@ int Run(const std::vector<std::string>& overrides) {
   }
   SchedulerService service(&core, signer.get(), job->security());
   std::unique_ptr<Monitoring::Collection> refusal_metrics;
-  if (monitoring != nullptr) refusal_metrics = ExportRefusals(&service.authorizer(), "scheduler", monitoring);
+  if (monitoring != nullptr)
+    refusal_metrics = ExportRefusals(&service.authorizer(), "scheduler", monitoring);
   ServerLimits limits = ServerLimitsFromFlags();
   limits.max_message_bytes = job->security().limits().max_message_bytes();
   limits.max_streams_per_peer = job->security().limits().max_streams_per_peer();

@@ -1,7 +1,7 @@
 #include "scheduler/scheduler_service.h"
 
-#include "absl/time/clock.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/audit.h"
 #include "common/rpc.h"
 
@@ -38,16 +38,17 @@ constexpr rpc::Principal kScheduler = rpc::PRINCIPAL_SCHEDULER;
 }  // namespace
 
 // Checks the caller of this handler; finishes the call when refused.
-#define PS_AUTHORIZE(method, bind, id, ...)                                            \
-  Caller caller;                                                                       \
+#define PS_AUTHORIZE(method, bind, id, ...)                                              \
+  Caller caller;                                                                         \
   if (grpc::Status denied = auth_.Check(*ctx, method, {__VA_ARGS__}, bind, id, &caller); \
-      !denied.ok()) {                                                                  \
-    return Refused(ctx, denied);                                                       \
+      !denied.ok()) {                                                                    \
+    return Refused(ctx, denied);                                                         \
   }
 
 SchedulerService::SchedulerService(SchedulerCore* core, const TicketSigner* signer,
                                    const config::SecuritySection& security)
-    : core_(core), signer_(signer),
+    : core_(core),
+      signer_(signer),
       registrations_per_minute_(security.limits().registrations_per_minute()) {
   if (signer == nullptr) {
     auth_.SetInsecure();
@@ -84,9 +85,10 @@ grpc::ServerUnaryReactor* SchedulerService::Register(grpc::CallbackServerContext
   if (!AdmitRegistration(absl::Now())) {
     Caller caller;
     caller.principal = wanted;
-    return Refused(ctx, auth_.Refuse(*ctx, "Register", caller, grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                     absl::StrCat("more than security.limits.registrations_per_minute (",
-                                                  registrations_per_minute_, ") registrations in a minute")));
+    return Refused(
+        ctx, auth_.Refuse(*ctx, "Register", caller, grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          absl::StrCat("more than security.limits.registrations_per_minute (",
+                                       registrations_per_minute_, ") registrations in a minute")));
   }
   auto registered = core_->Register(*req);
   if (registered.ok() && signer_ != nullptr) {
@@ -178,7 +180,8 @@ grpc::ServerUnaryReactor* SchedulerService::Drain(grpc::CallbackServerContext* c
                                                   const rpc::DrainRequest* req,
                                                   rpc::DrainResponse* resp) {
   PS_AUTHORIZE("Drain", Bind::kNone, 0, kAdmin);
-  Audit("drain_requested", {{"server_rank", absl::StrCat(req->server_rank())}, {"by", caller.peer}});
+  Audit("drain_requested",
+        {{"server_rank", absl::StrCat(req->server_rank())}, {"by", caller.peer}});
   auto left = core_->Drain(req->server_rank());
   if (left.ok()) resp->set_partitions_left(*left);
   return FinishWith(ctx, left.status());

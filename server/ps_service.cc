@@ -31,15 +31,16 @@ ServerCore* PsService::Admit(grpc::CallbackServerContext* ctx, grpc::ServerUnary
   return core;
 }
 
-grpc::Status PsService::CheckSlices(grpc::CallbackServerContext* ctx, const char* method, size_t bytes,
-                                    const google::protobuf::RepeatedPtrField<rpc::TableSlice>& slices,
-                                    bool with_values) {
+grpc::Status PsService::CheckSlices(
+    grpc::CallbackServerContext* ctx, const char* method, size_t bytes,
+    const google::protobuf::RepeatedPtrField<rpc::TableSlice>& slices, bool with_values) {
   Caller caller;
   caller.peer = ctx->peer();
   if (bytes > static_cast<size_t>(limits_.max_message_bytes())) {
-    return auth_.Refuse(*ctx, method, caller, grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        absl::StrCat("the request is ", bytes, " bytes; security.limits.max_message_bytes is ",
-                                     limits_.max_message_bytes()));
+    return auth_.Refuse(
+        *ctx, method, caller, grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("the request is ", bytes, " bytes; security.limits.max_message_bytes is ",
+                     limits_.max_message_bytes()));
   }
   if (slices.size() > limits_.max_tables_per_request()) {
     return auth_.Refuse(*ctx, method, caller, grpc::StatusCode::RESOURCE_EXHAUSTED,
@@ -52,16 +53,18 @@ grpc::Status PsService::CheckSlices(grpc::CallbackServerContext* ctx, const char
     keys += slice.keys_size();
     if (with_values && static_cast<int64_t>(slice.values_size()) >
                            static_cast<int64_t>(slice.keys_size()) * limits_.max_values_per_key()) {
-      return auth_.Refuse(*ctx, method, caller, grpc::StatusCode::INVALID_ARGUMENT,
-                          absl::StrCat("table ", slice.table(), ": ", slice.values_size(), " values for ",
-                                       slice.keys_size(), " keys; security.limits.max_values_per_key is ",
-                                       limits_.max_values_per_key()));
+      return auth_.Refuse(
+          *ctx, method, caller, grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("table ", slice.table(), ": ", slice.values_size(), " values for ",
+                       slice.keys_size(), " keys; security.limits.max_values_per_key is ",
+                       limits_.max_values_per_key()));
     }
   }
   if (keys > limits_.max_keys_per_request()) {
-    return auth_.Refuse(*ctx, method, caller, grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        absl::StrCat("the request has ", keys, " keys; security.limits.max_keys_per_request is ",
-                                     limits_.max_keys_per_request()));
+    return auth_.Refuse(
+        *ctx, method, caller, grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("the request has ", keys, " keys; security.limits.max_keys_per_request is ",
+                     limits_.max_keys_per_request()));
   }
   return grpc::Status::OK;
 }
@@ -81,7 +84,8 @@ grpc::ServerUnaryReactor* PsService::Push(grpc::CallbackServerContext* ctx,
   auto* reactor = ctx->DefaultReactor();
   ServerCore* core = Admit(ctx, reactor, "Push", {kWorker}, Bind::kWorkerRank, req->worker());
   if (core == nullptr) return reactor;
-  if (grpc::Status s = CheckSlices(ctx, "Push", req->ByteSizeLong(), req->slices(), true); !s.ok()) {
+  if (grpc::Status s = CheckSlices(ctx, "Push", req->ByteSizeLong(), req->slices(), true);
+      !s.ok()) {
     reactor->Finish(s);
     return reactor;
   }
@@ -94,7 +98,8 @@ grpc::ServerUnaryReactor* PsService::Pull(grpc::CallbackServerContext* ctx,
   auto* reactor = ctx->DefaultReactor();
   ServerCore* core = Admit(ctx, reactor, "Pull", {kWorker}, Bind::kWorkerRank, req->worker());
   if (core == nullptr) return reactor;
-  if (grpc::Status s = CheckSlices(ctx, "Pull", req->ByteSizeLong(), req->slices(), false); !s.ok()) {
+  if (grpc::Status s = CheckSlices(ctx, "Pull", req->ByteSizeLong(), req->slices(), false);
+      !s.ok()) {
     reactor->Finish(s);
     return reactor;
   }
@@ -137,7 +142,8 @@ grpc::ServerUnaryReactor* PsService::WorkerClock(grpc::CallbackServerContext* ct
                                                  const rpc::WorkerClockRequest* req,
                                                  rpc::WorkerClockResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  ServerCore* core = Admit(ctx, reactor, "WorkerClock", {kWorker}, Bind::kWorkerRank, req->worker());
+  ServerCore* core =
+      Admit(ctx, reactor, "WorkerClock", {kWorker}, Bind::kWorkerRank, req->worker());
   if (core == nullptr) return reactor;
   resp->set_next_clock(core->WorkerClock(req->worker()));
   reactor->Finish(grpc::Status::OK);

@@ -10,8 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/checkpoint.h"
 #include "common/file_util.h"
-#include "common/paths.h"
 #include "common/partitioning.h"
+#include "common/paths.h"
 #include "spdlog/spdlog.h"
 
 namespace ps {

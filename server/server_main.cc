@@ -63,7 +63,8 @@ int Run() {
   if (!monitoring.ok()) return Fatal(std::string(monitoring.status().message()));
   PsService service;
   if (*monitoring != nullptr) ObserveRequests(&service, monitoring->get());
-  auto running = StartGrpcServer(host, absl::GetFlag(FLAGS_port), {&service}, ServerLimitsFromFlags());
+  auto running =
+      StartGrpcServer(host, absl::GetFlag(FLAGS_port), {&service}, ServerLimitsFromFlags());
   if (!running.ok()) return Fatal(std::string(running.status().message()));
   auto advertised =
       AdvertisedAddress(absl::GetFlag(FLAGS_advertise), host, running->port, connect_timeout);
@@ -100,7 +101,8 @@ int Run() {
     service.authorizer().SetVerifier(std::move(*verifier));
     if (TransportIsMutualTls()) service.authorizer().SetMutualTls();
   }
-  const std::string who = absl::StrCat(standby ? "standby " : "", "server rank ", registered->rank());
+  const std::string who =
+      absl::StrCat(standby ? "standby " : "", "server rank ", registered->rank());
   if (absl::Status s = OpenAuditLog(job.job().output_dir() + "/audit.log", who); !s.ok()) {
     spdlog::warn("{}", std::string(s.message()));  // e.g. no shared output folder on this host
   }

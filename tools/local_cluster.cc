@@ -3,7 +3,6 @@
 #include <sys/stat.h>
 
 #include <filesystem>
-
 #include <iostream>
 #include <map>
 
@@ -30,16 +29,19 @@ absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalCluste
   const bool remote = !options.hosts.empty();
   // Flags every process gets: the log format, TLS, the message limit.
   std::vector<std::string> common_flags = options.member_flags;
-  common_flags.push_back(absl::StrCat("--max_message_bytes=", job.security().limits().max_message_bytes()));
+  common_flags.push_back(
+      absl::StrCat("--max_message_bytes=", job.security().limits().max_message_bytes()));
   // Each process's own flags: its role's token file and certificate.
   auto role_flags = [&](const std::string& role) {
     std::vector<std::string> flags;
     if (!auth_dir_.empty()) {
-      flags.push_back(absl::StrCat("--token_file=", auth_dir_, "/", role == "scheduler" ? "job" : role, ".token"));
+      flags.push_back(absl::StrCat("--token_file=", auth_dir_, "/",
+                                   role == "scheduler" ? "job" : role, ".token"));
     }
     if (!job.security().tls().cert().empty()) {
       const TlsFiles tls = TlsFilesForRole(job.security().tls(), role);
-      flags.insert(flags.end(), {"--tls_ca=" + tls.ca, "--tls_cert=" + tls.cert, "--tls_key=" + tls.key});
+      flags.insert(flags.end(),
+                   {"--tls_ca=" + tls.ca, "--tls_cert=" + tls.cert, "--tls_key=" + tls.key});
       if (tls.mutual) flags.push_back("--tls_mutual");
     }
     return flags;
@@ -50,8 +52,9 @@ absl::Status LocalCluster::Start(const config::JobConfig& job, const LocalCluste
     const std::filesystem::path logs = std::filesystem::absolute(options.log_dir, ec);
     auth_dir_ = (logs.lexically_normal().parent_path() / "auth").string();
     if (!logs.has_filename()) auth_dir_ = (logs.parent_path().parent_path() / "auth").string();
-    absl::Status made = options.token_file.empty() ? WriteTokenFiles(auth_dir_)
-                                                   : WriteTokenFilesFrom(options.token_file, auth_dir_);
+    absl::Status made = options.token_file.empty()
+                            ? WriteTokenFiles(auth_dir_)
+                            : WriteTokenFilesFrom(options.token_file, auth_dir_);
     if (!made.ok()) return made;
   }
   ChildSpec scheduler{"scheduler",

@@ -19,7 +19,6 @@
 //       http://127.0.0.1:$PS_METRICS_PORT/healthz, a process's health
 //       endpoint) answers 200, else 1: the container image's HEALTHCHECK.
 #include <curl/curl.h>
-
 #include <sys/stat.h>
 
 #include <cstdlib>
@@ -198,12 +197,14 @@ int main(int argc, char** argv) {
       "psctl keygen DIR; psctl health [URL]");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   const std::string usage =
-      "usage: psctl --scheduler=HOST:PORT [--token_file=job.token] status | checkpoint | drain SERVER_RANK\n"
+      "usage: psctl --scheduler=HOST:PORT [--token_file=job.token] status | checkpoint | drain "
+      "SERVER_RANK\n"
       "       psctl keygen DIR\n"
       "       psctl health [URL]";
   if (args.size() == 3 && std::string(args[1]) == "keygen") {
     umask(077);
-    if (absl::Status s = ps::WriteTokenFiles(args[2]); !s.ok()) return ps::Fatal(std::string(s.message()));
+    if (absl::Status s = ps::WriteTokenFiles(args[2]); !s.ok())
+      return ps::Fatal(std::string(s.message()));
     std::cout << "psctl: wrote " << args[2] << "/job.token (scheduler, psctl), " << args[2]
               << "/server.token and " << args[2] << "/worker.token" << std::endl;
     return 0;
@@ -220,7 +221,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (absl::GetFlag(FLAGS_scheduler).empty()) return ps::Fatal("--scheduler is required");
-  if (absl::Status s = ps::SetTransportSecurityFromFlags(); !s.ok()) return ps::Fatal(std::string(s.message()));
+  if (absl::Status s = ps::SetTransportSecurityFromFlags(); !s.ok())
+    return ps::Fatal(std::string(s.message()));
   if (const std::string token = ps::TokenFileFromFlags(); !token.empty()) {
     auto loaded = ps::LoadProcessCredentials(token, ps::rpc::PRINCIPAL_ADMIN);
     if (!loaded.ok()) return ps::Fatal(std::string(loaded.status().message()));

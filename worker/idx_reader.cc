@@ -86,9 +86,11 @@ absl::StatusOr<Dataset> ReadIdx(const std::string& images_path, const std::strin
 absl::StatusOr<Dataset> ParseIdxPair(const std::string& image_bytes, const std::string& images_path,
                                      const std::string& label_bytes, const std::string& labels_path,
                                      const IdxOptions& options) {
-  absl::StatusOr<IdxArray> images = ParseIdx(image_bytes, images_path, kImagesMagic, "images", "pixel");
+  absl::StatusOr<IdxArray> images =
+      ParseIdx(image_bytes, images_path, kImagesMagic, "images", "pixel");
   if (!images.ok()) return images.status();
-  absl::StatusOr<IdxArray> labels = ParseIdx(label_bytes, labels_path, kLabelsMagic, "labels", "label");
+  absl::StatusOr<IdxArray> labels =
+      ParseIdx(label_bytes, labels_path, kLabelsMagic, "labels", "label");
   if (!labels.ok()) return labels.status();
 
   const uint64_t num_images = images->dims[0];

@@ -1,7 +1,5 @@
 #include "worker/libsvm_reader.h"
 
-#include "worker/data_file.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "worker/data_file.h"
 
 namespace ps {
 namespace {

@@ -113,15 +113,17 @@ absl::StatusOr<double> Trainer::Step(absl::Span<const uint64_t> rows, int64_t cl
   return loss;
 }
 
-double Trainer::PrivateGradient(absl::Span<const uint64_t> rows, const std::vector<TableKeys>& params,
-                                std::vector<TableKeys>* grads, uint64_t seed) {
+double Trainer::PrivateGradient(absl::Span<const uint64_t> rows,
+                                const std::vector<TableKeys>& params, std::vector<TableKeys>* grads,
+                                uint64_t seed) {
   const double clip = job_.privacy().clip_norm();
   *grads = params;
   for (TableKeys& t : *grads) std::fill(t.values.begin(), t.values.end(), 0.0f);
   double loss = 0;
   std::vector<TableKeys> one;
   for (size_t i = 0; i < rows.size(); ++i) {
-    loss += model_->Gradient(train_, rows.subspan(i, 1), class_weights_, params, &one, seed ^ Mix64(rows[i]));
+    loss += model_->Gradient(train_, rows.subspan(i, 1), class_weights_, params, &one,
+                             seed ^ Mix64(rows[i]));
     double norm2 = 0;
     for (const TableKeys& t : one) {
       for (float v : t.values) norm2 += static_cast<double>(v) * v;
@@ -130,7 +132,8 @@ double Trainer::PrivateGradient(absl::Span<const uint64_t> rows, const std::vect
     const float scale = norm > clip ? static_cast<float>(clip / norm) : 1.0f;
     for (size_t t = 0; t < one.size() && t < grads->size(); ++t) {
       std::vector<float>& sum = (*grads)[t].values;
-      for (size_t j = 0; j < one[t].values.size() && j < sum.size(); ++j) sum[j] += scale * one[t].values[j];
+      for (size_t j = 0; j < one[t].values.size() && j < sum.size(); ++j)
+        sum[j] += scale * one[t].values[j];
     }
   }
   // Gaussian noise of noise_multiplier * clip_norm on every coordinate of the sum.

@@ -111,7 +111,8 @@ class Trainer {
   const std::unique_ptr<Model> model_;
   std::vector<uint64_t> train_rows_, validation_rows_;
   std::vector<float> class_weights_;
-  std::mt19937_64 dp_noise_{std::random_device{}()};  // seeded unpredictably: the noise must not be known
+  std::mt19937_64 dp_noise_{
+      std::random_device{}()};  // seeded unpredictably: the noise must not be known
   int start_epoch_ = 0;
   int64_t start_clock_ = 0;
   Progress progress_;

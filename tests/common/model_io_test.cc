@@ -4,7 +4,6 @@
 #include <fstream>
 
 #include "common/sealed_file.h"
-
 #include "gtest/gtest.h"
 
 namespace ps {
@@ -117,7 +116,8 @@ TEST(ModelIoIntegrity, SizesInAPartAreCheckedAgainstItsBytes) {
   Spit(path, Seal(forged));
   auto model = ReadModel(dir);
   ASSERT_FALSE(model.ok());
-  EXPECT_NE(model.status().message().find("claims 68719476736 rows"), std::string::npos) << model.status();
+  EXPECT_NE(model.status().message().find("claims 68719476736 rows"), std::string::npos)
+      << model.status();
 }
 
 TEST(SealedFile, EncryptedFilesNeedTheirKeyAndDetectTampering) {

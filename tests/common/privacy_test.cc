@@ -21,7 +21,8 @@ TEST(Privacy, FullBatchIsTheGaussianMechanism) {
 TEST(Privacy, OrderTwoMatchesItsClosedForm) {
   const double q = 0.01, sigma = 1.3;
   EXPECT_NEAR(SampledGaussianRdp(q, sigma, 2),
-              std::log((1 - q) * (1 - q) + 2 * q * (1 - q) + q * q * std::exp(1 / (sigma * sigma))), 1e-12);
+              std::log((1 - q) * (1 - q) + 2 * q * (1 - q) + q * q * std::exp(1 / (sigma * sigma))),
+              1e-12);
 }
 
 // The figure the DP-SGD literature quotes for MNIST (Abadi et al. 2016; TF

@@ -27,7 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   while (at + 2 <= size) {
     const uint8_t method = data[at], len = data[at + 1];
     at += 2;
-    const std::string bytes(reinterpret_cast<const char*>(data + at), std::min<size_t>(len, size - at));
+    const std::string bytes(reinterpret_cast<const char*>(data + at),
+                            std::min<size_t>(len, size - at));
     at += bytes.size();
     switch (method % 9) {
       case 0: {

@@ -11,7 +11,9 @@ namespace {
 
 ps::config::JobConfig Job(uint8_t mode) {
   ps::config::JobConfig job;
-  job.mutable_job()->set_mode(mode % 3 == 0 ? ps::config::BSP : mode % 3 == 1 ? ps::config::SSP : ps::config::ASP);
+  job.mutable_job()->set_mode(mode % 3 == 0   ? ps::config::BSP
+                              : mode % 3 == 1 ? ps::config::SSP
+                                              : ps::config::ASP);
   job.mutable_job()->set_output_dir("/tmp/fuzz-server-rpc");
   job.mutable_cluster()->set_num_partitions(4);
   job.mutable_model()->set_num_features(64);

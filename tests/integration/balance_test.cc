@@ -181,10 +181,10 @@ TEST(Balance, AServerJoiningARunningJobReceivesPartitions) {
 TEST(Balance, DrainedServerCanBeKilledWithoutAFailover) {
   CountJob job;
   job.Start(3, 2, 8, {});
-  auto drain = testing::RunCommand(
-      {BinDir() + "/psctl", "--scheduler", job.scheduler, "--token_file=" + job.out + "/job/auth/job.token",
-       "drain", "0"},
-      absl::Seconds(60));
+  auto drain =
+      testing::RunCommand({BinDir() + "/psctl", "--scheduler", job.scheduler,
+                           "--token_file=" + job.out + "/job/auth/job.token", "drain", "0"},
+                          absl::Seconds(60));
   ASSERT_EQ(drain.exit_code, 0) << drain.output;
   EXPECT_THAT(drain.output, HasSubstr("is drained"));
   auto s = job.Status();

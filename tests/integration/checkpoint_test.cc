@@ -205,9 +205,14 @@ TEST(SchedulerRestart, AKilledSchedulerRestoredOnItsPortFinishesTheJobWithTheSam
 
   // The job started by hand, so the scheduler can die alone.
   const std::string out = NewTempDir("restart");
-  std::vector<std::string> scheduler = {
-      BinDir() + "/ps_scheduler", "--config", config, "--host", "127.0.0.1", "--set",
-      "job.output_dir=" + out, testing::TokenFlag("scheduler")};
+  std::vector<std::string> scheduler = {BinDir() + "/ps_scheduler",
+                                        "--config",
+                                        config,
+                                        "--host",
+                                        "127.0.0.1",
+                                        "--set",
+                                        "job.output_dir=" + out,
+                                        testing::TokenFlag("scheduler")};
   for (const std::string& s : Sets(sets)) scheduler.push_back(s);
   ProcessGroup group;
   std::vector<std::string> first = scheduler;
@@ -218,11 +223,12 @@ TEST(SchedulerRestart, AKilledSchedulerRestoredOnItsPortFinishesTheJobWithTheSam
   ASSERT_TRUE(port.ok()) << port.status();
   const std::string address = absl::StrCat("127.0.0.1:", *port);
   for (int i = 0; i < 2; ++i) {
-    ASSERT_TRUE(group
-                    .Spawn({absl::StrCat("server-", i),
-                            {BinDir() + "/ps_server", "--scheduler", address, testing::TokenFlag("server")},
-                            absl::StrCat(out, "/server-", i, ".log")})
-                    .ok());
+    ASSERT_TRUE(
+        group
+            .Spawn({absl::StrCat("server-", i),
+                    {BinDir() + "/ps_server", "--scheduler", address, testing::TokenFlag("server")},
+                    absl::StrCat(out, "/server-", i, ".log")})
+            .ok());
   }
   for (int i = 0; i < 2; ++i) {
     std::vector<std::string> argv = {BinDir() + "/ps_worker", "--scheduler", address,

@@ -259,7 +259,8 @@ TEST(ProbeDefects, MissingCsvCellsTrainWithTheDefaultFillZero) {
   }
   WriteFile(dir + "/train.csv", csv);
   WriteFile(dir + "/job.yaml",
-            GoodConfig(dir, dir + "/train.csv", "  format: csv\n  label_column: y\n", "model:\n  num_features: 2\n"));
+            GoodConfig(dir, dir + "/train.csv", "  format: csv\n  label_column: y\n",
+                       "model:\n  num_features: 2\n"));
   auto r = RunCommand({BinDir() + "/ps_launch", "--config", dir + "/job.yaml"}, absl::Seconds(120));
   EXPECT_EQ(r.exit_code, 0) << r.output;
 }
@@ -277,11 +278,13 @@ TEST(ProbeDefects, AWorkersErrorThatIsNotUtf8ReachesTheScheduler) {
 TEST(ProbeDefects, BadSizesAndEndlessFilesAreErrorsNotCrashes) {
   const std::string dir = NewTempDir("probe");
   // A negative layer: a config error naming the line, not a worker abort.
-  WriteFile(dir + "/mlp.yaml", GoodConfig(dir, SourceDir() + "/data/spambase/train.libsvm", "",
-                                          "model:\n  type: mlp\n  num_features: 57\n  hidden_units: [-5]\n"));
+  WriteFile(dir + "/mlp.yaml",
+            GoodConfig(dir, SourceDir() + "/data/spambase/train.libsvm", "",
+                       "model:\n  type: mlp\n  num_features: 57\n  hidden_units: [-5]\n"));
   auto r = RunCommand({BinDir() + "/ps_launch", "--config", dir + "/mlp.yaml"}, kTimeout);
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_THAT(r.output, HasSubstr(dir + "/mlp.yaml:11: model.hidden_units[0]: must be >= 1, got -5"));
+  EXPECT_THAT(r.output,
+              HasSubstr(dir + "/mlp.yaml:11: model.hidden_units[0]: must be >= 1, got -5"));
   // /dev/zero as the config or the data: refused at once, not read forever.
   r = RunCommand({BinDir() + "/ps_launch", "--config", "/dev/zero"}, kTimeout);
   EXPECT_NE(r.exit_code, 0);
@@ -293,9 +296,10 @@ TEST(ProbeDefects, BadSizesAndEndlessFilesAreErrorsNotCrashes) {
   // An empty state file: --restore says so instead of waiting forever.
   ASSERT_EQ(mkdir((dir + "/out-restore").c_str(), 0700), 0);
   WriteFile(dir + "/out-restore/scheduler.state", "");
-  r = RunCommand({BinDir() + "/ps_scheduler", "--config", SourceDir() + "/examples/spambase_lr.yaml",
-                  "--set", "job.output_dir=" + dir + "/out-restore", "--restore", testing::TokenFlag("scheduler")},
-                 kTimeout);
+  r = RunCommand(
+      {BinDir() + "/ps_scheduler", "--config", SourceDir() + "/examples/spambase_lr.yaml", "--set",
+       "job.output_dir=" + dir + "/out-restore", "--restore", testing::TokenFlag("scheduler")},
+      kTimeout);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr(dir + "/out-restore/scheduler.state: the file is empty"));
 }

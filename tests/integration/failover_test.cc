@@ -11,6 +11,7 @@
 #include <iostream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/model_io.h"
@@ -291,8 +292,21 @@ data:
     return true;
   };
   int kills = 0;
+  std::string killed_address;  // of the last server killed
   for (int round = 0; round < 2; ++round) {
     const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    // The scheduler has seen the last kill (a new map), and then every
+    // partition is fully replicated again.
+    while (!killed_address.empty()) {
+      auto v = scheduler.GetView();
+      bool noticed = v.ok();
+      for (int i = 0; v.ok() && i < v->servers_size(); ++i) {
+        if (v->servers(i).address() == killed_address && !v->servers(i).dead()) noticed = false;
+      }
+      if (noticed) break;
+      ASSERT_LT(absl::Now(), deadline) << "the kill was not noticed";
+      absl::SleepFor(absl::Milliseconds(20));  // poll period, bounded by the deadline
+    }
     while (!fully_replicated()) {
       ASSERT_LT(absl::Now(), deadline) << "partitions stayed under-replicated";
       absl::SleepFor(absl::Milliseconds(20));  // poll period, bounded by the deadline
@@ -300,6 +314,16 @@ data:
     absl::SleepFor(absl::Seconds(1));  // let the count run between kills (not a synchronization)
     const std::vector<int> servers = testing::JobProcesses(address, "ps_server");
     ASSERT_GE(servers.size(), 2u);
+    const std::vector<int> ports = testing::ListeningPorts(servers[0]);
+    auto before = scheduler.GetView();
+    ASSERT_TRUE(before.ok()) << before.status();
+    killed_address.clear();
+    for (const rpc::ServerInfo& info : before->servers()) {
+      for (int port : ports) {
+        if (absl::EndsWith(info.address(), absl::StrCat(":", port))) killed_address = info.address();
+      }
+    }
+    ASSERT_FALSE(killed_address.empty()) << "server pid " << servers[0] << " is not in the map";
     ASSERT_EQ(kill(servers[0], SIGKILL), 0);
     ++kills;
     std::cout << "killed server pid " << servers[0] << std::endl;

@@ -6,9 +6,9 @@
 // the right code, audited, and changes nothing on the server (its counters,
 // its memory). The test is the job's one worker (with a real worker key).
 #include <grpcpp/generic/generic_stub.h>
+#include <sys/stat.h>
 
 #include <fstream>
-#include <sys/stat.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -53,7 +53,8 @@ int CountLines(const std::string& text, const std::vector<std::string>& needles)
     if (end == std::string::npos) end = text.size();
     const std::string_view line(text.data() + start, end - start);
     bool all = true;
-    for (const std::string& needle : needles) all = all && line.find(needle) != std::string_view::npos;
+    for (const std::string& needle : needles)
+      all = all && line.find(needle) != std::string_view::npos;
     n += all ? 1 : 0;
     start = end + 1;
   }
@@ -68,7 +69,8 @@ class SecurityTest : public ::testing::Test {
     WriteFile(config_path_, absl::StrCat(R"(job:
   name: security-test
   mode: asp
-  output_dir: )", dir_, R"(/out
+  output_dir: )",
+                                         dir_, R"(/out
 cluster:
   num_servers: 2
   num_workers: 1
@@ -80,7 +82,8 @@ optimizer:
   type: sgd
   learning_rate: 1
 data:
-  train_path: )", SourceDir(), R"(/data/spambase/train.libsvm
+  train_path: )",
+                                         SourceDir(), R"(/data/spambase/train.libsvm
 security:
   limits:
     max_message_bytes: 1048576
@@ -102,7 +105,8 @@ security:
     ASSERT_TRUE(signer.ok());
     signer_ = std::move(*signer);
     // This process is the job's worker, with the worker's key like ps_worker.
-    auto loaded = LoadProcessCredentials(cluster_.auth_dir() + "/worker.token", rpc::PRINCIPAL_WORKER);
+    auto loaded =
+        LoadProcessCredentials(cluster_.auth_dir() + "/worker.token", rpc::PRINCIPAL_WORKER);
     ASSERT_TRUE(loaded.ok()) << loaded.status();
     scheduler_ = std::make_unique<SchedulerClient>(cluster_.scheduler_address());
     rpc::RegisterRequest reg;
@@ -129,7 +133,8 @@ security:
 
   // Credentials carrying a ticket of `principal` signed with this job's key
   // (`foreign`: another job's).
-  std::shared_ptr<CallCredentials> As(rpc::Principal principal, int rank = 0, bool foreign = false) {
+  std::shared_ptr<CallCredentials> As(rpc::Principal principal, int rank = 0,
+                                      bool foreign = false) {
     rpc::TicketClaims claims;
     claims.set_principal(principal);
     claims.set_node_id(principal == rpc::PRINCIPAL_WORKER ? node_id_ : 0);
@@ -143,8 +148,10 @@ security:
     }
     return creds;
   }
-  std::unique_ptr<rpc::ParameterServer::Stub> Server(int rank, std::shared_ptr<CallCredentials> creds) {
-    return rpc::ParameterServer::NewStub(MakeChannel(view_.servers(rank).address(), std::move(creds)));
+  std::unique_ptr<rpc::ParameterServer::Stub> Server(int rank,
+                                                     std::shared_ptr<CallCredentials> creds) {
+    return rpc::ParameterServer::NewStub(
+        MakeChannel(view_.servers(rank).address(), std::move(creds)));
   }
   std::unique_ptr<rpc::Scheduler::Stub> Scheduler(std::shared_ptr<CallCredentials> creds) {
     return rpc::Scheduler::NewStub(MakeChannel(cluster_.scheduler_address(), std::move(creds)));
@@ -154,7 +161,8 @@ security:
     rpc::StatsResponse stats;
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineIn(absl::Seconds(10)));
-    EXPECT_TRUE(Server(rank, As(rpc::PRINCIPAL_ADMIN))->Stats(&ctx, rpc::StatsRequest(), &stats).ok());
+    EXPECT_TRUE(
+        Server(rank, As(rpc::PRINCIPAL_ADMIN))->Stats(&ctx, rpc::StatsRequest(), &stats).ok());
     return stats;
   }
 
@@ -195,20 +203,24 @@ security:
 
 TEST_F(SecurityTest, CallsWithoutAValidCredentialAreRefusedAuditedAndChangeNothing) {
   const rpc::StatsResponse before = Stats(0);
-  for (auto creds : {std::shared_ptr<CallCredentials>(), As(rpc::PRINCIPAL_WORKER, 0, /*foreign=*/true)}) {
+  for (auto creds :
+       {std::shared_ptr<CallCredentials>(), As(rpc::PRINCIPAL_WORKER, 0, /*foreign=*/true)}) {
     auto server = Server(0, creds);
-    EXPECT_EQ(Push(server.get(), PushOf(0, 3, 1e6f)).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(Push(server.get(), PushOf(0, 3, 1e6f)).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
     {
       grpc::ClientContext ctx;
       rpc::SaveModelRequest req;
       req.set_dir(dir_ + "/stolen");
       rpc::SaveModelResponse resp;
-      EXPECT_EQ(server->SaveModel(&ctx, req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+      EXPECT_EQ(server->SaveModel(&ctx, req, &resp).error_code(),
+                grpc::StatusCode::UNAUTHENTICATED);
     }
     {
       grpc::ClientContext ctx;
       rpc::StatsResponse resp;
-      EXPECT_EQ(server->Stats(&ctx, rpc::StatsRequest(), &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+      EXPECT_EQ(server->Stats(&ctx, rpc::StatsRequest(), &resp).error_code(),
+                grpc::StatusCode::UNAUTHENTICATED);
     }
     auto scheduler = Scheduler(creds);
     {
@@ -229,7 +241,8 @@ TEST_F(SecurityTest, CallsWithoutAValidCredentialAreRefusedAuditedAndChangeNothi
       req.set_role(rpc::SERVER);
       req.set_address("127.0.0.1:1");
       rpc::RegisterResponse resp;
-      EXPECT_EQ(scheduler->Register(&ctx, req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+      EXPECT_EQ(scheduler->Register(&ctx, req, &resp).error_code(),
+                grpc::StatusCode::UNAUTHENTICATED);
     }
   }
   // A bearer key that is not this job's.
@@ -247,20 +260,31 @@ TEST_F(SecurityTest, CallsWithoutAValidCredentialAreRefusedAuditedAndChangeNothi
   const rpc::StatsResponse after = Stats(0);
   EXPECT_EQ(after.pushes_applied(), before.pushes_applied());
   EXPECT_EQ(after.keys_stored(), before.keys_stored());
-  EXPECT_NE(access((dir_ + "/stolen").c_str(), F_OK), 0) << "SaveModel wrote for an anonymous caller";
+  EXPECT_NE(access((dir_ + "/stolen").c_str(), F_OK), 0)
+      << "SaveModel wrote for an anonymous caller";
   const std::string audit = Audit();
-  EXPECT_EQ(CountLines(audit, {"\"event\":\"refused\"", "\"method\":\"Push\"", "UNAUTHENTICATED"}), 2) << audit;
-  EXPECT_EQ(CountLines(audit, {"\"event\":\"refused\"", "\"method\":\"Register\"", "UNAUTHENTICATED"}), 3)
+  EXPECT_EQ(CountLines(audit, {"\"event\":\"refused\"", "\"method\":\"Push\"", "UNAUTHENTICATED"}),
+            2)
       << audit;
-  EXPECT_GE(CountLines(audit, {"\"event\":\"refused\"", "\"peer\":\"ipv4:127.0.0.1:"}), 13) << audit;
+  EXPECT_EQ(
+      CountLines(audit, {"\"event\":\"refused\"", "\"method\":\"Register\"", "UNAUTHENTICATED"}), 3)
+      << audit;
+  EXPECT_GE(CountLines(audit, {"\"event\":\"refused\"", "\"peer\":\"ipv4:127.0.0.1:"}), 13)
+      << audit;
   // ... and counted in /metrics.
-  const std::string log = ReadFile(dir_ + "/out/logs/server-0.log");
+  // The log of the process that is rank 0 (ranks go by registration order).
+  std::string log;
+  for (const char* name : {"server-0", "server-1"}) {
+    const std::string text = ReadFile(dir_ + "/out/logs/" + name + ".log");
+    if (absl::StrContains(text, "listening on " + view_.servers(0).address() + " ")) log = text;
+  }
   const size_t at = log.find("metrics on ");
   ASSERT_NE(at, std::string::npos) << log;
   const std::string address = log.substr(at + 11, log.find_first_of("\n ", at + 11) - at - 11);
-  auto scrape = RunCommand({"/usr/bin/curl", "-s", "http://" + address + "/metrics"}, absl::Seconds(30));
-  EXPECT_EQ(CountLines(scrape.output, {"ps_requests_refused_total{", "method=\"Push\"", "code=\"UNAUTHENTICATED\"",
-                                       "service=\"server\"", "} 2"}),
+  auto scrape =
+      RunCommand({"/usr/bin/curl", "-s", "http://" + address + "/metrics"}, absl::Seconds(30));
+  EXPECT_EQ(CountLines(scrape.output, {"ps_requests_refused_total{", "method=\"Push\"",
+                                       "code=\"UNAUTHENTICATED\"", "service=\"server\"", "} 2"}),
             1)
       << scrape.output.substr(scrape.output.find("ps_requests_refused_total"), 2000);
 }
@@ -273,21 +297,24 @@ TEST_F(SecurityTest, EachRoleMayCallOnlyItsMethodsAndOnlyForItsOwnRank) {
     grpc::ClientContext ctx;
     rpc::ReplicateRequest req;
     rpc::ReplicateResponse resp;
-    EXPECT_EQ(as_worker->Replicate(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(as_worker->Replicate(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
   }
   {
     grpc::ClientContext ctx;
     rpc::SaveModelRequest req;
     req.set_dir(dir_ + "/out/model");
     rpc::SaveModelResponse resp;
-    EXPECT_EQ(as_worker->SaveModel(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(as_worker->SaveModel(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
   }
   {
     grpc::ClientContext ctx;
     rpc::CheckpointRequest req;
     req.set_dir(dir_ + "/out/checkpoints/epoch-1");
     rpc::CheckpointResponse resp;
-    EXPECT_EQ(as_worker->Checkpoint(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(as_worker->Checkpoint(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
   }
   const grpc::Status other_rank = Push(as_worker.get(), PushOf(1, 3, 1e6f));
   EXPECT_EQ(other_rank.error_code(), grpc::StatusCode::PERMISSION_DENIED);
@@ -307,7 +334,8 @@ TEST_F(SecurityTest, EachRoleMayCallOnlyItsMethodsAndOnlyForItsOwnRank) {
     grpc::ClientContext ctx;
     rpc::DrainRequest req;
     rpc::DrainResponse resp;
-    EXPECT_EQ(scheduler_as_worker->Drain(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(scheduler_as_worker->Drain(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
   }
   {
     grpc::ClientContext ctx;
@@ -323,7 +351,8 @@ TEST_F(SecurityTest, EachRoleMayCallOnlyItsMethodsAndOnlyForItsOwnRank) {
     req.set_node_id(node_id_ + 1);  // a server's node
     req.set_message("forged");
     rpc::FailResponse resp;
-    EXPECT_EQ(scheduler_as_worker->Fail(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(scheduler_as_worker->Fail(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
   }
   // A server's credential may not push as a worker; a server's key may not
   // register a worker.
@@ -338,17 +367,19 @@ TEST_F(SecurityTest, EachRoleMayCallOnlyItsMethodsAndOnlyForItsOwnRank) {
     rpc::RegisterRequest req;
     req.set_role(rpc::WORKER);
     rpc::RegisterResponse resp;
-    EXPECT_EQ(Scheduler(creds)->Register(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(Scheduler(creds)->Register(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
   }
   // Even the scheduler's credential writes only to the job's directories.
   auto as_scheduler = Server(0, As(rpc::PRINCIPAL_SCHEDULER));
-  for (const std::string& dir : {dir_ + "/elsewhere", dir_ + "/out/model/../../elsewhere", dir_ + "/out/logs",
-                                 std::string("relative/model")}) {
+  for (const std::string& dir : {dir_ + "/elsewhere", dir_ + "/out/model/../../elsewhere",
+                                 dir_ + "/out/logs", std::string("relative/model")}) {
     grpc::ClientContext ctx;
     rpc::SaveModelRequest req;
     req.set_dir(dir);
     rpc::SaveModelResponse resp;
-    EXPECT_EQ(as_scheduler->SaveModel(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED)
+    EXPECT_EQ(as_scheduler->SaveModel(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED)
         << dir;
   }
   ASSERT_EQ(symlink(dir_.c_str(), (dir_ + "/out/checkpoints").c_str()), 0);
@@ -357,7 +388,8 @@ TEST_F(SecurityTest, EachRoleMayCallOnlyItsMethodsAndOnlyForItsOwnRank) {
     rpc::CheckpointRequest req;
     req.set_dir(dir_ + "/out/checkpoints/epoch-1");  // through a symlink out of the root
     rpc::CheckpointResponse resp;
-    EXPECT_EQ(as_scheduler->Checkpoint(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(as_scheduler->Checkpoint(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
   }
   EXPECT_NE(access((dir_ + "/elsewhere").c_str(), F_OK), 0);
   EXPECT_NE(access((dir_ + "/epoch-1").c_str(), F_OK), 0);
@@ -376,11 +408,17 @@ TEST_F(SecurityTest, EachRoleMayCallOnlyItsMethodsAndOnlyForItsOwnRank) {
   EXPECT_EQ(after.pushes_applied(), before.pushes_applied());
   EXPECT_EQ(after.keys_stored(), before.keys_stored());
   const std::string audit = Audit();
-  EXPECT_GE(CountLines(audit, {"\"event\":\"refused\"", "PERMISSION_DENIED", "\"principal\":\"worker\""}), 8)
+  EXPECT_GE(
+      CountLines(audit, {"\"event\":\"refused\"", "PERMISSION_DENIED", "\"principal\":\"worker\""}),
+      8)
       << audit;
-  EXPECT_EQ(CountLines(audit, {"\"method\":\"Push\"", "PERMISSION_DENIED", "\"principal\":\"server\""}), 1)
+  EXPECT_EQ(
+      CountLines(audit, {"\"method\":\"Push\"", "PERMISSION_DENIED", "\"principal\":\"server\""}),
+      1)
       << audit;
-  EXPECT_EQ(CountLines(audit, {"\"method\":\"SaveModel\"", "PERMISSION_DENIED", "\"principal\":\"scheduler\""}), 4)
+  EXPECT_EQ(CountLines(audit, {"\"method\":\"SaveModel\"", "PERMISSION_DENIED",
+                               "\"principal\":\"scheduler\""}),
+            4)
       << audit;
   // A legitimate push by this worker is applied.
   EXPECT_TRUE(Push(as_worker.get(), PushOf(0, 1, 0.5f)).ok());
@@ -389,13 +427,20 @@ TEST_F(SecurityTest, EachRoleMayCallOnlyItsMethodsAndOnlyForItsOwnRank) {
 
 TEST_F(SecurityTest, OversizedAndMalformedRequestsAreRefusedWithoutGrowingTheServer) {
   auto as_worker = Server(0, ProcessCredentials());
-  const int pid = cluster_.Pid("server-0");
+  // The process that is rank 0 (ranks go by registration order).
+  int pid = 0;
+  for (const char* name : {"server-0", "server-1"}) {
+    for (int port : testing::ListeningPorts(cluster_.Pid(name))) {
+      if (absl::EndsWith(view_.servers(0).address(), absl::StrCat(":", port))) pid = cluster_.Pid(name);
+    }
+  }
   ASSERT_GT(pid, 0);
   const long rss_before = RssKiB(pid);
   // More keys than security.limits.max_keys_per_request (1000).
   const grpc::Status many = Push(as_worker.get(), PushOf(0, 1001, 1.0f));
   EXPECT_EQ(many.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-  EXPECT_TRUE(absl::StrContains(many.error_message(), "max_keys_per_request")) << many.error_message();
+  EXPECT_TRUE(absl::StrContains(many.error_message(), "max_keys_per_request"))
+      << many.error_message();
   {
     rpc::PullRequest req;
     req.set_worker(0);
@@ -429,8 +474,8 @@ TEST_F(SecurityTest, OversizedAndMalformedRequestsAreRefusedWithoutGrowingTheSer
     CondVar cv;
     bool done = false;
     grpc::Status status;
-    generic.UnaryCall(&ctx, "/ps.rpc.ParameterServer/Push", grpc::StubOptions(), &request, &response,
-                      [&](grpc::Status s) {
+    generic.UnaryCall(&ctx, "/ps.rpc.ParameterServer/Push", grpc::StubOptions(), &request,
+                      &response, [&](grpc::Status s) {
                         MutexLock lock(&mu);
                         status = s;
                         done = true;
@@ -442,15 +487,15 @@ TEST_F(SecurityTest, OversizedAndMalformedRequestsAreRefusedWithoutGrowingTheSer
   };
   // PushRequest{worker: 0, slices: [TableSlice{table 0, keys: <packed, 8e9 bytes claimed>}]}
   std::string claim;
-  claim += '\x12';                              // TableSlice.keys, length-delimited
-  claim += "\x80\xa0\xb7\x87\x1d";              // varint 8,000,000,000
-  claim += std::string(64, '\x01');             // ... of which 64 bytes follow
-  std::string slice_msg = "\x08";               // TableSlice.table = 0
+  claim += '\x12';                   // TableSlice.keys, length-delimited
+  claim += "\x80\xa0\xb7\x87\x1d";   // varint 8,000,000,000
+  claim += std::string(64, '\x01');  // ... of which 64 bytes follow
+  std::string slice_msg = "\x08";    // TableSlice.table = 0
   slice_msg += '\0';
   slice_msg += claim;
-  std::string push = "\x08";                    // PushRequest.worker = 0
+  std::string push = "\x08";  // PushRequest.worker = 0
   push += '\0';
-  push += '\x4a';                               // PushRequest.slices (field 9), length-delimited
+  push += '\x4a';  // PushRequest.slices (field 9), length-delimited
   push += static_cast<char>(slice_msg.size());
   push += slice_msg;
   for (int i = 0; i < 200; ++i) {
@@ -458,12 +503,15 @@ TEST_F(SecurityTest, OversizedAndMalformedRequestsAreRefusedWithoutGrowingTheSer
     EXPECT_FALSE(raw_call(push.substr(0, 7 + i % 60)).ok()) << i;
   }
   const long rss_after = RssKiB(pid);
-  EXPECT_LT(rss_after - rss_before, 32 * 1024) << "RSS grew from " << rss_before << " to " << rss_after << " KiB";
+  EXPECT_LT(rss_after - rss_before, 32 * 1024)
+      << "RSS grew from " << rss_before << " to " << rss_after << " KiB";
   // Still serving, nothing applied.
   EXPECT_EQ(Stats(0).pushes_applied(), 0u);
   EXPECT_TRUE(Push(as_worker.get(), PushOf(0, 1, 0.5f)).ok());
   const std::string audit = Audit();
-  EXPECT_GE(CountLines(audit, {"\"event\":\"refused\"", "RESOURCE_EXHAUSTED", "max_keys_per_request"}), 2) << audit;
+  EXPECT_GE(
+      CountLines(audit, {"\"event\":\"refused\"", "RESOURCE_EXHAUSTED", "max_keys_per_request"}), 2)
+      << audit;
 }
 
 // The processes' own checks of their credentials, as a user meets them.
@@ -490,16 +538,18 @@ TEST(SecurityCli, TokenFilesAreCheckedAndASecureJobNeedsOne) {
     big << "ps-worker-key " << std::string(50 << 20, 'A');
   }
   chmod((dir + "/big.token").c_str(), 0600);
-  auto big = RunCommand({BinDir() + "/ps_server", "--scheduler=127.0.0.1:1", "--token_file=" + dir + "/big.token"},
-                        absl::Seconds(30));
+  auto big = RunCommand(
+      {BinDir() + "/ps_server", "--scheduler=127.0.0.1:1", "--token_file=" + dir + "/big.token"},
+      absl::Seconds(30));
   EXPECT_EQ(big.exit_code, 1) << big.output.substr(0, 500);
   EXPECT_TRUE(absl::StrContains(big.output, "at most 4096")) << big.output.substr(0, 500);
   EXPECT_LT(big.output.size(), 2000u);
   // A member's key where the scheduler needs the job secret; none at all.
   const std::string job = SourceDir() + "/examples/spambase_lr.yaml";
-  auto wrong = RunCommand({BinDir() + "/ps_scheduler", "--config=" + job, "--set=job.output_dir=" + dir + "/o1",
-                           "--token_file=" + dir + "/keys/server.token"},
-                          absl::Seconds(30));
+  auto wrong = RunCommand(
+      {BinDir() + "/ps_scheduler", "--config=" + job, "--set=job.output_dir=" + dir + "/o1",
+       "--token_file=" + dir + "/keys/server.token"},
+      absl::Seconds(30));
   EXPECT_EQ(wrong.exit_code, 1) << wrong.output;
   EXPECT_TRUE(absl::StrContains(wrong.output, "needs the job secret")) << wrong.output;
   auto none = RunCommand({"/usr/bin/env", "-u", "PS_TOKEN_FILE", BinDir() + "/ps_scheduler",
@@ -509,17 +559,19 @@ TEST(SecurityCli, TokenFilesAreCheckedAndASecureJobNeedsOne) {
   EXPECT_TRUE(absl::StrContains(none.output, "no credential")) << none.output;
   EXPECT_TRUE(absl::StrContains(none.output, "security.insecure")) << none.output;
   // An empty output folder would write the job into '/'.
-  auto root = RunCommand({BinDir() + "/ps_launch", "--config=" + job, "--set=job.output_dir="}, absl::Seconds(30));
+  auto root = RunCommand({BinDir() + "/ps_launch", "--config=" + job, "--set=job.output_dir="},
+                         absl::Seconds(30));
   EXPECT_NE(root.exit_code, 0) << root.output;
   EXPECT_TRUE(absl::StrContains(root.output, "job.output_dir: must not be empty")) << root.output;
 }
 
 TEST(SecurityCli, AnInsecureJobStillRunsAndSaysSo) {
   const std::string dir = NewTempDir("security-insecure");
-  auto run = RunCommand({BinDir() + "/ps_launch", "--config=" + SourceDir() + "/examples/spambase_lr.yaml",
-                         "--set=job.output_dir=" + dir + "/out", "--set=train.epochs=2",
-                         "--set=security.insecure=true"},
-                        absl::Seconds(120));
+  auto run =
+      RunCommand({BinDir() + "/ps_launch", "--config=" + SourceDir() + "/examples/spambase_lr.yaml",
+                  "--set=job.output_dir=" + dir + "/out", "--set=train.epochs=2",
+                  "--set=security.insecure=true"},
+                 absl::Seconds(120));
   ASSERT_EQ(run.exit_code, 0) << run.output;
   EXPECT_TRUE(absl::StrContains(run.output, "security.insecure is set")) << run.output;
   EXPECT_NE(access((dir + "/out/auth").c_str(), F_OK), 0) << "no token files for an insecure job";
@@ -539,14 +591,16 @@ TEST(Privacy, DpSgdReportsEpsilonPerEpochAndStillLearns) {
   int i = 0;
   for (const char* sigma : {"1.0", "2.0"}) {
     const std::string out = NewTempDir("dp");
-    auto run = testing::Launch("examples/spambase_lr.yaml", out,
-                               {"train.epochs=4", "privacy.dp_sgd=true", std::string("privacy.noise_multiplier=") + sigma},
-                               {}, absl::Seconds(120));
+    auto run = testing::Launch(
+        "examples/spambase_lr.yaml", out,
+        {"train.epochs=4", "privacy.dp_sgd=true", std::string("privacy.noise_multiplier=") + sigma},
+        {}, absl::Seconds(120));
     ASSERT_EQ(run.exit_code, 0) << run.output;
     const std::string metrics = ReadFile(out + "/metrics.json");
     double previous = 0;
     for (int epoch = 1; epoch <= 4; ++epoch) {
-      const double eps = testing::JsonNumber(metrics, absl::StrCat("{\"epoch\": ", epoch, ","), "epsilon");
+      const double eps =
+          testing::JsonNumber(metrics, absl::StrCat("{\"epoch\": ", epoch, ","), "epsilon");
       EXPECT_GT(eps, previous) << "epoch " << epoch << "\n" << metrics;
       previous = eps;
     }
@@ -560,8 +614,8 @@ TEST(Privacy, DpSgdReportsEpsilonPerEpochAndStillLearns) {
 
 TEST(Privacy, DpSgdRefusesStatisticsOfTheRawData) {
   const std::string out = NewTempDir("dp-stats");
-  auto run = testing::Launch("examples/spambase_standardized.yaml", out, {"privacy.dp_sgd=true"}, {},
-                             absl::Seconds(60));
+  auto run = testing::Launch("examples/spambase_standardized.yaml", out, {"privacy.dp_sgd=true"},
+                             {}, absl::Seconds(60));
   EXPECT_NE(run.exit_code, 0);
   EXPECT_TRUE(absl::StrContains(run.output, "privacy.dp_sgd: data.scaling")) << run.output;
 }
@@ -591,11 +645,13 @@ TEST(Tls, AMutualTlsClusterTrainsTheSameModelAsAPlaintextOne) {
   const std::string dir = NewTempDir("tls-model");
   const std::string certs = MakeCerts(dir + "/certs");
   const std::vector<std::string> base = {"train.epochs=3"};
-  auto plain = testing::Launch("examples/spambase_lr.yaml", dir + "/plain", base, {}, absl::Seconds(120));
+  auto plain =
+      testing::Launch("examples/spambase_lr.yaml", dir + "/plain", base, {}, absl::Seconds(120));
   ASSERT_EQ(plain.exit_code, 0) << plain.output;
   std::vector<std::string> sets = base;
   for (const std::string& s : TlsSets(certs, /*mutual=*/true)) sets.push_back(s);
-  auto tls = testing::Launch("examples/spambase_lr.yaml", dir + "/tls", sets, {}, absl::Seconds(120));
+  auto tls =
+      testing::Launch("examples/spambase_lr.yaml", dir + "/tls", sets, {}, absl::Seconds(120));
   ASSERT_EQ(tls.exit_code, 0) << tls.output;
   auto a = RunCommand({BinDir() + "/ps_model", "dump", dir + "/plain/model"}, absl::Seconds(30));
   auto b = RunCommand({BinDir() + "/ps_model", "dump", dir + "/tls/model"}, absl::Seconds(30));
@@ -611,11 +667,13 @@ TEST(Tls, PlaintextClientsAndMismatchedCertificatesAreRefused) {
   const std::string certs = MakeCerts(dir + "/certs");
   const std::string config = dir + "/job.yaml";
   std::string yaml = ReadFile(SourceDir() + "/examples/spambase_lr.yaml");
-  WriteFile(config, absl::StrCat(yaml, "\nsecurity:\n  tls:\n    ca: ", certs, "/ca.pem\n    cert: ", certs,
-                                 "/{role}.pem\n    key: ", certs, "/{role}.key\n    mutual: true\n"));
-  auto job = LoadJobConfig(config, {"job.output_dir=" + dir + "/out", "train.epochs=1",
-                                    "data.train_path=" + SourceDir() + "/data/spambase/train.std.libsvm",
-                                    "data.test_path=" + SourceDir() + "/data/spambase/test.std.libsvm"});
+  WriteFile(config,
+            absl::StrCat(yaml, "\nsecurity:\n  tls:\n    ca: ", certs, "/ca.pem\n    cert: ", certs,
+                         "/{role}.pem\n    key: ", certs, "/{role}.key\n    mutual: true\n"));
+  auto job =
+      LoadJobConfig(config, {"job.output_dir=" + dir + "/out", "train.epochs=1",
+                             "data.train_path=" + SourceDir() + "/data/spambase/train.std.libsvm",
+                             "data.test_path=" + SourceDir() + "/data/spambase/test.std.libsvm"});
   ASSERT_TRUE(job.ok()) << job.status();
   LocalClusterOptions options;
   options.config_path = config;
@@ -629,10 +687,12 @@ TEST(Tls, PlaintextClientsAndMismatchedCertificatesAreRefused) {
   LocalCluster cluster;
   ASSERT_TRUE(cluster.Start(*job, options).ok());
   const std::string token = "--token_file=" + cluster.auth_dir() + "/job.token";
-  const std::vector<std::string> psctl = {BinDir() + "/psctl", "--scheduler", cluster.scheduler_address(),
-                                          "--timeout_ms", "3000", token};
+  const std::vector<std::string> psctl = {
+      BinDir() + "/psctl", "--scheduler", cluster.scheduler_address(),
+      "--timeout_ms",      "3000",        token};
   auto tls_flags = [&](const std::string& role) {
-    return std::vector<std::string>{"--tls_ca=" + certs + "/ca.pem", "--tls_cert=" + certs + "/" + role + ".pem",
+    return std::vector<std::string>{"--tls_ca=" + certs + "/ca.pem",
+                                    "--tls_cert=" + certs + "/" + role + ".pem",
                                     "--tls_key=" + certs + "/" + role + ".key"};
   };
   auto run = [&](std::vector<std::string> extra) {
@@ -649,7 +709,8 @@ TEST(Tls, PlaintextClientsAndMismatchedCertificatesAreRefused) {
   EXPECT_NE(plaintext.exit_code, 0) << plaintext.output;
   auto as_worker_cert = run(tls_flags("worker"));
   EXPECT_NE(as_worker_cert.exit_code, 0);
-  EXPECT_TRUE(absl::StrContains(as_worker_cert.output, "the client certificate is a worker's")) << as_worker_cert.output;
+  EXPECT_TRUE(absl::StrContains(as_worker_cert.output, "the client certificate is a worker's"))
+      << as_worker_cert.output;
   cluster.processes().TerminateAll(absl::Seconds(5));
   const std::string audit = ReadFile(dir + "/out/audit.log");
   EXPECT_TRUE(absl::StrContains(audit, "the client certificate is a worker's")) << audit;

@@ -182,10 +182,9 @@ TEST_F(ServerRpcTest, MalformedRequestsGetErrorsAndTheServerKeepsServing) {
 TEST_F(ServerRpcTest, PsctlStatusShowsTheJob) {
   rpc::PushResponse resp;
   ASSERT_TRUE(Push(Owner(9), OneKeyPush(9, 1.0f, 1), &resp).ok());
-  auto r = testing::RunCommand(
-      {BinDir() + "/psctl", "--scheduler", cluster_.scheduler_address(),
-       "--token_file=" + cluster_.auth_dir() + "/job.token", "status"},
-      absl::Seconds(30));
+  auto r = testing::RunCommand({BinDir() + "/psctl", "--scheduler", cluster_.scheduler_address(),
+                                "--token_file=" + cluster_.auth_dir() + "/job.token", "status"},
+                               absl::Seconds(30));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("job rpc-test (asp): running"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find(absl::StrCat("map version ", view_.version(), ": 16 partitions, 1 live workers")),

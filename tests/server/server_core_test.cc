@@ -576,8 +576,9 @@ std::string TrainTwoClocksAndCheckpoint(ServerCore& core) {
   }
   // A fresh checkpoint directory of the job (servers write only there).
   static int next = 1;
-  const std::string dir = absl::StrCat(::testing::TempDir(), "/server-core-", getpid(), "/checkpoints/epoch-",
-                                       absl::ToUnixNanos(absl::Now()) % 100000000 * 10 + next++ % 10);
+  const std::string dir =
+      absl::StrCat(::testing::TempDir(), "/server-core-", getpid(), "/checkpoints/epoch-",
+                   absl::ToUnixNanos(absl::Now()) % 100000000 * 10 + next++ % 10);
   auto written = core.Checkpoint(dir);
   EXPECT_TRUE(written.ok()) << written.status();
   EXPECT_EQ(written->partitions_size(), 8);
