@@ -369,6 +369,12 @@ void CallCredentials::AppendTo(std::multimap<std::string, std::string>* metadata
   if (!ticket_.empty()) metadata->emplace(kTicketHeader, ticket_);
 }
 
+void CallCredentials::AddTo(grpc::ClientContext* ctx) const {
+  MutexLock lock(&mu_);
+  if (!bearer_.empty()) ctx->AddMetadata("authorization", bearer_);
+  if (!ticket_.empty()) ctx->AddMetadata(kTicketHeader, ticket_);
+}
+
 namespace {
 Mutex process_credentials_mu;
 std::shared_ptr<CallCredentials>* process_credentials ABSL_GUARDED_BY(process_credentials_mu) =

@@ -718,3 +718,35 @@ TEST(Tls, PlaintextClientsAndMismatchedCertificatesAreRefused) {
 
 }  // namespace
 }  // namespace ps
+
+namespace ps {
+namespace {
+
+// security.encryption_key_file: the saved model (and checkpoints) are
+// AES-256-GCM; ps_model and ps_predict read them only with the key.
+TEST(AtRest, AnEncryptedModelNeedsItsKeyAndResumesFromEncryptedCheckpoints) {
+  const std::string dir = NewTempDir("at-rest");
+  auto keygen = RunCommand({BinDir() + "/psctl", "keygen", dir + "/keys"}, absl::Seconds(30));
+  ASSERT_EQ(keygen.exit_code, 0) << keygen.output;
+  const std::string key = dir + "/keys/data.key";
+  const std::vector<std::string> sets = {"train.epochs=4", "checkpoint.every_epochs=2",
+                                         "security.encryption_key_file=" + key};
+  auto run = testing::Launch("examples/spambase_lr.yaml", dir + "/out", sets, {}, absl::Seconds(120));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const std::string part = ReadFile(dir + "/out/model/part-00000.bin");
+  EXPECT_EQ(part.rfind("PSENC1", 0), 0u) << "the part file is not encrypted";
+  auto without = RunCommand({BinDir() + "/ps_model", "dump", dir + "/out/model"}, absl::Seconds(30));
+  EXPECT_EQ(without.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(without.output, "the file is encrypted")) << without.output;
+  auto with = RunCommand({BinDir() + "/ps_model", "--encryption_key_file=" + key, "dump", dir + "/out/model"},
+                         absl::Seconds(30));
+  ASSERT_EQ(with.exit_code, 0) << with.output;
+  EXPECT_GT(with.output.size(), 100u);
+  // A checkpoint written encrypted is resumed from.
+  auto resumed = testing::Launch("examples/spambase_lr.yaml", dir + "/out", sets, {"--resume"}, absl::Seconds(120));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_TRUE(absl::StrContains(resumed.output, "resuming from checkpoint")) << resumed.output;
+}
+
+}  // namespace
+}  // namespace ps
