@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -145,9 +146,21 @@ TEST_F(Monitoring, EveryProcessServesMetricsHealthAndReadiness) {
     const Http health = Get(base + "/healthz");
     EXPECT_EQ(health.code, 200) << t.address;
     EXPECT_EQ(health.body, "ok\n");
+    // Ready, and every family there, within a deadline: a process becomes
+    // ready once it joined, and the histograms appear at their first
+    // observation (a barrier released, a request served); a sanitizer build
+    // gets there seconds later.
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    Http metrics;
+    while (true) {
+      metrics = Get(base + "/metrics");
+      bool all = Get(base + "/readyz").code == 200 && metrics.code == 200;
+      for (const std::string& family : expected.at(t.role)) all = all && absl::StrContains(metrics.body, family);
+      if (all || absl::Now() > deadline) break;
+      absl::SleepFor(absl::Milliseconds(100));  // poll period, bounded by the deadline
+    }
     EXPECT_EQ(Get(base + "/readyz").code, 200) << t.role << " at " << t.address << " is not ready";
     EXPECT_EQ(Get(base + "/nothing").code, 404);
-    const Http metrics = Get(base + "/metrics");
     ASSERT_EQ(metrics.code, 200) << t.address;
     for (const std::string& family : expected.at(t.role)) {
       EXPECT_THAT(metrics.body, HasSubstr(family)) << t.role << " at " << t.address;
