@@ -5,6 +5,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/audit.h"
 #include "common/sync.h"
 #include "spdlog/pattern_formatter.h"
 #include "spdlog/sinks/stdout_sinks.h"
@@ -18,33 +19,11 @@ namespace {
 Mutex id_mu;
 std::string* log_id ABSL_GUARDED_BY(id_mu) = nullptr;
 
+// `s` as the inside of a JSON string (common/audit.h's JsonQuote without
+// the quotes; bytes that are not UTF-8 become U+FFFD).
 void AppendJsonEscaped(std::string_view s, spdlog::memory_buf_t& dest) {
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        dest.append(std::string_view("\\\""));
-        break;
-      case '\\':
-        dest.append(std::string_view("\\\\"));
-        break;
-      case '\n':
-        dest.append(std::string_view("\\n"));
-        break;
-      case '\t':
-        dest.append(std::string_view("\\t"));
-        break;
-      case '\r':
-        dest.append(std::string_view("\\r"));
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          const std::string u = absl::StrFormat("\\u%04x", static_cast<unsigned char>(c));
-          dest.append(std::string_view(u));
-        } else {
-          dest.push_back(c);
-        }
-    }
-  }
+  const std::string quoted = JsonQuote(s);
+  dest.append(quoted.data() + 1, quoted.data() + quoted.size() - 1);
 }
 
 // %J: the message, JSON-escaped.

@@ -69,6 +69,15 @@ grpc::Status PsService::CheckSlices(
   return grpc::Status::OK;
 }
 
+grpc::Status PsService::WriteStatus(grpc::CallbackServerContext* ctx, const char* method,
+                                    const absl::Status& status) {
+  if (status.code() != absl::StatusCode::kPermissionDenied) return ToGrpcStatus(status);
+  // A directory outside the job's (common/paths.h): audited and counted.
+  Caller caller;
+  caller.principal = kScheduler;
+  return auth_.Refuse(*ctx, method, caller, grpc::StatusCode::PERMISSION_DENIED, std::string(status.message()));
+}
+
 ServerCore::Done PsService::Finisher(grpc::ServerUnaryReactor* reactor, bool push) const {
   if (!observer_) {
     return [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); };
@@ -125,16 +134,8 @@ grpc::ServerUnaryReactor* PsService::SaveModel(grpc::CallbackServerContext* ctx,
   ServerCore* core = Admit(ctx, reactor, "SaveModel", {kScheduler});
   if (core == nullptr) return reactor;
   auto saved = core->SaveModel(req->dir());
-  if (saved.ok()) {
-    *resp = *saved;
-  } else if (saved.status().code() == absl::StatusCode::kPermissionDenied) {
-    Caller caller;
-    caller.principal = kScheduler;
-    reactor->Finish(auth_.Refuse(*ctx, "SaveModel", caller, grpc::StatusCode::PERMISSION_DENIED,
-                                 std::string(saved.status().message())));
-    return reactor;
-  }
-  reactor->Finish(ToGrpcStatus(saved.status()));
+  if (saved.ok()) *resp = *saved;
+  reactor->Finish(WriteStatus(ctx, "SaveModel", saved.status()));
   return reactor;
 }
 
@@ -157,16 +158,8 @@ grpc::ServerUnaryReactor* PsService::Checkpoint(grpc::CallbackServerContext* ctx
   ServerCore* core = Admit(ctx, reactor, "Checkpoint", {kScheduler});
   if (core == nullptr) return reactor;
   auto written = core->Checkpoint(req->dir());
-  if (written.ok()) {
-    *resp = *written;
-  } else if (written.status().code() == absl::StatusCode::kPermissionDenied) {
-    Caller caller;
-    caller.principal = kScheduler;
-    reactor->Finish(auth_.Refuse(*ctx, "Checkpoint", caller, grpc::StatusCode::PERMISSION_DENIED,
-                                 std::string(written.status().message())));
-    return reactor;
-  }
-  reactor->Finish(ToGrpcStatus(written.status()));
+  if (written.ok()) *resp = *written;
+  reactor->Finish(WriteStatus(ctx, "Checkpoint", written.status()));
   return reactor;
 }
 

@@ -64,6 +64,8 @@ class PsService final : public rpc::ParameterServer::CallbackService {
   grpc::Status CheckSlices(grpc::CallbackServerContext* ctx, const char* method, size_t bytes,
                            const google::protobuf::RepeatedPtrField<rpc::TableSlice>& slices,
                            bool with_values);
+  // The status of a SaveModel/Checkpoint; a refused directory is audited.
+  grpc::Status WriteStatus(grpc::CallbackServerContext* ctx, const char* method, const absl::Status& status);
   // Wraps `reactor`'s finish with the observer's report.
   ServerCore::Done Finisher(grpc::ServerUnaryReactor* reactor, bool push) const;
 
