@@ -6,10 +6,12 @@
 //   ps_bench --scheduler HOST:PORT         joins a running BENCHMARK job as its
 //                                          (single) worker
 //
-// Dense: one key per request of 4 KiB, 1 MiB or 16 MiB (tables dense_4k,
-// dense_1m, dense_16m), (a) one request at a time, (b) --inflight requests in
-// flight (threads, each with its own KvClient and pusher identity and its own
-// keys). Sparse: batches of --sparse_keys random keys of table sparse (dim 8).
+// Dense: one key per request of 4 KiB, 1 MiB, 4 MiB or 16 MiB (tables
+// dense_4k, dense_1m, dense_4m, dense_16m), (a) one request at a time, with
+// its latency (mean, p50, p99), (b) --inflight requests in flight (threads,
+// each with its own KvClient and pusher identity and its own keys). Sparse:
+// batches of each of --sparse_keys random keys of tables sparse_1 (dim 1) and
+// sparse (dim 8), one at a time.
 // GB/s is payload bytes (values only) / wall seconds, 1 GB = 10^9 bytes.
 // After the runs, every key pushed is pulled and checked against the
 // gradients pushed (SGD: value = initial - lr * sum of gradients), so lost or
@@ -21,6 +23,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
@@ -42,6 +45,7 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -70,7 +74,8 @@ ABSL_FLAG(std::string, bin_dir, "", "where ps_scheduler/ps_server are; default: 
 ABSL_FLAG(int, inflight, 8, "requests in flight in the concurrent dense runs (1..8)");
 ABSL_FLAG(int, budget_mib, 256, "payload per measurement, MiB (a run also stops at --max_seconds)");
 ABSL_FLAG(double, max_seconds, 2.0, "time cap per measurement");
-ABSL_FLAG(int, sparse_keys, 10000, "keys per sparse push/pull");
+ABSL_FLAG(std::vector<std::string>, sparse_keys, std::vector<std::string>({"1000", "10000", "100000"}),
+          "keys per sparse push/pull, one run per count (and per dim: 1 and 8)");
 ABSL_FLAG(int, connect_timeout_ms, 30000, "how long to wait for the scheduler");
 ABSL_FLAG(std::string, log_level, "warn", "debug, info, warn or error");
 ABSL_FLAG(double, count_seconds, 0,
@@ -104,6 +109,7 @@ struct Rate {
   uint64_t ops = 0;
   uint64_t bytes = 0;  // payload
   double seconds = 0;
+  double mean_us = 0, p50_us = 0, p99_us = 0;  // per op, as its caller saw it
   double gbps() const { return seconds > 0 ? bytes / seconds / kGB : 0; }
   double ops_per_s() const { return seconds > 0 ? ops / seconds : 0; }
 };
@@ -138,15 +144,18 @@ absl::StatusOr<Rate> RunTimed(int threads, uint64_t op_bytes, uint64_t budget,
   std::atomic<uint64_t> done_ops{0};
   Mutex mu;
   absl::Status first_error;
+  std::vector<double> latencies_us ABSL_GUARDED_BY(mu);
   std::atomic<bool> failed{false};
   const absl::Time start = absl::Now();
   const absl::Time deadline = start + max_time;
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
+      std::vector<double> mine;
       for (uint64_t i = 0;; ++i) {
         if (i > 0 && (issued.fetch_add(op_bytes) >= budget || absl::Now() >= deadline)) break;
         if (failed.load() || stop.set()) break;
+        const absl::Time op_start = absl::Now();
         absl::Status s = op(t, i);
         if (!s.ok()) {
           MutexLock lock(&mu);
@@ -154,8 +163,11 @@ absl::StatusOr<Rate> RunTimed(int threads, uint64_t op_bytes, uint64_t budget,
           failed.store(true);
           break;
         }
+        mine.push_back(absl::ToDoubleMicroseconds(absl::Now() - op_start));
         done_ops.fetch_add(1);
       }
+      MutexLock lock(&mu);
+      latencies_us.insert(latencies_us.end(), mine.begin(), mine.end());
     });
   }
   for (std::thread& t : pool) t.join();
@@ -165,6 +177,19 @@ absl::StatusOr<Rate> RunTimed(int threads, uint64_t op_bytes, uint64_t budget,
   if (stop.set()) return absl::CancelledError(stop.why());
   rate.ops = done_ops.load();
   rate.bytes = rate.ops * op_bytes;
+  MutexLock lock(&mu);
+  if (!latencies_us.empty()) {
+    std::sort(latencies_us.begin(), latencies_us.end());
+    double sum = 0;
+    for (double l : latencies_us) sum += l;
+    rate.mean_us = sum / latencies_us.size();
+    auto at = [&](double q) {
+      return latencies_us[std::min(latencies_us.size() - 1,
+                                   static_cast<size_t>(q * latencies_us.size()))];
+    };
+    rate.p50_us = at(0.50);
+    rate.p99_us = at(0.99);
+  }
   return rate;
 }
 
@@ -324,7 +349,8 @@ struct Results {
   int partitions = 0;
   int inflight = 0;
   std::vector<DenseResult> dense;
-  SparseResult sparse;
+  std::vector<SparseResult> sparse;
+  double tcp_1m_gbps = 0;  // raw TCP at 1 MiB, the sparse figures' yardstick
   std::string spot_check;
 };
 
@@ -348,7 +374,7 @@ class Bench {
   // kDenseKeys keys of `table` in distinct partitions, alternating over the servers.
   std::vector<uint64_t> PickKeys(uint32_t table) const;
   absl::StatusOr<DenseResult> RunDense(uint32_t table);
-  absl::StatusOr<SparseResult> RunSparse();
+  absl::StatusOr<SparseResult> RunSparse(uint32_t table, int keys);
   absl::StatusOr<Rate> RunTcp(uint64_t bytes);
   // Pulls `keys` of `table` with client 0.
   absl::StatusOr<std::vector<float>> PullValues(uint32_t table, const std::vector<uint64_t>& keys);
@@ -541,15 +567,13 @@ absl::StatusOr<DenseResult> Bench::RunDense(uint32_t table) {
   return result;
 }
 
-absl::StatusOr<SparseResult> Bench::RunSparse() {
-  const uint32_t table = kBenchSparse;
+absl::StatusOr<SparseResult> Bench::RunSparse(uint32_t table, int n) {
   const TableSpec& spec = tables_[table];
-  const int n = absl::GetFlag(FLAGS_sparse_keys);
   SparseResult result;
   result.keys = n;
   result.dim = spec.dim;
   // Fixed batches of distinct random keys, reused, so the model stays small.
-  std::mt19937_64 rng(job_.job().seed());
+  std::mt19937_64 rng(job_.job().seed() ^ Mix64(table) ^ Mix64(static_cast<uint64_t>(n) << 8));
   std::set<uint64_t> seen;
   std::vector<std::vector<TableKeys>> push_batches(kSparseBatches), pull_batches(kSparseBatches);
   for (int b = 0; b < kSparseBatches; ++b) {
@@ -599,7 +623,7 @@ absl::StatusOr<SparseResult> Bench::RunSparse() {
 }
 
 absl::StatusOr<Results> Bench::Run() {
-  if (tables_.size() < 4 || job_.model().type() != config::BENCHMARK) {
+  if (tables_.size() <= kBenchSparse1 || job_.model().type() != config::BENCHMARK) {
     return absl::FailedPreconditionError("the job's model is not of type benchmark");
   }
   RawTcpSink sink;
@@ -613,15 +637,26 @@ absl::StatusOr<Results> Bench::Run() {
   results.servers = view_.servers_size();
   results.partitions = job_.cluster().num_partitions();
   results.inflight = inflight;
-  for (uint32_t table : {kBenchDense4K, kBenchDense1M, kBenchDense16M}) {
+  for (uint32_t table : {kBenchDense4K, kBenchDense1M, kBenchDense4M, kBenchDense16M}) {
     auto d = RunDense(table);
     if (!d.ok()) return d.status();
     results.dense.push_back(*d);
+    if (table == kBenchDense1M) results.tcp_1m_gbps = d->tcp.gbps();
     std::cerr << "ps_bench: " << SizeName(d->bytes) << " done" << std::endl;
   }
-  auto sparse = RunSparse();
-  if (!sparse.ok()) return sparse.status();
-  results.sparse = *sparse;
+  for (const std::string& count : absl::GetFlag(FLAGS_sparse_keys)) {
+    int n = 0;
+    if (!absl::SimpleAtoi(count, &n) || n < 1 || n > 1000000) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--sparse_keys: '", count, "' is not a key count in 1..1000000"));
+    }
+    for (uint32_t table : {kBenchSparse1, kBenchSparse}) {
+      auto sparse = RunSparse(table, n);
+      if (!sparse.ok()) return sparse.status();
+      results.sparse.push_back(*sparse);
+    }
+    std::cerr << "ps_bench: sparse " << n << " keys done" << std::endl;
+  }
   results.spot_check = tables_[0].optimizer.type() == config::SGD
                            ? "passed (every key pushed: value = initial - lr * sum of gradients)"
                            : "skipped (the job's optimizer is not sgd)";
@@ -728,24 +763,39 @@ std::string Table(const Results& r) {
     row("x1", d.push1, d.pull1);
     row(absl::StrCat("x", r.inflight), d.pushn, d.pulln);
   }
-  const SparseResult& s = r.sparse;
-  absl::StrAppend(&out, "\n",
-                  absl::StrFormat("sparse push: %7.0f keys/s  (%d keys x dim %d per request, %.0f "
-                                  "requests/s, %.2f GB/s of values)\n",
-                                  s.push.ops_per_s() * s.keys, s.keys, s.dim, s.push.ops_per_s(),
-                                  s.push.gbps()),
-                  absl::StrFormat("sparse pull: %7.0f keys/s  (%d keys x dim %d per request, %.0f "
-                                  "requests/s, %.2f GB/s of values)\n",
-                                  s.pull.ops_per_s() * s.keys, s.keys, s.dim, s.pull.ops_per_s(),
-                                  s.pull.gbps()),
-                  "spot check: ", r.spot_check, "\n");
+  absl::StrAppend(&out, "\nlatency of one request at a time (x1), microseconds: mean / p50 / p99\n",
+                  absl::StrFormat("%-8s | %-23s | %-23s | %-23s | %s\n", "size", "raw TCP round trip",
+                                  "push", "pull", "push mean / TCP mean"));
+  for (const DenseResult& d : r.dense) {
+    auto cell = [](const Rate& x) {
+      return absl::StrFormat("%7.0f / %6.0f / %6.0f", x.mean_us, x.p50_us, x.p99_us);
+    };
+    absl::StrAppend(&out, absl::StrFormat("%-8s | %s | %s | %s | %.2f\n", SizeName(d.bytes),
+                                          cell(d.tcp), cell(d.push1), cell(d.pull1),
+                                          d.tcp.mean_us > 0 ? d.push1.mean_us / d.tcp.mean_us : 0));
+  }
+  absl::StrAppend(&out,
+                  absl::StrFormat("\nsparse (one request at a time, random keys; per GB/s = keys/s "
+                                  "per GB/s of raw TCP at 1 MiB, %.2f GB/s)\n",
+                                  r.tcp_1m_gbps),
+                  absl::StrFormat("%-7s | %-3s | %12s | %12s | %14s | %14s\n", "keys", "dim",
+                                  "push keys/s", "pull keys/s", "push per GB/s", "pull per GB/s"));
+  for (const SparseResult& s : r.sparse) {
+    const double push = s.push.ops_per_s() * s.keys, pull = s.pull.ops_per_s() * s.keys;
+    const double per = r.tcp_1m_gbps > 0 ? r.tcp_1m_gbps : 1;
+    absl::StrAppend(&out, absl::StrFormat("%-7d | %-3d | %12.0f | %12.0f | %14.0f | %14.0f\n",
+                                          s.keys, s.dim, push, pull, push / per, pull / per));
+  }
+  absl::StrAppend(&out, "spot check: ", r.spot_check, "\n");
   return out;
 }
 
 std::string Json(const Results& r) {
   auto rate = [](const Rate& x) {
-    return absl::StrFormat("{\"gbps\": %.4f, \"ops\": %d, \"bytes\": %d, \"seconds\": %.4f}",
-                           x.gbps(), x.ops, x.bytes, x.seconds);
+    return absl::StrFormat(
+        "{\"gbps\": %.4f, \"ops\": %d, \"bytes\": %d, \"seconds\": %.4f, \"mean_us\": %.1f, "
+        "\"p50_us\": %.1f, \"p99_us\": %.1f}",
+        x.gbps(), x.ops, x.bytes, x.seconds, x.mean_us, x.p50_us, x.p99_us);
   };
   std::string out = absl::StrFormat(
       "{\n  \"servers\": %d,\n  \"partitions\": %d,\n  \"inflight\": %d,\n  \"cpus\": %d,\n  "
@@ -760,14 +810,20 @@ std::string Json(const Results& r) {
                     "     \"push_inflight\": ", rate(d.pushn), ",\n",
                     "     \"pull_inflight\": ", rate(d.pulln), "}");
   }
-  const SparseResult& s = r.sparse;
-  absl::StrAppend(
-      &out, "\n  ],\n",
-      absl::StrFormat("  \"sparse\": {\"keys_per_request\": %d, \"dim\": %d,\n", s.keys, s.dim),
-      absl::StrFormat("     \"push_keys_per_s\": %.0f, \"pull_keys_per_s\": %.0f,\n",
-                      s.push.ops_per_s() * s.keys, s.pull.ops_per_s() * s.keys),
-      "     \"push\": ", rate(s.push), ",\n     \"pull\": ", rate(s.pull), "},\n",
-      "  \"spot_check\": \"", r.spot_check, "\"\n}\n");
+  absl::StrAppend(&out, "\n  ],\n  \"raw_tcp_1m_gbps\": ", absl::StrFormat("%.4f", r.tcp_1m_gbps),
+                  ",\n  \"sparse\": [");
+  for (size_t i = 0; i < r.sparse.size(); ++i) {
+    const SparseResult& s = r.sparse[i];
+    absl::StrAppend(
+        &out, i == 0 ? "\n" : ",\n",
+        absl::StrFormat("    {\"table\": \"sparse dim %d x %d keys\", \"keys_per_request\": %d, "
+                        "\"dim\": %d,\n",
+                        s.dim, s.keys, s.keys, s.dim),
+        absl::StrFormat("     \"push_keys_per_s\": %.0f, \"pull_keys_per_s\": %.0f,\n",
+                        s.push.ops_per_s() * s.keys, s.pull.ops_per_s() * s.keys),
+        "     \"push\": ", rate(s.push), ",\n     \"pull\": ", rate(s.pull), "}");
+  }
+  absl::StrAppend(&out, "\n  ],\n  \"spot_check\": \"", r.spot_check, "\"\n}\n");
   return out;
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What security costs on the data plane: ps_bench (bench/bench.yaml: dense
-# 4 KiB / 1 MiB / 16 MiB pushes and pulls, 1 and 8 in flight, sparse 10k keys)
+# 4 KiB / 1 MiB / 4 MiB / 16 MiB pushes and pulls, 1 and 8 in flight, sparse 1k/10k/100k keys)
 # in four set-ups, alternating within one run (ROUNDS rounds, the median of
 # each figure kept), and each figure's ratio to the insecure run:
 #   insecure   security.insecure: true (no credential; the old behaviour)

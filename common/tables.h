@@ -40,7 +40,9 @@ inline constexpr uint32_t kFmFactors = 2;
 inline constexpr uint32_t kBenchDense4K = 0;
 inline constexpr uint32_t kBenchDense1M = 1;
 inline constexpr uint32_t kBenchDense16M = 2;
-inline constexpr uint32_t kBenchSparse = 3;
+inline constexpr uint32_t kBenchSparse = 3;   // dim 8
+inline constexpr uint32_t kBenchDense4M = 4;
+inline constexpr uint32_t kBenchSparse1 = 5;  // dim 1
 
 // MLP layer l: weights (key = input unit, dim = output units) and bias (key 0).
 inline uint32_t MlpWeights(int layer) { return 2 * layer; }

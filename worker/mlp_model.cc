@@ -83,11 +83,16 @@ class MlpModel final : public Model {
         }
         g = std::move(dh);
       } else {
+        std::vector<float>& gw = (*grads)[0].values;
+        const int out = units_[0];
+        if (pass.x.size() > 0) {
+          // Dense first layer: dW = X^T g.
+          Eigen::Map<Mat>(gw.data(), pass.x.cols(), out).noalias() = pass.x.transpose() * g;
+          continue;
+        }
         // Sparse first layer: each present feature's row gets x * g_i.
         const KeyIndex index(params[0].keys);
-        std::vector<float>& gw = (*grads)[0].values;
         std::fill(gw.begin(), gw.end(), 0.0f);
-        const int out = units_[0];
         for (int i = 0; i < B; ++i) {
           const uint64_t r = rows[i];
           for (uint64_t j = data.row_offsets[r]; j < data.row_offsets[r + 1]; ++j) {
@@ -113,7 +118,11 @@ class MlpModel final : public Model {
     std::vector<Mat> h;     // h[l]: input of layer l (l >= 1): a[l-1] after dropout
     std::vector<Mat> mask;  // mask[l]: dropout scale applied to h[l] (0 or 1/(1-p))
     Mat out;                // softmax probabilities
+    Mat x;                  // dense first-layer input (B x keys), if used
   };
+  // The first layer runs as a dense product once at least 1 in kDenseFill
+  // of the batch's (row, key) cells is nonzero.
+  static constexpr uint64_t kDenseFill = 8;
 
   Pass Forward(const Dataset& data, absl::Span<const uint64_t> rows,
                const std::vector<TableKeys>& params, bool train, uint64_t seed) const {
@@ -124,16 +133,32 @@ class MlpModel final : public Model {
     pass.a.resize(L);
     pass.h.resize(L);
     pass.mask.resize(L);
-    // Layer 0 from the sparse features.
+    // Layer 0 from the features: one matrix product over the batch's keys
+    // when the batch fills enough of them (images), else row by row over
+    // each row's nonzeros (sparse text or click data).
     const KeyIndex index(params[0].keys);
+    const int keys = static_cast<int>(params[0].keys.size());
     const int out0 = units_[0];
+    uint64_t nonzeros = 0;
+    for (uint64_t r : rows) nonzeros += data.row_offsets[r + 1] - data.row_offsets[r];
     Mat z0 = RowVec(params[1].values.data(), out0).replicate(B, 1);
-    for (int i = 0; i < B; ++i) {
-      const uint64_t r = rows[i];
-      for (uint64_t j = data.row_offsets[r]; j < data.row_offsets[r + 1]; ++j) {
-        const float* w = params[0].values.data() +
-                         static_cast<size_t>(index(FeatureKey(data.indices[j], hash_bits_))) * out0;
-        z0.row(i) += data.values[j] * RowVec(w, out0);
+    if (nonzeros * kDenseFill >= static_cast<uint64_t>(B) * keys) {
+      pass.x = Mat::Zero(B, keys);
+      for (int i = 0; i < B; ++i) {
+        const uint64_t r = rows[i];
+        for (uint64_t j = data.row_offsets[r]; j < data.row_offsets[r + 1]; ++j) {
+          pass.x(i, index(FeatureKey(data.indices[j], hash_bits_))) += data.values[j];
+        }
+      }
+      z0.noalias() += pass.x * ConstMatMap(params[0].values.data(), keys, out0);
+    } else {
+      for (int i = 0; i < B; ++i) {
+        const uint64_t r = rows[i];
+        for (uint64_t j = data.row_offsets[r]; j < data.row_offsets[r + 1]; ++j) {
+          const float* w = params[0].values.data() +
+                           static_cast<size_t>(index(FeatureKey(data.indices[j], hash_bits_))) * out0;
+          z0.row(i) += data.values[j] * RowVec(w, out0);
+        }
       }
     }
     pass.z[0] = std::move(z0);

@@ -52,14 +52,21 @@ uint64_t FeatureKey(uint64_t feature, int hash_bits);
 // The sorted unique keys of the features of `rows`.
 std::vector<uint64_t> FeatureKeysOf(const Dataset& data, absl::Span<const uint64_t> rows,
                                     int hash_bits);
-// Position of each key in a sorted key list.
+// Position of each key in a sorted key list: a direct table when the keys
+// are small numbers (feature indices of a dense-ish data set), else a binary
+// search.
 class KeyIndex {
  public:
-  explicit KeyIndex(const std::vector<uint64_t>& sorted_keys) : keys_(sorted_keys) {}
-  uint32_t operator()(uint64_t key) const;
+  explicit KeyIndex(const std::vector<uint64_t>& sorted_keys);
+  uint32_t operator()(uint64_t key) const {
+    return key < direct_.size() ? direct_[key] : Search(key);
+  }
 
  private:
+  uint32_t Search(uint64_t key) const;
+
   const std::vector<uint64_t>& keys_;
+  std::vector<uint32_t> direct_;  // key -> position, for keys <= keys_.back()
 };
 
 // The concrete models (linear_model.cc, fm_model.cc, mlp_model.cc).
