@@ -83,6 +83,9 @@ ABSL_FLAG(double, count_seconds, 0,
           "of the sparse table, counting acknowledged pushes per key, then check every key's "
           "value against its count (run it while killing servers)");
 ABSL_FLAG(int, count_keys, 256, "keys the exactly-once check counts on");
+ABSL_FLAG(bool, compare_grpc, true,
+          "with the TCP data plane, also measure the dense runs over gRPC (same run, same "
+          "servers) and print both");
 ABSL_FLAG(bool, count_skew, false,
           "count only on keys whose partitions start on server 0 (a skewed load for rebalancing)");
 
@@ -348,7 +351,9 @@ struct Results {
   int servers = 0;
   int partitions = 0;
   int inflight = 0;
+  std::string data_plane;  // "tcp" or "grpc": what the figures went over
   std::vector<DenseResult> dense;
+  std::vector<DenseResult> dense_grpc;  // --compare_grpc: the same over gRPC
   std::vector<SparseResult> sparse;
   double tcp_1m_gbps = 0;  // raw TCP at 1 MiB, the sparse figures' yardstick
   std::string spot_check;
@@ -370,10 +375,12 @@ class Bench {
   absl::StatusOr<CountResult> RunCount(absl::Duration duration, int keys);
 
  private:
-  std::unique_ptr<KvClient> NewClient(uint64_t incarnation) const;
+  std::unique_ptr<KvClient> NewClient(uint64_t incarnation, bool data_plane = true) const;
   // kDenseKeys keys of `table` in distinct partitions, alternating over the servers.
   std::vector<uint64_t> PickKeys(uint32_t table) const;
-  absl::StatusOr<DenseResult> RunDense(uint32_t table);
+  using Clients = std::vector<std::unique_ptr<KvClient>>;
+  // `clients`: [0] for one request at a time, [1..] one per thread in flight.
+  absl::StatusOr<DenseResult> RunDense(uint32_t table, const Clients& clients, bool with_tcp);
   absl::StatusOr<SparseResult> RunSparse(uint32_t table, int keys);
   absl::StatusOr<Rate> RunTcp(uint64_t bytes);
   // Pulls `keys` of `table` with client 0.
@@ -382,6 +389,13 @@ class Bench {
   absl::Status Check(uint32_t table, const std::vector<uint64_t>& keys,
                      const std::vector<float>& baseline, const std::vector<uint64_t>& pushes);
 
+  // Whether the servers offer the TCP data plane (cluster.data_plane: tcp).
+  bool UsesDataPlane() const {
+    for (const rpc::ServerInfo& s : view_.servers()) {
+      if (!s.data_address().empty()) return true;
+    }
+    return false;
+  }
   uint64_t budget() const { return static_cast<uint64_t>(absl::GetFlag(FLAGS_budget_mib)) << 20; }
   absl::Duration max_time() const { return absl::Seconds(absl::GetFlag(FLAGS_max_seconds)); }
 
@@ -395,11 +409,13 @@ class Bench {
   int tcp_port_ = 0;
   // clients_[0] does the one-at-a-time runs; clients_[t] is thread t's in the
   // concurrent runs. Distinct incarnations keep their seqs apart on the servers.
-  std::vector<std::unique_ptr<KvClient>> clients_;
+  Clients clients_;
+  Clients grpc_clients_;  // the same over gRPC (--compare_grpc)
 };
 
-std::unique_ptr<KvClient> Bench::NewClient(uint64_t incarnation) const {
+std::unique_ptr<KvClient> Bench::NewClient(uint64_t incarnation, bool data_plane) const {
   KvClient::Options o;
+  o.data_plane = data_plane;
   o.rank = rank_;
   o.incarnation = incarnation;
   o.num_partitions = job_.cluster().num_partitions();
@@ -484,19 +500,22 @@ absl::StatusOr<Rate> Bench::RunTcp(uint64_t bytes) {
                   [&](int, uint64_t) { return client.RoundTrip(message); });
 }
 
-absl::StatusOr<DenseResult> Bench::RunDense(uint32_t table) {
+absl::StatusOr<DenseResult> Bench::RunDense(uint32_t table, const Clients& clients,
+                                            bool with_tcp) {
   const TableSpec& spec = tables_[table];
   const size_t dim = spec.dim;
   const uint64_t bytes = dim * sizeof(float);
   DenseResult result;
   result.table = spec.name;
   result.bytes = bytes;
-  auto tcp = RunTcp(bytes);
-  if (!tcp.ok()) return tcp.status();
-  result.tcp = *tcp;
+  if (with_tcp) {
+    auto tcp = RunTcp(bytes);
+    if (!tcp.ok()) return tcp.status();
+    result.tcp = *tcp;
+  }
 
   const std::vector<uint64_t> keys = PickKeys(table);
-  const int inflight = static_cast<int>(clients_.size()) - 1;
+  const int inflight = static_cast<int>(clients.size()) - 1;
   auto baseline = PullValues(table, keys);  // also creates the rows on the servers
   if (!baseline.ok()) return baseline.status();
   std::vector<uint64_t> pushes(keys.size(), 0);
@@ -537,19 +556,19 @@ absl::StatusOr<DenseResult> Bench::RunDense(uint32_t table) {
 
   // Warm-up: every key pushed and pulled once by client 0.
   for (size_t k = 0; k < keys.size(); ++k) {
-    if (absl::Status s = push(clients_[0].get(), 0, k); !s.ok()) return s;
-    if (absl::Status s = pull(clients_[0].get(), 0, k); !s.ok()) return s;
+    if (absl::Status s = push(clients[0].get(), 0, k); !s.ok()) return s;
+    if (absl::Status s = pull(clients[0].get(), 0, k); !s.ok()) return s;
   }
   auto one = [&](bool is_push) {
     return RunTimed(1, bytes, budget(), max_time(), *stop_, [&](int, uint64_t i) {
       const size_t k = key_of(0, 1, i);
-      return is_push ? push(clients_[0].get(), 0, k) : pull(clients_[0].get(), 0, k);
+      return is_push ? push(clients[0].get(), 0, k) : pull(clients[0].get(), 0, k);
     });
   };
   auto many = [&](bool is_push) {
     return RunTimed(inflight, bytes, budget(), max_time(), *stop_, [&](int t, uint64_t i) {
       const size_t k = key_of(t, inflight, i);
-      KvClient* kv = clients_[t + 1].get();
+      KvClient* kv = clients[t + 1].get();
       return is_push ? push(kv, t, k) : pull(kv, t, k);
     });
   };
@@ -630,17 +649,26 @@ absl::StatusOr<Results> Bench::Run() {
   if (absl::Status s = sink.Start(); !s.ok()) return s;
   tcp_port_ = sink.port();
   const int inflight = std::clamp(absl::GetFlag(FLAGS_inflight), 1, kDenseKeys);
+  const bool compare = absl::GetFlag(FLAGS_compare_grpc) && UsesDataPlane();
   for (int c = 0; c <= inflight; ++c) {
     clients_.push_back(NewClient(incarnation_ + 0x9e3779b97f4a7c15ULL * c));
+    if (compare) grpc_clients_.push_back(NewClient(incarnation_ + 0x51ed27f1c4b3a9d5ULL * (c + 1), false));
   }
   Results results;
   results.servers = view_.servers_size();
   results.partitions = job_.cluster().num_partitions();
   results.inflight = inflight;
+  results.data_plane = UsesDataPlane() ? "tcp" : "grpc";
   for (uint32_t table : {kBenchDense4K, kBenchDense1M, kBenchDense4M, kBenchDense16M}) {
-    auto d = RunDense(table);
+    auto d = RunDense(table, clients_, /*with_tcp=*/true);
     if (!d.ok()) return d.status();
     results.dense.push_back(*d);
+    if (compare) {
+      auto g = RunDense(table, grpc_clients_, /*with_tcp=*/false);
+      if (!g.ok()) return g.status();
+      g->tcp = d->tcp;
+      results.dense_grpc.push_back(*g);
+    }
     if (table == kBenchDense1M) results.tcp_1m_gbps = d->tcp.gbps();
     std::cerr << "ps_bench: " << SizeName(d->bytes) << " done" << std::endl;
   }
@@ -742,10 +770,11 @@ absl::StatusOr<CountResult> Bench::RunCount(absl::Duration duration, int num_key
 
 std::string Table(const Results& r) {
   std::string out = absl::StrFormat(
-      "ps_bench: %d servers, %d partitions, loopback; GB/s = 10^9 payload bytes/s; one key per "
-      "request;\n          'x1' = one request at a time, 'x%d' = %d requests in flight (own "
-      "KvClient each)\n\n",
-      r.servers, r.partitions, r.inflight, r.inflight);
+      "ps_bench: %d servers, %d partitions, loopback, over %s; GB/s = 10^9 payload bytes/s; one "
+      "key per request;\n          'x1' = one request at a time, 'x%d' = %d requests in flight "
+      "(own KvClient each)\n\n",
+      r.servers, r.partitions, r.data_plane == "tcp" ? "the TCP data plane" : "gRPC", r.inflight,
+      r.inflight);
   absl::StrAppend(
       &out, absl::StrFormat("%-8s | %-4s | %12s | %9s | %9s | %8s | %8s\n", "size", "mode",
                             "raw TCP GB/s", "push GB/s", "pull GB/s", "push/TCP", "pull/TCP"));
@@ -762,6 +791,29 @@ std::string Table(const Results& r) {
     };
     row("x1", d.push1, d.pull1);
     row(absl::StrCat("x", r.inflight), d.pushn, d.pulln);
+  }
+  if (!r.dense_grpc.empty()) {
+    absl::StrAppend(&out, "\nthe same over gRPC (cluster.data_plane: grpc), same run; tcp/grpc = "
+                          "data plane / gRPC\n",
+                    absl::StrFormat("%-8s | %-4s | %9s | %9s | %8s | %8s | %8s | %8s\n", "size",
+                                    "mode", "push GB/s", "pull GB/s", "push/TCP", "pull/TCP",
+                                    "push x", "pull x"));
+    for (size_t i = 0; i < r.dense_grpc.size() && i < r.dense.size(); ++i) {
+      const DenseResult& g = r.dense_grpc[i];
+      const DenseResult& d = r.dense[i];
+      const double tcp = g.tcp.gbps();
+      auto row = [&](const std::string& mode, const Rate& push, const Rate& pull, const Rate& dpush,
+                     const Rate& dpull) {
+        absl::StrAppend(&out, absl::StrFormat(
+                                  "%-8s | %-4s | %9.2f | %9.2f | %8.2f | %8.2f | %8.2f | %8.2f\n",
+                                  SizeName(g.bytes), mode, push.gbps(), pull.gbps(),
+                                  push.gbps() / tcp, pull.gbps() / tcp,
+                                  push.gbps() > 0 ? dpush.gbps() / push.gbps() : 0,
+                                  pull.gbps() > 0 ? dpull.gbps() / pull.gbps() : 0));
+      };
+      row("x1", g.push1, g.pull1, d.push1, d.pull1);
+      row(absl::StrCat("x", r.inflight), g.pushn, g.pulln, d.pushn, d.pulln);
+    }
   }
   absl::StrAppend(&out, "\nlatency of one request at a time (x1), microseconds: mean / p50 / p99\n",
                   absl::StrFormat("%-8s | %-23s | %-23s | %-23s | %s\n", "size", "raw TCP round trip",
@@ -799,17 +851,23 @@ std::string Json(const Results& r) {
   };
   std::string out = absl::StrFormat(
       "{\n  \"servers\": %d,\n  \"partitions\": %d,\n  \"inflight\": %d,\n  \"cpus\": %d,\n  "
-      "\"dense\": [",
-      r.servers, r.partitions, r.inflight, std::thread::hardware_concurrency());
-  for (size_t i = 0; i < r.dense.size(); ++i) {
-    const DenseResult& d = r.dense[i];
-    absl::StrAppend(&out, i == 0 ? "\n" : ",\n",
-                    absl::StrFormat("    {\"table\": \"%s\", \"bytes\": %d,\n", d.table, d.bytes),
-                    "     \"raw_tcp\": ", rate(d.tcp), ",\n", "     \"push_x1\": ", rate(d.push1),
-                    ",\n", "     \"pull_x1\": ", rate(d.pull1), ",\n",
-                    "     \"push_inflight\": ", rate(d.pushn), ",\n",
-                    "     \"pull_inflight\": ", rate(d.pulln), "}");
-  }
+      "\"data_plane\": \"%s\",\n  \"dense\": [",
+      r.servers, r.partitions, r.inflight, std::thread::hardware_concurrency(), r.data_plane);
+  auto dense = [&](const std::vector<DenseResult>& list, const std::string& suffix) {
+    for (size_t i = 0; i < list.size(); ++i) {
+      const DenseResult& d = list[i];
+      absl::StrAppend(&out, i == 0 ? "\n" : ",\n",
+                      absl::StrFormat("    {\"table\": \"%s%s\", \"bytes\": %d,\n", d.table,
+                                      suffix, d.bytes),
+                      "     \"raw_tcp\": ", rate(d.tcp), ",\n", "     \"push_x1\": ", rate(d.push1),
+                      ",\n", "     \"pull_x1\": ", rate(d.pull1), ",\n",
+                      "     \"push_inflight\": ", rate(d.pushn), ",\n",
+                      "     \"pull_inflight\": ", rate(d.pulln), "}");
+    }
+  };
+  dense(r.dense, "");
+  absl::StrAppend(&out, "\n  ],\n  \"dense_grpc\": [");
+  dense(r.dense_grpc, " (grpc)");
   absl::StrAppend(&out, "\n  ],\n  \"raw_tcp_1m_gbps\": ", absl::StrFormat("%.4f", r.tcp_1m_gbps),
                   ",\n  \"sparse\": [");
   for (size_t i = 0; i < r.sparse.size(); ++i) {

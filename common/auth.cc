@@ -363,6 +363,11 @@ bool CallCredentials::HasTicket() const {
   return !ticket_.empty();
 }
 
+std::string CallCredentials::ticket() const {
+  MutexLock lock(&mu_);
+  return ticket_;
+}
+
 void CallCredentials::AppendTo(std::multimap<std::string, std::string>* metadata) const {
   MutexLock lock(&mu_);
   if (!bearer_.empty()) metadata->emplace("authorization", bearer_);
@@ -478,8 +483,8 @@ bool Authorizer::insecure() const {
   return insecure_;
 }
 
-grpc::Status Authorizer::Deny(const grpc::CallbackServerContext& ctx, const char* method,
-                              const Caller& caller, grpc::StatusCode code, const std::string& why) {
+grpc::Status Authorizer::Deny(const std::string& peer, const char* method, const Caller& caller,
+                              grpc::StatusCode code, const std::string& why) {
   const char* code_name = code == grpc::StatusCode::UNAUTHENTICATED      ? "UNAUTHENTICATED"
                           : code == grpc::StatusCode::PERMISSION_DENIED  ? "PERMISSION_DENIED"
                           : code == grpc::StatusCode::RESOURCE_EXHAUSTED ? "RESOURCE_EXHAUSTED"
@@ -490,7 +495,7 @@ grpc::Status Authorizer::Deny(const grpc::CallbackServerContext& ctx, const char
     ++refusals_[{method, code_name}];
   }
   AuditFields fields = {{"service", service_}, {"method", method},
-                        {"peer", ctx.peer()},  {"principal", PrincipalName(caller.principal)},
+                        {"peer", peer},        {"principal", PrincipalName(caller.principal)},
                         {"code", code_name},   {"why", why}};
   if (caller.principal != rpc::PRINCIPAL_UNSPECIFIED) {
     fields.emplace_back("node_id", absl::StrCat(caller.node_id));
@@ -503,8 +508,24 @@ grpc::Status Authorizer::Deny(const grpc::CallbackServerContext& ctx, const char
 grpc::Status Authorizer::Check(const grpc::CallbackServerContext& ctx, const char* method,
                                std::initializer_list<rpc::Principal> allowed, Bind bind, int64_t id,
                                Caller* caller) {
+  return CheckClaims(&ctx, ctx.peer(), Metadata(ctx, kTicketHeader), method, allowed, bind, id,
+                     caller);
+}
+
+grpc::Status Authorizer::CheckTicket(std::string_view ticket, const std::string& peer,
+                                     const char* method,
+                                     std::initializer_list<rpc::Principal> allowed, Bind bind,
+                                     int64_t id, Caller* caller) {
+  return CheckClaims(nullptr, peer, ticket, method, allowed, bind, id, caller);
+}
+
+grpc::Status Authorizer::CheckClaims(const grpc::CallbackServerContext* ctx,
+                                     const std::string& peer, std::string_view ticket,
+                                     const char* method,
+                                     std::initializer_list<rpc::Principal> allowed, Bind bind,
+                                     int64_t id, Caller* caller) {
   Caller who;
-  who.peer = ctx.peer();
+  who.peer = peer;
   std::shared_ptr<const TicketVerifier> verifier;
   bool mutual;
   {
@@ -518,14 +539,13 @@ grpc::Status Authorizer::Check(const grpc::CallbackServerContext& ctx, const cha
   }
   if (verifier == nullptr)
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not ready to check credentials yet");
-  const std::string_view ticket = Metadata(ctx, kTicketHeader);
   if (ticket.empty()) {
-    return Deny(ctx, method, who, grpc::StatusCode::UNAUTHENTICATED,
+    return Deny(who.peer, method, who, grpc::StatusCode::UNAUTHENTICATED,
                 "no credential (every call needs this job's ticket; see --token_file)");
   }
   auto claims = verifier->Verify(ticket);
   if (!claims.ok()) {
-    return Deny(ctx, method, who, grpc::StatusCode::UNAUTHENTICATED,
+    return Deny(who.peer, method, who, grpc::StatusCode::UNAUTHENTICATED,
                 std::string(claims.status().message()));
   }
   who.principal = claims->principal();
@@ -533,9 +553,12 @@ grpc::Status Authorizer::Check(const grpc::CallbackServerContext& ctx, const cha
   who.rank = claims->rank();
   who.incarnation = claims->incarnation();
   if (mutual) {
-    const rpc::Principal cert = CertificateRole(ctx);
+    // Only a TLS transport has a certificate (the TCP data plane runs
+    // without TLS only).
+    const rpc::Principal cert =
+        ctx == nullptr ? rpc::PRINCIPAL_UNSPECIFIED : CertificateRole(*ctx);
     if (cert != who.principal) {
-      return Deny(ctx, method, who, grpc::StatusCode::PERMISSION_DENIED,
+      return Deny(who.peer, method, who, grpc::StatusCode::PERMISSION_DENIED,
                   absl::StrCat("the client certificate is a ", PrincipalName(cert),
                                "'s (OU), the ticket a ", PrincipalName(who.principal), "'s"));
     }
@@ -546,19 +569,23 @@ grpc::Status Authorizer::Check(const grpc::CallbackServerContext& ctx, const cha
     std::string roles;
     for (rpc::Principal p : allowed)
       absl::StrAppend(&roles, roles.empty() ? "" : " or ", PrincipalName(p));
-    return Deny(ctx, method, who, grpc::StatusCode::PERMISSION_DENIED,
+    return Deny(who.peer, method, who, grpc::StatusCode::PERMISSION_DENIED,
                 absl::StrCat("a ", PrincipalName(who.principal), "'s credential may not call it (",
                              roles, " only)"));
   }
   if (bind == Bind::kNode &&
       (who.principal == rpc::PRINCIPAL_WORKER || who.principal == rpc::PRINCIPAL_SERVER) &&
       static_cast<int64_t>(who.node_id) != id) {
-    return Deny(ctx, method, who, grpc::StatusCode::PERMISSION_DENIED,
+    return Deny(who.peer, method, who, grpc::StatusCode::PERMISSION_DENIED,
                 absl::StrCat("node ", who.node_id, " may not speak for node ", id));
   }
   if (bind == Bind::kWorkerRank && who.principal == rpc::PRINCIPAL_WORKER && who.rank != id) {
-    return Deny(ctx, method, who, grpc::StatusCode::PERMISSION_DENIED,
+    return Deny(who.peer, method, who, grpc::StatusCode::PERMISSION_DENIED,
                 absl::StrCat("worker rank ", who.rank, " may not speak for worker rank ", id));
+  }
+  if (bind == Bind::kServerRank && who.principal == rpc::PRINCIPAL_SERVER && who.rank != id) {
+    return Deny(who.peer, method, who, grpc::StatusCode::PERMISSION_DENIED,
+                absl::StrCat("server rank ", who.rank, " may not speak for server rank ", id));
   }
   if (caller != nullptr) *caller = who;
   return grpc::Status::OK;
@@ -583,31 +610,31 @@ grpc::Status Authorizer::CheckRoleKey(const grpc::CallbackServerContext& ctx, co
     // The certificate is the credential.
     who.principal = CertificateRole(ctx);
     if (who.principal == wanted) return grpc::Status::OK;
-    return Deny(ctx, method, who, grpc::StatusCode::PERMISSION_DENIED,
+    return Deny(who.peer, method, who, grpc::StatusCode::PERMISSION_DENIED,
                 absl::StrCat("the client certificate is a ", PrincipalName(who.principal),
                              "'s (OU); it may not register as a ", PrincipalName(wanted)));
   }
   absl::string_view bearer(raw_bearer.data(), raw_bearer.size());
   if (bearer.empty()) {
-    return Deny(ctx, method, who, grpc::StatusCode::UNAUTHENTICATED,
+    return Deny(who.peer, method, who, grpc::StatusCode::UNAUTHENTICATED,
                 "no credential (a server or worker registers with its role key: --token_file)");
   }
   if (!absl::ConsumePrefix(&bearer, kBearerPrefix) || bearer.size() != 2 * kSecretBytes) {
-    return Deny(ctx, method, who, grpc::StatusCode::UNAUTHENTICATED, "the credential is malformed");
+    return Deny(who.peer, method, who, grpc::StatusCode::UNAUTHENTICATED, "the credential is malformed");
   }
   for (char c : bearer) {
     if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) {
-      return Deny(ctx, method, who, grpc::StatusCode::UNAUTHENTICATED,
+      return Deny(who.peer, method, who, grpc::StatusCode::UNAUTHENTICATED,
                   "the credential is malformed");
     }
   }
   who.principal = signer->RoleOfKey(absl::HexStringToBytes(bearer));
   if (who.principal == rpc::PRINCIPAL_UNSPECIFIED) {
-    return Deny(ctx, method, who, grpc::StatusCode::UNAUTHENTICATED,
+    return Deny(who.peer, method, who, grpc::StatusCode::UNAUTHENTICATED,
                 "the credential is not this job's");
   }
   if (who.principal != wanted) {
-    return Deny(ctx, method, who, grpc::StatusCode::PERMISSION_DENIED,
+    return Deny(who.peer, method, who, grpc::StatusCode::PERMISSION_DENIED,
                 absl::StrCat("a ", PrincipalName(who.principal), "'s key may not register as a ",
                              PrincipalName(wanted)));
   }
@@ -617,7 +644,12 @@ grpc::Status Authorizer::CheckRoleKey(const grpc::CallbackServerContext& ctx, co
 grpc::Status Authorizer::Refuse(const grpc::CallbackServerContext& ctx, const char* method,
                                 const Caller& caller, grpc::StatusCode code,
                                 const std::string& why) {
-  return Deny(ctx, method, caller, code, why);
+  return Deny(ctx.peer(), method, caller, code, why);
+}
+
+grpc::Status Authorizer::Refuse(const std::string& peer, const char* method, const Caller& caller,
+                                grpc::StatusCode code, const std::string& why) {
+  return Deny(peer, method, caller, code, why);
 }
 
 std::map<std::pair<std::string, std::string>, uint64_t> Authorizer::Refusals() const {

@@ -128,6 +128,7 @@ class CallCredentials {
   void SetRoleKey(const std::string& key);
   void SetTicket(const std::string& ticket);
   bool HasTicket() const;
+  std::string ticket() const;
   // Appends the call's metadata: "authorization: Bearer HEX" with a role
   // key, "x-ps-ticket-bin" with a ticket.
   void AppendTo(std::multimap<std::string, std::string>* metadata) const;
@@ -173,6 +174,7 @@ enum class Bind {
   kNone,
   kNode,        // the request's node_id must be the ticket's
   kWorkerRank,  // the request's worker rank must be the ticket's (workers)
+  kServerRank,  // the request's server rank must be the ticket's (servers)
 };
 
 // Decides each call of one service: authenticates its ticket (or role key),
@@ -198,6 +200,11 @@ class Authorizer {
   grpc::Status Check(const grpc::CallbackServerContext& ctx, const char* method,
                      std::initializer_list<rpc::Principal> allowed, Bind bind = Bind::kNone,
                      int64_t id = 0, Caller* caller = nullptr);
+  // The same for a transport without gRPC (the TCP data plane, which runs
+  // only without TLS): the ticket as the caller sent it, and its address.
+  grpc::Status CheckTicket(std::string_view ticket, const std::string& peer, const char* method,
+                           std::initializer_list<rpc::Principal> allowed, Bind bind = Bind::kNone,
+                           int64_t id = 0, Caller* caller = nullptr);
   // Register: the role key of `wanted` (SERVER or WORKER) in "authorization".
   grpc::Status CheckRoleKey(const grpc::CallbackServerContext& ctx, const char* method,
                             rpc::Principal wanted);
@@ -205,12 +212,20 @@ class Authorizer {
   grpc::Status Refuse(const grpc::CallbackServerContext& ctx, const char* method,
                       const Caller& caller, grpc::StatusCode code, const std::string& why);
 
+  grpc::Status Refuse(const std::string& peer, const char* method, const Caller& caller,
+                      grpc::StatusCode code, const std::string& why);
+
   // Refused calls so far, by (method, status code name).
   std::map<std::pair<std::string, std::string>, uint64_t> Refusals() const;
 
  private:
-  grpc::Status Deny(const grpc::CallbackServerContext& ctx, const char* method,
-                    const Caller& caller, grpc::StatusCode code, const std::string& why);
+  // `ctx`: the gRPC call's, for its client certificate (null: no TLS).
+  grpc::Status CheckClaims(const grpc::CallbackServerContext* ctx, const std::string& peer,
+                           std::string_view ticket, const char* method,
+                           std::initializer_list<rpc::Principal> allowed, Bind bind, int64_t id,
+                           Caller* caller);
+  grpc::Status Deny(const std::string& peer, const char* method, const Caller& caller,
+                    grpc::StatusCode code, const std::string& why);
 
   const std::string service_;
   mutable Mutex mu_;

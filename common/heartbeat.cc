@@ -49,8 +49,10 @@ void Heartbeat::Loop() {
         if (on_view) on_view(last_view);
       }
     } else if (absl::Now() - last_ok > lost_after_) {
-      on_end_(End::kSchedulerLost, absl::StrCat("lost the scheduler at ", client_->address(), ": ",
-                                                resp.status().message()));
+      on_end_(End::kSchedulerLost,
+              absl::StrCat("lost the scheduler at ", client_->address(), " (no answer for ",
+                           absl::FormatDuration(absl::Now() - last_ok), "): ",
+                           resp.status().message()));
       return;
     }
   }

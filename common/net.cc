@@ -1,6 +1,11 @@
 #include "common/net.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -137,6 +142,108 @@ absl::Status ParseHostPort(const std::string& address, const std::string& what, 
   *host = address.substr(0, colon);
   *port = p;
   return absl::OkStatus();
+}
+
+absl::StatusOr<int> ListenTcp(const std::string& host, int port, int* bound_port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  const std::string name = Unbracket(host);
+  const std::string where = absl::StrCat(host, ":", port);
+  const int rc = getaddrinfo(IsWildcardHost(host) ? nullptr : name.c_str(),
+                             std::to_string(port).c_str(), &hints, &found);
+  if (rc != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", where, ": cannot resolve '", host, "': ", gai_strerror(rc)));
+  }
+  const int fd = socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, found->ai_protocol);
+  std::string why;
+  if (fd < 0) {
+    why = strerror(errno);
+  } else if (bind(fd, found->ai_addr, found->ai_addrlen) != 0 || listen(fd, 128) != 0) {
+    why = strerror(errno);
+  }
+  freeaddrinfo(found);
+  if (!why.empty()) {
+    if (fd >= 0) close(fd);
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", where, ": ", why));
+  }
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  *bound_port = addr.ss_family == AF_INET6
+                    ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
+                    : ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  return fd;
+}
+
+absl::StatusOr<int> ConnectTcp(const std::string& address, absl::Duration timeout) {
+  std::string host;
+  int port = 0;
+  if (absl::Status s = ParseHostPort(address, "data-plane address", &host, &port); !s.ok()) return s;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const int rc = getaddrinfo(Unbracket(host).c_str(), std::to_string(port).c_str(), &hints, &found);
+  if (rc != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot connect to ", address, ": ", gai_strerror(rc)));
+  }
+  std::string why = "timed out";
+  int fd = -1;
+  const absl::Time deadline = absl::Now() + timeout;
+  for (addrinfo* a = found; a != nullptr && fd < 0; a = a->ai_next) {
+    const int s = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+    if (s < 0) {
+      why = strerror(errno);
+      continue;
+    }
+    bool ok = connect(s, a->ai_addr, a->ai_addrlen) == 0;
+    if (!ok && errno == EINPROGRESS) {
+      pollfd p{s, POLLOUT, 0};
+      const int64_t ms = std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now()));
+      if (poll(&p, 1, static_cast<int>(std::min<int64_t>(ms, INT_MAX))) == 1) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len);
+        ok = err == 0;
+        if (!ok) why = strerror(err);
+      } else {
+        why = "timed out";
+      }
+    } else if (!ok) {
+      why = strerror(errno);
+    }
+    if (!ok) {
+      close(s);
+      continue;
+    }
+    fcntl(s, F_SETFL, fcntl(s, F_GETFL) & ~O_NONBLOCK);
+    const int one = 1;
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    fd = s;
+  }
+  freeaddrinfo(found);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot connect to ", address, ": ", why));
+  return fd;
+}
+
+std::string PeerOf(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "unknown";
+  char ip[INET6_ADDRSTRLEN] = {};
+  if (addr.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
+    inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+    return absl::StrCat("tcp:[", ip, "]:", ntohs(a->sin6_port));
+  }
+  const auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+  inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+  return absl::StrCat("tcp:", ip, ":", ntohs(a->sin_port));
 }
 
 }  // namespace ps

@@ -41,6 +41,17 @@ std::string WhyCannotBind(const std::string& host, int port);
 absl::Status ParseHostPort(const std::string& address, const std::string& what, std::string* host,
                            int* port);
 
+// Plain TCP sockets, for the TCP data plane (common/data_frame.h).
+// Listens on host:port (port 0: a free one); returns the socket and sets
+// *bound_port. Errors say why, e.g. "cannot listen on 127.0.0.1:7001:
+// Address already in use".
+absl::StatusOr<int> ListenTcp(const std::string& host, int port, int* bound_port);
+// Connects to "host:port" within `timeout` (TCP_NODELAY set). UNAVAILABLE
+// naming the address if it cannot.
+absl::StatusOr<int> ConnectTcp(const std::string& address, absl::Duration timeout);
+// "ip:port" of the peer of a connected socket (for audit lines).
+std::string PeerOf(int fd);
+
 }  // namespace ps
 
 #endif  // PS_COMMON_NET_H_

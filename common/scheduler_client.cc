@@ -18,6 +18,27 @@ SchedulerClient::SchedulerClient(const std::string& address, absl::Duration rpc_
     : address_(address), rpc_timeout_(rpc_timeout),
       stub_(rpc::Scheduler::NewStub(MakeChannel(address))) {}
 
+std::shared_ptr<rpc::Scheduler::Stub> SchedulerClient::Stub() {
+  MutexLock lock(&mu_);
+  return stub_;
+}
+
+void SchedulerClient::Reconnect(const grpc::Status& status) {
+  // gRPC 1.51's pick_first leaves a channel whose server went away in
+  // TRANSIENT_FAILURE, failing every call at once, and its subchannel idle
+  // after the backoff: it tries to connect again only when the resolver
+  // speaks, seconds later (resetting the backoff or asking for a connection
+  // does not move it). A restarted scheduler must hear from its members
+  // within a heartbeat timeout, so a fresh channel connects at the next call
+  // (at most every 100 ms).
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return;
+  MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  if (now - renewed_ < absl::Milliseconds(100)) return;
+  renewed_ = now;
+  stub_ = rpc::Scheduler::NewStub(MakeChannel(address_));
+}
+
 absl::StatusOr<std::unique_ptr<SchedulerClient>> SchedulerClient::ForFlag(
     const std::string& address, absl::Duration wait) {
   if (address.empty()) {
@@ -44,7 +65,7 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerClient::Register(const rpc::Regis
     ctx.set_deadline(DeadlineIn(std::max(absl::Milliseconds(100), std::min(left, rpc_timeout_))));
     ctx.set_wait_for_ready(true);  // wait for the scheduler to come up, within the deadline
     rpc::RegisterResponse resp;
-    grpc::Status s = stub_->Register(&ctx, req, &resp);
+    grpc::Status s = Stub()->Register(&ctx, req, &resp);
     if (s.ok()) return resp;
     const bool retry = s.error_code() == grpc::StatusCode::UNAVAILABLE ||
                        s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
@@ -79,7 +100,7 @@ absl::StatusOr<rpc::BarrierResponse> SchedulerClient::Vote(uint32_t node_id,
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineIn(rpc_timeout_));
     rpc::BarrierResponse resp;
-    grpc::Status s = stub_->Barrier(&ctx, req, &resp);
+    grpc::Status s = Stub()->Barrier(&ctx, req, &resp);
     if (s.ok()) {
       if (barrier_observer_) barrier_observer_(name, absl::Now() - start);
       return resp;
@@ -90,13 +111,14 @@ absl::StatusOr<rpc::BarrierResponse> SchedulerClient::Vote(uint32_t node_id,
       grpc::ClientContext probe;
       probe.set_deadline(DeadlineIn(std::min(rpc_timeout_, absl::Seconds(2))));
       rpc::ClusterView view;
-      if (stub_->GetView(&probe, rpc::GetViewRequest(), &view).ok()) {
+      if (Stub()->GetView(&probe, rpc::GetViewRequest(), &view).ok()) {
         last_contact = absl::Now();
         continue;
       }
     } else if (s.error_code() != grpc::StatusCode::UNAVAILABLE) {
       return FromGrpcStatus(s);
     }
+    Reconnect(s);
     if (absl::Now() - last_contact > lost_after) {
       return absl::UnavailableError(absl::StrCat("lost the scheduler at ", address_, " while at barrier '",
                                                  name, "': ", s.error_message()));
@@ -116,8 +138,11 @@ absl::StatusOr<rpc::ClusterView> SchedulerClient::WaitForStart(uint32_t node_id,
   grpc::ClientContext ctx;                                         \
   ctx.set_deadline(DeadlineIn(rpc_timeout_));                      \
   Response resp;                                                   \
-  grpc::Status s = stub_->Method(&ctx, Request, &resp);            \
-  if (!s.ok()) return FromGrpcStatus(s);
+  grpc::Status s = Stub()->Method(&ctx, Request, &resp);           \
+  if (!s.ok()) {                                                   \
+    Reconnect(s);                                                  \
+    return FromGrpcStatus(s);                                      \
+  }
 
 absl::StatusOr<rpc::HeartbeatResponse> SchedulerClient::Heartbeat(const rpc::HeartbeatRequest& req) {
   PS_SCHEDULER_UNARY(Heartbeat, req, rpc::HeartbeatResponse);
@@ -160,7 +185,9 @@ absl::StatusOr<rpc::NextShardResponse> SchedulerClient::NextShard(const rpc::Nex
   grpc::Status s = WithRetries(retry_window_, [&] {
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineIn(rpc_timeout_));
-    return stub_->NextShard(&ctx, req, &resp);
+    grpc::Status status = Stub()->NextShard(&ctx, req, &resp);
+    Reconnect(status);
+    return status;
   });
   if (!s.ok()) return FromGrpcStatus(s);
   return resp;
@@ -171,7 +198,9 @@ absl::Status SchedulerClient::SubmitEval(const rpc::SubmitEvalRequest& req) {
   grpc::Status s = WithRetries(retry_window_, [&] {
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineIn(rpc_timeout_));
-    return stub_->SubmitEval(&ctx, req, &resp);
+    grpc::Status status = Stub()->SubmitEval(&ctx, req, &resp);
+    Reconnect(status);
+    return status;
   });
   if (!s.ok()) return FromGrpcStatus(s);
   return absl::OkStatus();

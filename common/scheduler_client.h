@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/sync.h"
 #include "proto/scheduler.grpc.pb.h"
 
 namespace ps {
@@ -74,7 +75,13 @@ class SchedulerClient {
   absl::Duration retry_window_ = absl::ZeroDuration();
   std::function<void(const std::string&, absl::Duration)> barrier_observer_;
   std::atomic<uint64_t> next_request_id_{1};
-  std::unique_ptr<rpc::Scheduler::Stub> stub_;
+  // After a call failed as UNAVAILABLE: a fresh channel for the next call.
+  void Reconnect(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
+  std::shared_ptr<rpc::Scheduler::Stub> Stub() ABSL_LOCKS_EXCLUDED(mu_);
+
+  Mutex mu_;
+  std::shared_ptr<rpc::Scheduler::Stub> stub_ ABSL_GUARDED_BY(mu_);
+  absl::Time renewed_ ABSL_GUARDED_BY(mu_);  // when stub_ was last replaced
 };
 
 }  // namespace ps

@@ -132,6 +132,7 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerCore::Register(const rpc::Registe
   node.id = next_node_id_++;
   node.address = req.address();
   node.metrics_address = req.metrics_address();
+  node.data_address = req.data_address();
   node.last_heartbeat = absl::Now();
   nodes_[node.id] = node;
   spdlog::info("{}{} {} registered{}{}", node.standby ? "standby " : "", RoleName(node.role),
@@ -171,6 +172,7 @@ void SchedulerCore::AddServerInfoLocked(const Node& node) {
   rpc::ServerInfo* info = view_.mutable_servers(node.rank);
   info->set_rank(node.rank);
   info->set_address(node.address);
+  if (job_.cluster().data_plane() == config::TCP) info->set_data_address(node.data_address);
   info->set_node_id(node.id);
   info->set_standby(node.standby);
   info->set_dead(node.dead);
@@ -1802,6 +1804,7 @@ void SchedulerCore::SaveStateLocked() {
     n->set_rank(node.rank);
     n->set_address(node.address);
     n->set_metrics_address(node.metrics_address);
+    n->set_data_address(node.data_address);
     n->set_left(node.left);
     n->set_dead(node.dead);
     n->set_standby(node.standby);
@@ -1913,6 +1916,7 @@ absl::Status SchedulerCore::Restore(const rpc::SchedulerState& s, absl::Time now
     node.rank = n.rank();
     node.address = n.address();
     node.metrics_address = n.metrics_address();
+    node.data_address = n.data_address();
     node.last_heartbeat = now;  // everyone gets a heartbeat timeout to show up
     node.left = n.left();
     node.dead = n.dead();

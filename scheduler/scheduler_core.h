@@ -105,6 +105,7 @@ class SchedulerCore {
     int32_t rank = -1;
     std::string address;
     std::string metrics_address;
+    std::string data_address;  // servers: the TCP data plane's (maybe none)
     absl::Time last_heartbeat;
     bool left = false;
     bool dead = false;  // stopped heartbeating; the job went on without it

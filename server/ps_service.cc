@@ -32,18 +32,18 @@ ServerCore* PsService::Admit(grpc::CallbackServerContext* ctx, grpc::ServerUnary
 }
 
 grpc::Status PsService::CheckSlices(
-    grpc::CallbackServerContext* ctx, const char* method, size_t bytes,
+    const std::string& peer, const char* method, size_t bytes,
     const google::protobuf::RepeatedPtrField<rpc::TableSlice>& slices, bool with_values) {
   Caller caller;
-  caller.peer = ctx->peer();
+  caller.peer = peer;
   if (bytes > static_cast<size_t>(limits_.max_message_bytes())) {
     return auth_.Refuse(
-        *ctx, method, caller, grpc::StatusCode::RESOURCE_EXHAUSTED,
+        peer, method, caller, grpc::StatusCode::RESOURCE_EXHAUSTED,
         absl::StrCat("the request is ", bytes, " bytes; security.limits.max_message_bytes is ",
                      limits_.max_message_bytes()));
   }
   if (slices.size() > limits_.max_tables_per_request()) {
-    return auth_.Refuse(*ctx, method, caller, grpc::StatusCode::RESOURCE_EXHAUSTED,
+    return auth_.Refuse(peer, method, caller, grpc::StatusCode::RESOURCE_EXHAUSTED,
                         absl::StrCat("the request has ", slices.size(),
                                      " table slices; security.limits.max_tables_per_request is ",
                                      limits_.max_tables_per_request()));
@@ -54,7 +54,7 @@ grpc::Status PsService::CheckSlices(
     if (with_values && static_cast<int64_t>(slice.values_size()) >
                            static_cast<int64_t>(slice.keys_size()) * limits_.max_values_per_key()) {
       return auth_.Refuse(
-          *ctx, method, caller, grpc::StatusCode::INVALID_ARGUMENT,
+          peer, method, caller, grpc::StatusCode::INVALID_ARGUMENT,
           absl::StrCat("table ", slice.table(), ": ", slice.values_size(), " values for ",
                        slice.keys_size(), " keys; security.limits.max_values_per_key is ",
                        limits_.max_values_per_key()));
@@ -62,7 +62,7 @@ grpc::Status PsService::CheckSlices(
   }
   if (keys > limits_.max_keys_per_request()) {
     return auth_.Refuse(
-        *ctx, method, caller, grpc::StatusCode::RESOURCE_EXHAUSTED,
+        peer, method, caller, grpc::StatusCode::RESOURCE_EXHAUSTED,
         absl::StrCat("the request has ", keys, " keys; security.limits.max_keys_per_request is ",
                      limits_.max_keys_per_request()));
   }
@@ -78,14 +78,53 @@ grpc::Status PsService::WriteStatus(grpc::CallbackServerContext* ctx, const char
   return auth_.Refuse(*ctx, method, caller, grpc::StatusCode::PERMISSION_DENIED, std::string(status.message()));
 }
 
-ServerCore::Done PsService::Finisher(grpc::ServerUnaryReactor* reactor, bool push) const {
-  if (!observer_) {
-    return [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); };
-  }
-  return [reactor, push, observer = &observer_, start = absl::Now()](absl::Status status) {
+ServerCore::Done PsService::Observed(bool push, ServerCore::Done done) const {
+  if (!observer_) return done;
+  return [done = std::move(done), push, observer = &observer_,
+          start = absl::Now()](absl::Status status) {
     (*observer)(push, absl::Now() - start, status);
-    reactor->Finish(ToGrpcStatus(status));
+    done(std::move(status));
   };
+}
+
+ServerCore::Done PsService::Finisher(grpc::ServerUnaryReactor* reactor, bool push) const {
+  return Observed(push, [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
+}
+
+void PsService::DataPush(std::string_view ticket, const std::string& peer, size_t bytes,
+                         const rpc::PushRequest* req, rpc::PushResponse* resp, absl::Time deadline,
+                         ServerCore::Done done) {
+  ServerCore* core = core_.load(std::memory_order_acquire);
+  if (core == nullptr) return done(FromGrpcStatus(kNotReady));
+  if (grpc::Status s =
+          auth_.CheckTicket(ticket, peer, "Push", {kWorker}, Bind::kWorkerRank, req->worker());
+      !s.ok()) {
+    return done(FromGrpcStatus(s));
+  }
+  if (grpc::Status s = CheckSlices(peer, "Push", bytes, req->slices(), true); !s.ok()) {
+    return done(FromGrpcStatus(s));
+  }
+  core->Push(req, resp, deadline, Observed(/*push=*/true, std::move(done)));
+}
+
+void PsService::DataPull(std::string_view ticket, const std::string& peer, size_t bytes,
+                         const rpc::PullRequest* req, rpc::PullResponse* resp, absl::Time deadline,
+                         ServerCore::Done done) {
+  ServerCore* core = core_.load(std::memory_order_acquire);
+  if (core == nullptr) return done(FromGrpcStatus(kNotReady));
+  if (grpc::Status s =
+          auth_.CheckTicket(ticket, peer, "Pull", {kWorker}, Bind::kWorkerRank, req->worker());
+      !s.ok()) {
+    return done(FromGrpcStatus(s));
+  }
+  if (grpc::Status s = CheckSlices(peer, "Pull", bytes, req->slices(), false); !s.ok()) {
+    return done(FromGrpcStatus(s));
+  }
+  core->Pull(req, resp, deadline, Observed(/*push=*/false, std::move(done)));
+}
+
+grpc::Status PsService::DataHello(std::string_view ticket, const std::string& peer) {
+  return auth_.CheckTicket(ticket, peer, "DataHello", {kWorker});
 }
 
 grpc::ServerUnaryReactor* PsService::Push(grpc::CallbackServerContext* ctx,
@@ -93,7 +132,7 @@ grpc::ServerUnaryReactor* PsService::Push(grpc::CallbackServerContext* ctx,
   auto* reactor = ctx->DefaultReactor();
   ServerCore* core = Admit(ctx, reactor, "Push", {kWorker}, Bind::kWorkerRank, req->worker());
   if (core == nullptr) return reactor;
-  if (grpc::Status s = CheckSlices(ctx, "Push", req->ByteSizeLong(), req->slices(), true);
+  if (grpc::Status s = CheckSlices(ctx->peer(), "Push", req->ByteSizeLong(), req->slices(), true);
       !s.ok()) {
     reactor->Finish(s);
     return reactor;
@@ -107,7 +146,7 @@ grpc::ServerUnaryReactor* PsService::Pull(grpc::CallbackServerContext* ctx,
   auto* reactor = ctx->DefaultReactor();
   ServerCore* core = Admit(ctx, reactor, "Pull", {kWorker}, Bind::kWorkerRank, req->worker());
   if (core == nullptr) return reactor;
-  if (grpc::Status s = CheckSlices(ctx, "Pull", req->ByteSizeLong(), req->slices(), false);
+  if (grpc::Status s = CheckSlices(ctx->peer(), "Pull", req->ByteSizeLong(), req->slices(), false);
       !s.ok()) {
     reactor->Finish(s);
     return reactor;
@@ -167,7 +206,7 @@ grpc::ServerUnaryReactor* PsService::Replicate(grpc::CallbackServerContext* ctx,
                                                const rpc::ReplicateRequest* req,
                                                rpc::ReplicateResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  ServerCore* core = Admit(ctx, reactor, "Replicate", {kServer});
+  ServerCore* core = Admit(ctx, reactor, "Replicate", {kServer}, Bind::kServerRank, req->from_rank());
   if (core == nullptr) return reactor;
   reactor->Finish(ToGrpcStatus(core->Replicate(*req, resp)));
   return reactor;

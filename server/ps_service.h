@@ -34,6 +34,18 @@ class PsService final : public rpc::ParameterServer::CallbackService {
       std::function<void(bool push, absl::Duration latency, const absl::Status& status)>;
   void SetObserver(Observer observer) { observer_ = std::move(observer); }
 
+  // The TCP data plane's calls (server/data_plane.h), with the same checks
+  // and core calls as Push and Pull: `ticket` is the one the connection's
+  // hello carried, `bytes` the request's encoded size. `done` runs once.
+  void DataPush(std::string_view ticket, const std::string& peer, size_t bytes,
+                const rpc::PushRequest* req, rpc::PushResponse* resp, absl::Time deadline,
+                ServerCore::Done done);
+  void DataPull(std::string_view ticket, const std::string& peer, size_t bytes,
+                const rpc::PullRequest* req, rpc::PullResponse* resp, absl::Time deadline,
+                ServerCore::Done done);
+  // A data-plane connection's hello: a worker's ticket (anything when insecure).
+  grpc::Status DataHello(std::string_view ticket, const std::string& peer);
+
   grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* ctx, const rpc::PushRequest* req,
                                  rpc::PushResponse* resp) override;
   grpc::ServerUnaryReactor* Pull(grpc::CallbackServerContext* ctx, const rpc::PullRequest* req,
@@ -61,11 +73,13 @@ class PsService final : public rpc::ParameterServer::CallbackService {
                     const char* method, std::initializer_list<rpc::Principal> allowed,
                     Bind bind = Bind::kNone, int64_t id = 0);
   // INVALID_ARGUMENT / RESOURCE_EXHAUSTED if `slices` exceed the limits.
-  grpc::Status CheckSlices(grpc::CallbackServerContext* ctx, const char* method, size_t bytes,
+  grpc::Status CheckSlices(const std::string& peer, const char* method, size_t bytes,
                            const google::protobuf::RepeatedPtrField<rpc::TableSlice>& slices,
                            bool with_values);
   // The status of a SaveModel/Checkpoint; a refused directory is audited.
   grpc::Status WriteStatus(grpc::CallbackServerContext* ctx, const char* method, const absl::Status& status);
+  // Wraps `done` with the observer's report.
+  ServerCore::Done Observed(bool push, ServerCore::Done done) const;
   // Wraps `reactor`'s finish with the observer's report.
   ServerCore::Done Finisher(grpc::ServerUnaryReactor* reactor, bool push) const;
 

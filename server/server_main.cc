@@ -7,6 +7,7 @@
 #include <iostream>
 #include <random>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -22,6 +23,7 @@
 #include "common/scheduler_client.h"
 #include "common/sealed_file.h"
 #include "common/signals.h"
+#include "server/data_plane.h"
 #include "server/ps_service.h"
 #include "server/server_core.h"
 #include "server/server_metrics.h"
@@ -33,6 +35,9 @@ ABSL_FLAG(std::string, advertise, "",
           "HOST[:PORT] peers reach this server at (default: --host, or the hostname if --host is "
           "a wildcard; the bound port)");
 ABSL_FLAG(int, port, 0, "port to listen on; 0 picks a free one");
+ABSL_FLAG(int, data_port, 0,
+          "port of the TCP data plane (cluster.data_plane: tcp; not opened with TLS); 0 picks a "
+          "free one. Advertised with the --advertise host");
 ABSL_FLAG(int, connect_timeout_ms, 30000, "how long to wait for the scheduler to come up");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warn or error");
 ABSL_FLAG(bool, standby, false,
@@ -73,6 +78,16 @@ int Run() {
   std::string advertised_host;
   int advertised_port;
   (void)ParseHostPort(my_address, "--advertise", &advertised_host, &advertised_port);
+  // Pushes and pulls over plain TCP, unless TLS is on (then gRPC carries them).
+  std::unique_ptr<DataPlaneServer> data_plane;
+  std::string data_address;
+  if (!TransportIsTls()) {
+    data_plane = std::make_unique<DataPlaneServer>(
+        &service, static_cast<uint32_t>(ServerLimitsFromFlags().max_message_bytes));
+    auto data_port = data_plane->Start(host, absl::GetFlag(FLAGS_data_port));
+    if (!data_port.ok()) return Fatal(absl::StrCat("--data_port: ", data_port.status().message()));
+    data_address = absl::StrCat(advertised_host, ":", *data_port);
+  }
 
   rpc::RegisterRequest reg;
   reg.set_role(rpc::SERVER);
@@ -81,10 +96,15 @@ int Run() {
   const bool standby = absl::GetFlag(FLAGS_standby);
   reg.set_standby(standby);
   reg.set_metrics_address(MetricsAddress(monitoring->get(), advertised_host));
+  reg.set_data_address(data_address);
   auto registered = client.Register(reg, connect_timeout);
   if (!registered.ok()) return Fatal(std::string(registered.status().message()));
   const config::JobConfig& job = registered->config();
   const uint32_t node_id = registered->node_id();
+  if (data_plane != nullptr && job.cluster().data_plane() != config::TCP) {
+    data_plane->Stop();  // the job pushes and pulls over gRPC
+    data_address.clear();
+  }
   if (absl::Status s = AdoptTicket(registered->ticket(), job.security().insecure()); !s.ok()) {
     return Fatal(std::string(s.message()));
   }
@@ -111,9 +131,15 @@ int Run() {
   spdlog::info(
       "{}server rank {} listening on {} (node {}){}", standby ? "standby " : "", registered->rank(),
       my_address, node_id,
-      reg.metrics_address().empty() ? "" : absl::StrCat(", metrics on ", reg.metrics_address()));
+      absl::StrCat(data_address.empty() ? "" : absl::StrCat(", data plane on ", data_address),
+                   reg.metrics_address().empty() ? ""
+                                                 : absl::StrCat(", metrics on ", reg.metrics_address())));
 
   ServerCore core(job, registered->rank());
+  // The data plane's readers call into the core: they stop before it goes.
+  absl::Cleanup stop_data_plane = [&data_plane] {
+    if (data_plane != nullptr) data_plane->Stop();
+  };
   std::unique_ptr<Monitoring::Collection> state_metrics, refusal_metrics;
   if (*monitoring != nullptr) {
     state_metrics = ExportServerState(&core, monitoring->get());

@@ -29,8 +29,21 @@ struct Call {
   Req req;
   Resp resp;
   std::unique_ptr<grpc::ClientContext> ctx;
+  absl::Time deadline;
+  // Set when the call went over the TCP data plane instead of gRPC.
+  std::shared_ptr<DataConnection> data;
+  uint64_t data_id = 0;
   grpc::Status status;
 };
+
+// Starts `c` on `data` if there is one, else through `grpc_start`.
+template <typename C, typename Done, typename GrpcStart>
+void StartOn(std::shared_ptr<DataConnection> data, frame::Kind kind, C* c, Done done,
+             GrpcStart grpc_start) {
+  if (data == nullptr) return grpc_start(std::move(done));
+  c->data = std::move(data);
+  c->data_id = c->data->Start(kind, c->req, &c->resp, c->deadline, std::move(done));
+}
 
 // Starts every call with `start(call, done)` and waits until all finished.
 // Each call carries a deadline, so gRPC calls `done` for every call. Every
@@ -49,7 +62,8 @@ void RunAll(const std::vector<C*>& calls, absl::Duration timeout, Start start, G
   const std::shared_ptr<CallCredentials> credentials = ProcessCredentials();
   for (C* c : calls) {
     c->ctx = std::make_unique<grpc::ClientContext>();
-    c->ctx->set_deadline(DeadlineIn(timeout));
+    c->deadline = absl::Now() + timeout;
+    c->ctx->set_deadline(absl::ToChronoTime(c->deadline));
     if (credentials != nullptr) credentials->AddTo(c->ctx.get());
     start(c, [pending, c](grpc::Status s) {
       c->status = std::move(s);
@@ -65,10 +79,22 @@ void RunAll(const std::vector<C*>& calls, absl::Duration timeout, Start start, G
       pending->cv.WaitWithTimeout(&pending->mu, absl::Milliseconds(100));  // poll period for `gone`
       if (pending->left == 0) return;
     }
+    const absl::Time now = absl::Now();
     for (size_t i = 0; i < calls.size(); ++i) {
-      if (!cancelled[i] && gone(calls[i])) {
+      C* c = calls[i];
+      if (cancelled[i]) continue;
+      if (gone(c)) {
         cancelled[i] = true;
-        calls[i]->ctx->TryCancel();
+        c->ctx->TryCancel();
+        if (c->data != nullptr) {
+          c->data->Cancel(c->data_id, grpc::Status(grpc::StatusCode::CANCELLED,
+                                                   "the server left the map"));
+        }
+      } else if (c->data != nullptr && now >= c->deadline) {
+        // gRPC enforces its calls' deadlines; the data plane's are ours.
+        cancelled[i] = true;
+        c->data->Cancel(c->data_id, grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                                 "Deadline Exceeded (data plane)"));
       }
     }
   }
@@ -102,14 +128,25 @@ void KvClient::SetView(const rpc::ClusterView& view) {
   MutexLock lock(&mu_);
   if (view_ != nullptr && view.version() <= view_->version()) return;
   std::vector<std::unique_ptr<rpc::ParameterServer::Stub>> stubs;
+  std::vector<std::shared_ptr<DataConnection>> data;
   for (int s = 0; s < view.servers_size(); ++s) {
     const bool same = view_ != nullptr && s < view_->servers_size() &&
                       s < static_cast<int>(stubs_.size()) &&
                       view_->servers(s).address() == view.servers(s).address();
     stubs.push_back(same ? std::move(stubs_[s])
                          : rpc::ParameterServer::NewStub(MakeChannel(view.servers(s).address(), nullptr)));
+    const std::string& address = view.servers(s).data_address();
+    if (address.empty() || !options_.data_plane) {
+      data.push_back(nullptr);
+    } else if (s < static_cast<int>(data_.size()) && data_[s] != nullptr &&
+               data_[s]->address() == address) {
+      data.push_back(std::move(data_[s]));
+    } else {
+      data.push_back(std::make_shared<DataConnection>(address));
+    }
   }
   stubs_ = std::move(stubs);
+  data_ = std::move(data);
   view_ = std::make_shared<const rpc::ClusterView>(view);
 }
 
@@ -121,6 +158,11 @@ std::shared_ptr<const rpc::ClusterView> KvClient::CurrentView() {
 rpc::ParameterServer::Stub* KvClient::Stub(int server) {
   MutexLock lock(&mu_);
   return stubs_[server].get();
+}
+
+std::shared_ptr<DataConnection> KvClient::Data(int server) {
+  MutexLock lock(&mu_);
+  return server < static_cast<int>(data_.size()) ? data_[server] : nullptr;
 }
 
 absl::Status KvClient::RefreshView() {
@@ -345,7 +387,9 @@ absl::Status KvClient::DoPush(const std::vector<TableKeys>& tables, std::optiona
   return RunWithRetries<PushCall>(
       "push", std::move(partitions), build,
       [this](PushCall* c, auto done) {
-        Stub(c->server)->async()->Push(c->ctx.get(), &c->req, &c->resp, std::move(done));
+        StartOn(Data(c->server), frame::Kind::kPush, c, std::move(done), [&](auto d) {
+          Stub(c->server)->async()->Push(c->ctx.get(), &c->req, &c->resp, std::move(d));
+        });
       },
       [](const PushCall&) { return absl::OkStatus(); });
 }
@@ -414,7 +458,9 @@ absl::Status KvClient::DoPull(std::vector<TableKeys>* tables, std::optional<int6
   return RunWithRetries<PullCall>(
       "pull", std::move(partitions), build,
       [this](PullCall* c, auto done) {
-        Stub(c->server)->async()->Pull(c->ctx.get(), &c->req, &c->resp, std::move(done));
+        StartOn(Data(c->server), frame::Kind::kPull, c, std::move(done), [&](auto d) {
+          Stub(c->server)->async()->Pull(c->ctx.get(), &c->req, &c->resp, std::move(d));
+        });
       },
       scatter);
 }

@@ -27,6 +27,7 @@
 #include "common/tables.h"
 #include "proto/ps.grpc.pb.h"
 #include "proto/scheduler.pb.h"
+#include "worker/data_client.h"
 
 namespace ps {
 
@@ -49,6 +50,9 @@ class KvClient {
     // a heartbeat timeout plus a map change), and at least max_retries times.
     absl::Duration failover_window = absl::Seconds(12);
     size_t max_chunk_bytes = 4 << 20;
+    // Push and pull over the servers' TCP data plane where the view gives
+    // one (cluster.data_plane: tcp), else over gRPC.
+    bool data_plane = true;
     // Called (on the calling thread) when a server cannot be reached, so
     // the scheduler can check it before its heartbeat timeout.
     std::function<void(int server, const std::string& error)> report_unreachable;
@@ -97,6 +101,8 @@ class KvClient {
   struct Routed;
   absl::StatusOr<Routed> Route(const std::vector<TableKeys>& tables, bool with_values);
   rpc::ParameterServer::Stub* Stub(int server) ABSL_LOCKS_EXCLUDED(mu_);
+  // The server's data-plane connection, or null (gRPC).
+  std::shared_ptr<DataConnection> Data(int server) ABSL_LOCKS_EXCLUDED(mu_);
   std::shared_ptr<const rpc::ClusterView> CurrentView() ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status RefreshView();
   // Whether the current map dropped `server` (dead, or primary of nothing).
@@ -117,6 +123,7 @@ class KvClient {
   // Immutable once published; replaced whole by SetView.
   std::shared_ptr<const rpc::ClusterView> view_ ABSL_GUARDED_BY(mu_);
   std::vector<std::unique_ptr<rpc::ParameterServer::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<DataConnection>> data_ ABSL_GUARDED_BY(mu_);  // per server, maybe null
 };
 
 }  // namespace ps

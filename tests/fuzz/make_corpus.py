@@ -127,6 +127,12 @@ def main():
     op = field(1, 0, 0) + field(2, 0, 1) + field(3, 0, 1) + field(4, 0, 0) + field(5, 2, push(0, [9], [1.0]))
     put("fuzz_server_rpc", "replicate", bytes([3, 2]) + field(1, 0, 1) + field(3, 2, op))
     put("fuzz_server_rpc", "clock", bytes([4, 0]) + field(1, 0, 1))
+    # Data-plane frames: mode byte, then (24-byte header, body)*.
+    def frame(kind, call_id, body):
+        return struct.pack("<IBBHIIQ", 0x31445350, kind, 0, 0, len(body), 0, call_id) + body
+    stream = frame(1, 0, b"") + frame(2, 1, push(0, [1, 2, 3], [0.5, 1, -1])) + frame(3, 2, pull)
+    put("fuzz_data_frame", "asp", bytes([2]) + stream)
+    put("fuzz_data_frame", "bsp", bytes([0]) + frame(2, 1, push(1, [5], [2.0], clock=0, partitions=[0, 1, 2, 3])) + frame(3, 2, pull))
     # Scheduler requests: (method, length, request)*.
     def req(method, body):
         return bytes([method, len(body)]) + body

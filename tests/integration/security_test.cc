@@ -6,7 +6,10 @@
 // the right code, audited, and changes nothing on the server (its counters,
 // its memory). The test is the job's one worker (with a real worker key).
 #include <grpcpp/generic/generic_stub.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include <fstream>
 
@@ -14,6 +17,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/auth.h"
+#include "common/data_frame.h"
+#include "common/net.h"
 #include "common/config.h"
 #include "common/partitioning.h"
 #include "common/rpc.h"
@@ -358,6 +363,22 @@ TEST_F(SecurityTest, EachRoleMayCallOnlyItsMethodsAndOnlyForItsOwnRank) {
   // register a worker.
   EXPECT_EQ(Push(Server(0, As(rpc::PRINCIPAL_SERVER)).get(), PushOf(0, 3, 1e6f)).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
+  // A server replicates only as itself: server 0's ticket may not claim
+  // to be server 1 (a forged snapshot would replace a partition).
+  {
+    grpc::ClientContext ctx;
+    rpc::ReplicateRequest req;
+    req.set_from_rank(1);
+    rpc::PartitionState* install = req.add_installs();
+    install->set_partition(0);
+    install->set_epoch(1u << 30);
+    rpc::ReplicateResponse resp;
+    const grpc::Status forged =
+        Server(0, As(rpc::PRINCIPAL_SERVER, 0))->Replicate(&ctx, req, &resp);
+    EXPECT_EQ(forged.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_TRUE(absl::StrContains(forged.error_message(), "may not speak for server rank 1"))
+        << forged.error_message();
+  }
   {
     auto secret = ReadTokenFile(cluster_.auth_dir() + "/server.token");
     ASSERT_TRUE(secret.ok());
@@ -511,6 +532,131 @@ TEST_F(SecurityTest, OversizedAndMalformedRequestsAreRefusedWithoutGrowingTheSer
   const std::string audit = Audit();
   EXPECT_GE(
       CountLines(audit, {"\"event\":\"refused\"", "RESOURCE_EXHAUSTED", "max_keys_per_request"}), 2)
+      << audit;
+}
+
+// The TCP data plane (common/data_frame.h) checks its callers like the gRPC
+// methods: a hello with a worker's ticket first, then each push and pull
+// for that worker's rank only, within the limits; a malformed frame closes
+// its connection and the server goes on serving.
+struct FrameReply {
+  int code = -1;  // -1: the connection closed without a reply
+  std::string body;
+};
+
+std::string Frame(frame::Kind kind, uint64_t id, const std::string& body) {
+  std::string out(frame::kHeaderBytes, '\0');
+  frame::Header h;
+  h.kind = kind;
+  h.body_len = static_cast<uint32_t>(body.size());
+  h.call_id = id;
+  frame::EncodeHeader(h, out.data());
+  return out + body;
+}
+
+// Sends `bytes` on a new connection to `address`, then reads up to `replies`
+// replies (fewer if the server closes the connection).
+std::vector<FrameReply> Exchange(const std::string& address, const std::string& bytes,
+                                 int replies) {
+  auto fd = ConnectTcp(address, absl::Seconds(10));
+  EXPECT_TRUE(fd.ok()) << fd.status();
+  if (!fd.ok()) return {};
+  const timeval timeout{20, 0};  // a missing reply fails the test instead of hanging it
+  setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  std::vector<FrameReply> out;
+  if (frame::WriteFull(*fd, bytes.data(), bytes.size())) {
+    char head[frame::kHeaderBytes];
+    while (static_cast<int>(out.size()) < replies && frame::ReadFull(*fd, head, sizeof(head))) {
+      auto h = frame::DecodeHeader(head, 1 << 20);
+      if (!h.ok()) break;
+      FrameReply r;
+      r.code = h->status;
+      r.body.resize(h->body_len);
+      if (!frame::ReadFull(*fd, r.body.data(), r.body.size())) break;
+      out.push_back(std::move(r));
+    }
+  }
+  close(*fd);
+  return out;
+}
+
+TEST_F(SecurityTest, TheTcpDataPlaneChecksCallersAndRequestsLikeGrpc) {
+  const std::string address = view_.servers(0).data_address();
+  ASSERT_FALSE(address.empty()) << "cluster.data_plane is tcp by default";
+  const rpc::StatsResponse before = Stats(0);
+  const std::string ticket = ProcessCredentials()->ticket();  // worker rank 0's
+  auto ticket_of = [&](rpc::Principal principal, int rank, bool foreign) {
+    rpc::TicketClaims claims;
+    claims.set_principal(principal);
+    claims.set_node_id(node_id_);
+    claims.set_rank(rank);
+    if (!foreign) return signer_->Sign(claims);
+    return (*TicketSigner::Create(std::string(32, 'x')))->Sign(claims);
+  };
+  auto push_body = [&](int worker, int keys) { return PushOf(worker, keys, 1e6f).SerializeAsString(); };
+  const int kUnauthenticated = static_cast<int>(grpc::StatusCode::UNAUTHENTICATED);
+  const int kDenied = static_cast<int>(grpc::StatusCode::PERMISSION_DENIED);
+  // No hello: refused, connection closed.
+  auto r = Exchange(address, Frame(frame::Kind::kPush, 1, push_body(0, 1)), 2);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].code, kUnauthenticated) << r[0].body;
+  // Another job's ticket, a server's, an empty one.
+  for (const auto& [hello, code] :
+       std::vector<std::pair<std::string, int>>{{ticket_of(rpc::PRINCIPAL_WORKER, 0, true), kUnauthenticated},
+                                                {ticket_of(rpc::PRINCIPAL_SERVER, 0, false), kDenied},
+                                                {"", kUnauthenticated}}) {
+    r = Exchange(address,
+                 Frame(frame::Kind::kHello, 0, hello) + Frame(frame::Kind::kPush, 1, push_body(0, 1)), 2);
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].code, code) << r[0].body;
+  }
+  // Our ticket, speaking for rank 1: refused; the connection stays usable.
+  r = Exchange(address,
+               Frame(frame::Kind::kHello, 0, ticket) + Frame(frame::Kind::kPush, 1, push_body(1, 1)) +
+                   Frame(frame::Kind::kPush, 2, push_body(0, 1001)),
+               3);
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_EQ(r[0].code, 0) << r[0].body;
+  EXPECT_EQ(r[1].code, kDenied) << r[1].body;
+  EXPECT_TRUE(absl::StrContains(r[1].body, "may not speak for worker rank 1")) << r[1].body;
+  EXPECT_EQ(r[2].code, static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED)) << r[2].body;
+  EXPECT_TRUE(absl::StrContains(r[2].body, "max_keys_per_request")) << r[2].body;
+  // Malformed: a body that does not parse, a wrong magic, a body of 10^9
+  // bytes claimed: each answered with an error and the connection closed.
+  std::string bad_magic = Frame(frame::Kind::kPush, 3, "");
+  bad_magic[0] ^= 0x55;
+  std::string huge = Frame(frame::Kind::kPush, 4, "");
+  huge[8] = 0x00, huge[9] = static_cast<char>(0xca), huge[10] = static_cast<char>(0x9a),
+  huge[11] = 0x3b;  // 1,000,000,000 little-endian
+  for (const std::string& bad :
+       {Frame(frame::Kind::kPush, 3, std::string(64, '\xff')), bad_magic, huge}) {
+    r = Exchange(address, Frame(frame::Kind::kHello, 0, ticket) + bad, 3);
+    ASSERT_EQ(r.size(), 2u);
+    EXPECT_NE(r[1].code, 0) << r[1].body;
+  }
+  // Nothing was applied; a legitimate push is, and a pull reads it back.
+  EXPECT_EQ(Stats(0).pushes_applied(), before.pushes_applied());
+  rpc::PushRequest good = PushOf(0, 1, 0.5f);
+  rpc::PullRequest pull;
+  pull.set_worker(0);
+  *pull.add_slices() = good.slices(0);
+  pull.mutable_slices(0)->clear_values();
+  r = Exchange(address,
+               Frame(frame::Kind::kHello, 0, ticket) +
+                   Frame(frame::Kind::kPush, 1, good.SerializeAsString()) +
+                   Frame(frame::Kind::kPull, 2, pull.SerializeAsString()),
+               3);
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_EQ(r[1].code, 0) << r[1].body;
+  EXPECT_EQ(r[2].code, 0) << r[2].body;
+  rpc::PullResponse pulled;
+  ASSERT_TRUE(pulled.ParseFromString(r[2].body));
+  ASSERT_EQ(pulled.slices_size(), 1);
+  ASSERT_EQ(pulled.slices(0).values_size(), 1);
+  EXPECT_EQ(Stats(0).pushes_applied(), before.pushes_applied() + 1);
+  const std::string audit = Audit();
+  EXPECT_GE(CountLines(audit, {"\"method\":\"DataHello\"", "\"event\":\"refused\""}), 3) << audit;
+  EXPECT_GE(CountLines(audit, {"\"method\":\"Push\"", "tcp:", "may not speak for worker rank 1"}), 1)
       << audit;
 }
 

@@ -1,0 +1,211 @@
+#include "server/data_plane.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/data_frame.h"
+#include "common/net.h"
+#include "common/rpc.h"
+#include "server/ps_service.h"
+#include "spdlog/spdlog.h"
+
+namespace ps {
+namespace {
+
+// Connections a server keeps open at once (a worker has one per KvClient);
+// more are closed as soon as they are accepted.
+constexpr size_t kMaxConnections = 1024;
+// A request frame without a timeout waits at most this long in the core.
+constexpr absl::Duration kDefaultTimeout = absl::Seconds(30);
+// Error texts in replies are cut to this.
+constexpr size_t kMaxErrorBytes = 4096;
+
+}  // namespace
+
+struct DataPlaneServer::Conn {
+  explicit Conn(int fd) : fd(fd), peer(PeerOf(fd)) {}
+  ~Conn() { close(fd); }
+
+  // Writes the reply of call `id`: `body` if `status` is OK, else the error
+  // text. A failed write closes the connection (its reader sees it).
+  void Reply(uint64_t id, const absl::Status& status, const google::protobuf::Message* body) {
+    std::string out(frame::kHeaderBytes, '\0');
+    if (status.ok()) {
+      if (body != nullptr && !body->AppendToString(&out)) {
+        return Reply(id, absl::InternalError("the reply does not serialize"), nullptr);
+      }
+    } else {
+      const absl::string_view text = status.message().substr(0, kMaxErrorBytes);
+      out.append(text.data(), text.size());
+    }
+    frame::Header h;
+    h.kind = frame::Kind::kReply;
+    h.status = static_cast<uint16_t>(status.code());
+    h.body_len = static_cast<uint32_t>(out.size() - frame::kHeaderBytes);
+    h.call_id = id;
+    frame::EncodeHeader(h, out.data());
+    MutexLock lock(&write_mu);
+    if (closed) return;
+    if (!frame::WriteFull(fd, out.data(), out.size())) {
+      closed = true;
+      shutdown(fd, SHUT_RDWR);
+    }
+  }
+  void Close() {
+    MutexLock lock(&write_mu);
+    closed = true;
+    shutdown(fd, SHUT_RDWR);
+  }
+
+  const int fd;
+  const std::string peer;
+  std::atomic<bool> finished{false};  // its reader returned
+  Mutex write_mu;
+  bool closed ABSL_GUARDED_BY(write_mu) = false;
+};
+
+DataPlaneServer::DataPlaneServer(PsService* service, uint32_t max_body)
+    : service_(service), max_body_(max_body) {}
+
+DataPlaneServer::~DataPlaneServer() { Stop(); }
+
+absl::StatusOr<int> DataPlaneServer::Start(const std::string& host, int port) {
+  int bound = 0;
+  auto fd = ListenTcp(host, port, &bound);
+  if (!fd.ok()) return fd.status();
+  listen_fd_ = *fd;
+  acceptor_ = std::thread([this] { AcceptLoop(); });
+  return bound;
+}
+
+void DataPlaneServer::Stop() {
+  {
+    MutexLock lock(&mu_);
+    if (stopping_ || listen_fd_ < 0) return;
+    stopping_ = true;
+  }
+  shutdown(listen_fd_, SHUT_RDWR);  // accept() returns
+  if (acceptor_.joinable()) acceptor_.join();
+  std::vector<std::thread> readers;
+  {
+    MutexLock lock(&mu_);
+    for (auto& conn : conns_) conn->Close();
+    readers.swap(readers_);
+  }
+  for (std::thread& t : readers) t.join();
+  close(listen_fd_);
+  MutexLock lock(&mu_);
+  conns_.clear();
+}
+
+void DataPlaneServer::AcceptLoop() {
+  while (true) {
+    const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      const int err = errno;
+      if (err == EINTR || err == ECONNABORTED) continue;
+      {
+        MutexLock lock(&mu_);
+        if (stopping_) return;
+      }
+      if (err == EMFILE || err == ENFILE) {
+        spdlog::warn("data plane: accept: {}", strerror(err));
+        absl::SleepFor(absl::Milliseconds(100));  // backoff: nothing to wait on until the OS frees one
+        continue;
+      }
+      spdlog::error("data plane: accept: {}", strerror(err));
+      return;
+    }
+    auto conn = std::make_shared<Conn>(fd);
+    MutexLock lock(&mu_);
+    if (stopping_) return;  // conn closes its socket
+    // Forget the connections whose readers have returned.
+    for (size_t i = 0; i < conns_.size();) {
+      if (conns_[i]->finished.load()) {
+        readers_[i].join();
+        conns_.erase(conns_.begin() + i);
+        readers_.erase(readers_.begin() + i);
+      } else {
+        ++i;
+      }
+    }
+    if (conns_.size() >= kMaxConnections) {
+      spdlog::warn("data plane: refusing a connection from {}: {} are open", conn->peer,
+                   conns_.size());
+      continue;
+    }
+    conns_.push_back(conn);
+    readers_.emplace_back([this, conn] { Serve(conn); });
+  }
+}
+
+void DataPlaneServer::Serve(std::shared_ptr<Conn> conn) {
+  std::string ticket;
+  bool greeted = false;
+  char head[frame::kHeaderBytes];
+  while (frame::ReadFull(conn->fd, head, sizeof(head))) {
+    auto h = frame::DecodeHeader(head, max_body_);
+    if (!h.ok()) {
+      conn->Reply(0, h.status(), nullptr);
+      break;
+    }
+    std::string body(h->body_len, '\0');
+    if (!frame::ReadFull(conn->fd, body.data(), body.size())) break;
+    const uint64_t id = h->call_id;
+    if (!greeted) {
+      if (h->kind != frame::Kind::kHello) {
+        conn->Reply(id, absl::UnauthenticatedError("a data-plane connection starts with a hello"),
+                    nullptr);
+        break;
+      }
+      if (grpc::Status s = service_->DataHello(body, conn->peer); !s.ok()) {
+        conn->Reply(id, FromGrpcStatus(s), nullptr);
+        break;
+      }
+      ticket = std::move(body);
+      greeted = true;
+      conn->Reply(id, absl::OkStatus(), nullptr);
+      continue;
+    }
+    const absl::Time deadline =
+        absl::Now() + (h->timeout_ms > 0 ? absl::Milliseconds(h->timeout_ms) : kDefaultTimeout);
+    if (h->kind == frame::Kind::kPush) {
+      struct Call {
+        rpc::PushRequest req;
+        rpc::PushResponse resp;
+      };
+      auto call = std::make_shared<Call>();
+      if (!call->req.ParseFromString(body)) {
+        conn->Reply(id, absl::InvalidArgumentError("the push frame's body does not parse"), nullptr);
+        break;
+      }
+      service_->DataPush(ticket, conn->peer, body.size(), &call->req, &call->resp, deadline,
+                         [conn, call, id](absl::Status s) { conn->Reply(id, s, &call->resp); });
+    } else if (h->kind == frame::Kind::kPull) {
+      struct Call {
+        rpc::PullRequest req;
+        rpc::PullResponse resp;
+      };
+      auto call = std::make_shared<Call>();
+      if (!call->req.ParseFromString(body)) {
+        conn->Reply(id, absl::InvalidArgumentError("the pull frame's body does not parse"), nullptr);
+        break;
+      }
+      service_->DataPull(ticket, conn->peer, body.size(), &call->req, &call->resp, deadline,
+                         [conn, call, id](absl::Status s) { conn->Reply(id, s, &call->resp); });
+    } else {
+      conn->Reply(id, absl::InvalidArgumentError("unexpected frame kind on a server"), nullptr);
+      break;
+    }
+  }
+  conn->Close();
+  conn->finished.store(true);
+}
+
+}  // namespace ps

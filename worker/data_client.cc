@@ -1,0 +1,200 @@
+#include "worker/data_client.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/auth.h"
+#include "common/net.h"
+#include "common/rpc.h"
+
+namespace ps {
+namespace {
+
+// How long a call waits for a connection at most (a cut network link
+// otherwise holds connect() for minutes).
+constexpr absl::Duration kMaxConnectWait = absl::Seconds(5);
+
+uint32_t TimeoutMs(absl::Time deadline) {
+  const int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+  return static_cast<uint32_t>(std::clamp<int64_t>(ms, 1, UINT32_MAX));
+}
+
+}  // namespace
+
+struct DataConnection::Link {
+  ~Link() {
+    if (fd >= 0) close(fd);
+  }
+  // False if the link is broken (now or before).
+  bool Write(const std::string& frame) {
+    MutexLock lock(&write_mu);
+    if (broken.load()) return false;
+    if (!frame::WriteFull(fd, frame.data(), frame.size())) {
+      Break();
+      return false;
+    }
+    return true;
+  }
+  // Its reader sees the end of the stream and fails the calls in flight.
+  void Break() {
+    broken.store(true);
+    shutdown(fd, SHUT_RDWR);
+  }
+
+  int fd = -1;
+  std::string ticket;  // the hello's
+  std::thread reader;
+  std::atomic<bool> broken{false};
+  Mutex write_mu;
+};
+
+DataConnection::DataConnection(std::string address) : address_(std::move(address)) {}
+
+DataConnection::~DataConnection() {
+  std::vector<std::shared_ptr<Link>> links;
+  std::map<uint64_t, Pending> pending;
+  {
+    MutexLock lock(&mu_);
+    if (link_ != nullptr) links.push_back(std::move(link_));
+    links.insert(links.end(), retired_.begin(), retired_.end());
+    retired_.clear();
+    pending.swap(pending_);
+  }
+  for (auto& link : links) link->Break();
+  for (auto& [id, p] : pending) p.done(grpc::Status(grpc::StatusCode::CANCELLED, "client closed"));
+  for (auto& link : links) {
+    if (link->reader.joinable()) link->reader.join();
+  }
+}
+
+uint64_t DataConnection::Start(frame::Kind kind, const google::protobuf::Message& req,
+                               google::protobuf::Message* resp, absl::Time deadline, Done done) {
+  std::string out(frame::kHeaderBytes, '\0');
+  if (!req.AppendToString(&out)) {
+    done(grpc::Status(grpc::StatusCode::INTERNAL, "the request does not serialize"));
+    return 0;
+  }
+  const std::shared_ptr<CallCredentials> credentials = ProcessCredentials();
+  const std::string ticket = credentials != nullptr ? credentials->ticket() : "";
+  std::shared_ptr<Link> link;
+  uint64_t id = 0;
+  std::string connect_error;
+  {
+    MutexLock lock(&mu_);
+    id = ++next_id_;
+    if (link_ == nullptr || link_->broken.load() || link_->ticket != ticket) {
+      if (link_ != nullptr) {
+        link_->Break();
+        retired_.push_back(std::move(link_));
+      }
+      auto fd = ConnectTcp(address_, std::clamp(deadline - absl::Now(), absl::ZeroDuration(),
+                                                kMaxConnectWait));
+      if (!fd.ok()) {
+        connect_error = std::string(fd.status().message());
+      } else {
+        auto fresh = std::make_shared<Link>();
+        fresh->fd = *fd;
+        fresh->ticket = ticket;
+        std::string hello(frame::kHeaderBytes, '\0');
+        hello.append(ticket);
+        frame::Header h;
+        h.kind = frame::Kind::kHello;
+        h.body_len = static_cast<uint32_t>(ticket.size());
+        h.call_id = 0;  // the hello's reply
+        frame::EncodeHeader(h, hello.data());
+        fresh->Write(hello);  // a failure shows in the reader
+        fresh->reader = std::thread([this, fresh] { ReadLoop(fresh); });
+        link_ = std::move(fresh);
+      }
+    }
+    if (connect_error.empty()) {
+      link = link_;
+      pending_.emplace(id, Pending{link.get(), resp, std::move(done)});
+    }
+  }
+  if (!connect_error.empty()) {
+    done(grpc::Status(grpc::StatusCode::UNAVAILABLE, absl::StrCat("data plane: ", connect_error)));
+    return id;
+  }
+  frame::Header h;
+  h.kind = kind;
+  h.body_len = static_cast<uint32_t>(out.size() - frame::kHeaderBytes);
+  h.timeout_ms = TimeoutMs(deadline);
+  h.call_id = id;
+  frame::EncodeHeader(h, out.data());
+  link->Write(out);  // a failure breaks the link: its reader fails this call
+  return id;
+}
+
+void DataConnection::Cancel(uint64_t id, grpc::Status status) {
+  Done done;
+  {
+    MutexLock lock(&mu_);
+    auto it = pending_.find(id);
+    if (it == pending_.end()) return;
+    done = std::move(it->second.done);
+    pending_.erase(it);
+  }
+  done(std::move(status));
+}
+
+std::vector<DataConnection::Pending> DataConnection::TakeCallsOf(const Link* link) {
+  std::vector<Pending> out;
+  MutexLock lock(&mu_);
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->second.link == link) {
+      out.push_back(std::move(it->second));
+      it = pending_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return out;
+}
+
+void DataConnection::ReadLoop(std::shared_ptr<Link> link) {
+  grpc::Status end(grpc::StatusCode::UNAVAILABLE,
+                   absl::StrCat("data plane: the connection to ", address_, " was lost"));
+  char head[frame::kHeaderBytes];
+  while (frame::ReadFull(link->fd, head, sizeof(head))) {
+    auto h = frame::DecodeHeader(head, kMaxMessageBytes);
+    if (!h.ok() || h->kind != frame::Kind::kReply) {
+      end = grpc::Status(grpc::StatusCode::INTERNAL,
+                         absl::StrCat("data plane: a malformed reply from ", address_));
+      break;
+    }
+    std::string body(h->body_len, '\0');
+    if (!frame::ReadFull(link->fd, body.data(), body.size())) break;
+    const auto code = static_cast<grpc::StatusCode>(h->status);
+    if (h->call_id == 0) {  // the hello's reply
+      if (code != grpc::StatusCode::OK) {
+        end = grpc::Status(code, body);
+        break;
+      }
+      continue;
+    }
+    Pending call;
+    {
+      MutexLock lock(&mu_);
+      auto it = pending_.find(h->call_id);
+      if (it == pending_.end() || it->second.link != link.get()) continue;  // cancelled
+      call = std::move(it->second);
+      pending_.erase(it);
+    }
+    grpc::Status status(code, code == grpc::StatusCode::OK ? "" : body);
+    if (code == grpc::StatusCode::OK && !call.resp->ParseFromString(body)) {
+      status = grpc::Status(grpc::StatusCode::INTERNAL,
+                            absl::StrCat("data plane: a reply from ", address_, " does not parse"));
+    }
+    call.done(std::move(status));
+  }
+  link->Break();
+  for (Pending& call : TakeCallsOf(link.get())) call.done(end);
+}
+
+}  // namespace ps
