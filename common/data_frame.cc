@@ -63,6 +63,15 @@ absl::StatusOr<Header> DecodeHeader(const char in[kHeaderBytes], uint32_t max_bo
   return h;
 }
 
+bool SerializeBody(const google::protobuf::MessageLite& body, std::string* out) {
+  const size_t size = body.ByteSizeLong();
+  if (size > UINT32_MAX) return false;
+  out->resize(kHeaderBytes + size);
+  return body.SerializeWithCachedSizesToArray(
+             reinterpret_cast<uint8_t*>(out->data() + kHeaderBytes)) ==
+         reinterpret_cast<uint8_t*>(out->data() + out->size());
+}
+
 bool ReadFull(int fd, char* data, size_t size) {
   while (size > 0) {
     const ssize_t r = read(fd, data, size);

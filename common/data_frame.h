@@ -27,8 +27,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
+#include "google/protobuf/message_lite.h"
 #include "absl/status/statusor.h"
 
 namespace ps::frame {
@@ -50,6 +52,28 @@ void EncodeHeader(const Header& header, char out[kHeaderBytes]);
 // INVALID_ARGUMENT for a wrong magic or kind; RESOURCE_EXHAUSTED for a body
 // longer than `max_body` (named in the message).
 absl::StatusOr<Header> DecodeHeader(const char in[kHeaderBytes], uint32_t max_body);
+
+// `out` becomes kHeaderBytes of room for the header, then `body` serialized
+// once at its exact size (no regrowth). False if it does not serialize.
+bool SerializeBody(const google::protobuf::MessageLite& body, std::string* out);
+
+// A receive buffer reused from frame to frame (grows, never zero-fills;
+// above kKeepBytes it is given back once the frame is handled).
+class Buffer {
+ public:
+  static constexpr size_t kKeepBytes = 8 << 20;
+  char* Reserve(size_t size) {
+    if (size > capacity_ || (capacity_ > kKeepBytes && size <= kKeepBytes)) {
+      data_.reset(new char[size]);
+      capacity_ = size;
+    }
+    return data_.get();
+  }
+
+ private:
+  std::unique_ptr<char[]> data_;
+  size_t capacity_ = 0;
+};
 
 // Blocking socket I/O on `fd`, retrying on EINTR: false on EOF or an error.
 bool ReadFull(int fd, char* data, size_t size);

@@ -1,11 +1,14 @@
 #include "server/data_plane.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -37,7 +40,7 @@ struct DataPlaneServer::Conn {
   void Reply(uint64_t id, const absl::Status& status, const google::protobuf::Message* body) {
     std::string out(frame::kHeaderBytes, '\0');
     if (status.ok()) {
-      if (body != nullptr && !body->AppendToString(&out)) {
+      if (body != nullptr && !frame::SerializeBody(*body, &out)) {
         return Reply(id, absl::InternalError("the reply does not serialize"), nullptr);
       }
     } else {
@@ -122,6 +125,9 @@ void DataPlaneServer::AcceptLoop() {
       spdlog::error("data plane: accept: {}", strerror(err));
       return;
     }
+    // Replies go out whole at once: no Nagle delay behind an unacknowledged one.
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     auto conn = std::make_shared<Conn>(fd);
     MutexLock lock(&mu_);
     if (stopping_) return;  // conn closes its socket
@@ -149,14 +155,16 @@ void DataPlaneServer::Serve(std::shared_ptr<Conn> conn) {
   std::string ticket;
   bool greeted = false;
   char head[frame::kHeaderBytes];
+  frame::Buffer buffer;
   while (frame::ReadFull(conn->fd, head, sizeof(head))) {
     auto h = frame::DecodeHeader(head, max_body_);
     if (!h.ok()) {
       conn->Reply(0, h.status(), nullptr);
       break;
     }
-    std::string body(h->body_len, '\0');
-    if (!frame::ReadFull(conn->fd, body.data(), body.size())) break;
+    char* data = buffer.Reserve(h->body_len);
+    if (!frame::ReadFull(conn->fd, data, h->body_len)) break;
+    const std::string_view body(data, h->body_len);
     const uint64_t id = h->call_id;
     if (!greeted) {
       if (h->kind != frame::Kind::kHello) {
@@ -168,7 +176,7 @@ void DataPlaneServer::Serve(std::shared_ptr<Conn> conn) {
         conn->Reply(id, FromGrpcStatus(s), nullptr);
         break;
       }
-      ticket = std::move(body);
+      ticket = std::string(body);
       greeted = true;
       conn->Reply(id, absl::OkStatus(), nullptr);
       continue;
@@ -181,7 +189,7 @@ void DataPlaneServer::Serve(std::shared_ptr<Conn> conn) {
         rpc::PushResponse resp;
       };
       auto call = std::make_shared<Call>();
-      if (!call->req.ParseFromString(body)) {
+      if (!call->req.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
         conn->Reply(id, absl::InvalidArgumentError("the push frame's body does not parse"), nullptr);
         break;
       }
@@ -193,7 +201,7 @@ void DataPlaneServer::Serve(std::shared_ptr<Conn> conn) {
         rpc::PullResponse resp;
       };
       auto call = std::make_shared<Call>();
-      if (!call->req.ParseFromString(body)) {
+      if (!call->req.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
         conn->Reply(id, absl::InvalidArgumentError("the pull frame's body does not parse"), nullptr);
         break;
       }

@@ -74,8 +74,8 @@ DataConnection::~DataConnection() {
 
 uint64_t DataConnection::Start(frame::Kind kind, const google::protobuf::Message& req,
                                google::protobuf::Message* resp, absl::Time deadline, Done done) {
-  std::string out(frame::kHeaderBytes, '\0');
-  if (!req.AppendToString(&out)) {
+  std::string out;
+  if (!frame::SerializeBody(req, &out)) {
     done(grpc::Status(grpc::StatusCode::INTERNAL, "the request does not serialize"));
     return 0;
   }
@@ -161,6 +161,7 @@ void DataConnection::ReadLoop(std::shared_ptr<Link> link) {
   grpc::Status end(grpc::StatusCode::UNAVAILABLE,
                    absl::StrCat("data plane: the connection to ", address_, " was lost"));
   char head[frame::kHeaderBytes];
+  frame::Buffer buffer;
   while (frame::ReadFull(link->fd, head, sizeof(head))) {
     auto h = frame::DecodeHeader(head, kMaxMessageBytes);
     if (!h.ok() || h->kind != frame::Kind::kReply) {
@@ -168,12 +169,12 @@ void DataConnection::ReadLoop(std::shared_ptr<Link> link) {
                          absl::StrCat("data plane: a malformed reply from ", address_));
       break;
     }
-    std::string body(h->body_len, '\0');
-    if (!frame::ReadFull(link->fd, body.data(), body.size())) break;
+    char* body = buffer.Reserve(h->body_len);
+    if (!frame::ReadFull(link->fd, body, h->body_len)) break;
     const auto code = static_cast<grpc::StatusCode>(h->status);
     if (h->call_id == 0) {  // the hello's reply
       if (code != grpc::StatusCode::OK) {
-        end = grpc::Status(code, body);
+        end = grpc::Status(code, std::string(body, h->body_len));
         break;
       }
       continue;
@@ -186,8 +187,9 @@ void DataConnection::ReadLoop(std::shared_ptr<Link> link) {
       call = std::move(it->second);
       pending_.erase(it);
     }
-    grpc::Status status(code, code == grpc::StatusCode::OK ? "" : body);
-    if (code == grpc::StatusCode::OK && !call.resp->ParseFromString(body)) {
+    grpc::Status status(code, code == grpc::StatusCode::OK ? "" : std::string(body, h->body_len));
+    if (code == grpc::StatusCode::OK &&
+        !call.resp->ParseFromArray(body, static_cast<int>(h->body_len))) {
       status = grpc::Status(grpc::StatusCode::INTERNAL,
                             absl::StrCat("data plane: a reply from ", address_, " does not parse"));
     }
