@@ -53,6 +53,7 @@
 #include "absl/time/time.h"
 #include "common/auth.h"
 #include "common/config.h"
+#include "common/data_frame.h"
 #include "common/file_util.h"
 #include "common/flags_util.h"
 #include "common/heartbeat.h"
@@ -203,28 +204,6 @@ absl::Status Errno(const std::string& what) {
   return absl::UnavailableError(absl::StrCat("raw tcp: ", what, ": ", strerror(errno)));
 }
 
-bool ReadFull(int fd, char* p, size_t n) {
-  while (n > 0) {
-    const ssize_t r = read(fd, p, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= r;
-  }
-  return true;
-}
-
-bool WriteFull(int fd, const char* p, size_t n) {
-  while (n > 0) {
-    const ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    n -= w;
-  }
-  return true;
-}
-
 // A TCP server on 127.0.0.1 (port 0) that acks every request; on its own
 // thread, serves one connection at a time until the client closes it.
 class RawTcpSink {
@@ -270,11 +249,11 @@ class RawTcpSink {
     std::vector<char> buffer;
     while (true) {
       uint64_t n;
-      if (!ReadFull(fd, reinterpret_cast<char*>(&n), sizeof(n))) break;
+      if (!frame::ReadFull(fd, reinterpret_cast<char*>(&n), sizeof(n))) break;
       if (buffer.size() < n) buffer.resize(n);
-      if (!ReadFull(fd, buffer.data(), n)) break;
+      if (!frame::ReadFull(fd, buffer.data(), n)) break;
       const char ack = 1;
-      if (!WriteFull(fd, &ack, 1)) break;
+      if (!frame::WriteFull(fd, &ack, 1)) break;
     }
     close(fd);
   }
@@ -308,9 +287,9 @@ class RawTcpClient {
   // Sends `message` (8-byte length header + payload, built by the caller)
   // and waits for the ack.
   absl::Status RoundTrip(const std::vector<char>& message) {
-    if (!WriteFull(fd_, message.data(), message.size())) return Errno("write");
+    if (!frame::WriteFull(fd_, message.data(), message.size())) return Errno("write");
     char ack;
-    if (!ReadFull(fd_, &ack, 1)) return Errno("read ack");
+    if (!frame::ReadFull(fd_, &ack, 1)) return Errno("read ack");
     return absl::OkStatus();
   }
 

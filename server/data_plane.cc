@@ -73,6 +73,33 @@ struct DataPlaneServer::Conn {
   bool closed ABSL_GUARDED_BY(write_mu) = false;
 };
 
+namespace {
+
+// Parses a request frame's body and hands it to `serve(req, resp, done)`;
+// `done` writes the reply. The request and response live until then. False
+// (after an error reply) if the body does not parse.
+template <typename Req, typename Resp, typename Serve>
+bool Dispatch(const std::shared_ptr<DataPlaneServer::Conn>& conn, uint64_t id,
+              std::string_view body, Serve serve) {
+  struct Call {
+    Req req;
+    Resp resp;
+  };
+  auto call = std::make_shared<Call>();
+  if (!call->req.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
+    conn->Reply(id,
+                absl::InvalidArgumentError(
+                    absl::StrCat("the frame's body is not a ", Req::descriptor()->name())),
+                nullptr);
+    return false;
+  }
+  serve(&call->req, &call->resp,
+        [conn, call, id](absl::Status s) { conn->Reply(id, s, &call->resp); });
+  return true;
+}
+
+}  // namespace
+
 DataPlaneServer::DataPlaneServer(PsService* service, uint32_t max_body)
     : service_(service), max_body_(max_body) {}
 
@@ -183,34 +210,21 @@ void DataPlaneServer::Serve(std::shared_ptr<Conn> conn) {
     }
     const absl::Time deadline =
         absl::Now() + (h->timeout_ms > 0 ? absl::Milliseconds(h->timeout_ms) : kDefaultTimeout);
+    bool parsed = false;
     if (h->kind == frame::Kind::kPush) {
-      struct Call {
-        rpc::PushRequest req;
-        rpc::PushResponse resp;
-      };
-      auto call = std::make_shared<Call>();
-      if (!call->req.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
-        conn->Reply(id, absl::InvalidArgumentError("the push frame's body does not parse"), nullptr);
-        break;
-      }
-      service_->DataPush(ticket, conn->peer, body.size(), &call->req, &call->resp, deadline,
-                         [conn, call, id](absl::Status s) { conn->Reply(id, s, &call->resp); });
+      parsed = Dispatch<rpc::PushRequest, rpc::PushResponse>(
+          conn, id, body, [&](const rpc::PushRequest* req, rpc::PushResponse* resp, auto done) {
+            service_->DataPush(ticket, conn->peer, body.size(), req, resp, deadline, std::move(done));
+          });
     } else if (h->kind == frame::Kind::kPull) {
-      struct Call {
-        rpc::PullRequest req;
-        rpc::PullResponse resp;
-      };
-      auto call = std::make_shared<Call>();
-      if (!call->req.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
-        conn->Reply(id, absl::InvalidArgumentError("the pull frame's body does not parse"), nullptr);
-        break;
-      }
-      service_->DataPull(ticket, conn->peer, body.size(), &call->req, &call->resp, deadline,
-                         [conn, call, id](absl::Status s) { conn->Reply(id, s, &call->resp); });
+      parsed = Dispatch<rpc::PullRequest, rpc::PullResponse>(
+          conn, id, body, [&](const rpc::PullRequest* req, rpc::PullResponse* resp, auto done) {
+            service_->DataPull(ticket, conn->peer, body.size(), req, resp, deadline, std::move(done));
+          });
     } else {
       conn->Reply(id, absl::InvalidArgumentError("unexpected frame kind on a server"), nullptr);
-      break;
     }
+    if (!parsed) break;
   }
   conn->Close();
   conn->finished.store(true);

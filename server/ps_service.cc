@@ -91,36 +91,36 @@ ServerCore::Done PsService::Finisher(grpc::ServerUnaryReactor* reactor, bool pus
   return Observed(push, [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
 }
 
+absl::StatusOr<ServerCore*> PsService::AdmitData(
+    std::string_view ticket, const std::string& peer, const char* method, int32_t worker,
+    size_t bytes, const google::protobuf::RepeatedPtrField<rpc::TableSlice>& slices,
+    bool with_values) {
+  ServerCore* core = core_.load(std::memory_order_acquire);
+  if (core == nullptr) return FromGrpcStatus(kNotReady);
+  if (grpc::Status s = auth_.CheckTicket(ticket, peer, method, {kWorker}, Bind::kWorkerRank, worker);
+      !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  if (grpc::Status s = CheckSlices(peer, method, bytes, slices, with_values); !s.ok()) {
+    return FromGrpcStatus(s);
+  }
+  return core;
+}
+
 void PsService::DataPush(std::string_view ticket, const std::string& peer, size_t bytes,
                          const rpc::PushRequest* req, rpc::PushResponse* resp, absl::Time deadline,
                          ServerCore::Done done) {
-  ServerCore* core = core_.load(std::memory_order_acquire);
-  if (core == nullptr) return done(FromGrpcStatus(kNotReady));
-  if (grpc::Status s =
-          auth_.CheckTicket(ticket, peer, "Push", {kWorker}, Bind::kWorkerRank, req->worker());
-      !s.ok()) {
-    return done(FromGrpcStatus(s));
-  }
-  if (grpc::Status s = CheckSlices(peer, "Push", bytes, req->slices(), true); !s.ok()) {
-    return done(FromGrpcStatus(s));
-  }
-  core->Push(req, resp, deadline, Observed(/*push=*/true, std::move(done)));
+  auto core = AdmitData(ticket, peer, "Push", req->worker(), bytes, req->slices(), true);
+  if (!core.ok()) return done(core.status());
+  (*core)->Push(req, resp, deadline, Observed(/*push=*/true, std::move(done)));
 }
 
 void PsService::DataPull(std::string_view ticket, const std::string& peer, size_t bytes,
                          const rpc::PullRequest* req, rpc::PullResponse* resp, absl::Time deadline,
                          ServerCore::Done done) {
-  ServerCore* core = core_.load(std::memory_order_acquire);
-  if (core == nullptr) return done(FromGrpcStatus(kNotReady));
-  if (grpc::Status s =
-          auth_.CheckTicket(ticket, peer, "Pull", {kWorker}, Bind::kWorkerRank, req->worker());
-      !s.ok()) {
-    return done(FromGrpcStatus(s));
-  }
-  if (grpc::Status s = CheckSlices(peer, "Pull", bytes, req->slices(), false); !s.ok()) {
-    return done(FromGrpcStatus(s));
-  }
-  core->Pull(req, resp, deadline, Observed(/*push=*/false, std::move(done)));
+  auto core = AdmitData(ticket, peer, "Pull", req->worker(), bytes, req->slices(), false);
+  if (!core.ok()) return done(core.status());
+  (*core)->Pull(req, resp, deadline, Observed(/*push=*/false, std::move(done)));
 }
 
 grpc::Status PsService::DataHello(std::string_view ticket, const std::string& peer) {

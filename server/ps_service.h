@@ -72,6 +72,11 @@ class PsService final : public rpc::ParameterServer::CallbackService {
   ServerCore* Admit(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor,
                     const char* method, std::initializer_list<rpc::Principal> allowed,
                     Bind bind = Bind::kNone, int64_t id = 0);
+  // A data-plane request's checks (ticket, rank, limits): the core, or why not.
+  absl::StatusOr<ServerCore*> AdmitData(
+      std::string_view ticket, const std::string& peer, const char* method, int32_t worker,
+      size_t bytes, const google::protobuf::RepeatedPtrField<rpc::TableSlice>& slices,
+      bool with_values);
   // INVALID_ARGUMENT / RESOURCE_EXHAUSTED if `slices` exceed the limits.
   grpc::Status CheckSlices(const std::string& peer, const char* method, size_t bytes,
                            const google::protobuf::RepeatedPtrField<rpc::TableSlice>& slices,

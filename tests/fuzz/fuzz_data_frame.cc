@@ -10,42 +10,12 @@
 #include "absl/time/clock.h"
 #include "common/data_frame.h"
 #include "server/server_core.h"
-
-namespace {
-
-ps::config::JobConfig Job(uint8_t mode) {
-  ps::config::JobConfig job;
-  job.mutable_job()->set_mode(mode % 3 == 0   ? ps::config::BSP
-                              : mode % 3 == 1 ? ps::config::SSP
-                                              : ps::config::ASP);
-  job.mutable_job()->set_output_dir("/tmp/fuzz-data-frame");
-  job.mutable_cluster()->set_num_partitions(4);
-  job.mutable_model()->set_num_features(64);
-  return job;
-}
-
-ps::rpc::ClusterView View() {
-  ps::rpc::ClusterView view;
-  view.set_version(1);
-  for (int p = 0; p < 4; ++p) {
-    view.add_partition_owner(0);
-    auto* pl = view.add_placement();
-    pl->set_primary(0);
-    pl->set_epoch(1);
-  }
-  for (int w = 0; w < 2; ++w) view.add_live_workers(w);
-  auto* s = view.add_servers();
-  s->set_rank(0);
-  s->set_address("127.0.0.1:1");
-  return view;
-}
-
-}  // namespace
+#include "tests/fuzz/server_fixture.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
-  ps::ServerCore core(Job(data[0]), 0);
-  core.UpdateView(View());
+  ps::ServerCore core(ps::fuzz::Job(data[0], "/tmp/fuzz-data-frame"), 0);
+  core.UpdateView(ps::fuzz::View());
   const char* p = reinterpret_cast<const char*>(data + 1);
   size_t left = size - 1;
   const absl::Time deadline = absl::Now();  // parked calls expire at once
