@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -28,6 +29,14 @@ constexpr size_t kMaxConnections = 1024;
 constexpr absl::Duration kDefaultTimeout = absl::Seconds(30);
 // Error texts in replies are cut to this.
 constexpr size_t kMaxErrorBytes = 4096;
+// Until its hello is accepted a connection may send no longer frame (a
+// ticket is at most 1 KiB): an anonymous peer makes the server allocate
+// no more than this.
+constexpr uint32_t kMaxHelloBytes = 4096;
+// A reply that cannot be written for this long (the worker stopped reading:
+// frozen, or gone without a FIN) closes the connection, so no thread that
+// finishes calls stays blocked on it.
+constexpr timeval kSendTimeout = {10, 0};
 
 }  // namespace
 
@@ -54,23 +63,20 @@ struct DataPlaneServer::Conn {
     h.call_id = id;
     frame::EncodeHeader(h, out.data());
     MutexLock lock(&write_mu);
-    if (closed) return;
-    if (!frame::WriteFull(fd, out.data(), out.size())) {
-      closed = true;
-      shutdown(fd, SHUT_RDWR);
-    }
+    if (closed.load()) return;
+    if (!frame::WriteFull(fd, out.data(), out.size())) Close();
   }
+  // Without the write lock: a shutdown also ends a send blocked under it.
   void Close() {
-    MutexLock lock(&write_mu);
-    closed = true;
+    closed.store(true);
     shutdown(fd, SHUT_RDWR);
   }
 
   const int fd;
   const std::string peer;
   std::atomic<bool> finished{false};  // its reader returned
-  Mutex write_mu;
-  bool closed ABSL_GUARDED_BY(write_mu) = false;
+  Mutex write_mu;  // one reply at a time on the socket
+  std::atomic<bool> closed{false};
 };
 
 namespace {
@@ -155,6 +161,7 @@ void DataPlaneServer::AcceptLoop() {
     // Replies go out whole at once: no Nagle delay behind an unacknowledged one.
     const int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &kSendTimeout, sizeof(kSendTimeout));
     auto conn = std::make_shared<Conn>(fd);
     MutexLock lock(&mu_);
     if (stopping_) return;  // conn closes its socket
@@ -184,7 +191,7 @@ void DataPlaneServer::Serve(std::shared_ptr<Conn> conn) {
   char head[frame::kHeaderBytes];
   frame::Buffer buffer;
   while (frame::ReadFull(conn->fd, head, sizeof(head))) {
-    auto h = frame::DecodeHeader(head, max_body_);
+    auto h = frame::DecodeHeader(head, greeted ? max_body_ : kMaxHelloBytes);
     if (!h.ok()) {
       conn->Reply(0, h.status(), nullptr);
       break;

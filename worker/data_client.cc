@@ -1,6 +1,7 @@
 #include "worker/data_client.h"
 
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +19,10 @@ namespace {
 // How long a call waits for a connection at most (a cut network link
 // otherwise holds connect() for minutes).
 constexpr absl::Duration kMaxConnectWait = absl::Seconds(5);
+// A request that cannot be written for this long (the server stopped
+// reading: frozen) breaks the link, so the calling thread is not held past
+// it; its calls fail as UNAVAILABLE and are retried.
+constexpr timeval kSendTimeout = {10, 0};
 
 uint32_t TimeoutMs(absl::Time deadline) {
   const int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
@@ -97,6 +102,7 @@ uint64_t DataConnection::Start(frame::Kind kind, const google::protobuf::Message
       if (!fd.ok()) {
         connect_error = std::string(fd.status().message());
       } else {
+        setsockopt(*fd, SOL_SOCKET, SO_SNDTIMEO, &kSendTimeout, sizeof(kSendTimeout));
         auto fresh = std::make_shared<Link>();
         fresh->fd = *fd;
         fresh->ticket = ticket;

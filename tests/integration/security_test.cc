@@ -610,6 +610,14 @@ TEST_F(SecurityTest, TheTcpDataPlaneChecksCallersAndRequestsLikeGrpc) {
     ASSERT_EQ(r.size(), 1u);
     EXPECT_EQ(r[0].code, code) << r[0].body;
   }
+  // Before a hello is accepted, no frame may be longer than a ticket can be:
+  // an anonymous peer cannot make the server allocate a request's worth.
+  // (The header alone: the server answers it without reading a body.)
+  r = Exchange(address,
+               Frame(frame::Kind::kHello, 0, std::string(100000, 'x')).substr(0, frame::kHeaderBytes),
+               2);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].code, static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED)) << r[0].body;
   // Our ticket, speaking for rank 1: refused; the connection stays usable.
   r = Exchange(address,
                Frame(frame::Kind::kHello, 0, ticket) + Frame(frame::Kind::kPush, 1, push_body(1, 1)) +
