@@ -381,6 +381,12 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
     done(absl::InvalidArgumentError("negative clock"));
     return;
   }
+  // A push at clock c moves the worker's clock to c + 1 (workers' clocks
+  // stay far below: epoch << 32 plus batches; ticks end at INT64_MAX / 2).
+  if (req->has_clock() && req->clock() >= std::numeric_limits<int64_t>::max() / 2) {
+    done(absl::InvalidArgumentError(absl::StrCat("clock ", req->clock(), " is out of range")));
+    return;
+  }
   std::vector<Role> role;
   auto routing = Route(*req, /*with_values=*/true, &role);
   if (!routing.ok()) {
