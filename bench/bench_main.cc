@@ -75,7 +75,8 @@ ABSL_FLAG(std::string, bin_dir, "", "where ps_scheduler/ps_server are; default: 
 ABSL_FLAG(int, inflight, 8, "requests in flight in the concurrent dense runs (1..8)");
 ABSL_FLAG(int, budget_mib, 256, "payload per measurement, MiB (a run also stops at --max_seconds)");
 ABSL_FLAG(double, max_seconds, 2.0, "time cap per measurement");
-ABSL_FLAG(std::vector<std::string>, sparse_keys, std::vector<std::string>({"1000", "10000", "100000"}),
+ABSL_FLAG(std::vector<std::string>, sparse_keys,
+          std::vector<std::string>({"1000", "10000", "100000"}),
           "keys per sparse push/pull, one run per count (and per dim: 1 and 8)");
 ABSL_FLAG(int, connect_timeout_ms, 30000, "how long to wait for the scheduler");
 ABSL_FLAG(std::string, log_level, "warn", "debug, info, warn or error");
@@ -479,8 +480,7 @@ absl::StatusOr<Rate> Bench::RunTcp(uint64_t bytes) {
                   [&](int, uint64_t) { return client.RoundTrip(message); });
 }
 
-absl::StatusOr<DenseResult> Bench::RunDense(uint32_t table, const Clients& clients,
-                                            bool with_tcp) {
+absl::StatusOr<DenseResult> Bench::RunDense(uint32_t table, const Clients& clients, bool with_tcp) {
   const TableSpec& spec = tables_[table];
   const size_t dim = spec.dim;
   const uint64_t bytes = dim * sizeof(float);
@@ -631,7 +631,8 @@ absl::StatusOr<Results> Bench::Run() {
   const bool compare = absl::GetFlag(FLAGS_compare_grpc) && UsesDataPlane();
   for (int c = 0; c <= inflight; ++c) {
     clients_.push_back(NewClient(incarnation_ + 0x9e3779b97f4a7c15ULL * c));
-    if (compare) grpc_clients_.push_back(NewClient(incarnation_ + 0x51ed27f1c4b3a9d5ULL * (c + 1), false));
+    if (compare)
+      grpc_clients_.push_back(NewClient(incarnation_ + 0x51ed27f1c4b3a9d5ULL * (c + 1), false));
   }
   Results results;
   results.servers = view_.servers_size();
@@ -772,31 +773,32 @@ std::string Table(const Results& r) {
     row(absl::StrCat("x", r.inflight), d.pushn, d.pulln);
   }
   if (!r.dense_grpc.empty()) {
-    absl::StrAppend(&out, "\nthe same over gRPC (cluster.data_plane: grpc), same run; tcp/grpc = "
-                          "data plane / gRPC\n",
-                    absl::StrFormat("%-8s | %-4s | %9s | %9s | %8s | %8s | %8s | %8s\n", "size",
-                                    "mode", "push GB/s", "pull GB/s", "push/TCP", "pull/TCP",
-                                    "push x", "pull x"));
+    absl::StrAppend(
+        &out,
+        "\nthe same over gRPC (cluster.data_plane: grpc), same run; tcp/grpc = "
+        "data plane / gRPC\n",
+        absl::StrFormat("%-8s | %-4s | %9s | %9s | %8s | %8s | %8s | %8s\n", "size", "mode",
+                        "push GB/s", "pull GB/s", "push/TCP", "pull/TCP", "push x", "pull x"));
     for (size_t i = 0; i < r.dense_grpc.size() && i < r.dense.size(); ++i) {
       const DenseResult& g = r.dense_grpc[i];
       const DenseResult& d = r.dense[i];
       const double tcp = g.tcp.gbps();
       auto row = [&](const std::string& mode, const Rate& push, const Rate& pull, const Rate& dpush,
                      const Rate& dpull) {
-        absl::StrAppend(&out, absl::StrFormat(
-                                  "%-8s | %-4s | %9.2f | %9.2f | %8.2f | %8.2f | %8.2f | %8.2f\n",
-                                  SizeName(g.bytes), mode, push.gbps(), pull.gbps(),
-                                  push.gbps() / tcp, pull.gbps() / tcp,
-                                  push.gbps() > 0 ? dpush.gbps() / push.gbps() : 0,
-                                  pull.gbps() > 0 ? dpull.gbps() / pull.gbps() : 0));
+        absl::StrAppend(
+            &out,
+            absl::StrFormat("%-8s | %-4s | %9.2f | %9.2f | %8.2f | %8.2f | %8.2f | %8.2f\n",
+                            SizeName(g.bytes), mode, push.gbps(), pull.gbps(), push.gbps() / tcp,
+                            pull.gbps() / tcp, push.gbps() > 0 ? dpush.gbps() / push.gbps() : 0,
+                            pull.gbps() > 0 ? dpull.gbps() / pull.gbps() : 0));
       };
       row("x1", g.push1, g.pull1, d.push1, d.pull1);
       row(absl::StrCat("x", r.inflight), g.pushn, g.pulln, d.pushn, d.pulln);
     }
   }
   absl::StrAppend(&out, "\nlatency of one request at a time (x1), microseconds: mean / p50 / p99\n",
-                  absl::StrFormat("%-8s | %-23s | %-23s | %-23s | %s\n", "size", "raw TCP round trip",
-                                  "push", "pull", "push mean / TCP mean"));
+                  absl::StrFormat("%-8s | %-23s | %-23s | %-23s | %s\n", "size",
+                                  "raw TCP round trip", "push", "pull", "push mean / TCP mean"));
   for (const DenseResult& d : r.dense) {
     auto cell = [](const Rate& x) {
       return absl::StrFormat("%7.0f / %6.0f / %6.0f", x.mean_us, x.p50_us, x.p99_us);
@@ -835,13 +837,12 @@ std::string Json(const Results& r) {
   auto dense = [&](const std::vector<DenseResult>& list, const std::string& suffix) {
     for (size_t i = 0; i < list.size(); ++i) {
       const DenseResult& d = list[i];
-      absl::StrAppend(&out, i == 0 ? "\n" : ",\n",
-                      absl::StrFormat("    {\"table\": \"%s%s\", \"bytes\": %d,\n", d.table,
-                                      suffix, d.bytes),
-                      "     \"raw_tcp\": ", rate(d.tcp), ",\n", "     \"push_x1\": ", rate(d.push1),
-                      ",\n", "     \"pull_x1\": ", rate(d.pull1), ",\n",
-                      "     \"push_inflight\": ", rate(d.pushn), ",\n",
-                      "     \"pull_inflight\": ", rate(d.pulln), "}");
+      absl::StrAppend(
+          &out, i == 0 ? "\n" : ",\n",
+          absl::StrFormat("    {\"table\": \"%s%s\", \"bytes\": %d,\n", d.table, suffix, d.bytes),
+          "     \"raw_tcp\": ", rate(d.tcp), ",\n", "     \"push_x1\": ", rate(d.push1), ",\n",
+          "     \"pull_x1\": ", rate(d.pull1), ",\n", "     \"push_inflight\": ", rate(d.pushn),
+          ",\n", "     \"pull_inflight\": ", rate(d.pulln), "}");
     }
   };
   dense(r.dense, "");

@@ -555,8 +555,7 @@ grpc::Status Authorizer::CheckClaims(const grpc::CallbackServerContext* ctx,
   if (mutual) {
     // Only a TLS transport has a certificate (the TCP data plane runs
     // without TLS only).
-    const rpc::Principal cert =
-        ctx == nullptr ? rpc::PRINCIPAL_UNSPECIFIED : CertificateRole(*ctx);
+    const rpc::Principal cert = ctx == nullptr ? rpc::PRINCIPAL_UNSPECIFIED : CertificateRole(*ctx);
     if (cert != who.principal) {
       return Deny(who.peer, method, who, grpc::StatusCode::PERMISSION_DENIED,
                   absl::StrCat("the client certificate is a ", PrincipalName(cert),
@@ -620,7 +619,8 @@ grpc::Status Authorizer::CheckRoleKey(const grpc::CallbackServerContext& ctx, co
                 "no credential (a server or worker registers with its role key: --token_file)");
   }
   if (!absl::ConsumePrefix(&bearer, kBearerPrefix) || bearer.size() != 2 * kSecretBytes) {
-    return Deny(who.peer, method, who, grpc::StatusCode::UNAUTHENTICATED, "the credential is malformed");
+    return Deny(who.peer, method, who, grpc::StatusCode::UNAUTHENTICATED,
+                "the credential is malformed");
   }
   for (char c : bearer) {
     if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) {

@@ -57,8 +57,8 @@ absl::StatusOr<Header> DecodeHeader(const char in[kHeaderBytes], uint32_t max_bo
   h.timeout_ms = Get32(in + 12);
   h.call_id = Get64(in + 16);
   if (h.body_len > max_body) {
-    return absl::ResourceExhaustedError(absl::StrCat("the frame's body is ", h.body_len,
-                                                     " bytes; the limit is ", max_body));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the frame's body is ", h.body_len, " bytes; the limit is ", max_body));
   }
   return h;
 }
@@ -67,9 +67,8 @@ bool SerializeBody(const google::protobuf::MessageLite& body, std::string* out) 
   const size_t size = body.ByteSizeLong();
   if (size > UINT32_MAX) return false;
   out->resize(kHeaderBytes + size);
-  return body.SerializeWithCachedSizesToArray(
-             reinterpret_cast<uint8_t*>(out->data() + kHeaderBytes)) ==
-         reinterpret_cast<uint8_t*>(out->data() + out->size());
+  return body.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(
+             out->data() + kHeaderBytes)) == reinterpret_cast<uint8_t*>(out->data() + out->size());
 }
 
 bool ReadFull(int fd, char* data, size_t size) {

@@ -30,8 +30,8 @@
 #include <memory>
 #include <string>
 
-#include "google/protobuf/message_lite.h"
 #include "absl/status/statusor.h"
+#include "google/protobuf/message_lite.h"
 
 namespace ps::frame {
 

@@ -51,8 +51,8 @@ void Heartbeat::Loop() {
     } else if (absl::Now() - last_ok > lost_after_) {
       on_end_(End::kSchedulerLost,
               absl::StrCat("lost the scheduler at ", client_->address(), " (no answer for ",
-                           absl::FormatDuration(absl::Now() - last_ok), "): ",
-                           resp.status().message()));
+                           absl::FormatDuration(absl::Now() - last_ok),
+                           "): ", resp.status().message()));
       return;
     }
   }

@@ -155,8 +155,8 @@ absl::StatusOr<int> ListenTcp(const std::string& host, int port, int* bound_port
   const int rc = getaddrinfo(IsWildcardHost(host) ? nullptr : name.c_str(),
                              std::to_string(port).c_str(), &hints, &found);
   if (rc != 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", where, ": cannot resolve '", host, "': ", gai_strerror(rc)));
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", where, ": cannot resolve '",
+                                               host, "': ", gai_strerror(rc)));
   }
   const int fd = socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, found->ai_protocol);
   std::string why;
@@ -182,7 +182,8 @@ absl::StatusOr<int> ListenTcp(const std::string& host, int port, int* bound_port
 absl::StatusOr<int> ConnectTcp(const std::string& address, absl::Duration timeout) {
   std::string host;
   int port = 0;
-  if (absl::Status s = ParseHostPort(address, "data-plane address", &host, &port); !s.ok()) return s;
+  if (absl::Status s = ParseHostPort(address, "data-plane address", &host, &port); !s.ok())
+    return s;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -196,7 +197,8 @@ absl::StatusOr<int> ConnectTcp(const std::string& address, absl::Duration timeou
   int fd = -1;
   const absl::Time deadline = absl::Now() + timeout;
   for (addrinfo* a = found; a != nullptr && fd < 0; a = a->ai_next) {
-    const int s = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+    const int s =
+        socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
     if (s < 0) {
       why = strerror(errno);
       continue;

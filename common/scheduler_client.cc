@@ -134,14 +134,14 @@ absl::StatusOr<rpc::ClusterView> SchedulerClient::WaitForStart(uint32_t node_id,
   return Barrier(node_id, "ready", lost_after);
 }
 
-#define PS_SCHEDULER_UNARY(Method, Request, Response)              \
-  grpc::ClientContext ctx;                                         \
-  ctx.set_deadline(DeadlineIn(rpc_timeout_));                      \
-  Response resp;                                                   \
-  grpc::Status s = Stub()->Method(&ctx, Request, &resp);           \
-  if (!s.ok()) {                                                   \
-    Reconnect(s);                                                  \
-    return FromGrpcStatus(s);                                      \
+#define PS_SCHEDULER_UNARY(Method, Request, Response)    \
+  grpc::ClientContext ctx;                               \
+  ctx.set_deadline(DeadlineIn(rpc_timeout_));            \
+  Response resp;                                         \
+  grpc::Status s = Stub()->Method(&ctx, Request, &resp); \
+  if (!s.ok()) {                                         \
+    Reconnect(s);                                        \
+    return FromGrpcStatus(s);                            \
   }
 
 absl::StatusOr<rpc::HeartbeatResponse> SchedulerClient::Heartbeat(const rpc::HeartbeatRequest& req) {

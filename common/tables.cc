@@ -36,9 +36,9 @@ std::vector<TableSpec> ModelTables(const config::JobConfig& job) {
   };
   switch (model.type()) {
     case config::BENCHMARK: {
-      const std::pair<const char*, int> dense[] = {
-          {"dense_4k", 1024}, {"dense_1m", 262144}, {"dense_16m", 4194304}, {"sparse", 8},
-          {"dense_4m", 1048576}, {"sparse_1", 1}};
+      const std::pair<const char*, int> dense[] = {{"dense_4k", 1024},     {"dense_1m", 262144},
+                                                   {"dense_16m", 4194304}, {"sparse", 8},
+                                                   {"dense_4m", 1048576},  {"sparse_1", 1}};
       for (uint32_t id = 0; id < std::size(dense); ++id) {
         TableSpec t = base;
         t.id = id;

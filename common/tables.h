@@ -40,7 +40,7 @@ inline constexpr uint32_t kFmFactors = 2;
 inline constexpr uint32_t kBenchDense4K = 0;
 inline constexpr uint32_t kBenchDense1M = 1;
 inline constexpr uint32_t kBenchDense16M = 2;
-inline constexpr uint32_t kBenchSparse = 3;   // dim 8
+inline constexpr uint32_t kBenchSparse = 3;  // dim 8
 inline constexpr uint32_t kBenchDense4M = 4;
 inline constexpr uint32_t kBenchSparse1 = 5;  // dim 1
 

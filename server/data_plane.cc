@@ -75,7 +75,7 @@ struct DataPlaneServer::Conn {
   const int fd;
   const std::string peer;
   std::atomic<bool> finished{false};  // its reader returned
-  Mutex write_mu;  // one reply at a time on the socket
+  Mutex write_mu;                     // one reply at a time on the socket
   std::atomic<bool> closed{false};
 };
 
@@ -152,7 +152,8 @@ void DataPlaneServer::AcceptLoop() {
       }
       if (err == EMFILE || err == ENFILE) {
         spdlog::warn("data plane: accept: {}", strerror(err));
-        absl::SleepFor(absl::Milliseconds(100));  // backoff: nothing to wait on until the OS frees one
+        absl::SleepFor(
+            absl::Milliseconds(100));  // backoff: nothing to wait on until the OS frees one
         continue;
       }
       spdlog::error("data plane: accept: {}", strerror(err));
@@ -221,12 +222,14 @@ void DataPlaneServer::Serve(std::shared_ptr<Conn> conn) {
     if (h->kind == frame::Kind::kPush) {
       parsed = Dispatch<rpc::PushRequest, rpc::PushResponse>(
           conn, id, body, [&](const rpc::PushRequest* req, rpc::PushResponse* resp, auto done) {
-            service_->DataPush(ticket, conn->peer, body.size(), req, resp, deadline, std::move(done));
+            service_->DataPush(ticket, conn->peer, body.size(), req, resp, deadline,
+                               std::move(done));
           });
     } else if (h->kind == frame::Kind::kPull) {
       parsed = Dispatch<rpc::PullRequest, rpc::PullResponse>(
           conn, id, body, [&](const rpc::PullRequest* req, rpc::PullResponse* resp, auto done) {
-            service_->DataPull(ticket, conn->peer, body.size(), req, resp, deadline, std::move(done));
+            service_->DataPull(ticket, conn->peer, body.size(), req, resp, deadline,
+                               std::move(done));
           });
     } else {
       conn->Reply(id, absl::InvalidArgumentError("unexpected frame kind on a server"), nullptr);

@@ -97,7 +97,8 @@ absl::StatusOr<ServerCore*> PsService::AdmitData(
     bool with_values) {
   ServerCore* core = core_.load(std::memory_order_acquire);
   if (core == nullptr) return FromGrpcStatus(kNotReady);
-  if (grpc::Status s = auth_.CheckTicket(ticket, peer, method, {kWorker}, Bind::kWorkerRank, worker);
+  if (grpc::Status s =
+          auth_.CheckTicket(ticket, peer, method, {kWorker}, Bind::kWorkerRank, worker);
       !s.ok()) {
     return FromGrpcStatus(s);
   }
@@ -206,7 +207,8 @@ grpc::ServerUnaryReactor* PsService::Replicate(grpc::CallbackServerContext* ctx,
                                                const rpc::ReplicateRequest* req,
                                                rpc::ReplicateResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  ServerCore* core = Admit(ctx, reactor, "Replicate", {kServer}, Bind::kServerRank, req->from_rank());
+  ServerCore* core =
+      Admit(ctx, reactor, "Replicate", {kServer}, Bind::kServerRank, req->from_rank());
   if (core == nullptr) return reactor;
   reactor->Finish(ToGrpcStatus(core->Replicate(*req, resp)));
   return reactor;

@@ -132,8 +132,9 @@ int Run() {
       "{}server rank {} listening on {} (node {}){}", standby ? "standby " : "", registered->rank(),
       my_address, node_id,
       absl::StrCat(data_address.empty() ? "" : absl::StrCat(", data plane on ", data_address),
-                   reg.metrics_address().empty() ? ""
-                                                 : absl::StrCat(", metrics on ", reg.metrics_address())));
+                   reg.metrics_address().empty()
+                       ? ""
+                       : absl::StrCat(", metrics on ", reg.metrics_address())));
 
   ServerCore core(job, registered->rank());
   // The data plane's readers call into the core: they stop before it goes.

@@ -97,8 +97,8 @@ uint64_t DataConnection::Start(frame::Kind kind, const google::protobuf::Message
         link_->Break();
         retired_.push_back(std::move(link_));
       }
-      auto fd = ConnectTcp(address_, std::clamp(deadline - absl::Now(), absl::ZeroDuration(),
-                                                kMaxConnectWait));
+      auto fd = ConnectTcp(
+          address_, std::clamp(deadline - absl::Now(), absl::ZeroDuration(), kMaxConnectWait));
       if (!fd.ok()) {
         connect_error = std::string(fd.status().message());
       } else {

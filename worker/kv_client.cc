@@ -87,8 +87,8 @@ void RunAll(const std::vector<C*>& calls, absl::Duration timeout, Start start, G
         cancelled[i] = true;
         c->ctx->TryCancel();
         if (c->data != nullptr) {
-          c->data->Cancel(c->data_id, grpc::Status(grpc::StatusCode::CANCELLED,
-                                                   "the server left the map"));
+          c->data->Cancel(c->data_id,
+                          grpc::Status(grpc::StatusCode::CANCELLED, "the server left the map"));
         }
       } else if (c->data != nullptr && now >= c->deadline) {
         // gRPC enforces its calls' deadlines; the data plane's are ours.

@@ -21,9 +21,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "common/sync.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "common/sync.h"
 #include "common/tables.h"
 #include "proto/ps.grpc.pb.h"
 #include "proto/scheduler.pb.h"
@@ -123,7 +123,8 @@ class KvClient {
   // Immutable once published; replaced whole by SetView.
   std::shared_ptr<const rpc::ClusterView> view_ ABSL_GUARDED_BY(mu_);
   std::vector<std::unique_ptr<rpc::ParameterServer::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::shared_ptr<DataConnection>> data_ ABSL_GUARDED_BY(mu_);  // per server, maybe null
+  std::vector<std::shared_ptr<DataConnection>> data_
+      ABSL_GUARDED_BY(mu_);  // per server, maybe null
 };
 
 }  // namespace ps

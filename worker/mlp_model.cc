@@ -155,8 +155,9 @@ class MlpModel final : public Model {
       for (int i = 0; i < B; ++i) {
         const uint64_t r = rows[i];
         for (uint64_t j = data.row_offsets[r]; j < data.row_offsets[r + 1]; ++j) {
-          const float* w = params[0].values.data() +
-                           static_cast<size_t>(index(FeatureKey(data.indices[j], hash_bits_))) * out0;
+          const float* w =
+              params[0].values.data() +
+              static_cast<size_t>(index(FeatureKey(data.indices[j], hash_bits_))) * out0;
           z0.row(i) += data.values[j] * RowVec(w, out0);
         }
       }

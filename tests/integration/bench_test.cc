@@ -17,10 +17,10 @@ using ::testing::HasSubstr;
 
 TEST(Bench, RunsAndItsSpotCheckPasses) {
   const std::string out = NewTempDir("bench");
-  auto r = RunCommand({BinDir() + "/ps_bench", "--config", SourceDir() + "/bench/bench.yaml",
-                       "--budget_mib", "4", "--max_seconds", "0.2", "--sparse_keys", "100,1000", "--set",
-                       "job.output_dir=" + out},
-                      absl::Seconds(180));
+  auto r = RunCommand(
+      {BinDir() + "/ps_bench", "--config", SourceDir() + "/bench/bench.yaml", "--budget_mib", "4",
+       "--max_seconds", "0.2", "--sparse_keys", "100,1000", "--set", "job.output_dir=" + out},
+      absl::Seconds(180));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("raw TCP GB/s"));
   EXPECT_THAT(r.output, HasSubstr("latency of one request at a time"));

@@ -17,9 +17,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/auth.h"
+#include "common/config.h"
 #include "common/data_frame.h"
 #include "common/net.h"
-#include "common/config.h"
 #include "common/partitioning.h"
 #include "common/rpc.h"
 #include "common/scheduler_client.h"
@@ -593,7 +593,9 @@ TEST_F(SecurityTest, TheTcpDataPlaneChecksCallersAndRequestsLikeGrpc) {
     if (!foreign) return signer_->Sign(claims);
     return (*TicketSigner::Create(std::string(32, 'x')))->Sign(claims);
   };
-  auto push_body = [&](int worker, int keys) { return PushOf(worker, keys, 1e6f).SerializeAsString(); };
+  auto push_body = [&](int worker, int keys) {
+    return PushOf(worker, keys, 1e6f).SerializeAsString();
+  };
   const int kUnauthenticated = static_cast<int>(grpc::StatusCode::UNAUTHENTICATED);
   const int kDenied = static_cast<int>(grpc::StatusCode::PERMISSION_DENIED);
   // No hello: refused, connection closed.
@@ -601,26 +603,28 @@ TEST_F(SecurityTest, TheTcpDataPlaneChecksCallersAndRequestsLikeGrpc) {
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].code, kUnauthenticated) << r[0].body;
   // Another job's ticket, a server's, an empty one.
-  for (const auto& [hello, code] :
-       std::vector<std::pair<std::string, int>>{{ticket_of(rpc::PRINCIPAL_WORKER, 0, true), kUnauthenticated},
-                                                {ticket_of(rpc::PRINCIPAL_SERVER, 0, false), kDenied},
-                                                {"", kUnauthenticated}}) {
-    r = Exchange(address,
-                 Frame(frame::Kind::kHello, 0, hello) + Frame(frame::Kind::kPush, 1, push_body(0, 1)), 2);
+  for (const auto& [hello, code] : std::vector<std::pair<std::string, int>>{
+           {ticket_of(rpc::PRINCIPAL_WORKER, 0, true), kUnauthenticated},
+           {ticket_of(rpc::PRINCIPAL_SERVER, 0, false), kDenied},
+           {"", kUnauthenticated}}) {
+    r = Exchange(
+        address,
+        Frame(frame::Kind::kHello, 0, hello) + Frame(frame::Kind::kPush, 1, push_body(0, 1)), 2);
     ASSERT_EQ(r.size(), 1u);
     EXPECT_EQ(r[0].code, code) << r[0].body;
   }
   // Before a hello is accepted, no frame may be longer than a ticket can be:
   // an anonymous peer cannot make the server allocate a request's worth.
   // (The header alone: the server answers it without reading a body.)
-  r = Exchange(address,
-               Frame(frame::Kind::kHello, 0, std::string(100000, 'x')).substr(0, frame::kHeaderBytes),
-               2);
+  r = Exchange(
+      address,
+      Frame(frame::Kind::kHello, 0, std::string(100000, 'x')).substr(0, frame::kHeaderBytes), 2);
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].code, static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED)) << r[0].body;
   // Our ticket, speaking for rank 1: refused; the connection stays usable.
   r = Exchange(address,
-               Frame(frame::Kind::kHello, 0, ticket) + Frame(frame::Kind::kPush, 1, push_body(1, 1)) +
+               Frame(frame::Kind::kHello, 0, ticket) +
+                   Frame(frame::Kind::kPush, 1, push_body(1, 1)) +
                    Frame(frame::Kind::kPush, 2, push_body(0, 1001)),
                3);
   ASSERT_EQ(r.size(), 3u);
@@ -664,7 +668,8 @@ TEST_F(SecurityTest, TheTcpDataPlaneChecksCallersAndRequestsLikeGrpc) {
   EXPECT_EQ(Stats(0).pushes_applied(), before.pushes_applied() + 1);
   const std::string audit = Audit();
   EXPECT_GE(CountLines(audit, {"\"method\":\"DataHello\"", "\"event\":\"refused\""}), 3) << audit;
-  EXPECT_GE(CountLines(audit, {"\"method\":\"Push\"", "tcp:", "may not speak for worker rank 1"}), 1)
+  EXPECT_GE(CountLines(audit, {"\"method\":\"Push\"", "tcp:", "may not speak for worker rank 1"}),
+            1)
       << audit;
 }
 
