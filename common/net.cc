@@ -106,7 +106,11 @@ absl::StatusOr<std::string> AdvertisedAddress(const std::string& advertise,
 
 // gRPC reports a failed bind only as "no server"; probe the port ourselves to
 // say why.
-std::string WhyCannotBind(const std::string& host, int port) {
+namespace {
+
+// A TCP socket bound to host:port (and listening, if `listen_too`), or -1
+// with *why set, e.g. "Address already in use" or "cannot resolve 'x': ...".
+int BindTcp(const std::string& host, int port, bool listen_too, std::string* why) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -115,17 +119,31 @@ std::string WhyCannotBind(const std::string& host, int port) {
   const std::string name = Unbracket(host);
   const int rc = getaddrinfo(IsWildcardHost(host) ? nullptr : name.c_str(),
                              std::to_string(port).c_str(), &hints, &found);
-  if (rc != 0) return absl::StrCat("cannot resolve '", host, "': ", gai_strerror(rc));
-  std::string why = "unknown reason";
-  const int fd = socket(found->ai_family, found->ai_socktype, found->ai_protocol);
+  if (rc != 0) {
+    *why = absl::StrCat("cannot resolve '", host, "': ", gai_strerror(rc));
+    return -1;
+  }
+  int fd = socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, found->ai_protocol);
   if (fd < 0) {
-    why = strerror(errno);
-  } else {
-    if (bind(fd, found->ai_addr, found->ai_addrlen) != 0) why = strerror(errno);
+    *why = strerror(errno);
+  } else if (bind(fd, found->ai_addr, found->ai_addrlen) != 0 ||
+             (listen_too && listen(fd, 128) != 0)) {
+    *why = strerror(errno);
     close(fd);
+    fd = -1;
   }
   freeaddrinfo(found);
-  return why;
+  return fd;
+}
+
+}  // namespace
+
+std::string WhyCannotBind(const std::string& host, int port) {
+  std::string why;
+  const int fd = BindTcp(host, port, /*listen_too=*/false, &why);
+  if (fd < 0) return why;
+  close(fd);
+  return "unknown reason";
 }
 
 absl::Status ParseHostPort(const std::string& address, const std::string& what, std::string* host,
@@ -145,30 +163,10 @@ absl::Status ParseHostPort(const std::string& address, const std::string& what, 
 }
 
 absl::StatusOr<int> ListenTcp(const std::string& host, int port, int* bound_port) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* found = nullptr;
-  const std::string name = Unbracket(host);
-  const std::string where = absl::StrCat(host, ":", port);
-  const int rc = getaddrinfo(IsWildcardHost(host) ? nullptr : name.c_str(),
-                             std::to_string(port).c_str(), &hints, &found);
-  if (rc != 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", where, ": cannot resolve '",
-                                               host, "': ", gai_strerror(rc)));
-  }
-  const int fd = socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, found->ai_protocol);
   std::string why;
+  const int fd = BindTcp(host, port, /*listen_too=*/true, &why);
   if (fd < 0) {
-    why = strerror(errno);
-  } else if (bind(fd, found->ai_addr, found->ai_addrlen) != 0 || listen(fd, 128) != 0) {
-    why = strerror(errno);
-  }
-  freeaddrinfo(found);
-  if (!why.empty()) {
-    if (fd >= 0) close(fd);
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", where, ": ", why));
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", host, ":", port, ": ", why));
   }
   sockaddr_storage addr{};
   socklen_t len = sizeof(addr);
