@@ -55,6 +55,7 @@ struct DataConnection::Link {
   std::string ticket;  // the hello's
   std::thread reader;
   std::atomic<bool> broken{false};
+  std::atomic<bool> finished{false};  // its reader has returned (join is immediate)
   Mutex write_mu;
 };
 
@@ -96,6 +97,15 @@ uint64_t DataConnection::Start(frame::Kind kind, const google::protobuf::Message
       if (link_ != nullptr) {
         link_->Break();
         retired_.push_back(std::move(link_));
+      }
+      // Links whose readers are done give back their threads and sockets now.
+      for (auto it = retired_.begin(); it != retired_.end();) {
+        if (!(*it)->finished.load()) {
+          ++it;
+          continue;
+        }
+        if ((*it)->reader.joinable()) (*it)->reader.join();
+        it = retired_.erase(it);
       }
       auto fd = ConnectTcp(
           address_, std::clamp(deadline - absl::Now(), absl::ZeroDuration(), kMaxConnectWait));
@@ -203,6 +213,7 @@ void DataConnection::ReadLoop(std::shared_ptr<Link> link) {
   }
   link->Break();
   for (Pending& call : TakeCallsOf(link.get())) call.done(end);
+  link->finished.store(true);
 }
 
 }  // namespace ps

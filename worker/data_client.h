@@ -74,7 +74,8 @@ class DataConnection {
   const std::string address_;
   Mutex mu_;
   std::shared_ptr<Link> link_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::shared_ptr<Link>> retired_ ABSL_GUARDED_BY(mu_);  // joined at the end
+  // Replaced links; joined at the next reconnect once their readers are done, or at the end.
+  std::vector<std::shared_ptr<Link>> retired_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
 };
