@@ -5,6 +5,7 @@
 // rows of the features it has) with dim = output units; its bias is
 // MlpBias(l), key 0. Forward and backward passes use Eigen.
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <vector>
@@ -68,7 +69,12 @@ class MlpModel final : public Model {
     *grads = params;
     for (size_t l = L; l-- > 0;) {
       // g is dLoss/dZ_l (B x out_l).
-      Eigen::Map<Eigen::RowVectorXf>((*grads)[2 * l + 1].values.data(), units_[l]) = g.colwise().sum();
+      // Summed into an aligned vector, then copied: Eigen sums the columns
+      // of an unaligned destination's head one way and the rest another, so
+      // summing straight into the std::vector made the bias gradient depend
+      // on its address (BSP runs differed in the last bits).
+      const Eigen::RowVectorXf bias_grad = g.colwise().sum();
+      std::copy(bias_grad.data(), bias_grad.data() + units_[l], (*grads)[2 * l + 1].values.data());
       if (l > 0) {
         Eigen::Map<Mat>((*grads)[2 * l].values.data(), units_[l - 1], units_[l]) =
             pass.h[l].transpose() * g;
