@@ -34,6 +34,7 @@
 #include "common/file_util.h"
 #include "common/paths.h"
 #include "common/status_macros.h"
+#include "common/tables.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 
@@ -633,6 +634,21 @@ absl::Status ValidateJobConfigImpl(const config::JobConfig& config, absl::string
           "data.scaling, data.fill_missing: fill_mean and data.class_weight: balanced "
           "compute statistics of the raw training data that DP-SGD does not protect; "
           "preprocess the data beforehand or turn them off");
+    }
+  }
+  if (config.compression().tables_size() > 0) {
+    std::vector<std::string> names;
+    for (const TableSpec& t : TablesForJob(config)) {
+      if (!t.statistics) names.push_back(t.name);
+    }
+    for (int i = 0; i < config.compression().tables_size(); ++i) {
+      const std::string& name = config.compression().tables(i).table();
+      if (std::find(names.begin(), names.end(), name) == names.end()) {
+        const std::string path = absl::StrCat("compression.tables[", i, "].table");
+        return ConfigError(where(path), path,
+                           absl::StrCat("this model has no table '", name,
+                                        "' (its tables: ", absl::StrJoin(names, ", "), ")"));
+      }
     }
   }
   const config::LimitsSection& limits = config.security().limits();

@@ -12,6 +12,13 @@
 
 namespace ps {
 
+// Keys of one table (for pulls) and, for pushes, their gradient sums.
+struct TableKeys {
+  uint32_t table = 0;
+  std::vector<uint64_t> keys;
+  std::vector<float> values;  // pushes: keys.size() * dim; pulls: filled in
+};
+
 struct TableSpec {
   uint32_t id = 0;
   std::string name;

@@ -122,7 +122,10 @@ struct KvClient::Routed {
 };
 
 KvClient::KvClient(Options options, std::vector<TableSpec> tables, ViewSource refresh_view)
-    : options_(options), tables_(std::move(tables)), refresh_view_(std::move(refresh_view)) {}
+    : options_(options),
+      tables_(std::move(tables)),
+      refresh_view_(std::move(refresh_view)),
+      compressor_(options_.encodings, options_.topk_ratio, options_.error_feedback) {}
 
 void KvClient::SetView(const rpc::ClusterView& view) {
   MutexLock lock(&mu_);
@@ -312,10 +315,10 @@ void KvClient::Observe(bool push, const std::vector<TableKeys>& tables, absl::Ti
 
 absl::Status KvClient::Push(const std::vector<TableKeys>& tables, std::optional<int64_t> clock,
                             uint64_t num_examples, float lr_scale) {
-  if (!options_.observe) return DoPush(tables, clock, num_examples, lr_scale);
   const absl::Time start = absl::Now();
-  absl::Status s = DoPush(tables, clock, num_examples, lr_scale);
-  Observe(/*push=*/true, tables, start, s);
+  uint64_t wire_bytes = 0;
+  absl::Status s = DoPush(tables, clock, num_examples, lr_scale, &wire_bytes);
+  if (options_.observe) options_.observe(/*push=*/true, wire_bytes, absl::Now() - start, s.ok());
   return s;
 }
 
@@ -328,10 +331,19 @@ absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_
 }
 
 absl::Status KvClient::DoPush(const std::vector<TableKeys>& tables, std::optional<int64_t> clock,
-                              uint64_t num_examples, float lr_scale) {
+                              uint64_t num_examples, float lr_scale, uint64_t* wire_bytes) {
   auto routed = Route(tables, /*with_values=*/true);
   if (!routed.ok()) return routed.status();
   const uint64_t seq = ++seq_;
+  uint64_t raw_bytes = 0;
+  for (const TableKeys& t : tables) {
+    raw_bytes += t.keys.size() * sizeof(uint64_t) + t.values.size() * sizeof(float);
+  }
+  push_raw_bytes_.fetch_add(raw_bytes, std::memory_order_relaxed);
+  // Encoded once, before the first attempt: retries send the same bytes, and
+  // error feedback counts each push once.
+  std::optional<GradientCompressor::Push> encoded;
+  if (compressor_.enabled()) encoded = compressor_.Prepare(tables);
   using PushCall = Call<rpc::PushRequest, rpc::PushResponse>;
 
   // Same seq on every attempt: a part that was applied already is not applied again.
@@ -368,10 +380,20 @@ absl::Status KvClient::DoPush(const std::vector<TableKeys>& tables, std::optiona
           }
           const int dim = tables_[tables[t].table].dim;
           slices[t]->add_keys(tables[t].keys[i]);
+          if (encoded.has_value() && encoded->encoding(t) != rpc::FLOAT32) {
+            encoded->AppendRow(t, i, dim, slices[t]);
+            continue;
+          }
           const float* v = tables[t].values.data() + static_cast<size_t>(i) * dim;
           slices[t]->mutable_values()->Add(v, v + dim);
         }
       }
+      for (rpc::TableSlice* slice : slices) {
+        if (slice != nullptr) GradientCompressor::Push::FinishSlice(slice);
+      }
+      const uint64_t size = req.ByteSizeLong();
+      *wire_bytes += size;
+      push_wire_bytes_.fetch_add(size, std::memory_order_relaxed);
       out.push_back(std::move(c));
     }
     return out;

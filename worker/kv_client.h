@@ -12,6 +12,7 @@
 #ifndef PS_WORKER_KV_CLIENT_H_
 #define PS_WORKER_KV_CLIENT_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -23,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "common/compression.h"
 #include "common/sync.h"
 #include "common/tables.h"
 #include "proto/ps.grpc.pb.h"
@@ -30,13 +32,6 @@
 #include "worker/data_client.h"
 
 namespace ps {
-
-// Keys of one table (for pulls) and, for pushes, their gradient sums.
-struct TableKeys {
-  uint32_t table = 0;
-  std::vector<uint64_t> keys;
-  std::vector<float> values;  // pushes: keys.size() * dim; pulls: filled in
-};
 
 class KvClient {
  public:
@@ -59,6 +54,11 @@ class KvClient {
     // Told of every Push and Pull (for /metrics): key and value bytes, time
     // including retries, whether it succeeded. On the calling thread.
     std::function<void(bool push, uint64_t bytes, absl::Duration took, bool ok)> observe;
+    // Gradient compression (common/compression.h), per table id; empty:
+    // every table pushes float32.
+    std::vector<rpc::Encoding> encodings;
+    float topk_ratio = 0.01f;
+    bool error_feedback = true;
   };
   using ViewSource = std::function<absl::StatusOr<rpc::ClusterView>()>;
 
@@ -92,10 +92,15 @@ class KvClient {
   // Pushes sent so far (the last seq used).
   uint64_t last_seq() const { return seq_; }
 
+  // Bytes of the push requests sent so far (every attempt), and of their
+  // keys and values as float32: the ratio is what compression saves.
+  uint64_t push_wire_bytes() const { return push_wire_bytes_.load(std::memory_order_relaxed); }
+  uint64_t push_raw_bytes() const { return push_raw_bytes_.load(std::memory_order_relaxed); }
+
  private:
   absl::Status DoPull(std::vector<TableKeys>* tables, std::optional<int64_t> clock);
   absl::Status DoPush(const std::vector<TableKeys>& tables, std::optional<int64_t> clock,
-                      uint64_t num_examples, float lr_scale);
+                      uint64_t num_examples, float lr_scale, uint64_t* wire_bytes);
   void Observe(bool push, const std::vector<TableKeys>& tables, absl::Time start,
                const absl::Status& s) const;
   struct Routed;
@@ -118,6 +123,9 @@ class KvClient {
   const std::vector<TableSpec> tables_;
   const ViewSource refresh_view_;
   uint64_t seq_ = 0;  // touched by the training thread only
+  GradientCompressor compressor_;  // touched by the training thread only
+  std::atomic<uint64_t> push_wire_bytes_{0};
+  std::atomic<uint64_t> push_raw_bytes_{0};
 
   mutable Mutex mu_;
   // Immutable once published; replaced whole by SetView.

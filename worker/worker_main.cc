@@ -166,6 +166,11 @@ int Run() {
   };
   kv_options.failover_window = 2 * absl::Milliseconds(job.cluster().heartbeat_timeout_ms()) +
                                absl::Seconds(2);
+  auto encodings = TableEncodings(job, TablesForJob(job));
+  if (!encodings.ok()) return stop(Fatal(std::string(encodings.status().message())));
+  kv_options.encodings = std::move(*encodings);
+  kv_options.topk_ratio = job.compression().topk_ratio();
+  kv_options.error_feedback = job.compression().error_feedback();
   KvClient kv(kv_options, TablesForJob(job), [&client] { return client.GetView(); });
   kv.SetView(*view);
   heartbeat->OnNewView([&kv](uint64_t version) { kv.MaybeRefresh(version); });
@@ -196,7 +201,9 @@ int Run() {
   }
   if (!result.ok()) return stop(fail(std::string(result.message())));
   (void)client.Leave(node_id);
-  spdlog::info("worker rank {} done ({} pushes)", rank, kv.last_seq());
+  spdlog::info("worker rank {} done ({} pushes: {} bytes sent for {} bytes of float32 keys and "
+               "gradients)",
+               rank, kv.last_seq(), kv.push_wire_bytes(), kv.push_raw_bytes());
   return stop(0);
 }
 

@@ -17,6 +17,7 @@ namespace {
 
 using ::ps::testing::BinDir;
 using ::ps::testing::NewTempDir;
+using ::ps::testing::ReadFile;
 using ::ps::testing::RunCommand;
 using ::ps::testing::SourceDir;
 using ::ps::testing::UnusedPort;
@@ -53,6 +54,17 @@ TEST(CliErrors, OutOfRangeValueNamesTheLine) {
   auto r = RunCommand({BinDir() + "/ps_launch", "--config", path}, kTimeout);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.output, HasSubstr(path + ":2: cluster.num_servers"));
+}
+
+TEST(CliErrors, CompressionOfAnUnknownTableIsNamed) {
+  const std::string dir = NewTempDir("compress");
+  const std::string path = dir + "/job.yaml";
+  WriteFile(path, ReadFile(SourceDir() + "/examples/spambase_lr.yaml") +
+                      "compression:\n  type: int8\n  tables:\n    - {table: layer0_weights, type: fp16}\n");
+  auto r = RunCommand({BinDir() + "/ps_launch", "--config", path}, kTimeout);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("compression.tables[0].table: this model has no table "
+                                  "'layer0_weights' (its tables: weights, bias)"));
 }
 
 TEST(CliErrors, BadOverrideIsNamed) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iostream>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -191,6 +192,49 @@ TEST(Training, KilledWorkerLeavesTheJobToTheOthers) {
     EXPECT_THAT(output, HasSubstr("the job goes on with 1 worker")) << mode;
     EXPECT_GE(TestAccuracy(out), 0.9) << mode;
   }
+}
+
+// Compressed pushes (the job's compression section) on an MLP: each
+// encoding learns, the workers count the bytes saved, and BSP stays
+// bit-identical from run to run, with and without compression (the MLP's
+// bias gradient once differed in the last bits: worker/mlp_model.cc).
+TEST(Training, CompressedPushesLearnStayDeterministicAndShrink) {
+  const std::vector<std::string> mlp = {"model.type=mlp", "model.hidden_units=[64]",
+                                        "model.num_classes=2", "train.epochs=3"};
+  // Bytes sent over float32 bytes, summed over the workers' logs.
+  auto ratio = [](const std::string& out) {
+    double sent = 0, raw = 0;
+    for (const char* w : {"worker-0", "worker-1"}) {
+      const std::string log = ReadFile(out + "/logs/" + w + ".log");
+      const size_t at = log.find(" bytes sent for ");
+      EXPECT_NE(at, std::string::npos) << log;
+      if (at == std::string::npos) return 0.0;
+      sent += std::stod(log.substr(log.rfind(' ', at - 1) + 1));
+      raw += std::stod(log.substr(at + 16));
+    }
+    return raw / sent;
+  };
+  std::map<std::string, std::string> dumps;
+  for (const char* type : {"no_compression", "fp16", "int8", "topk", "no_compression", "int8"}) {
+    const std::string out = NewTempDir(type);
+    std::vector<std::string> sets = mlp;
+    sets.push_back(absl::StrCat("compression.type=", type));
+    sets.push_back("compression.topk_ratio=0.05");
+    auto r = Launch(out, sets);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_GE(TestAccuracy(out), 0.9) << type << "\n" << ReadFile(out + "/metrics.json");
+    const double saved = ratio(out);
+    std::cout << type << ": float32 bytes / bytes sent = " << saved << std::endl;
+    const std::string t = type;
+    EXPECT_GT(saved, t == "no_compression" ? 0.95 : t == "fp16" ? 1.8 : t == "int8" ? 3.0 : 6.0)
+        << type;
+    if (t == "no_compression") EXPECT_LT(saved, 1.05);
+    auto dump = RunCommand({BinDir() + "/ps_model", "dump", out + "/model"}, absl::Seconds(30));
+    ASSERT_EQ(dump.exit_code, 0) << dump.output;
+    auto [it, fresh] = dumps.emplace(t, dump.output);
+    if (!fresh) EXPECT_EQ(it->second, dump.output) << "two " << t << " runs ended with different models";
+  }
+  EXPECT_NE(dumps["int8"], dumps["no_compression"]);
 }
 
 }  // namespace

@@ -1,0 +1,323 @@
+#include "common/compression.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace ps {
+namespace {
+
+rpc::Encoding EncodingOf(config::CompressionType type) {
+  switch (type) {
+    case config::FP16:
+      return rpc::FP16;
+    case config::INT8:
+      return rpc::INT8;
+    case config::TOPK:
+      return rpc::TOPK;
+    default:
+      return rpc::FLOAT32;
+  }
+}
+
+absl::Status SliceError(const TableSpec& table, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat("table '", table.name, "': ", what));
+}
+
+}  // namespace
+
+uint16_t FloatToHalf(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, sizeof(x));
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  uint32_t abs = x & 0x7fffffffu;
+  if (abs > 0x7f800000u) return sign | 0x7e00u;  // NaN stays NaN
+  if (abs > 0x477fe000u) abs = 0x477fe000u;      // beyond 65504 (the largest half): 65504
+  if (abs >= 0x38800000u) {                      // a normal half (2^-14 and up)
+    uint32_t m = abs - 0x38000000u;              // exponent rebased from 127 to 15
+    m += 0x0fffu + ((m >> 13) & 1u);             // round to nearest even
+    return static_cast<uint16_t>(sign | (m >> 13));
+  }
+  if (abs < 0x33000000u) return sign;  // below half the smallest subnormal: 0
+  // A subnormal half counts units of 2^-24.
+  const int exponent = static_cast<int>(abs >> 23);
+  const uint32_t mantissa = (abs & 0x7fffffu) | 0x800000u;
+  const int shift = 126 - exponent;  // 14..24
+  uint32_t q = mantissa >> shift;
+  const uint32_t rest = mantissa & ((1u << shift) - 1);
+  const uint32_t half = 1u << (shift - 1);
+  if (rest > half || (rest == half && (q & 1u))) ++q;
+  return static_cast<uint16_t>(sign | q);
+}
+
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exponent = (h >> 10) & 0x1fu;
+  const uint32_t mantissa = h & 0x3ffu;
+  if (exponent == 0) {
+    const float v = std::ldexp(static_cast<float>(mantissa), -24);
+    return sign != 0 ? -v : v;
+  }
+  const uint32_t x = exponent == 31 ? sign | 0x7f800000u | (mantissa << 13)
+                                    : sign | ((exponent + 112) << 23) | (mantissa << 13);
+  float f;
+  std::memcpy(&f, &x, sizeof(f));
+  return f;
+}
+
+absl::StatusOr<std::vector<rpc::Encoding>> TableEncodings(const config::JobConfig& job,
+                                                          const std::vector<TableSpec>& tables) {
+  const config::CompressionSection& c = job.compression();
+  std::vector<rpc::Encoding> out(tables.size(), rpc::FLOAT32);
+  std::vector<std::string> names;
+  for (const TableSpec& t : tables) {
+    if (t.statistics) continue;
+    out[t.id] = EncodingOf(c.type());
+    names.push_back(t.name);
+  }
+  for (int i = 0; i < c.tables_size(); ++i) {
+    const config::TableCompression& tc = c.tables(i);
+    auto it = std::find_if(tables.begin(), tables.end(), [&](const TableSpec& t) {
+      return !t.statistics && t.name == tc.table();
+    });
+    if (it == tables.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("compression.tables[", i, "].table: this model has no table '", tc.table(),
+                       "' (its tables: ", absl::StrJoin(names, ", "), ")"));
+    }
+    out[it->id] = EncodingOf(tc.type());
+  }
+  return out;
+}
+
+GradientCompressor::GradientCompressor(std::vector<rpc::Encoding> encodings, float topk_ratio,
+                                       bool error_feedback)
+    : encodings_(std::move(encodings)),
+      topk_ratio_(topk_ratio),
+      error_feedback_(error_feedback),
+      residuals_(encodings_.size()) {
+  for (rpc::Encoding e : encodings_) enabled_ |= e != rpc::FLOAT32;
+}
+
+GradientCompressor::Push GradientCompressor::Prepare(const std::vector<TableKeys>& tables) {
+  Push push;
+  push.tables_.resize(tables.size());
+  std::vector<float> v;
+  std::vector<uint32_t> rows;
+  for (size_t t = 0; t < tables.size(); ++t) {
+    const TableKeys& in = tables[t];
+    const rpc::Encoding encoding =
+        in.table < encodings_.size() ? encodings_[in.table] : rpc::FLOAT32;
+    Push::Table& out = push.tables_[t];
+    out.encoding = encoding;
+    if (encoding == rpc::FLOAT32 || in.keys.empty()) continue;
+    const size_t n = in.values.size();
+    const size_t dim = n / in.keys.size();
+    if (dim == 0) continue;
+    v.assign(in.values.begin(), in.values.end());
+    Residual& residual = residuals_[in.table];
+    if (error_feedback_) {
+      rows.resize(in.keys.size());
+      for (size_t i = 0; i < in.keys.size(); ++i) {
+        auto [it, fresh] =
+            residual.row.try_emplace(in.keys[i], static_cast<uint32_t>(residual.values.size() / dim));
+        if (fresh) residual.values.resize(residual.values.size() + dim, 0.0f);
+        rows[i] = it->second;
+        const float* r = residual.values.data() + static_cast<size_t>(rows[i]) * dim;
+        for (size_t j = 0; j < dim; ++j) v[i * dim + j] += r[j];
+      }
+    }
+    // What the server will see of each value, for the residual.
+    auto sent = [&](size_t j) -> float {
+      switch (encoding) {
+        case rpc::FP16:
+          return HalfToFloat(out.half[j]);
+        case rpc::INT8:
+          return static_cast<float>(out.bytes[j]) *
+                 out.scales[out.scales.size() == 1 ? 0 : j / dim];
+        default:
+          return out.kept[j];
+      }
+    };
+    switch (encoding) {
+      case rpc::FP16:
+        out.half.resize(n);
+        for (size_t j = 0; j < n; ++j) out.half[j] = FloatToHalf(v[j]);
+        break;
+      case rpc::INT8: {
+        const bool per_key = dim >= static_cast<size_t>(kInt8ScalePerKeyDim);
+        const size_t group = per_key ? dim : n;
+        out.scales.resize(n / group);
+        out.bytes.resize(n);
+        for (size_t s = 0; s < out.scales.size(); ++s) {
+          float max = 0;
+          for (size_t j = s * group; j < (s + 1) * group; ++j) max = std::max(max, std::abs(v[j]));
+          const float scale = max / 127.0f;
+          out.scales[s] = scale;
+          for (size_t j = s * group; j < (s + 1) * group; ++j) {
+            const float q = scale > 0 ? std::nearbyint(v[j] / scale) : 0.0f;
+            out.bytes[j] = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
+          }
+        }
+        break;
+      }
+      default: {  // TOPK
+        const size_t k = std::min(
+            n, std::max<size_t>(1, static_cast<size_t>(std::ceil(topk_ratio_ * static_cast<double>(n)))));
+        out.kept.assign(n, 0.0f);
+        if (k == n) {
+          out.kept = v;
+          break;
+        }
+        std::vector<float> magnitude(n);
+        for (size_t j = 0; j < n; ++j) magnitude[j] = std::abs(v[j]);
+        std::nth_element(magnitude.begin(), magnitude.begin() + (k - 1), magnitude.end(),
+                         std::greater<float>());
+        const float threshold = magnitude[k - 1];
+        size_t taken = 0;
+        for (size_t j = 0; j < n; ++j) {  // above the threshold first, then ties in order
+          if (std::abs(v[j]) > threshold) out.kept[j] = v[j], ++taken;
+        }
+        for (size_t j = 0; j < n && taken < k; ++j) {
+          if (std::abs(v[j]) == threshold) out.kept[j] = v[j], ++taken;
+        }
+        break;
+      }
+    }
+    if (error_feedback_) {
+      for (size_t i = 0; i < in.keys.size(); ++i) {
+        float* r = residual.values.data() + static_cast<size_t>(rows[i]) * dim;
+        for (size_t j = 0; j < dim; ++j) r[j] = v[i * dim + j] - sent(i * dim + j);
+      }
+    }
+  }
+  return push;
+}
+
+void GradientCompressor::Push::AppendRow(size_t t, size_t i, int dim, rpc::TableSlice* slice) const {
+  const Table& table = tables_[t];
+  slice->set_encoding(table.encoding);
+  const size_t first = i * static_cast<size_t>(dim);
+  switch (table.encoding) {
+    case rpc::FP16: {
+      std::string* packed = slice->mutable_packed();
+      const size_t at = packed->size();
+      packed->resize(at + 2 * static_cast<size_t>(dim));
+      char* out = packed->data() + at;
+      for (int j = 0; j < dim; ++j) {
+        const uint16_t h = table.half[first + j];
+        out[2 * j] = static_cast<char>(h & 0xff);  // little-endian
+        out[2 * j + 1] = static_cast<char>(h >> 8);
+      }
+      break;
+    }
+    case rpc::INT8:
+      slice->mutable_packed()->append(reinterpret_cast<const char*>(table.bytes.data() + first), dim);
+      if (table.scales.size() > 1) {
+        slice->add_scales(table.scales[i]);
+      } else if (slice->scales_size() == 0) {
+        slice->add_scales(table.scales[0]);
+      }
+      break;
+    case rpc::TOPK: {
+      // Absolute positions for now (FinishSlice makes them gaps).
+      const uint32_t base = static_cast<uint32_t>(slice->keys_size() - 1) * dim;
+      for (int j = 0; j < dim; ++j) {
+        const float value = table.kept[first + j];
+        if (value == 0.0f) continue;
+        slice->add_positions(base + j);
+        slice->add_kept_values(value);
+      }
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+void GradientCompressor::Push::FinishSlice(rpc::TableSlice* slice) {
+  if (slice->encoding() != rpc::TOPK) return;
+  auto* positions = slice->mutable_positions();
+  for (int j = positions->size() - 1; j > 0; --j) positions->Set(j, positions->Get(j) - positions->Get(j - 1));
+}
+
+absl::Status DecodeSlice(const TableSpec& table, size_t max_values, rpc::TableSlice* slice) {
+  const bool fields = !slice->packed().empty() || slice->scales_size() > 0 ||
+                      slice->positions_size() > 0 || slice->kept_values_size() > 0;
+  if (slice->encoding() == rpc::FLOAT32) {
+    return fields ? SliceError(table, "compressed fields in a float32 slice") : absl::OkStatus();
+  }
+  if (slice->values_size() > 0) return SliceError(table, "both float32 values and an encoding");
+  const size_t keys = static_cast<size_t>(slice->keys_size());
+  const size_t dim = static_cast<size_t>(table.dim);
+  if (keys > max_values / std::max<size_t>(1, dim)) {
+    return SliceError(table, absl::StrCat(keys, " keys of dim ", dim, " decode to more than ",
+                                          max_values, " values"));
+  }
+  const size_t n = keys * dim;
+  // Checked first, decoded into a scratch array (the slice's own fields are
+  // its input), then moved in.
+  std::vector<float> values(n, 0.0f);
+  const std::string& packed = slice->packed();
+  switch (slice->encoding()) {
+    case rpc::FP16:
+      if (packed.size() != 2 * n) {
+        return SliceError(table, absl::StrCat("FP16: ", n, " values need ", 2 * n, " bytes, got ",
+                                              packed.size()));
+      }
+      for (size_t j = 0; j < n; ++j) {
+        values[j] = HalfToFloat(static_cast<uint16_t>(static_cast<uint8_t>(packed[2 * j]) |
+                                                      static_cast<uint8_t>(packed[2 * j + 1]) << 8));
+      }
+      break;
+    case rpc::INT8: {
+      if (packed.size() != n) {
+        return SliceError(table, absl::StrCat("INT8: ", n, " values need ", n, " bytes, got ",
+                                              packed.size()));
+      }
+      const size_t scales = static_cast<size_t>(slice->scales_size());
+      if (n > 0 && scales != 1 && scales != keys) {
+        return SliceError(table, absl::StrCat("INT8: ", scales, " scales for ", keys,
+                                              " keys (one per key, or one)"));
+      }
+      for (size_t j = 0; j < n; ++j) {
+        const float scale = slice->scales(scales == 1 ? 0 : static_cast<int>(j / dim));
+        values[j] = static_cast<float>(static_cast<int8_t>(packed[j])) * scale;
+      }
+      break;
+    }
+    case rpc::TOPK: {
+      if (slice->positions_size() != slice->kept_values_size()) {
+        return SliceError(table, absl::StrCat("TOPK: ", slice->positions_size(), " positions for ",
+                                              slice->kept_values_size(), " values"));
+      }
+      uint64_t at = 0;
+      for (int j = 0; j < slice->positions_size(); ++j) {
+        const uint32_t gap = slice->positions(j);
+        if (j > 0 && gap == 0) return SliceError(table, "TOPK: a position repeats");
+        at += gap;
+        if (at >= n) {
+          return SliceError(table, absl::StrCat("TOPK: position ", at, " is beyond the slice's ",
+                                                n, " values"));
+        }
+        values[at] = slice->kept_values(j);
+      }
+      break;
+    }
+    default:
+      return SliceError(table, absl::StrCat("unknown encoding ", static_cast<int>(slice->encoding())));
+  }
+  slice->clear_packed();
+  slice->clear_scales();
+  slice->clear_positions();
+  slice->clear_kept_values();
+  slice->set_encoding(rpc::FLOAT32);
+  slice->mutable_values()->Resize(static_cast<int>(n), 0.0f);
+  std::copy(values.begin(), values.end(), slice->mutable_values()->mutable_data());
+  return absl::OkStatus();
+}
+
+}  // namespace ps

@@ -1,0 +1,89 @@
+// Gradient compression on the wire (the job's `compression` section): FP16,
+// INT8 with scales, and top-k sparsification, with error feedback on the
+// worker. The worker's GradientCompressor decides once per push what each
+// value becomes (deterministically: BSP stays bit-identical) and writes the
+// encoded rows into the request's slices; the server's DecodeSlice turns a
+// slice back into float32 values before anything else reads it.
+#ifndef PS_COMMON_COMPRESSION_H_
+#define PS_COMMON_COMPRESSION_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/tables.h"
+#include "proto/job_config.pb.h"
+#include "proto/ps.pb.h"
+
+namespace ps {
+
+// INT8 slices of tables with at least this dim carry a scale per key; of
+// narrower ones a single scale (the table's, for the whole push).
+inline constexpr int kInt8ScalePerKeyDim = 64;
+
+// Each table's encoding from the job config (model tables only: statistics
+// tables always travel as float32). An error names the config field.
+absl::StatusOr<std::vector<rpc::Encoding>> TableEncodings(const config::JobConfig& job,
+                                                          const std::vector<TableSpec>& tables);
+
+// Not thread-safe: one per KvClient, used by the pushing thread only.
+class GradientCompressor {
+ public:
+  GradientCompressor(std::vector<rpc::Encoding> encodings, float topk_ratio, bool error_feedback);
+
+  bool enabled() const { return enabled_; }
+
+  // One push's encoded gradient, indexed like the pushed tables.
+  class Push {
+   public:
+    // Appends row `i` of input table `t` (whose key the caller has just
+    // added to `slice`) in the table's encoding.
+    void AppendRow(size_t t, size_t i, int dim, rpc::TableSlice* slice) const;
+    // Once a slice holds all its rows: positions become gaps.
+    static void FinishSlice(rpc::TableSlice* slice);
+    rpc::Encoding encoding(size_t t) const { return tables_[t].encoding; }
+
+   private:
+    friend class GradientCompressor;
+    struct Table {
+      rpc::Encoding encoding = rpc::FLOAT32;
+      std::vector<uint16_t> half;    // FP16
+      std::vector<int8_t> bytes;     // INT8
+      std::vector<float> scales;     // INT8: per key, or one
+      std::vector<float> kept;       // TOPK: the values sent, 0 elsewhere
+    };
+    std::vector<Table> tables_;
+  };
+
+  // Call once per push (not per attempt): adds each key's carried error to
+  // its gradient, encodes, and carries what the encoding lost to the next
+  // push. Tables in FLOAT32 are left to the caller.
+  Push Prepare(const std::vector<TableKeys>& tables);
+
+ private:
+  struct Residual {
+    absl::flat_hash_map<uint64_t, uint32_t> row;  // key -> row in values
+    std::vector<float> values;
+  };
+  std::vector<rpc::Encoding> encodings_;  // by table id
+  float topk_ratio_;
+  bool error_feedback_;
+  bool enabled_ = false;
+  std::vector<Residual> residuals_;  // by table id
+};
+
+// Replaces an encoded slice's payload by its float32 values (keys x dim).
+// Refuses (INVALID_ARGUMENT, naming the table) payloads whose sizes disagree
+// with the keys, positions out of order or range, and slices that would
+// decode to more than max_values values.
+absl::Status DecodeSlice(const TableSpec& table, size_t max_values, rpc::TableSlice* slice);
+
+// float <-> IEEE half (round to nearest even; beyond the half range: +-65504).
+uint16_t FloatToHalf(float f);
+float HalfToFloat(uint16_t h);
+
+}  // namespace ps
+
+#endif  // PS_COMMON_COMPRESSION_H_
