@@ -3,6 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
+
+#ifdef __F16C__
+#include <immintrin.h>
+#endif
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -68,6 +73,31 @@ float HalfToFloat(uint16_t h) {
   return f;
 }
 
+void FloatsToHalves(const float* in, size_t n, uint16_t* out) {
+  size_t j = 0;
+#ifdef __F16C__
+  const __m256 high = _mm256_set1_ps(65504.0f), low = _mm256_set1_ps(-65504.0f);
+  for (; j + 8 <= n; j += 8) {
+    // min/max take their second operand when one is NaN: NaN goes through.
+    const __m256 x = _mm256_max_ps(low, _mm256_min_ps(high, _mm256_loadu_ps(in + j)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j),
+                     _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+#endif
+  for (; j < n; ++j) out[j] = FloatToHalf(in[j]);
+}
+
+void HalvesToFloats(const uint16_t* in, size_t n, float* out) {
+  size_t j = 0;
+#ifdef __F16C__
+  for (; j + 8 <= n; j += 8) {
+    _mm256_storeu_ps(out + j,
+                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + j))));
+  }
+#endif
+  for (; j < n; ++j) out[j] = HalfToFloat(in[j]);
+}
+
 absl::StatusOr<std::vector<rpc::Encoding>> TableEncodings(const config::JobConfig& job,
                                                           const std::vector<TableSpec>& tables) {
   const config::CompressionSection& c = job.compression();
@@ -130,36 +160,47 @@ GradientCompressor::Push GradientCompressor::Prepare(const std::vector<TableKeys
         for (size_t j = 0; j < dim; ++j) v[i * dim + j] += r[j];
       }
     }
-    // What the server will see of each value, for the residual.
-    auto sent = [&](size_t j) -> float {
-      switch (encoding) {
-        case rpc::FP16:
-          return HalfToFloat(out.half[j]);
-        case rpc::INT8:
-          return static_cast<float>(out.bytes[j]) *
-                 out.scales[out.scales.size() == 1 ? 0 : j / dim];
-        default:
-          return out.kept[j];
-      }
-    };
+    // Each encoding leaves in `v` what the server will see of each value;
+    // the residual is what that misses.
+    std::vector<float> sent(n);
     switch (encoding) {
       case rpc::FP16:
         out.half.resize(n);
-        for (size_t j = 0; j < n; ++j) out.half[j] = FloatToHalf(v[j]);
+        FloatsToHalves(v.data(), n, out.half.data());
+        HalvesToFloats(out.half.data(), n, sent.data());
         break;
       case rpc::INT8: {
         const bool per_key = dim >= static_cast<size_t>(kInt8ScalePerKeyDim);
         const size_t group = per_key ? dim : n;
         out.scales.resize(n / group);
         out.bytes.resize(n);
-        for (size_t s = 0; s < out.scales.size(); ++s) {
+        for (size_t g = 0; g < out.scales.size(); ++g) {
+          const float* x = v.data() + g * group;
           float max = 0;
-          for (size_t j = s * group; j < (s + 1) * group; ++j) max = std::max(max, std::abs(v[j]));
-          const float scale = max / 127.0f;
-          out.scales[s] = scale;
-          for (size_t j = s * group; j < (s + 1) * group; ++j) {
-            const float q = scale > 0 ? std::nearbyint(v[j] / scale) : 0.0f;
-            out.bytes[j] = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
+          bool nan = false;
+          for (size_t j = 0; j < group; ++j) {
+            max = std::max(max, std::abs(x[j]));
+            nan |= std::isnan(x[j]);
+          }
+          // A NaN gradient stays one (a NaN scale): the server refuses it.
+          const float scale = nan ? std::numeric_limits<float>::quiet_NaN() : max / 127.0f;
+          out.scales[g] = scale;
+          const float inverse = scale > 0 ? 1.0f / scale : 0.0f;
+          int8_t* q = out.bytes.data() + g * group;
+          float* back = sent.data() + g * group;
+          if (nan) {  // the NaN scale says it all
+            std::fill(q, q + group, 0);
+            std::fill(back, back + group, scale);
+            continue;
+          }
+          for (size_t j = 0; j < group; ++j) {
+            // Rounded half away from zero; branch-free so that it vectorizes.
+            float y = x[j] * inverse;
+            y = y > 127.0f ? 127.0f : y;
+            y = y < -127.0f ? -127.0f : y;
+            const int32_t r = static_cast<int32_t>(y + std::copysign(0.5f, y));
+            q[j] = static_cast<int8_t>(r);
+            back[j] = static_cast<float>(r) * scale;
           }
         }
         break;
@@ -167,30 +208,32 @@ GradientCompressor::Push GradientCompressor::Prepare(const std::vector<TableKeys
       default: {  // TOPK
         const size_t k = std::min(
             n, std::max<size_t>(1, static_cast<size_t>(std::ceil(topk_ratio_ * static_cast<double>(n)))));
-        out.kept.assign(n, 0.0f);
-        if (k == n) {
-          out.kept = v;
-          break;
+        // A NaN goes as it is, with everything (the server refuses it).
+        if (k == n || std::any_of(v.begin(), v.end(), [](float x) { return std::isnan(x); })) {
+          sent = v;
+        } else {
+          std::vector<float> magnitude(n);
+          for (size_t j = 0; j < n; ++j) magnitude[j] = std::abs(v[j]);
+          std::nth_element(magnitude.begin(), magnitude.begin() + (k - 1), magnitude.end(),
+                           std::greater<float>());
+          const float threshold = magnitude[k - 1];
+          size_t taken = 0;
+          for (size_t j = 0; j < n; ++j) {  // above the threshold first, then ties in order
+            if (std::abs(v[j]) > threshold) sent[j] = v[j], ++taken;
+          }
+          for (size_t j = 0; j < n && taken < k; ++j) {
+            if (std::abs(v[j]) == threshold && sent[j] == 0.0f) sent[j] = v[j], ++taken;
+          }
         }
-        std::vector<float> magnitude(n);
-        for (size_t j = 0; j < n; ++j) magnitude[j] = std::abs(v[j]);
-        std::nth_element(magnitude.begin(), magnitude.begin() + (k - 1), magnitude.end(),
-                         std::greater<float>());
-        const float threshold = magnitude[k - 1];
-        size_t taken = 0;
-        for (size_t j = 0; j < n; ++j) {  // above the threshold first, then ties in order
-          if (std::abs(v[j]) > threshold) out.kept[j] = v[j], ++taken;
-        }
-        for (size_t j = 0; j < n && taken < k; ++j) {
-          if (std::abs(v[j]) == threshold) out.kept[j] = v[j], ++taken;
-        }
+        out.kept = sent;
         break;
       }
     }
     if (error_feedback_) {
       for (size_t i = 0; i < in.keys.size(); ++i) {
         float* r = residual.values.data() + static_cast<size_t>(rows[i]) * dim;
-        for (size_t j = 0; j < dim; ++j) r[j] = v[i * dim + j] - sent(i * dim + j);
+        const size_t at = i * dim;
+        for (size_t j = 0; j < dim; ++j) r[j] = v[at + j] - sent[at + j];
       }
     }
   }
@@ -258,37 +301,26 @@ absl::Status DecodeSlice(const TableSpec& table, size_t max_values, rpc::TableSl
                                           max_values, " values"));
   }
   const size_t n = keys * dim;
-  // Checked first, decoded into a scratch array (the slice's own fields are
-  // its input), then moved in.
-  std::vector<float> values(n, 0.0f);
+  // Checked first; then decoded straight into the slice's values.
   const std::string& packed = slice->packed();
+  const size_t scales = static_cast<size_t>(slice->scales_size());
   switch (slice->encoding()) {
     case rpc::FP16:
       if (packed.size() != 2 * n) {
         return SliceError(table, absl::StrCat("FP16: ", n, " values need ", 2 * n, " bytes, got ",
                                               packed.size()));
       }
-      for (size_t j = 0; j < n; ++j) {
-        values[j] = HalfToFloat(static_cast<uint16_t>(static_cast<uint8_t>(packed[2 * j]) |
-                                                      static_cast<uint8_t>(packed[2 * j + 1]) << 8));
-      }
       break;
-    case rpc::INT8: {
+    case rpc::INT8:
       if (packed.size() != n) {
         return SliceError(table, absl::StrCat("INT8: ", n, " values need ", n, " bytes, got ",
                                               packed.size()));
       }
-      const size_t scales = static_cast<size_t>(slice->scales_size());
       if (n > 0 && scales != 1 && scales != keys) {
         return SliceError(table, absl::StrCat("INT8: ", scales, " scales for ", keys,
                                               " keys (one per key, or one)"));
       }
-      for (size_t j = 0; j < n; ++j) {
-        const float scale = slice->scales(scales == 1 ? 0 : static_cast<int>(j / dim));
-        values[j] = static_cast<float>(static_cast<int8_t>(packed[j])) * scale;
-      }
       break;
-    }
     case rpc::TOPK: {
       if (slice->positions_size() != slice->kept_values_size()) {
         return SliceError(table, absl::StrCat("TOPK: ", slice->positions_size(), " positions for ",
@@ -303,20 +335,50 @@ absl::Status DecodeSlice(const TableSpec& table, size_t max_values, rpc::TableSl
           return SliceError(table, absl::StrCat("TOPK: position ", at, " is beyond the slice's ",
                                                 n, " values"));
         }
-        values[at] = slice->kept_values(j);
       }
       break;
     }
     default:
       return SliceError(table, absl::StrCat("unknown encoding ", static_cast<int>(slice->encoding())));
   }
+  auto* values = slice->mutable_values();
+  values->Resize(static_cast<int>(n), 0.0f);
+  float* out = values->mutable_data();
+  switch (slice->encoding()) {
+    case rpc::FP16: {
+      // Little-endian on the wire; copied out so the halves are aligned.
+      std::vector<uint16_t> halves(n);
+      for (size_t j = 0; j < n; ++j) {
+        halves[j] = static_cast<uint16_t>(static_cast<uint8_t>(packed[2 * j]) |
+                                          static_cast<uint8_t>(packed[2 * j + 1]) << 8);
+      }
+      HalvesToFloats(halves.data(), n, out);
+      break;
+    }
+    case rpc::INT8: {
+      const size_t group = scales == 1 ? n : dim;
+      for (size_t g = 0; g * group < n; ++g) {
+        const float scale = slice->scales(static_cast<int>(g));
+        const int8_t* q = reinterpret_cast<const int8_t*>(packed.data()) + g * group;
+        float* o = out + g * group;
+        for (size_t j = 0; j < group; ++j) o[j] = static_cast<float>(q[j]) * scale;
+      }
+      break;
+    }
+    default: {  // TOPK
+      uint64_t at = 0;
+      for (int j = 0; j < slice->positions_size(); ++j) {
+        at += slice->positions(j);
+        out[at] = slice->kept_values(j);
+      }
+      break;
+    }
+  }
   slice->clear_packed();
   slice->clear_scales();
   slice->clear_positions();
   slice->clear_kept_values();
   slice->set_encoding(rpc::FLOAT32);
-  slice->mutable_values()->Resize(static_cast<int>(n), 0.0f);
-  std::copy(values.begin(), values.end(), slice->mutable_values()->mutable_data());
   return absl::OkStatus();
 }
 

@@ -80,9 +80,13 @@ class GradientCompressor {
 // decode to more than max_values values.
 absl::Status DecodeSlice(const TableSpec& table, size_t max_values, rpc::TableSlice* slice);
 
-// float <-> IEEE half (round to nearest even; beyond the half range: +-65504).
+// float <-> IEEE half (round to nearest even; beyond the half range: +-65504;
+// NaN stays NaN). The array forms use the CPU's F16C instructions where the
+// build targets them, with the same results.
 uint16_t FloatToHalf(float f);
 float HalfToFloat(uint16_t h);
+void FloatsToHalves(const float* in, size_t n, uint16_t* out);
+void HalvesToFloats(const uint16_t* in, size_t n, float* out);
 
 }  // namespace ps
 

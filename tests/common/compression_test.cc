@@ -1,6 +1,8 @@
 #include "common/compression.h"
 
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <random>
 
 #include "absl/strings/match.h"
@@ -36,6 +38,40 @@ TEST(Half, EveryHalfComesBackAndFloatsRoundToTheNearest) {
     }
   }
   EXPECT_TRUE(std::isnan(HalfToFloat(FloatToHalf(std::nanf("")))));
+}
+
+// The array forms (F16C where built for it) give what the scalar ones give.
+TEST(Half, ArraysConvertLikeTheScalarFunctions) {
+  std::vector<uint16_t> every(0x10000);
+  for (uint32_t h = 0; h < 0x10000; ++h) every[h] = static_cast<uint16_t>(h);
+  std::vector<float> floats(every.size());
+  HalvesToFloats(every.data(), every.size(), floats.data());
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    const float want = HalfToFloat(static_cast<uint16_t>(h));
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(floats[h]));
+    } else {
+      ASSERT_EQ(floats[h], want) << h;
+    }
+  }
+  std::mt19937 rng(11);
+  std::vector<float> x(100003);  // not a multiple of 8: the scalar tail too
+  for (float& f : x) {
+    uint32_t bits = rng();
+    std::memcpy(&f, &bits, sizeof(f));
+    if (std::isnan(f)) f = 1.0f;
+    if (rng() % 2) f = std::ldexp(f, -std::ilogb(f) + static_cast<int>(rng() % 50) - 30);
+  }
+  x[5] = 65519.0f, x[6] = 65520.0f, x[7] = -1e30f, x[8] = std::ldexp(1.0f, -25);
+  x[9] = std::ldexp(1.5f, -25), x[10] = std::numeric_limits<float>::infinity();
+  std::vector<uint16_t> halves(x.size());
+  FloatsToHalves(x.data(), x.size(), halves.data());
+  for (size_t j = 0; j < x.size(); ++j) ASSERT_EQ(halves[j], FloatToHalf(x[j])) << x[j];
+  const float nan = std::nanf("");
+  uint16_t h[8];
+  const float eight_nans[8] = {nan, nan, nan, nan, nan, nan, nan, nan};
+  FloatsToHalves(eight_nans, 8, h);
+  for (uint16_t one : h) EXPECT_TRUE(std::isnan(HalfToFloat(one)));
 }
 
 // A gradient shaped like the Fashion-MNIST MLP's first layer: 784 keys of
@@ -171,6 +207,22 @@ TEST(Compression, TopKKeepsTheLargestValues) {
   ASSERT_TRUE(DecodeSlice(Specs()[1], 100, &slices[0]).ok());
   const std::vector<float> want = {0, -5, 0, 3, 0, 0, 0, 0};
   EXPECT_EQ(std::vector<float>(slices[0].values().begin(), slices[0].values().end()), want);
+}
+
+// A NaN in a gradient reaches the server as a NaN (which refuses it), not
+// as a number the encoding made up.
+TEST(Compression, ANanStaysANan) {
+  for (rpc::Encoding e : {rpc::FP16, rpc::INT8, rpc::TOPK}) {
+    GradientCompressor compressor({e, e}, 0.01f, true);
+    std::mt19937 rng(1);
+    std::vector<TableKeys> g = Gradient(&rng);
+    g[0].values[300] = std::nanf("");
+    auto slices = Encode(compressor.Prepare(g), g);
+    ASSERT_TRUE(DecodeSlice(Specs()[0], 1 << 24, &slices[0]).ok());
+    bool nan = false;
+    for (float v : slices[0].values()) nan |= std::isnan(v);
+    EXPECT_TRUE(nan) << rpc::Encoding_Name(e);
+  }
 }
 
 TEST(Compression, MalformedSlicesAreRefusedNamingTheTable) {
