@@ -287,11 +287,15 @@ void GradientCompressor::Push::FinishSlice(rpc::TableSlice* slice) {
   for (int j = positions->size() - 1; j > 0; --j) positions->Set(j, positions->Get(j) - positions->Get(j - 1));
 }
 
+bool IsEncoded(const rpc::TableSlice& slice) {
+  return slice.encoding() != rpc::FLOAT32 || !slice.packed().empty() || slice.scales_size() > 0 ||
+         slice.positions_size() > 0 || slice.kept_values_size() > 0;
+}
+
 absl::Status DecodeSlice(const TableSpec& table, size_t max_values, rpc::TableSlice* slice) {
-  const bool fields = !slice->packed().empty() || slice->scales_size() > 0 ||
-                      slice->positions_size() > 0 || slice->kept_values_size() > 0;
+  if (!IsEncoded(*slice)) return absl::OkStatus();
   if (slice->encoding() == rpc::FLOAT32) {
-    return fields ? SliceError(table, "compressed fields in a float32 slice") : absl::OkStatus();
+    return SliceError(table, "compressed fields in a float32 slice");
   }
   if (slice->values_size() > 0) return SliceError(table, "both float32 values and an encoding");
   const size_t keys = static_cast<size_t>(slice->keys_size());

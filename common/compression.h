@@ -74,6 +74,10 @@ class GradientCompressor {
   std::vector<Residual> residuals_;  // by table id
 };
 
+// Whether a slice carries an encoding or any of its fields (else it is
+// plain float32 values and DecodeSlice has nothing to do).
+bool IsEncoded(const rpc::TableSlice& slice);
+
 // Replaces an encoded slice's payload by its float32 values (keys x dim).
 // Refuses (INVALID_ARGUMENT, naming the table) payloads whose sizes disagree
 // with the keys, positions out of order or range, and slices that would

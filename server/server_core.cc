@@ -392,16 +392,13 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
   // before anything reads them; at most as many values as a request of
   // security.limits.max_message_bytes carries in float32.
   std::unique_ptr<rpc::PushRequest> decoded;
+  const size_t max_values =
+      static_cast<size_t>(job_.security().limits().max_message_bytes()) / sizeof(float);
   for (int i = 0; i < req->slices_size(); ++i) {
     const rpc::TableSlice& slice = req->slices(i);
-    if (slice.encoding() == rpc::FLOAT32 && slice.packed().empty() && slice.scales_size() == 0 &&
-        slice.positions_size() == 0 && slice.kept_values_size() == 0) {
-      continue;
-    }
+    if (!IsEncoded(slice)) continue;
     if (slice.table() >= tables_.size()) break;  // Route names it
     if (decoded == nullptr) decoded = std::make_unique<rpc::PushRequest>(*req);
-    const size_t max_values =
-        static_cast<size_t>(job_.security().limits().max_message_bytes()) / sizeof(float);
     if (absl::Status s = DecodeSlice(tables_[slice.table()], max_values, decoded->mutable_slices(i));
         !s.ok()) {
       done(s);
