@@ -152,8 +152,8 @@ GradientCompressor::Push GradientCompressor::Prepare(const std::vector<TableKeys
     if (error_feedback_) {
       rows.resize(in.keys.size());
       for (size_t i = 0; i < in.keys.size(); ++i) {
-        auto [it, fresh] =
-            residual.row.try_emplace(in.keys[i], static_cast<uint32_t>(residual.values.size() / dim));
+        auto [it, fresh] = residual.row.try_emplace(
+            in.keys[i], static_cast<uint32_t>(residual.values.size() / dim));
         if (fresh) residual.values.resize(residual.values.size() + dim, 0.0f);
         rows[i] = it->second;
         const float* r = residual.values.data() + static_cast<size_t>(rows[i]) * dim;
@@ -207,7 +207,8 @@ GradientCompressor::Push GradientCompressor::Prepare(const std::vector<TableKeys
       }
       default: {  // TOPK
         const size_t k = std::min(
-            n, std::max<size_t>(1, static_cast<size_t>(std::ceil(topk_ratio_ * static_cast<double>(n)))));
+            n, std::max<size_t>(
+                   1, static_cast<size_t>(std::ceil(topk_ratio_ * static_cast<double>(n)))));
         // A NaN goes as it is, with everything (the server refuses it).
         if (k == n || std::any_of(v.begin(), v.end(), [](float x) { return std::isnan(x); })) {
           sent = v;
@@ -240,7 +241,8 @@ GradientCompressor::Push GradientCompressor::Prepare(const std::vector<TableKeys
   return push;
 }
 
-void GradientCompressor::Push::AppendRow(size_t t, size_t i, int dim, rpc::TableSlice* slice) const {
+void GradientCompressor::Push::AppendRow(size_t t, size_t i, int dim,
+                                         rpc::TableSlice* slice) const {
   const Table& table = tables_[t];
   slice->set_encoding(table.encoding);
   const size_t first = i * static_cast<size_t>(dim);
@@ -258,7 +260,8 @@ void GradientCompressor::Push::AppendRow(size_t t, size_t i, int dim, rpc::Table
       break;
     }
     case rpc::INT8:
-      slice->mutable_packed()->append(reinterpret_cast<const char*>(table.bytes.data() + first), dim);
+      slice->mutable_packed()->append(reinterpret_cast<const char*>(table.bytes.data() + first),
+                                      dim);
       if (table.scales.size() > 1) {
         slice->add_scales(table.scales[i]);
       } else if (slice->scales_size() == 0) {
@@ -284,7 +287,8 @@ void GradientCompressor::Push::AppendRow(size_t t, size_t i, int dim, rpc::Table
 void GradientCompressor::Push::FinishSlice(rpc::TableSlice* slice) {
   if (slice->encoding() != rpc::TOPK) return;
   auto* positions = slice->mutable_positions();
-  for (int j = positions->size() - 1; j > 0; --j) positions->Set(j, positions->Get(j) - positions->Get(j - 1));
+  for (int j = positions->size() - 1; j > 0; --j)
+    positions->Set(j, positions->Get(j) - positions->Get(j - 1));
 }
 
 bool IsEncoded(const rpc::TableSlice& slice) {
@@ -317,8 +321,8 @@ absl::Status DecodeSlice(const TableSpec& table, size_t max_values, rpc::TableSl
       break;
     case rpc::INT8:
       if (packed.size() != n) {
-        return SliceError(table, absl::StrCat("INT8: ", n, " values need ", n, " bytes, got ",
-                                              packed.size()));
+        return SliceError(
+            table, absl::StrCat("INT8: ", n, " values need ", n, " bytes, got ", packed.size()));
       }
       if (n > 0 && scales != 1 && scales != keys) {
         return SliceError(table, absl::StrCat("INT8: ", scales, " scales for ", keys,
@@ -336,14 +340,15 @@ absl::Status DecodeSlice(const TableSpec& table, size_t max_values, rpc::TableSl
         if (j > 0 && gap == 0) return SliceError(table, "TOPK: a position repeats");
         at += gap;
         if (at >= n) {
-          return SliceError(table, absl::StrCat("TOPK: position ", at, " is beyond the slice's ",
-                                                n, " values"));
+          return SliceError(
+              table, absl::StrCat("TOPK: position ", at, " is beyond the slice's ", n, " values"));
         }
       }
       break;
     }
     default:
-      return SliceError(table, absl::StrCat("unknown encoding ", static_cast<int>(slice->encoding())));
+      return SliceError(table,
+                        absl::StrCat("unknown encoding ", static_cast<int>(slice->encoding())));
   }
   auto* values = slice->mutable_values();
   values->Resize(static_cast<int>(n), 0.0f);

@@ -49,10 +49,10 @@ class GradientCompressor {
     friend class GradientCompressor;
     struct Table {
       rpc::Encoding encoding = rpc::FLOAT32;
-      std::vector<uint16_t> half;    // FP16
-      std::vector<int8_t> bytes;     // INT8
-      std::vector<float> scales;     // INT8: per key, or one
-      std::vector<float> kept;       // TOPK: the values sent, 0 elsewhere
+      std::vector<uint16_t> half;  // FP16
+      std::vector<int8_t> bytes;   // INT8
+      std::vector<float> scales;   // INT8: per key, or one
+      std::vector<float> kept;     // TOPK: the values sent, 0 elsewhere
     };
     std::vector<Table> tables_;
   };

@@ -399,7 +399,8 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
     if (!IsEncoded(slice)) continue;
     if (slice.table() >= tables_.size()) break;  // Route names it
     if (decoded == nullptr) decoded = std::make_unique<rpc::PushRequest>(*req);
-    if (absl::Status s = DecodeSlice(tables_[slice.table()], max_values, decoded->mutable_slices(i));
+    if (absl::Status s =
+            DecodeSlice(tables_[slice.table()], max_values, decoded->mutable_slices(i));
         !s.ok()) {
       done(s);
       return;

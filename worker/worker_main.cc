@@ -201,9 +201,10 @@ int Run() {
   }
   if (!result.ok()) return stop(fail(std::string(result.message())));
   (void)client.Leave(node_id);
-  spdlog::info("worker rank {} done ({} pushes: {} bytes sent for {} bytes of float32 keys and "
-               "gradients)",
-               rank, kv.last_seq(), kv.push_wire_bytes(), kv.push_raw_bytes());
+  spdlog::info(
+      "worker rank {} done ({} pushes: {} bytes sent for {} bytes of float32 keys and "
+      "gradients)",
+      rank, kv.last_seq(), kv.push_wire_bytes(), kv.push_raw_bytes());
   return stop(0);
 }
 

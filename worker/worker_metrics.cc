@@ -17,8 +17,9 @@ void ObserveWorker(Monitoring* monitoring, KvClient::Options* kv, SchedulerClien
                        .Register(registry);
   auto& bytes = prometheus::BuildCounter()
                     .Name("ps_worker_payload_bytes_total")
-                    .Help("Bytes of the push requests sent (compressed where the job compresses), "
-                          "and key and value bytes pulled")
+                    .Help(
+                        "Bytes of the push requests sent (compressed where the job compresses), "
+                        "and key and value bytes pulled")
                     .Register(registry);
   struct Op {
     prometheus::Histogram* latency;

@@ -300,7 +300,8 @@ TEST(Compression, TheConfigNamesTablesOfTheModel) {
   t->set_table("layer0_weights");
   const absl::Status s = ValidateJobConfig(job, "job.yaml");
   EXPECT_TRUE(absl::StrContains(s.message(), "compression.tables[0].table")) << s;
-  EXPECT_TRUE(absl::StrContains(s.message(), "no table 'layer0_weights' (its tables: weights, bias)"))
+  EXPECT_TRUE(
+      absl::StrContains(s.message(), "no table 'layer0_weights' (its tables: weights, bias)"))
       << s;
 }
 

@@ -59,8 +59,10 @@ TEST(CliErrors, OutOfRangeValueNamesTheLine) {
 TEST(CliErrors, CompressionOfAnUnknownTableIsNamed) {
   const std::string dir = NewTempDir("compress");
   const std::string path = dir + "/job.yaml";
-  WriteFile(path, ReadFile(SourceDir() + "/examples/spambase_lr.yaml") +
-                      "compression:\n  type: int8\n  tables:\n    - {table: layer0_weights, type: fp16}\n");
+  WriteFile(
+      path,
+      ReadFile(SourceDir() + "/examples/spambase_lr.yaml") +
+          "compression:\n  type: int8\n  tables:\n    - {table: layer0_weights, type: fp16}\n");
   auto r = RunCommand({BinDir() + "/ps_launch", "--config", path}, kTimeout);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.output, HasSubstr("compression.tables[0].table: this model has no table "

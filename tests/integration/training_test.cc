@@ -226,13 +226,17 @@ TEST(Training, CompressedPushesLearnStayDeterministicAndShrink) {
     const double saved = ratio(out);
     std::cout << type << ": float32 bytes / bytes sent = " << saved << std::endl;
     const std::string t = type;
-    EXPECT_GT(saved, t == "no_compression" ? 0.95 : t == "fp16" ? 1.8 : t == "int8" ? 3.0 : 6.0)
+    EXPECT_GT(saved, t == "no_compression" ? 0.95
+                     : t == "fp16"         ? 1.8
+                     : t == "int8"         ? 3.0
+                                           : 6.0)
         << type;
     if (t == "no_compression") EXPECT_LT(saved, 1.05);
     auto dump = RunCommand({BinDir() + "/ps_model", "dump", out + "/model"}, absl::Seconds(30));
     ASSERT_EQ(dump.exit_code, 0) << dump.output;
     auto [it, fresh] = dumps.emplace(t, dump.output);
-    if (!fresh) EXPECT_EQ(it->second, dump.output) << "two " << t << " runs ended with different models";
+    if (!fresh)
+      EXPECT_EQ(it->second, dump.output) << "two " << t << " runs ended with different models";
   }
   EXPECT_NE(dumps["int8"], dumps["no_compression"]);
 }
