@@ -5,6 +5,7 @@
 // and handed to a ServerCore that is primary of every partition, as
 // DataPlaneServer does after PsService's checks. A header that does not
 // decode ends the stream, as it closes a connection.
+#include <deque>
 #include <string>
 
 #include "absl/time/clock.h"
@@ -20,6 +21,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t left = size - 1;
   const absl::Time deadline = absl::Now();  // parked calls expire at once
   auto ignore = [](absl::Status) {};
+  std::deque<std::pair<ps::rpc::PullRequest, ps::rpc::PullResponse>> pulls;
   while (left >= ps::frame::kHeaderBytes) {
     auto h = ps::frame::DecodeHeader(p, 64 << 10);
     if (!h.ok()) break;
@@ -35,8 +37,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!req.ParseFromString(body)) break;
       core.Push(&req, &resp, deadline, ignore);
     } else if (h->kind == ps::frame::Kind::kPull) {
-      ps::rpc::PullRequest req;
-      ps::rpc::PullResponse resp;
+      // A parked pull holds its request and reply until it is answered (as
+      // the data plane's connection does): they live to the input's end.
+      pulls.emplace_back();
+      auto& [req, resp] = pulls.back();
       if (!req.ParseFromString(body)) break;
       core.Pull(&req, &resp, deadline, ignore);
     }
