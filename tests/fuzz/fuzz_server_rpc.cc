@@ -16,6 +16,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   core.UpdateView(ps::fuzz::View());
   const absl::Time deadline = absl::Now();  // parked calls expire at once
   auto ignore = [](absl::Status) {};
+  // A parked pull holds its request and reply until it is answered (at the
+  // end, by ExpireParked): they live as long as the core's calls.
+  ps::rpc::PullRequest pull;
+  ps::rpc::PullResponse pull_resp;
   switch (method % 5) {
     case 0: {
       ps::rpc::PushRequest req;
@@ -23,12 +27,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (req.ParseFromString(bytes)) core.Push(&req, &resp, deadline, ignore);
       break;
     }
-    case 1: {
-      ps::rpc::PullRequest req;
-      ps::rpc::PullResponse resp;
-      if (req.ParseFromString(bytes)) core.Pull(&req, &resp, deadline, ignore);
+    case 1:
+      if (pull.ParseFromString(bytes)) core.Pull(&pull, &pull_resp, deadline, ignore);
       break;
-    }
     case 2: {
       ps::rpc::TickRequest req;
       if (req.ParseFromString(bytes)) core.Tick(req, deadline, ignore);
