@@ -57,6 +57,7 @@
 #include "common/file_util.h"
 #include "common/flags_util.h"
 #include "common/heartbeat.h"
+#include "bench/server_bench.h"
 #include "common/logging.h"
 #include "common/net.h"
 #include "common/partitioning.h"
@@ -88,6 +89,16 @@ ABSL_FLAG(int, count_keys, 256, "keys the exactly-once check counts on");
 ABSL_FLAG(bool, compare_grpc, true,
           "with the TCP data plane, also measure the dense runs over gRPC (same run, same "
           "servers) and print both");
+ABSL_FLAG(bool, server, false,
+          "measure the server's own costs in this process instead (bench/server_bench.h): apply "
+          "rate against an Eigen axpy, cost per BSP clock as workers and partitions grow, memory "
+          "per stored key; --max_seconds per measurement");
+ABSL_FLAG(uint64_t, memory_keys, 10000000, "--server: keys stored for the memory figures (0: skip)");
+ABSL_FLAG(std::vector<std::string>, growth_workers, std::vector<std::string>({"4", "16", "64"}),
+          "--server: simulated workers per cost-growth row (at 64 partitions)");
+ABSL_FLAG(std::vector<std::string>, growth_partitions,
+          std::vector<std::string>({"64", "1024", "8192"}),
+          "--server: partitions per cost-growth row (at 4 workers)");
 ABSL_FLAG(bool, count_skew, false,
           "count only on keys whose partitions start on server 0 (a skewed load for rebalancing)");
 
@@ -969,7 +980,42 @@ int Report(const Results& results) {
   return 0;
 }
 
+int RunServer() {
+  bench::ServerBenchOptions o;
+  o.max_seconds = absl::GetFlag(FLAGS_max_seconds);
+  o.memory_keys = absl::GetFlag(FLAGS_memory_keys);
+  auto ints = [](const char* flag, const std::vector<std::string>& in, int max,
+                 std::vector<int>* out) -> absl::Status {
+    out->clear();
+    for (const std::string& v : in) {
+      int n;
+      if (!absl::SimpleAtoi(v, &n) || n < 1 || n > max) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", flag, ": '", v, "' is not a number from 1 to ", max));
+      }
+      out->push_back(n);
+    }
+    return absl::OkStatus();
+  };
+  if (absl::Status s = ints("growth_workers", absl::GetFlag(FLAGS_growth_workers), 4096,
+                            &o.growth_workers);
+      !s.ok()) {
+    return Fatal(std::string(s.message()));
+  }
+  if (absl::Status s = ints("growth_partitions", absl::GetFlag(FLAGS_growth_partitions), 65536,
+                            &o.growth_partitions);
+      !s.ok()) {
+    return Fatal(std::string(s.message()));
+  }
+  if (o.max_seconds <= 0) return Fatal("--max_seconds must be positive");
+  auto report = bench::RunServerBench(o);
+  if (!report.ok()) return Fatal(std::string(report.status().message()));
+  std::cout << *report << std::flush;
+  return 0;
+}
+
 int Run(const std::vector<std::string>& overrides) {
+  if (absl::GetFlag(FLAGS_server)) return RunServer();
   const std::string config_path = absl::GetFlag(FLAGS_config);
   const std::string scheduler = absl::GetFlag(FLAGS_scheduler);
   if (config_path.empty() == scheduler.empty()) {
@@ -1045,10 +1091,12 @@ int Run(const std::vector<std::string>& overrides) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "ps_bench --config bench/bench.yaml [--set section.field=value ...] [--json FILE]\n"
-      "   or: ps_bench --scheduler HOST:PORT [--json FILE]");
+      "   or: ps_bench --scheduler HOST:PORT [--json FILE]\n"
+      "   or: ps_bench --server [--memory_keys N] [--max_seconds S]");
   std::vector<std::string> overrides = ps::ExtractRepeatedFlag("set", &argc, argv);
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();
+  ps::ConfigureMutexDeadlockDetection();
   if (absl::Status s = ps::InitLogging("bench", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
     std::cerr << "ps_bench: error: " << s.message() << std::endl;
     return 1;

@@ -34,6 +34,16 @@ absl::Status SliceError(const TableSpec& table, const std::string& what) {
 
 }  // namespace
 
+bool AllFinite(const float* values, size_t n) {
+  uint32_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, values + i, sizeof(bits));
+    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);  // exponent all ones
+  }
+  return bad == 0;
+}
+
 uint16_t FloatToHalf(float f) {
   uint32_t x;
   std::memcpy(&x, &f, sizeof(x));

@@ -87,6 +87,10 @@ absl::Status DecodeSlice(const TableSpec& table, size_t max_values, rpc::TableSl
 // float <-> IEEE half (round to nearest even; beyond the half range: +-65504;
 // NaN stays NaN). The array forms use the CPU's F16C instructions where the
 // build targets them, with the same results.
+// Whether no value is NaN or infinite (the server's check of every pushed
+// gradient; an integer test of the exponent bits, vectorized).
+bool AllFinite(const float* values, size_t n);
+
 uint16_t FloatToHalf(float f);
 float HalfToFloat(uint16_t h);
 void FloatsToHalves(const float* in, size_t n, uint16_t* out);

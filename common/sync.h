@@ -9,6 +9,9 @@
 #ifndef PS_COMMON_SYNC_H_
 #define PS_COMMON_SYNC_H_
 
+#include <cstdlib>
+#include <string_view>
+
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -128,6 +131,20 @@ class Notification {
 };
 
 #endif  // PS_TSAN
+
+// Abseil's Mutex as Debian builds it (without NDEBUG) checks every lock
+// acquisition against a process-wide graph of lock orders (deadlock
+// detection): a global lock and hash lookups per Lock, a third of a server's
+// time on 8,192 partitions (ps_bench --server). The daemons call this at
+// start: detection stays off unless PS_MUTEX_DEADLOCK_DETECTION=1, which
+// deploy/test.sh sets for the test suite (whose ThreadSanitizer run checks
+// lock order as well).
+inline void ConfigureMutexDeadlockDetection() {
+  const char* on = std::getenv("PS_MUTEX_DEADLOCK_DETECTION");
+  absl::SetMutexDeadlockDetectionMode(on != nullptr && std::string_view(on) == "1"
+                                          ? absl::OnDeadlockCycle::kAbort
+                                          : absl::OnDeadlockCycle::kIgnore);
+}
 
 }  // namespace ps
 

@@ -30,6 +30,9 @@ start=$(date +%s)
 deploy/setup.sh "$BUILD_DIR" "${CMAKE_ARGS[@]}"
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp"
 export ASAN_OPTIONS="detect_leaks=1"
+# Abseil's lock-order (deadlock) checks, off in normal runs for speed
+# (common/sync.h), on in every process the tests start.
+export PS_MUTEX_DEADLOCK_DETECTION=1
 # Undefined behaviour fails the test it happens in (it only prints by default).
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j 2 --timeout 900 "${CTEST_ARGS[@]}"

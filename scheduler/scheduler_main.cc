@@ -26,6 +26,7 @@
 #include "common/rpc.h"
 #include "common/sealed_file.h"
 #include "common/signals.h"
+#include "common/sync.h"
 #include "scheduler/scheduler_core.h"
 #include "scheduler/scheduler_metrics.h"
 #include "scheduler/scheduler_service.h"
@@ -236,6 +237,7 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();
   umask(077);  // the job's files are its owner's alone
+  ps::ConfigureMutexDeadlockDetection();
   if (absl::Status s = ps::InitLogging("scheduler", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
     std::cerr << "ps_scheduler: error: " << s.message() << std::endl;
     return 1;

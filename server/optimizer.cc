@@ -3,6 +3,7 @@
 #include <Eigen/Core>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "common/partitioning.h"
 
@@ -78,9 +79,13 @@ class AdaGrad final : public Optimizer {
   void Update(int dim, const float* grad, float scale, float lr_scale, float* value, float* slots,
               uint32_t* step) const override {
     const float lr = lr_ * lr_scale;
-    Vec w(value, dim), h(slots, dim);
-    h += PS_GRADIENT.square();
-    w -= lr * PS_GRADIENT / (h.sqrt() + eps_);
+    // A plain loop (vectorized by the compiler, -fno-math-errno): Eigen
+    // leaves an expression with sqrt scalar without EIGEN_FAST_MATH.
+    for (int i = 0; i < dim; ++i) {
+      const float g = scale * grad[i] + l2_ * value[i];
+      slots[i] += g * g;
+      value[i] -= lr * g / (std::sqrt(slots[i]) + eps_);
+    }
     SoftThreshold(dim, lr * l1_, value);
     ++*step;
   }
@@ -96,31 +101,55 @@ class AdamFamily final : public Optimizer {
   AdamFamily(const TableSpec& t, config::OptimizerType type)
       : type_(type), lr_(t.optimizer.learning_rate()), b1_(t.optimizer.beta1()),
         b2_(t.optimizer.beta2()), eps_(t.optimizer.epsilon()),
-        wd_(t.optimizer.weight_decay()), l2_(t.l2), l1_(t.l1) {}
+        wd_(t.optimizer.weight_decay()), l2_(t.l2), l1_(t.l1) {
+    // 1 - beta^t for the first steps, as std::pow gives them: a key of dim 1
+    // would otherwise spend most of its update in two pow calls.
+    bc1_.resize(kCachedSteps);
+    bc2_.resize(kCachedSteps);
+    for (uint32_t t = 0; t < kCachedSteps; ++t) {
+      bc1_[t] = 1.0f - std::pow(b1_, static_cast<float>(t));
+      bc2_[t] = 1.0f - std::pow(b2_, static_cast<float>(t));
+    }
+  }
   int num_slots() const override { return 2; }
   void Update(int dim, const float* grad, float scale, float lr_scale, float* value, float* slots,
               uint32_t* step) const override {
     const float lr = lr_ * lr_scale;
-    Vec w(value, dim), m(slots, dim), v(slots + dim, dim);
+    float* m = slots;
+    float* v = slots + dim;
     const uint32_t t = ++*step;
-    const float bc1 = 1.0f - std::pow(b1_, static_cast<float>(t));
-    // m and v read the gradient (and so w) before w changes below.
-    m = b1_ * m + (1.0f - b1_) * PS_GRADIENT;
+    const float bc1 = t < kCachedSteps ? bc1_[t] : 1.0f - std::pow(b1_, static_cast<float>(t));
+    // Plain loops, vectorized by the compiler (-fno-math-errno): Eigen leaves
+    // an expression with sqrt scalar without EIGEN_FAST_MATH. m and v read
+    // the gradient (and so w) before w changes.
     if (type_ == config::ADAMAX) {
-      v = (b2_ * v).max(PS_GRADIENT.abs());
-      w -= (lr / bc1) * m / (v + eps_);
+      const float step_size = lr / bc1;
+      for (int i = 0; i < dim; ++i) {
+        const float g = scale * grad[i] + l2_ * value[i];
+        m[i] = b1_ * m[i] + (1.0f - b1_) * g;
+        v[i] = std::max(b2_ * v[i], std::abs(g));
+        value[i] -= step_size * m[i] / (v[i] + eps_);
+      }
     } else {
-      const float bc2 = 1.0f - std::pow(b2_, static_cast<float>(t));
-      v = b2_ * v + (1.0f - b2_) * PS_GRADIENT.square();
-      if (type_ == config::ADAMW) w -= lr * wd_ * w;
-      w -= lr * (m / bc1) / ((v / bc2).sqrt() + eps_);
+      const float bc2 = t < kCachedSteps ? bc2_[t] : 1.0f - std::pow(b2_, static_cast<float>(t));
+      const float decay = type_ == config::ADAMW ? lr * wd_ : 0.0f;
+      for (int i = 0; i < dim; ++i) {
+        const float g = scale * grad[i] + l2_ * value[i];
+        m[i] = b1_ * m[i] + (1.0f - b1_) * g;
+        v[i] = b2_ * v[i] + (1.0f - b2_) * (g * g);
+        float w = value[i];
+        if (type_ == config::ADAMW) w -= decay * w;
+        value[i] = w - lr * (m[i] / bc1) / (std::sqrt(v[i] / bc2) + eps_);
+      }
     }
     SoftThreshold(dim, lr * l1_, value);
   }
 
  private:
+  static constexpr uint32_t kCachedSteps = 16384;
   config::OptimizerType type_;
   float lr_, b1_, b2_, eps_, wd_, l2_, l1_;
+  std::vector<float> bc1_, bc2_;  // [t] = 1 - beta^t, t < kCachedSteps
 };
 
 // FTRL-proximal (McMahan et al. 2013), per coordinate: slots z and n; the

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <limits>
 
+#include "common/partitioning.h"
+
 namespace ps {
 namespace {
 
@@ -54,27 +56,21 @@ Partition::Partition(int id, const std::vector<TableSpec>* tables,
       tables_(tables),
       optimizers_(optimizers),
       seed_(seed),
-      data_(tables->size()),
       before_index_(tables->size()),
-      before_values_(tables->size()) {}
+      before_values_(tables->size()) {
+  data_.reserve(tables->size());
+  for (uint32_t t = 0; t < tables->size(); ++t) data_.emplace_back(stride(t));
+}
 
 int Partition::stride(uint32_t table) const {
   return (*tables_)[table].dim * (1 + (*optimizers_)[table]->num_slots());
 }
 
 float* Partition::RowLocked(uint32_t table, uint64_t key, uint32_t** step) {
-  TableData& t = data_[table];
-  const int s = stride(table);
-  auto [it, inserted] = t.index.try_emplace(key, static_cast<uint32_t>(t.steps.size()));
-  if (inserted) {
-    const TableSpec& spec = (*tables_)[table];
-    t.rows.resize(t.rows.size() + s, (*optimizers_)[table]->slot_init());
-    InitializeRow(spec, seed_, key, t.rows.data() + t.rows.size() - s);
-    t.steps.push_back(0);
-    t.keys.push_back(key);
-  }
-  *step = &t.steps[it->second];
-  return t.rows.data() + static_cast<size_t>(it->second) * s;
+  bool inserted;
+  float* row = data_[table].FindOrAdd(key, (*optimizers_)[table]->slot_init(), step, &inserted);
+  if (inserted) InitializeRow((*tables_)[table], seed_, key, row);
+  return row;
 }
 
 bool Partition::SeenLocked(const rpc::PushRequest& req) {
@@ -197,7 +193,15 @@ bool Partition::CloseClocksLocked(absl::Span<const int32_t> live, OpSink* sink) 
   if (target == kNoClock) return false;  // rejoining, nobody heard from yet
   bool moved = false;
   while (applied_clock_ < target) {
-    const int64_t clock = applied_clock_;
+    // Clocks nobody pushed anything here for change nothing but the clock:
+    // they are closed as one, up to the next clock with pushes or the
+    // target (a worker's clock may jump far ahead: one step per clock
+    // would loop for as long; found by fuzz_data_frame).
+    int64_t clock = applied_clock_;
+    auto next = pending_.lower_bound(clock);
+    if (next == pending_.end() || next->first > clock) {
+      clock = (next == pending_.end() ? target : std::min(target, next->first)) - 1;
+    }
     ApplyClockLocked(clock);
     ++lsn_;
     if (sink != nullptr && sink->Replicating(id_)) {
@@ -220,39 +224,61 @@ void Partition::ApplyClockLocked(int64_t clock) {
   if (it == pending_.end()) return;
   // Sum in rank order (std::map iterates ranks ascending), in double, so the
   // result does not depend on arrival order.
-  std::vector<absl::flat_hash_map<uint64_t, std::vector<double>>> sums(data_.size());
-  std::vector<std::vector<uint64_t>> order(data_.size());  // first-seen key order
+  clock_sums_.resize(data_.size());
+  for (ClockSums& c : clock_sums_) {
+    c.keys.clear();
+    c.sums.clear();
+  }
+  // Size each table's index for every key it may get (twice as many slots).
+  std::vector<size_t> counts(data_.size(), 0);
+  for (const auto& [rank, b] : it->second) {
+    for (const auto& [table, key] : b.keys) ++counts[table];
+  }
+  for (uint32_t table = 0; table < counts.size(); ++table) {
+    if (counts[table] == 0) continue;
+    size_t cap = 16;
+    while (cap < 2 * counts[table]) cap *= 2;
+    clock_sums_[table].slots.assign(cap, 0);
+  }
   const float lr_scale = it->second.begin()->second.lr_scale;  // the same for every rank
   uint64_t examples = 0;
   for (const auto& [rank, b] : it->second) {
     examples += b.examples;
-    size_t offset = 0;
+    const float* g = b.grads.data();
     for (const auto& [table, key] : b.keys) {
       const int dim = (*tables_)[table].dim;
-      auto [s, inserted] = sums[table].try_emplace(key);
-      if (inserted) {
-        s->second.assign(dim, 0.0);
-        order[table].push_back(key);
+      ClockSums& c = clock_sums_[table];
+      const size_t mask = c.slots.size() - 1;
+      size_t i = static_cast<size_t>(Mix64(key)) & mask;
+      while (c.slots[i] != 0 && c.keys[c.slots[i] - 1] != key) i = (i + 1) & mask;
+      if (c.slots[i] == 0) {
+        c.keys.push_back(key);
+        c.slots[i] = static_cast<uint32_t>(c.keys.size());
+        c.sums.resize(c.sums.size() + dim, 0.0);
       }
-      for (int i = 0; i < dim; ++i) s->second[i] += b.grads[offset + i];
-      offset += dim;
+      double* sum = c.sums.data() + static_cast<size_t>(c.slots[i] - 1) * dim;
+      for (int d = 0; d < dim; ++d) sum[d] += g[d];
+      g += dim;
     }
   }
   pending_.erase(it);
   const double scale = 1.0 / static_cast<double>(std::max<uint64_t>(1, examples));
-  std::vector<float> grad;
-  for (uint32_t table = 0; table < sums.size(); ++table) {
+  for (uint32_t table = 0; table < clock_sums_.size(); ++table) {
+    const ClockSums& c = clock_sums_[table];
+    if (c.keys.empty()) continue;
     const int dim = (*tables_)[table].dim;
-    grad.resize(dim);
-    for (uint64_t key : order[table]) {
-      const std::vector<double>& s = sums[table][key];
-      for (int i = 0; i < dim; ++i) grad[i] = static_cast<float>(s[i] * scale);
+    clock_grad_.resize(dim);
+    std::vector<float>& before = before_values_[table];
+    before.reserve(c.keys.size() * dim);
+    before_index_[table].reserve(c.keys.size());
+    for (size_t j = 0; j < c.keys.size(); ++j) {
+      const double* sum = c.sums.data() + j * dim;
+      for (int d = 0; d < dim; ++d) clock_grad_[d] = static_cast<float>(sum[d] * scale);
       uint32_t* step;
-      float* row = RowLocked(table, key, &step);
-      std::vector<float>& before = before_values_[table];
-      before_index_[table].emplace(key, static_cast<uint32_t>(before.size() / dim));
+      float* row = RowLocked(table, c.keys[j], &step);
+      before_index_[table].emplace(c.keys[j], static_cast<uint32_t>(before.size() / dim));
       before.insert(before.end(), row, row + dim);
-      (*optimizers_)[table]->Update(dim, grad.data(), 1.0f, lr_scale, row, row + dim, step);
+      (*optimizers_)[table]->Update(dim, clock_grad_.data(), 1.0f, lr_scale, row, row + dim, step);
     }
   }
 }
@@ -337,12 +363,18 @@ rpc::PartitionState Partition::State(
   s.set_lsn(lsn_);
   s.set_applied_clock(applied_clock_);
   for (uint32_t table = 0; table < data_.size(); ++table) {
-    const TableData& t = data_[table];
+    const RowStore& t = data_[table];
     rpc::PartitionState::Table* out = s.add_tables();
     out->set_table(table);
-    out->mutable_keys()->Add(t.keys.begin(), t.keys.end());
-    out->mutable_rows()->Add(t.rows.begin(), t.rows.end());
-    out->mutable_steps()->Add(t.steps.begin(), t.steps.end());
+    const int st = t.stride();
+    out->mutable_keys()->Reserve(static_cast<int>(t.size()));
+    out->mutable_steps()->Reserve(static_cast<int>(t.size()));
+    out->mutable_rows()->Reserve(static_cast<int>(t.size() * st));
+    for (size_t r = 0; r < t.size(); ++r) {
+      out->add_keys(t.key(r));
+      out->add_steps(t.step(r));
+      out->mutable_rows()->Add(t.row(r), t.row(r) + st);
+    }
   }
   for (const auto& [who, seq] : last_seq_) {
     rpc::PartitionState::Seen* seen = s.add_seen();
@@ -413,13 +445,17 @@ Partition::InstallResult Partition::Install(const rpc::PartitionState& s, uint64
   epoch_ = s.epoch();
   lsn_ = s.lsn();
   applied_clock_ = s.applied_clock();
-  data_.assign(tables_->size(), TableData());
+  for (RowStore& t : data_) t.Clear();
   for (const rpc::PartitionState::Table& in : s.tables()) {
-    TableData& t = data_[in.table()];
-    t.keys.assign(in.keys().begin(), in.keys().end());
-    t.rows.assign(in.rows().begin(), in.rows().end());
-    t.steps.assign(in.steps().begin(), in.steps().end());
-    for (uint32_t i = 0; i < t.keys.size(); ++i) t.index.emplace(t.keys[i], i);
+    RowStore& t = data_[in.table()];
+    const int st = t.stride();
+    for (int i = 0; i < in.keys_size(); ++i) {
+      uint32_t* step;
+      bool inserted;
+      float* row = t.FindOrAdd(in.keys(i), 0.0f, &step, &inserted);
+      std::copy_n(in.rows().data() + static_cast<size_t>(i) * st, st, row);
+      *step = in.steps(i);
+    }
   }
   last_seq_.clear();
   for (const auto& seen : s.seen()) last_seq_[PusherId{seen.worker(), seen.incarnation()}] = seen.seq();
@@ -473,20 +509,20 @@ std::vector<TableRows> Partition::Snapshot() const {
   MutexLock lock(&mu_);
   std::vector<TableRows> out;
   for (uint32_t table = 0; table < data_.size(); ++table) {
-    const TableData& t = data_[table];
+    const RowStore& t = data_[table];
     const int dim = (*tables_)[table].dim;
-    const int s = stride(table);
     TableRows rows;
     rows.table = table;
     rows.dim = dim;
     // Sorted by key, so files do not depend on arrival order.
-    std::vector<uint32_t> idx(t.keys.size());
-    for (uint32_t i = 0; i < idx.size(); ++i) idx[i] = i;
-    std::sort(idx.begin(), idx.end(), [&](uint32_t a, uint32_t b) { return t.keys[a] < t.keys[b]; });
-    for (uint32_t i : idx) {
-      rows.keys.push_back(t.keys[i]);
-      const float* row = t.rows.data() + static_cast<size_t>(i) * s;
-      rows.values.insert(rows.values.end(), row, row + dim);
+    std::vector<std::pair<uint64_t, uint32_t>> idx(t.size());
+    for (uint32_t i = 0; i < idx.size(); ++i) idx[i] = {t.key(i), i};
+    std::sort(idx.begin(), idx.end());
+    rows.keys.reserve(idx.size());
+    rows.values.reserve(idx.size() * dim);
+    for (const auto& [key, i] : idx) {
+      rows.keys.push_back(key);
+      rows.values.insert(rows.values.end(), t.row(i), t.row(i) + dim);
     }
     out.push_back(std::move(rows));
   }
@@ -496,7 +532,14 @@ std::vector<TableRows> Partition::Snapshot() const {
 uint64_t Partition::num_keys() const {
   MutexLock lock(&mu_);
   uint64_t n = 0;
-  for (const TableData& t : data_) n += t.keys.size();
+  for (const RowStore& t : data_) n += t.size();
+  return n;
+}
+
+size_t Partition::StoreBytes() const {
+  MutexLock lock(&mu_);
+  size_t n = 0;
+  for (const RowStore& t : data_) n += t.MemoryBytes();
   return n;
 }
 

@@ -33,6 +33,7 @@
 #include "common/tables.h"
 #include "proto/ps.pb.h"
 #include "server/optimizer.h"
+#include "server/row_store.h"
 
 namespace ps {
 
@@ -145,14 +146,10 @@ class Partition {
   // The values (not the slots) of every key, per table, sorted by key.
   std::vector<TableRows> Snapshot() const;
   uint64_t num_keys() const;
+  // Bytes the stored rows and their indexes hold (not the BSP buffers).
+  size_t StoreBytes() const;
 
  private:
-  struct TableData {
-    absl::flat_hash_map<uint64_t, uint32_t> index;  // key -> row
-    std::vector<float> rows;                        // row r at r * stride: dim values, then slots
-    std::vector<uint32_t> steps;                    // per row
-    std::vector<uint64_t> keys;                     // per row
-  };
   // One worker's gradients for one clock: (table, key) and dim floats each.
   struct Buffered {
     std::vector<std::pair<uint32_t, uint64_t>> keys;
@@ -183,7 +180,8 @@ class Partition {
   const uint64_t seed_;
 
   mutable Mutex mu_;
-  std::vector<TableData> data_ ABSL_GUARDED_BY(mu_);
+  // Per table: key -> dim values, then the optimizer's slots, and a step.
+  std::vector<RowStore> data_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<PusherId, uint64_t> last_seq_ ABSL_GUARDED_BY(mu_);
   // Next clock of each worker here: it covered every clock below.
   std::map<int32_t, int64_t> next_clock_ ABSL_GUARDED_BY(mu_);
@@ -195,6 +193,17 @@ class Partition {
   int64_t before_clock_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<absl::flat_hash_map<uint64_t, uint32_t>> before_index_ ABSL_GUARDED_BY(mu_);
   std::vector<std::vector<float>> before_values_ ABSL_GUARDED_BY(mu_);
+  // ApplyClockLocked's scratch, kept between clocks so that a clock
+  // allocates nothing once they have grown: per table, the clock's keys in
+  // first-seen order, an open-addressing index of them (0: empty, else
+  // position + 1), their sums over workers (dim doubles each).
+  struct ClockSums {
+    std::vector<uint32_t> slots;
+    std::vector<uint64_t> keys;
+    std::vector<double> sums;
+  };
+  std::vector<ClockSums> clock_sums_ ABSL_GUARDED_BY(mu_);
+  std::vector<float> clock_grad_ ABSL_GUARDED_BY(mu_);
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t lsn_ ABSL_GUARDED_BY(mu_) = 0;
   bool rejoining_ ABSL_GUARDED_BY(mu_) = false;  // see Rejoin

@@ -35,7 +35,7 @@ absl::Status CheckSlices(const Request& req, bool with_values, const std::vector
           "table '", table.name, "': ", slice.keys_size(), " keys of dim ", table.dim, " need ", want,
           " values, got ", slice.values_size()));
     }
-    if (with_values && !Eigen::Map<const Eigen::ArrayXf>(slice.values().data(), want).allFinite()) {
+    if (with_values && !AllFinite(slice.values().data(), want)) {
       for (size_t j = 0; j < want; ++j) {
         if (!std::isfinite(slice.values(j))) {
           return absl::InvalidArgumentError(absl::StrCat("table '", table.name, "': key ",
@@ -360,18 +360,36 @@ absl::StatusOr<ServerCore::Routing> ServerCore::Route(const Request& req, bool w
     role = role_;
     version = view_version_;
   }
-  Routing routing;
-  for (int s = 0; s < req.slices_size(); ++s) {
+  // Keys are grouped through a per-thread partition -> group table (a map
+  // lookup per key cost a tenth of a sparse push); the map is built from the
+  // groups at the end, one insertion per partition.
+  thread_local std::vector<int32_t> group_of;
+  if (group_of.size() < static_cast<size_t>(num_partitions_)) group_of.resize(num_partitions_, -1);
+  std::vector<std::pair<int, std::vector<KeyRef>>> groups;
+  absl::Status status;
+  for (int s = 0; s < req.slices_size() && status.ok(); ++s) {
     const rpc::TableSlice& slice = req.slices(s);
     for (int i = 0; i < slice.keys_size(); ++i) {
       const int p = PartitionOf(slice.table(), slice.keys(i), num_partitions_);
       if (role[p] != kPrimary) {
-        return absl::FailedPreconditionError(absl::StrCat(
+        status = absl::FailedPreconditionError(absl::StrCat(
             "partition ", p, " is not on server ", rank_, " (map version ", version, ")"));
+        break;
       }
-      routing[p].push_back(KeyRef{static_cast<uint32_t>(s), static_cast<uint32_t>(i)});
+      int32_t& g = group_of[p];
+      if (g < 0) {
+        g = static_cast<int32_t>(groups.size());
+        groups.emplace_back(p, std::vector<KeyRef>());
+      }
+      groups[g].second.push_back(KeyRef{static_cast<uint32_t>(s), static_cast<uint32_t>(i)});
     }
   }
+  Routing routing;
+  for (auto& [p, refs] : groups) {
+    group_of[p] = -1;
+    if (status.ok()) routing.emplace(p, std::move(refs));
+  }
+  if (!status.ok()) return status;
   if (roles != nullptr) *roles = std::move(role);
   return routing;
 }

@@ -23,6 +23,7 @@
 #include "common/scheduler_client.h"
 #include "common/sealed_file.h"
 #include "common/signals.h"
+#include "common/sync.h"
 #include "server/data_plane.h"
 #include "server/ps_service.h"
 #include "server/server_core.h"
@@ -277,6 +278,7 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();
   umask(077);  // the job's files are its owner's alone
+  ps::ConfigureMutexDeadlockDetection();
   if (absl::Status s = ps::InitLogging("server", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
     std::cerr << "ps_server: error: " << s.message() << std::endl;
     return 1;

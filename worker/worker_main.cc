@@ -217,6 +217,7 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();
   umask(077);  // the job's files are its owner's alone
+  ps::ConfigureMutexDeadlockDetection();
   if (absl::Status s = ps::InitLogging("worker", absl::GetFlag(FLAGS_log_level)); !s.ok()) {
     std::cerr << "ps_worker: error: " << s.message() << std::endl;
     return 1;

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 #include <random>
 
 #include "absl/strings/match.h"
@@ -303,6 +304,32 @@ TEST(Compression, TheConfigNamesTablesOfTheModel) {
   EXPECT_TRUE(
       absl::StrContains(s.message(), "no table 'layer0_weights' (its tables: weights, bias)"))
       << s;
+}
+
+}  // namespace
+}  // namespace ps
+
+namespace ps {
+namespace {
+
+TEST(AllFinite, FindsEveryNonFiniteValueAnywhere) {
+  std::vector<float> v(1000);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i) - 500.0f;
+  v[3] = std::numeric_limits<float>::max();
+  v[4] = -std::numeric_limits<float>::max();
+  v[5] = std::numeric_limits<float>::denorm_min();
+  v[6] = -0.0f;
+  EXPECT_TRUE(AllFinite(v.data(), v.size()));
+  EXPECT_TRUE(AllFinite(v.data(), 0));
+  for (float bad : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                    std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN()}) {
+    for (size_t at : {size_t{0}, size_t{15}, size_t{16}, size_t{517}, v.size() - 1}) {
+      std::vector<float> w = v;
+      w[at] = bad;
+      EXPECT_FALSE(AllFinite(w.data(), w.size())) << bad << " at " << at;
+      EXPECT_TRUE(AllFinite(w.data(), at)) << "only the values before " << at;
+    }
+  }
 }
 
 }  // namespace

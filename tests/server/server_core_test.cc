@@ -134,6 +134,31 @@ TEST(ServerCore, BspAveragesAClockOverAllWorkersBeforeAnyReadSeesIt) {
   EXPECT_FLOAT_EQ(early.value(), -(3.0f + 5.0f) / 4.0f);  // one step, averaged over 4 examples
 }
 
+TEST(ServerCore, BspClosesTheClocksAWorkerJumpedOverAtOnce) {
+  // Clocks may jump far (a worker's clock is allowed up to 2^62): the empty
+  // clocks between are closed as one, not one at a time (that looped for
+  // hours; found by fuzz_data_frame). Worker 0 pushes at 0 and then at
+  // 2^40; worker 1 at 0 and 2^40 + 1: clock 0 is applied, then everything
+  // up to 2^40, whose push is applied alone.
+  ServerCore core(Job(config::BSP), 0);
+  core.UpdateView(View(2));
+  const int64_t far = int64_t{1} << 40;
+  ASSERT_TRUE(PushNow(core, PushOf(0, 0, 7, 1.0f, 1)).ok());
+  ASSERT_TRUE(PushNow(core, PushOf(1, 0, 7, 3.0f, 1)).ok());
+  ASSERT_TRUE(PushNow(core, PushOf(0, far, 7, 4.0f, 2)).ok());
+  PendingPull before(7, far);
+  before.Start(core);
+  EXPECT_FALSE(before.status.has_value()) << "worker 1 has not covered the clocks below 2^40";
+  ASSERT_TRUE(PushNow(core, PushOf(1, far + 1, 7, 8.0f, 2)).ok());
+  ASSERT_TRUE(before.status.has_value());
+  ASSERT_TRUE(before.status->ok());
+  EXPECT_FLOAT_EQ(before.value(), -2.0f);  // clock 0: (1 + 3) / 2
+  PendingPull after(7, far + 1);
+  after.Start(core);
+  ASSERT_TRUE(after.status.has_value());
+  EXPECT_FLOAT_EQ(after.value(), -6.0f);  // and clock 2^40: 4 / 1
+}
+
 TEST(ServerCore, BspRejectsClockedPushesFromNonMembers) {
   ServerCore core(Job(config::BSP), 0);
   core.UpdateView(View(2));
