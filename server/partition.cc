@@ -218,10 +218,20 @@ bool Partition::CloseClocksLocked(absl::Span<const int32_t> live, OpSink* sink) 
 void Partition::ApplyClockLocked(int64_t clock) {
   applied_clock_ = std::max(applied_clock_, clock + 1);
   before_clock_ = clock;
-  for (auto& index : before_index_) index.clear();
+  for (auto& index : before_index_) {
+    if (!index.empty()) index.clear();
+  }
   for (auto& values : before_values_) values.clear();
   auto it = pending_.find(clock);
   if (it == pending_.end()) return;
+  // Most partitions of a large job got only the clock (empty parts of
+  // clocked pushes): nothing to apply.
+  bool any_keys = false;
+  for (const auto& [rank, b] : it->second) any_keys |= !b.keys.empty();
+  if (!any_keys) {
+    pending_.erase(it);
+    return;
+  }
   // Sum in rank order (std::map iterates ranks ascending), in double, so the
   // result does not depend on arrival order.
   clock_sums_.resize(data_.size());
@@ -230,7 +240,8 @@ void Partition::ApplyClockLocked(int64_t clock) {
     c.sums.clear();
   }
   // Size each table's index for every key it may get (twice as many slots).
-  std::vector<size_t> counts(data_.size(), 0);
+  std::vector<size_t>& counts = clock_counts_;
+  counts.assign(data_.size(), 0);
   for (const auto& [rank, b] : it->second) {
     for (const auto& [table, key] : b.keys) ++counts[table];
   }

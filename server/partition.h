@@ -204,6 +204,7 @@ class Partition {
   };
   std::vector<ClockSums> clock_sums_ ABSL_GUARDED_BY(mu_);
   std::vector<float> clock_grad_ ABSL_GUARDED_BY(mu_);
+  std::vector<size_t> clock_counts_ ABSL_GUARDED_BY(mu_);  // keys per table
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t lsn_ ABSL_GUARDED_BY(mu_) = 0;
   bool rejoining_ ABSL_GUARDED_BY(mu_) = false;  // see Rejoin

@@ -475,7 +475,12 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
   bool moved = false;
   std::vector<std::pair<int, uint64_t>> needs;
   static const std::vector<KeyRef> kNoKeys;
-  for (int p : cover) {
+  // Workers' pushes walk the partitions from different places (by rank), so
+  // that two of them do not queue behind each other for lock after lock.
+  const size_t start =
+      cover.empty() ? 0 : static_cast<size_t>(std::max(0, req->worker())) * 7919 % cover.size();
+  for (size_t i = 0; i < cover.size(); ++i) {
+    const int p = cover[(start + i) % cover.size()];
     auto it = routing->find(p);
     const std::vector<KeyRef>& refs = it == routing->end() ? kNoKeys : it->second;
     const Partition::PushResult r = partitions_[p]->Push(*req, refs, bsp, live, &replicator_);
