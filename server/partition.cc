@@ -149,7 +149,10 @@ Partition::PushResult Partition::Push(const rpc::PushRequest& req, absl::Span<co
     }
     result.clock_moved = req.has_clock();
   }
-  if (buffer) result.clock_moved |= CloseClocksLocked(live, sink);
+  if (buffer) {
+    result.applied_moved = CloseClocksLocked(live, sink);
+    result.clock_moved |= result.applied_moved;
+  }
   result.lsn = lsn_;
   return result;
 }
@@ -169,7 +172,10 @@ Partition::PushResult Partition::Tick(int32_t worker, int64_t clock, bool close,
       EmitLocked(sink, std::move(op));
     }
   }
-  if (close) result.clock_moved |= CloseClocksLocked(live, sink);
+  if (close) {
+    result.applied_moved = CloseClocksLocked(live, sink);
+    result.clock_moved |= result.applied_moved;
+  }
   result.lsn = lsn_;
   return result;
 }
@@ -177,7 +183,7 @@ Partition::PushResult Partition::Tick(int32_t worker, int64_t clock, bool close,
 Partition::PushResult Partition::CloseClocks(absl::Span<const int32_t> live, OpSink* sink) {
   MutexLock lock(&mu_);
   PushResult result;
-  result.clock_moved = CloseClocksLocked(live, sink);
+  result.clock_moved = result.applied_moved = CloseClocksLocked(live, sink);
   result.lsn = lsn_;
   return result;
 }
@@ -188,7 +194,12 @@ bool Partition::CloseClocksLocked(absl::Span<const int32_t> live, OpSink* sink) 
   for (int32_t w : live) {
     if (!CountsLocked(w)) continue;
     auto it = next_clock_.find(w);
-    target = std::min(target, it == next_clock_.end() ? 0 : it->second);
+    const int64_t next = it == next_clock_.end() ? 0 : it->second;
+    // A worker still at the applied clock holds it: no need to look further
+    // (all but a clock's last push stop here, so a clock costs O(workers)
+    // lookups per partition, not O(workers^2)).
+    if (next <= applied_clock_) return false;
+    target = std::min(target, next);
   }
   if (target == kNoClock) return false;  // rejoining, nobody heard from yet
   bool moved = false;

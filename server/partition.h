@@ -76,6 +76,7 @@ class Partition {
   struct PushResult {
     bool fresh = false;        // false: (worker, incarnation, seq) was applied here already
     bool clock_moved = false;  // a worker's clock or the applied clock moved
+    bool applied_moved = false;  // BSP: the applied clock moved (only that opens a BSP read)
     uint64_t lsn = 0;          // the partition's lsn afterwards
   };
   // A push's part for this partition (`refs`, maybe none): deduplicated,

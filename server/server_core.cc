@@ -485,7 +485,9 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
     const std::vector<KeyRef>& refs = it == routing->end() ? kNoKeys : it->second;
     const Partition::PushResult r = partitions_[p]->Push(*req, refs, bsp, live, &replicator_);
     any_fresh |= r.fresh;
-    moved |= r.clock_moved;
+    // A BSP read waits for applied clocks only: the pushes before a clock's
+    // last do not need to look at the parked pulls (K^2 checks per clock).
+    moved |= bsp ? r.applied_moved : r.clock_moved;
     needs.emplace_back(p, r.lsn);
   }
   (any_fresh ? pushes_applied_ : pushes_duplicate_).fetch_add(1, std::memory_order_relaxed);
