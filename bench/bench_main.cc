@@ -51,13 +51,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/server_bench.h"
 #include "common/auth.h"
 #include "common/config.h"
 #include "common/data_frame.h"
 #include "common/file_util.h"
 #include "common/flags_util.h"
 #include "common/heartbeat.h"
-#include "bench/server_bench.h"
 #include "common/logging.h"
 #include "common/net.h"
 #include "common/partitioning.h"
@@ -93,7 +93,8 @@ ABSL_FLAG(bool, server, false,
           "measure the server's own costs in this process instead (bench/server_bench.h): apply "
           "rate against an Eigen axpy, cost per BSP clock as workers and partitions grow, memory "
           "per stored key; --max_seconds per measurement");
-ABSL_FLAG(uint64_t, memory_keys, 10000000, "--server: keys stored for the memory figures (0: skip)");
+ABSL_FLAG(uint64_t, memory_keys, 10000000,
+          "--server: keys stored for the memory figures (0: skip)");
 ABSL_FLAG(std::vector<std::string>, growth_workers, std::vector<std::string>({"4", "16", "64"}),
           "--server: simulated workers per cost-growth row (at 64 partitions)");
 ABSL_FLAG(std::vector<std::string>, growth_partitions,
@@ -997,8 +998,8 @@ int RunServer() {
     }
     return absl::OkStatus();
   };
-  if (absl::Status s = ints("growth_workers", absl::GetFlag(FLAGS_growth_workers), 4096,
-                            &o.growth_workers);
+  if (absl::Status s =
+          ints("growth_workers", absl::GetFlag(FLAGS_growth_workers), 4096, &o.growth_workers);
       !s.ok()) {
     return Fatal(std::string(s.message()));
   }

@@ -170,7 +170,8 @@ absl::StatusOr<ApplyRow> BspApply(const std::string& what, uint32_t table, int k
 // partitions: each pushes 64 keys of logistic regression at clock c listing
 // every partition, then pulls them at c + 1 (parked until the last push).
 absl::StatusOr<double> ClockCost(int workers, int partitions, double max_seconds) {
-  const config::JobConfig job = Job(config::BSP, config::LOGISTIC_REGRESSION, config::ADAM, partitions);
+  const config::JobConfig job =
+      Job(config::BSP, config::LOGISTIC_REGRESSION, config::ADAM, partitions);
   ServerCore core(job, 0);
   core.UpdateView(View(partitions, workers));
   std::mt19937_64 rng(3);
@@ -354,19 +355,21 @@ absl::StatusOr<std::string> RunServerBench(const ServerBenchOptions& o) {
                             o.max_seconds));
       !s.ok())
     return s;
-  if (auto s = add(AspApply("asp sgd, 10000 keys x 8", config::SGD, kBenchSparse, 10000,
-                            o.max_seconds));
+  if (auto s =
+          add(AspApply("asp sgd, 10000 keys x 8", config::SGD, kBenchSparse, 10000, o.max_seconds));
       !s.ok())
     return s;
-  if (auto s = add(BspApply("bsp sgd, 2 workers x 1 key x 262144", kBenchDense1M, 1, o.max_seconds));
+  if (auto s =
+          add(BspApply("bsp sgd, 2 workers x 1 key x 262144", kBenchDense1M, 1, o.max_seconds));
       !s.ok())
     return s;
-  if (auto s = add(BspApply("bsp sgd, 2 workers x 10000 keys x 8", kBenchSparse, 10000,
-                            o.max_seconds));
+  if (auto s =
+          add(BspApply("bsp sgd, 2 workers x 10000 keys x 8", kBenchSparse, 10000, o.max_seconds));
       !s.ok())
     return s;
-  out += "apply rate: pushes through ServerCore::Push (validation, routing, optimizer), against "
-         "an Eigen axpy (y += a x) over as many floats, same run\n";
+  out +=
+      "apply rate: pushes through ServerCore::Push (validation, routing, optimizer), against "
+      "an Eigen axpy (y += a x) over as many floats, same run\n";
   out += absl::StrFormat("%-40s | %14s | %14s | %s\n", "push", "floats/s", "axpy floats/s",
                          "push / axpy");
   for (const ApplyRow& r : rows) {
@@ -374,8 +377,9 @@ absl::StatusOr<std::string> RunServerBench(const ServerBenchOptions& o) {
                            r.rate / r.axpy);
   }
   // Cost growth.
-  out += "\ncost growth: microseconds per BSP clock (each worker: a push of 64 keys listing every "
-         "partition, a pull at the next clock)\n";
+  out +=
+      "\ncost growth: microseconds per BSP clock (each worker: a push of 64 keys listing every "
+      "partition, a pull at the next clock)\n";
   out += absl::StrFormat("%-8s | %-10s | %12s | %s\n", "workers", "partitions", "us / clock",
                          "vs first row");
   double first = 0;

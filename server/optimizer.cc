@@ -99,9 +99,14 @@ class AdaGrad final : public Optimizer {
 class AdamFamily final : public Optimizer {
  public:
   AdamFamily(const TableSpec& t, config::OptimizerType type)
-      : type_(type), lr_(t.optimizer.learning_rate()), b1_(t.optimizer.beta1()),
-        b2_(t.optimizer.beta2()), eps_(t.optimizer.epsilon()),
-        wd_(t.optimizer.weight_decay()), l2_(t.l2), l1_(t.l1) {
+      : type_(type),
+        lr_(t.optimizer.learning_rate()),
+        b1_(t.optimizer.beta1()),
+        b2_(t.optimizer.beta2()),
+        eps_(t.optimizer.epsilon()),
+        wd_(t.optimizer.weight_decay()),
+        l2_(t.l2),
+        l1_(t.l1) {
     // 1 - beta^t for the first steps, as std::pow gives them: a key of dim 1
     // would otherwise spend most of its update in two pow calls.
     bc1_.resize(kCachedSteps);

@@ -372,8 +372,8 @@ absl::StatusOr<ServerCore::Routing> ServerCore::Route(const Request& req, bool w
     for (int i = 0; i < slice.keys_size(); ++i) {
       const int p = PartitionOf(slice.table(), slice.keys(i), num_partitions_);
       if (role[p] != kPrimary) {
-        status = absl::FailedPreconditionError(absl::StrCat(
-            "partition ", p, " is not on server ", rank_, " (map version ", version, ")"));
+        status = absl::FailedPreconditionError(absl::StrCat("partition ", p, " is not on server ",
+                                                            rank_, " (map version ", version, ")"));
         break;
       }
       int32_t& g = group_of[p];
@@ -650,8 +650,8 @@ void ServerCore::Pull(const rpc::PullRequest* req, rpc::PullResponse* resp, absl
     }
     if (!catch_up.empty()) live = live_workers_;
   }
-  const int64_t acked = req->has_acked_below() ? std::min(req->acked_below(), req->clock())
-                                               : req->clock();
+  const int64_t acked =
+      req->has_acked_below() ? std::min(req->acked_below(), req->clock()) : req->clock();
   for (int p : catch_up) {
     partitions_[p]->Tick(req->worker(), acked, mode_ == config::BSP, live, &replicator_);
   }

@@ -115,6 +115,8 @@ class Trainer::Pusher {
     return clock_;
   }
   // Waits until no push is queued or running; the status of the last one.
+  // Bounded by the push's own deadlines (KvClient: rpc_timeout per call,
+  // retries within failover_window).
   absl::Status Wait() {
     MutexLock lock(&mu_);
     while (queued_ || running_) cv_.Wait(&mu_);
@@ -158,14 +160,23 @@ class Trainer::Pusher {
 
 Trainer::~Trainer() = default;
 
-absl::Status Trainer::FlushPush() { return pusher_ == nullptr ? absl::OkStatus() : pusher_->Wait(); }
+absl::Status Trainer::FlushPush() {
+  return pusher_ == nullptr ? absl::OkStatus() : pusher_->Wait();
+}
 
 Trainer::Trainer(const config::JobConfig& job, int32_t rank, uint32_t node_id, int num_workers,
                  SchedulerClient* scheduler, KvClient* kv, Dataset train, Dataset test,
                  absl::Duration iteration_delay)
-    : job_(job), rank_(rank), node_id_(node_id), num_workers_(num_workers), scheduler_(scheduler),
-      kv_(kv), train_(std::move(train)), test_(std::move(test)),
-      iteration_delay_(iteration_delay), model_(MakeModel(job.model())) {
+    : job_(job),
+      rank_(rank),
+      node_id_(node_id),
+      num_workers_(num_workers),
+      scheduler_(scheduler),
+      kv_(kv),
+      train_(std::move(train)),
+      test_(std::move(test)),
+      iteration_delay_(iteration_delay),
+      model_(MakeModel(job.model())) {
   if (job.job().mode() != config::ASP) pusher_ = std::make_unique<Pusher>(kv);
 }
 
@@ -191,7 +202,7 @@ absl::StatusOr<double> Trainer::Step(absl::Span<const uint64_t> rows, int64_t cl
   std::optional<int64_t> acked_below;
   if (pusher_ != nullptr) acked_below = pusher_->InFlight();
   if (absl::Status s = kv_->Pull(&params, clock, acked_below); !s.ok()) {
-    (void)FlushPush();
+    (void)FlushPush();  // the pull's error is the one reported
     return s;
   }
   std::vector<TableKeys> grads;

@@ -3,8 +3,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <vector>
 #include <random>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "common/config.h"
@@ -321,8 +321,9 @@ TEST(AllFinite, FindsEveryNonFiniteValueAnywhere) {
   v[6] = -0.0f;
   EXPECT_TRUE(AllFinite(v.data(), v.size()));
   EXPECT_TRUE(AllFinite(v.data(), 0));
-  for (float bad : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
-                    std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN()}) {
+  for (float bad :
+       {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+        std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN()}) {
     for (size_t at : {size_t{0}, size_t{15}, size_t{16}, size_t{517}, v.size() - 1}) {
       std::vector<float> w = v;
       w[at] = bad;

@@ -22,7 +22,9 @@ TEST(RowStore, FindsEveryKeyAcrossGrowthAndKeepsInsertionOrder) {
   std::unordered_map<uint64_t, size_t> want;  // key -> row
   // Random 64-bit keys, small consecutive ones, and repeats.
   for (int i = 0; i < 300000; ++i) {
-    const uint64_t key = i % 3 == 0 ? rng() : i % 3 == 1 ? static_cast<uint64_t>(i) : keys[rng() % keys.size()];
+    const uint64_t key = i % 3 == 0   ? rng()
+                         : i % 3 == 1 ? static_cast<uint64_t>(i)
+                                      : keys[rng() % keys.size()];
     uint32_t* step;
     bool inserted;
     float* row = store.FindOrAdd(key, -1.0f, &step, &inserted);
