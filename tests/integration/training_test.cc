@@ -167,7 +167,11 @@ TEST(Training, KilledWorkerLeavesTheJobToTheOthers) {
                             {BinDir() + "/ps_launch", "--config", Config(), "--set",
                              "job.output_dir=" + out, "--set", "job.mode=" + mode, "--set",
                              "train.epochs=60", "--set", "cluster.heartbeat_interval_ms=100",
-                             "--set", "cluster.heartbeat_timeout_ms=1000"},
+                             // Scaled under sanitizers: a slow server taken for
+                             // dead fails the job (replication 1; seen in CI).
+                             "--set",
+                             absl::StrCat("cluster.heartbeat_timeout_ms=",
+                                          1000 * testing::SlowFactor())},
                             out + ".log"});
     ASSERT_TRUE(pid.ok()) << pid.status();
     // Kill a worker once training is under way (epoch 3 evaluated).
