@@ -650,10 +650,8 @@ void ServerCore::Pull(const rpc::PullRequest* req, rpc::PullResponse* resp, absl
     }
     if (!catch_up.empty()) live = live_workers_;
   }
-  const int64_t acked =
-      req->has_acked_below() ? std::min(req->acked_below(), req->clock()) : req->clock();
   for (int p : catch_up) {
-    partitions_[p]->Tick(req->worker(), acked, mode_ == config::BSP, live, &replicator_);
+    partitions_[p]->Tick(req->worker(), req->clock(), mode_ == config::BSP, live, &replicator_);
   }
   Parked parked{req, resp, req->clock(), deadline, std::move(done), {}, false};
   for (const auto& [p, refs] : *routing) parked.partitions.push_back(p);

@@ -191,9 +191,7 @@ class ServerCore {
   // replica died mid-job, so a pull at clock c here first moves the puller's
   // clock to c: a worker pulls at c only once its pushes of every clock
   // below c were acknowledged (by this partition's previous primary), so the
-  // gate never waits for pushes that will not come again. A worker with its
-  // push of c - 1 still in flight says so (PullRequest.acked_below): then
-  // its clock moves to c - 1 only and that push counts when it arrives.
+  // gate never waits for pushes that will not come again.
   std::vector<bool> restored_ ABSL_GUARDED_BY(gate_mu_);
   std::vector<int32_t> live_workers_ ABSL_GUARDED_BY(gate_mu_);
   bool shut_down_ ABSL_GUARDED_BY(gate_mu_) = false;

@@ -322,11 +322,10 @@ absl::Status KvClient::Push(const std::vector<TableKeys>& tables, std::optional<
   return s;
 }
 
-absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_t> clock,
-                            std::optional<int64_t> acked_below) {
-  if (!options_.observe) return DoPull(tables, clock, acked_below);
+absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_t> clock) {
+  if (!options_.observe) return DoPull(tables, clock);
   const absl::Time start = absl::Now();
-  absl::Status s = DoPull(tables, clock, acked_below);
+  absl::Status s = DoPull(tables, clock);
   Observe(/*push=*/false, *tables, start, s);
   return s;
 }
@@ -417,8 +416,7 @@ absl::Status KvClient::DoPush(const std::vector<TableKeys>& tables, std::optiona
       [](const PushCall&) { return absl::OkStatus(); });
 }
 
-absl::Status KvClient::DoPull(std::vector<TableKeys>* tables, std::optional<int64_t> clock,
-                              std::optional<int64_t> acked_below) {
+absl::Status KvClient::DoPull(std::vector<TableKeys>* tables, std::optional<int64_t> clock) {
   auto routed = Route(*tables, /*with_values=*/false);
   if (!routed.ok()) return routed.status();
   for (TableKeys& t : *tables) t.values.assign(t.keys.size() * tables_[t.table].dim, 0.0f);
@@ -436,7 +434,6 @@ absl::Status KvClient::DoPull(std::vector<TableKeys>* tables, std::optional<int6
       c->partitions = std::move(plan.partitions);
       c->req.set_worker(options_.rank);
       if (clock.has_value()) c->req.set_clock(*clock);
-      if (clock.has_value() && acked_below.has_value()) c->req.set_acked_below(*acked_below);
       c->req.set_map_version(view.version());
       std::vector<rpc::TableSlice*> slices(tables->size(), nullptr);
       for (int p : c->partitions) {

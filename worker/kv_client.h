@@ -7,11 +7,8 @@
 // to the partitions' current primaries with the same seq (so a retried push
 // is applied once); calls to a server the map dropped are cancelled at once.
 //
-// Thread-safety: one thread at a time calls Push, and one at a time each of
-// Pull and Tick; a Push may run beside a Pull (the trainer pushes a step on
-// its own thread while the next step pulls: seq_ and the compressor are
-// Push's alone). SetView may be called from another thread (mu_ guards the
-// view and stubs).
+// Thread-safety: one training thread calls Push/Pull/Tick; SetView may be
+// called from another thread (mu_ guards the view and stubs).
 #ifndef PS_WORKER_KV_CLIENT_H_
 #define PS_WORKER_KV_CLIENT_H_
 
@@ -71,11 +68,8 @@ class KvClient {
   void SetView(const rpc::ClusterView& view) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Fills tables[i].values with the values of tables[i].keys. With a clock,
-  // the servers answer once their consistency gate allows. `acked_below`:
-  // this worker's pushes of clocks below it were acknowledged (default: below
-  // `clock`; clock - 1 while the push of clock - 1 is in flight).
-  absl::Status Pull(std::vector<TableKeys>* tables, std::optional<int64_t> clock,
-                    std::optional<int64_t> acked_below = std::nullopt);
+  // the servers answer once their consistency gate allows.
+  absl::Status Pull(std::vector<TableKeys>* tables, std::optional<int64_t> clock);
 
   // Pushes gradient sums over `num_examples` examples. With a clock, every
   // server receives a (maybe empty) push, which advances this worker's clock
@@ -104,8 +98,7 @@ class KvClient {
   uint64_t push_raw_bytes() const { return push_raw_bytes_.load(std::memory_order_relaxed); }
 
  private:
-  absl::Status DoPull(std::vector<TableKeys>* tables, std::optional<int64_t> clock,
-                      std::optional<int64_t> acked_below);
+  absl::Status DoPull(std::vector<TableKeys>* tables, std::optional<int64_t> clock);
   absl::Status DoPush(const std::vector<TableKeys>& tables, std::optional<int64_t> clock,
                       uint64_t num_examples, float lr_scale, uint64_t* wire_bytes);
   void Observe(bool push, const std::vector<TableKeys>& tables, absl::Time start,

@@ -4,14 +4,10 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
-#include <optional>
-#include <thread>
-#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/partitioning.h"
-#include "common/sync.h"
 #include "common/tables.h"
 #include "spdlog/spdlog.h"
 #include "worker/preprocess.h"
@@ -86,125 +82,23 @@ void ClipGradients(const config::OptimizerSection& o, uint64_t n, std::vector<Ta
   }
 }
 
-// Runs one push at a time on its own thread (see Trainer::pusher_).
-class Trainer::Pusher {
- public:
-  explicit Pusher(KvClient* kv) : kv_(kv), thread_([this] { Loop(); }) {}
-  ~Pusher() {
-    {
-      MutexLock lock(&mu_);
-      stop_ = true;
-      cv_.SignalAll();
-    }
-    thread_.join();
-  }
-  // Starts a push; the previous one must have been waited for.
-  void Start(std::vector<TableKeys> grads, int64_t clock, uint64_t examples, float lr_scale) {
-    MutexLock lock(&mu_);
-    grads_ = std::move(grads);
-    clock_ = clock;
-    examples_ = examples;
-    lr_scale_ = lr_scale;
-    queued_ = true;
-    cv_.SignalAll();
-  }
-  // The clock of the push queued or running, if any.
-  std::optional<int64_t> InFlight() {
-    MutexLock lock(&mu_);
-    if (!queued_ && !running_) return std::nullopt;
-    return clock_;
-  }
-  // Waits until no push is queued or running; the status of the last one.
-  // Bounded by the push's own deadlines (KvClient: rpc_timeout per call,
-  // retries within failover_window).
-  absl::Status Wait() {
-    MutexLock lock(&mu_);
-    while (queued_ || running_) cv_.Wait(&mu_);
-    return std::exchange(status_, absl::OkStatus());
-  }
-
- private:
-  void Loop() {
-    MutexLock lock(&mu_);
-    while (true) {
-      while (!queued_ && !stop_) cv_.Wait(&mu_);
-      if (!queued_) return;  // stopping, nothing left
-      std::vector<TableKeys> grads = std::move(grads_);
-      const int64_t clock = clock_;
-      const uint64_t examples = examples_;
-      const float lr_scale = lr_scale_;
-      queued_ = false;
-      running_ = true;  // clock_ stays the running push's until the next Start
-      mu_.Unlock();
-      absl::Status s = kv_->Push(grads, clock, examples, lr_scale);
-      mu_.Lock();
-      running_ = false;
-      if (status_.ok()) status_ = std::move(s);
-      cv_.SignalAll();
-    }
-  }
-
-  KvClient* const kv_;
-  Mutex mu_;
-  CondVar cv_;
-  std::vector<TableKeys> grads_ ABSL_GUARDED_BY(mu_);
-  int64_t clock_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t examples_ ABSL_GUARDED_BY(mu_) = 0;
-  float lr_scale_ ABSL_GUARDED_BY(mu_) = 1.0f;
-  bool queued_ ABSL_GUARDED_BY(mu_) = false;
-  bool running_ ABSL_GUARDED_BY(mu_) = false;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status status_ ABSL_GUARDED_BY(mu_);
-  std::thread thread_;  // last: starts once the fields above exist
-};
-
-Trainer::~Trainer() = default;
-
-absl::Status Trainer::FlushPush() {
-  return pusher_ == nullptr ? absl::OkStatus() : pusher_->Wait();
-}
-
 Trainer::Trainer(const config::JobConfig& job, int32_t rank, uint32_t node_id, int num_workers,
                  SchedulerClient* scheduler, KvClient* kv, Dataset train, Dataset test,
                  absl::Duration iteration_delay)
-    : job_(job),
-      rank_(rank),
-      node_id_(node_id),
-      num_workers_(num_workers),
-      scheduler_(scheduler),
-      kv_(kv),
-      train_(std::move(train)),
-      test_(std::move(test)),
-      iteration_delay_(iteration_delay),
-      model_(MakeModel(job.model())) {
-  if (job.job().mode() != config::ASP) pusher_ = std::make_unique<Pusher>(kv);
-}
+    : job_(job), rank_(rank), node_id_(node_id), num_workers_(num_workers), scheduler_(scheduler),
+      kv_(kv), train_(std::move(train)), test_(std::move(test)),
+      iteration_delay_(iteration_delay), model_(MakeModel(job.model())) {}
 
 absl::StatusOr<double> Trainer::Step(absl::Span<const uint64_t> rows, int64_t clock,
                                      float lr_scale) {
   if (iteration_delay_ > absl::ZeroDuration()) absl::SleepFor(iteration_delay_);  // test hook: a slow worker
-  // The push (on pusher_, or here in ASP); the previous step's push first.
-  auto push = [&](std::vector<TableKeys> grads, uint64_t examples) -> absl::Status {
-    if (pusher_ == nullptr) return kv_->Push(grads, clock, examples, lr_scale);
-    if (absl::Status s = pusher_->Wait(); !s.ok()) return s;
-    pusher_->Start(std::move(grads), clock, examples, lr_scale);
-    return absl::OkStatus();
-  };
   if (rows.empty()) {
     // Nothing to learn from, but the clock must still advance everywhere.
-    if (absl::Status s = push({}, 0); !s.ok()) return s;
+    if (absl::Status s = kv_->Push({}, clock, 0, lr_scale); !s.ok()) return s;
     return 0.0;
   }
   std::vector<TableKeys> params = model_->KeysFor(train_, rows);
-  // With a push in flight: served once the servers have it (and the other
-  // workers' pushes of its clock), as it would be after waiting for it; the
-  // pull says that push is not acknowledged yet (PullRequest.acked_below).
-  std::optional<int64_t> acked_below;
-  if (pusher_ != nullptr) acked_below = pusher_->InFlight();
-  if (absl::Status s = kv_->Pull(&params, clock, acked_below); !s.ok()) {
-    (void)FlushPush();  // the pull's error is the one reported
-    return s;
-  }
+  if (absl::Status s = kv_->Pull(&params, clock); !s.ok()) return s;
   std::vector<TableKeys> grads;
   const uint64_t seed = Mix64(job_.job().seed() ^ (static_cast<uint64_t>(rank_) << 40) ^
                               static_cast<uint64_t>(clock));
@@ -215,7 +109,7 @@ absl::StatusOr<double> Trainer::Step(absl::Span<const uint64_t> rows, int64_t cl
     loss = model_->Gradient(train_, rows, class_weights_, params, &grads, seed);
     ClipGradients(job_.optimizer(), rows.size(), &grads);
   }
-  if (absl::Status s = push(std::move(grads), rows.size()); !s.ok()) return s;
+  if (absl::Status s = kv_->Push(grads, clock, rows.size(), lr_scale); !s.ok()) return s;
   return loss;
 }
 
@@ -336,12 +230,6 @@ absl::Status Trainer::Evaluate(int epoch, int64_t clock, double loss_sum, uint64
 }
 
 absl::Status Trainer::Run() {
-  absl::Status result = RunLoop();
-  absl::Status push = FlushPush();
-  return result.ok() ? push : result;
-}
-
-absl::Status Trainer::RunLoop() {
   const config::Mode mode = job_.job().mode();
   const uint64_t b = job_.train().batch_size();
   const int epochs = job_.train().epochs();
@@ -400,7 +288,6 @@ absl::Status Trainer::RunLoop() {
         const uint64_t end = std::min(n, begin + b);
         if (absl::Status s = run_batch(begin, end); !s.ok()) return s;
       }
-      if (absl::Status s = FlushPush(); !s.ok()) return s;
     } else {
       clock = std::max(clock, EpochBase(epoch));
       // Taking over in SSP/ASP: epochs before the predecessor's are done;
@@ -433,7 +320,6 @@ absl::Status Trainer::RunLoop() {
           if (absl::Status s = run_batch(begin, std::min(shard_end, begin + b)); !s.ok()) return s;
         }
       }
-      if (absl::Status s = FlushPush(); !s.ok()) return s;
       // Done with this epoch: stop holding back the others.
       if (takeover_ && EpochBase(epoch + 1) <= resume_clock_) limit_reached = false;
       clock = EpochBase(epoch + 1);

@@ -60,7 +60,6 @@ class Trainer {
   Trainer(const config::JobConfig& job, int32_t rank, uint32_t node_id, int num_workers,
           SchedulerClient* scheduler, KvClient* kv, Dataset train, Dataset test,
           absl::Duration iteration_delay);
-  ~Trainer();
 
   // A job resumed from a checkpoint: training starts at `epoch` (0-based)
   // and, in BSP, at `clock` (RegisterResponse.start_epoch/start_clock); the
@@ -99,17 +98,6 @@ class Trainer {
                      google::protobuf::RepeatedField<float>* scores,
                      google::protobuf::RepeatedField<float>* labels);
 
-  // BSP and SSP: a step's push runs on pusher_'s thread while the next step
-  // pulls and computes (its pull waits on the servers for this push's clock
-  // anyway, so the model it reads is the same). One push at a time: a
-  // server drops a seq lower than one it applied, so pushes must not pass
-  // each other. FlushPush waits for the push in flight and returns its
-  // status; everything but a step's pull calls it before using kv_.
-  class Pusher;
-  absl::Status FlushPush();
-  // Run's loop; Run waits for the push in flight after it.
-  absl::Status RunLoop();
-
   const config::JobConfig& job_;
   const int32_t rank_;
   const uint32_t node_id_;
@@ -128,7 +116,6 @@ class Trainer {
   int start_epoch_ = 0;
   int64_t start_clock_ = 0;
   Progress progress_;
-  std::unique_ptr<Pusher> pusher_;  // null: pushes are synchronous (ASP)
 };
 
 }  // namespace ps

@@ -686,39 +686,6 @@ TEST(ServerCore, ARestoredPartitionWaitsForStaleClocksOnlyWhenResuming) {
   resumed.Shutdown();
 }
 
-TEST(ServerCore, APullAheadOfItsOwnPushDoesNotCloseTheClockWithoutIt) {
-  // The trainer pushes clock c on its own thread while it pulls at c + 1;
-  // the pull may arrive first. A partition restored from a checkpoint moves
-  // the puller's clock to the pull's, which would close c without the push
-  // still on its way (then a duplicate: a lost gradient), unless the pull
-  // says that push is not acknowledged yet (acked_below).
-  ServerCore before(Job(config::BSP), 0);
-  before.UpdateView(PlacedView(2));
-  const std::string dir = TrainTwoClocksAndCheckpoint(before);
-  PendingPull at_two(7, 2);
-  at_two.Start(before);
-  ASSERT_TRUE(at_two.status.has_value() && at_two.status->ok());
-
-  ServerCore resumed(Job(config::BSP), 0);
-  resumed.UpdateView(PlacedView(2, dir));
-  rpc::PushRequest one = PushOf(1, 2, 7, 3.0f, 20);
-  for (int p = 0; p < 8; ++p) one.add_partitions(p);
-  ASSERT_TRUE(PushNow(resumed, one).ok());
-  PendingPull ahead(7, 3, /*worker=*/0);
-  ahead.req.set_acked_below(2);  // its push of clock 2 is in flight
-  ahead.Start(resumed);
-  EXPECT_FALSE(ahead.status.has_value()) << "clock 2 closed without worker 0's push";
-  rpc::PushRequest zero = PushOf(0, 2, 7, 5.0f, 20);
-  for (int p = 0; p < 8; ++p) zero.add_partitions(p);
-  auto duplicate = PushNow(resumed, zero);
-  ASSERT_TRUE(duplicate.ok());
-  EXPECT_FALSE(*duplicate) << "the push in flight must count";
-  ASSERT_TRUE(ahead.status.has_value());
-  ASSERT_TRUE(ahead.status->ok()) << *ahead.status;
-  EXPECT_FLOAT_EQ(ahead.value(), at_two.value() - (3.0f + 5.0f) / 2.0f);
-  resumed.Shutdown();
-}
-
 TEST(ServerCore, AMissingCheckpointFileIsReportedAndThePartitionNotTakenUp) {
   ServerCore core(Job(config::BSP), 0);
   std::string reported;
