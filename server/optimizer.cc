@@ -151,7 +151,8 @@ class AdamFamily final : public Optimizer {
   }
 
  private:
-  static constexpr uint32_t kCachedSteps = 16384;
+  // Small: every ServerCore builds its optimizers (fuzz targets, one per input).
+  static constexpr uint32_t kCachedSteps = 1024;
   config::OptimizerType type_;
   float lr_, b1_, b2_, eps_, wd_, l2_, l1_;
   std::vector<float> bc1_, bc2_;  // [t] = 1 - beta^t, t < kCachedSteps
