@@ -95,8 +95,8 @@ double AxpyRate(double max_seconds, uint64_t floats) {
     y.noalias() += 0.5f * x;
     return absl::OkStatus();
   });
-  // Keep y alive for the optimizer.
-  if (y.sum() == 12345.678f) std::printf(" ");
+  volatile float sink = y.sum();  // the adds are used: not optimized away
+  (void)sink;
   return *rate;
 }
 

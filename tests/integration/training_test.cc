@@ -163,16 +163,15 @@ TEST(Training, KilledWorkerLeavesTheJobToTheOthers) {
   for (const std::string mode : {"ssp", "bsp"}) {
     const std::string out = NewTempDir("killworker-" + mode);
     ProcessGroup group;
-    auto pid = group.Spawn({"launcher",
-                            {BinDir() + "/ps_launch", "--config", Config(), "--set",
-                             "job.output_dir=" + out, "--set", "job.mode=" + mode, "--set",
-                             "train.epochs=60", "--set", "cluster.heartbeat_interval_ms=100",
-                             // Scaled under sanitizers: a slow server taken for
-                             // dead fails the job (replication 1; seen in CI).
-                             "--set",
-                             absl::StrCat("cluster.heartbeat_timeout_ms=",
-                                          1000 * testing::SlowFactor())},
-                            out + ".log"});
+    auto pid = group.Spawn(
+        {"launcher",
+         {BinDir() + "/ps_launch", "--config", Config(), "--set", "job.output_dir=" + out, "--set",
+          "job.mode=" + mode, "--set", "train.epochs=60", "--set",
+          "cluster.heartbeat_interval_ms=100",
+          // Scaled under sanitizers: a slow server taken for
+          // dead fails the job (replication 1; seen in CI).
+          "--set", absl::StrCat("cluster.heartbeat_timeout_ms=", 1000 * testing::SlowFactor())},
+         out + ".log"});
     ASSERT_TRUE(pid.ok()) << pid.status();
     // Kill a worker once training is under way (epoch 3 evaluated).
     const absl::Time deadline = absl::Now() + absl::Seconds(60);
