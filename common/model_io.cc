@@ -67,9 +67,28 @@ absl::Status WritePartitionFile(const std::string& dir, int partition,
 }
 
 absl::Status WriteManifest(const std::string& dir, int num_partitions,
-                           const std::vector<TableSpec>& tables) {
+                           const std::vector<TableSpec>& tables,
+                           const std::vector<uint64_t>& keys_per_partition) {
   std::string out = absl::StrCat("psmodel 1\npartitions ", num_partitions, "\n");
   for (const TableSpec& t : tables) absl::StrAppend(&out, "table ", t.id, " ", t.name, " ", t.dim, "\n");
+  // Runs of empty partitions, 32 runs a line.
+  std::vector<std::string> runs;
+  const int n = std::min<int>(num_partitions, static_cast<int>(keys_per_partition.size()));
+  for (int p = 0; p < n;) {
+    if (keys_per_partition[p] != 0) {
+      ++p;
+      continue;
+    }
+    int end = p;
+    while (end + 1 < n && keys_per_partition[end + 1] == 0) ++end;
+    runs.push_back(end == p ? absl::StrCat(p) : absl::StrCat(p, "-", end));
+    p = end + 1;
+  }
+  for (size_t i = 0; i < runs.size(); i += 32) {
+    absl::StrAppend(&out, "empty");
+    for (size_t j = i; j < std::min(runs.size(), i + 32); ++j) absl::StrAppend(&out, " ", runs[j]);
+    absl::StrAppend(&out, "\n");
+  }
   // The lines above, checked on load (a text file a user may read).
   absl::StrAppend(&out, "sha256 ", absl::BytesToHexString(Sha256(out)), "\n");
   return WriteFileAtomically(dir + "/MANIFEST", out);
@@ -91,6 +110,7 @@ absl::StatusOr<LoadedModel> ReadModel(const std::string& dir) {
                                             "sha256 HEX, covers the lines above)"));
   }
   int line_no = 0;
+  std::vector<std::pair<int, int>> empty;  // runs, checked against P at the end
   for (absl::string_view line :
        absl::StrSplit(manifest->substr(0, sum_at), '\n', absl::SkipEmpty())) {
     ++line_no;
@@ -114,11 +134,32 @@ absl::StatusOr<LoadedModel> ReadModel(const std::string& dir) {
       }
       t.name = f[2];
       model.tables[t.id] = std::move(t);
+    } else if (f.size() >= 2 && f[0] == "empty") {
+      for (size_t i = 1; i < f.size(); ++i) {
+        std::vector<std::string> ends = absl::StrSplit(f[i], '-');
+        int first = 0, last = 0;
+        if (ends.size() > 2 || !absl::SimpleAtoi(ends[0], &first) ||
+            !absl::SimpleAtoi(ends.back(), &last) || first < 0 || last < first) {
+          return absl::InvalidArgumentError(absl::StrCat(manifest_path, ":", line_no,
+                                                         ": bad empty partition run '", f[i], "'"));
+        }
+        empty.emplace_back(first, last);
+      }
     } else {
       return bad();
     }
   }
+  std::vector<bool> has_file(model.num_partitions, true);
+  for (const auto& [first, last] : empty) {
+    if (last >= model.num_partitions) {
+      return absl::InvalidArgumentError(absl::StrCat(manifest_path, ": empty partition ", last,
+                                                     " is beyond the model's ",
+                                                     model.num_partitions, " partitions"));
+    }
+    for (int p = first; p <= last; ++p) has_file[p] = false;
+  }
   for (int p = 0; p < model.num_partitions; ++p) {
+    if (!has_file[p]) continue;  // empty: whatever file is there is an older save's
     const std::string path = absl::StrFormat("%s/part-%05d.bin", dir, p);
     auto data = ReadSealedFile(path, kMaxPartBytes);
     if (!data.ok()) return data.status();

@@ -1,7 +1,10 @@
 // The saved-model format: a directory holding
 //   MANIFEST          text: "psmodel 1", "partitions P", then one line per
-//                     table: "table <id> <name> <dim>"
-//   part-NNNNN.bin    one file per partition, written by the server that owns it
+//                     table: "table <id> <name> <dim>", then maybe lines
+//                     "empty A B-C ...": partitions without rows (no file)
+//   part-NNNNN.bin    one file per partition with rows, written by the server
+//                     that owns it (a job of 8,192 partitions and 57 weights
+//                     wrote 8,192 files per saved model, most of them empty)
 // A part file is little-endian binary:
 //   magic "PSPART1\n" (8 bytes), u32 partition, u32 table count, then per table:
 //   u32 table id, u32 dim, u64 n, n x u64 keys, n*dim x f32 values (row-major).
@@ -38,8 +41,11 @@ struct TableRows {
 
 absl::Status WritePartitionFile(const std::string& dir, int partition,
                                 const std::vector<TableRows>& tables);
+// `keys_per_partition` (if not empty, one count per partition): the
+// partitions with none are listed as empty, and readers expect no file.
 absl::Status WriteManifest(const std::string& dir, int num_partitions,
-                           const std::vector<TableSpec>& tables);
+                           const std::vector<TableSpec>& tables,
+                           const std::vector<uint64_t>& keys_per_partition = {});
 
 // A whole model in memory: table name -> key -> values.
 struct LoadedModel {

@@ -103,6 +103,12 @@ absl::StatusOr<rpc::BarrierResponse> SchedulerClient::Vote(uint32_t node_id,
     grpc::Status s = Stub()->Barrier(&ctx, req, &resp);
     if (s.ok()) {
       if (barrier_observer_) barrier_observer_(name, absl::Now() - start);
+      if (resp.view_omitted()) {
+        auto whole = WholeView(resp.view());
+        if (!whole.ok()) return whole.status();
+        *resp.mutable_view() = std::move(*whole);
+        resp.set_view_omitted(false);
+      }
       return resp;
     }
     if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
@@ -125,6 +131,23 @@ absl::StatusOr<rpc::BarrierResponse> SchedulerClient::Vote(uint32_t node_id,
     }
     absl::SleepFor(absl::Milliseconds(100));  // retry backoff
   }
+}
+
+absl::StatusOr<rpc::ClusterView> SchedulerClient::WholeView(const rpc::ClusterView& light) {
+  {
+    MutexLock lock(&mu_);
+    if (last_view_ != nullptr && last_view_->version() == light.version()) return *last_view_;
+  }
+  // Not yet seen: the scheduler's current view (that version or newer).
+  auto view = GetView();
+  if (!view.ok()) return view.status();
+  if (view->version() < light.version()) {
+    return absl::InternalError(absl::StrCat("the scheduler sent view version ", view->version(),
+                                            " after a barrier at version ", light.version()));
+  }
+  MutexLock lock(&mu_);
+  last_view_ = std::make_shared<const rpc::ClusterView>(*view);
+  return view;
 }
 
 absl::StatusOr<rpc::ClusterView> SchedulerClient::WaitForStart(uint32_t node_id,

@@ -79,8 +79,14 @@ class SchedulerClient {
   void Reconnect(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
   std::shared_ptr<rpc::Scheduler::Stub> Stub() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // The whole view of a barrier's version (BarrierResponse.view_omitted):
+  // the last one fetched, else GetView.
+  absl::StatusOr<rpc::ClusterView> WholeView(const rpc::ClusterView& light)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   Mutex mu_;
   std::shared_ptr<rpc::Scheduler::Stub> stub_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const rpc::ClusterView> last_view_ ABSL_GUARDED_BY(mu_);
   absl::Time renewed_ ABSL_GUARDED_BY(mu_);  // when stub_ was last replaced
 };
 

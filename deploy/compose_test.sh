@@ -65,12 +65,18 @@ scheduler=$("${COMPOSE[@]}" ps -q scheduler)
 [ -n "$scheduler" ] || fail "no scheduler container"
 
 # Kill a server once training is under way (epoch 3 evaluated).
+# (The log is read into a variable first: with pipefail, `docker logs | grep
+# -q` fails when grep stops reading early and docker logs gets SIGPIPE, which
+# happens once the log is long.)
+scheduler_log() { docker logs "$scheduler" 2>&1 || true; }
 for _ in $(seq 1 600); do
-  docker logs "$scheduler" 2>&1 | grep -q "epoch 3/$EPOCHS" && break
+  log=$(scheduler_log)
+  grep -q "epoch 3/$EPOCHS" <<<"$log" && break
   [ "$(docker inspect -f '{{.State.Running}}' "$scheduler")" = true ] || break
   sleep 0.1  # poll period of the scheduler's log
 done
-docker logs "$scheduler" 2>&1 | grep -q "epoch 3/$EPOCHS" || { docker logs "$scheduler" 2>&1 | tail -20; fail "training did not start"; }
+log=$(scheduler_log)
+grep -q "epoch 3/$EPOCHS" <<<"$log" || { tail -20 <<<"$log"; fail "training did not start"; }
 victim=$("${COMPOSE[@]}" ps -q server-1)
 docker kill "$victim" >/dev/null
 say "killed server-1 at epoch 3 of $EPOCHS"
@@ -96,8 +102,8 @@ say "docker-compose down"
 UP=""
 left=$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT")
 [ -z "$left" ] || fail "containers left: $left"
-docker network ls --format '{{.Name}}' | grep -q "^${PROJECT}_" && fail "a network is left"
-docker volume ls --format '{{.Name}}' | grep -q "^${PROJECT}_" && fail "a volume is left"
+grep -q "^${PROJECT}_" <<<"$(docker network ls --format '{{.Name}}')" && fail "a network is left"
+grep -q "^${PROJECT}_" <<<"$(docker volume ls --format '{{.Name}}')" && fail "a volume is left"
 docker image rm -f "$PS_IMAGE" >/dev/null
 if [ -n "$ENGINE" ]; then
   "$ROOT/deploy/docker_engine.sh" stop "$ENGINE"

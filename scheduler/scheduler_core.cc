@@ -271,6 +271,15 @@ absl::StatusOr<rpc::HeartbeatResponse> SchedulerCore::Heartbeat(const rpc::Heart
   return resp;
 }
 
+void SchedulerCore::BarrierViewLocked(rpc::BarrierResponse* resp) const {
+  rpc::ClusterView* v = resp->mutable_view();
+  v->set_version(view_.version());
+  v->set_state(view_.state());
+  v->set_message(view_.message());
+  *v->mutable_live_workers() = view_.live_workers();
+  resp->set_view_omitted(true);
+}
+
 rpc::ClusterView SchedulerCore::View() const {
   MutexLock lock(&mu_);
   return view_;
@@ -396,7 +405,7 @@ void SchedulerCore::Barrier(const rpc::BarrierRequest& req, BarrierDone done) {
     }
     BarrierState& b = barriers_[req.name()];
     if (b.released) {
-      *resp.mutable_view() = view_;
+      BarrierViewLocked(&resp);
       resp.set_stop(b.stop);
       lock.Release();
       done(resp);
@@ -407,7 +416,7 @@ void SchedulerCore::Barrier(const rpc::BarrierRequest& req, BarrierDone done) {
     b.stop |= req.want_stop();
     b.waiting.push_back(std::move(done));
     MaybeReleaseLocked(req.name(), &ready);
-    *resp.mutable_view() = view_;
+    BarrierViewLocked(&resp);
     resp.set_stop(b.stop);
     SaveStateLocked();
   }
@@ -574,7 +583,7 @@ absl::Status SchedulerCore::FinishEval(int32_t epoch) {
     if (save_pending_ != epoch) {
       evaluated_.insert(epoch);
       MaybeReleaseLocked(absl::StrCat("eval-", epoch), &ready);
-      *resp.mutable_view() = view_;
+      BarrierViewLocked(&resp);
       resp.set_stop(barriers_[absl::StrCat("eval-", epoch)].stop);
     }
     dirty_ = true;
@@ -665,7 +674,7 @@ void SchedulerCore::WorkerDiedLocked(Node& node, absl::Duration silent,
     std::vector<BarrierDone> now_ready;
     MaybeReleaseLocked(name, &now_ready);
     rpc::BarrierResponse resp;
-    *resp.mutable_view() = view_;
+    BarrierViewLocked(&resp);
     resp.set_stop(b.stop);
     for (auto& d : now_ready) ready->emplace_back(std::move(d), resp);
   }
@@ -1188,7 +1197,7 @@ bool SchedulerCore::Poll(absl::Time now) {
         evaluated_.insert(save_epoch);
         const std::string name = absl::StrCat("eval-", save_epoch);
         MaybeReleaseLocked(name, &ready);
-        *resp.mutable_view() = view_;
+        BarrierViewLocked(&resp);
         resp.set_stop(barriers_[name].stop);
       }
       dirty_ = true;
@@ -1233,7 +1242,7 @@ bool SchedulerCore::Poll(absl::Time now) {
       }
       name = CheckpointBarrierLocked(checkpoint_epoch);
       MaybeReleaseLocked(name, &ready);
-      *resp.mutable_view() = view_;
+      BarrierViewLocked(&resp);
       resp.set_stop(barriers_[name].stop);
       dirty_ = true;
       SaveStateLocked();
@@ -1261,7 +1270,7 @@ bool SchedulerCore::Poll(absl::Time now) {
         b.released = true;
         ready.swap(b.waiting);
       }
-      *resp.mutable_view() = view_;
+      BarrierViewLocked(&resp);
       dirty_ = true;
       SaveStateLocked();
     }
@@ -1347,7 +1356,9 @@ absl::StatusOr<uint64_t> SchedulerCore::SaveModel(const std::string& dir, std::s
   for (const auto& [rank, text] : stats_of) {
     absl::StrAppend(server_stats, server_stats->empty() ? "" : ",\n", text);
   }
-  if (absl::Status s = WriteManifest(dir, job_.cluster().num_partitions(), TablesForJob(job_)); !s.ok()) {
+  if (absl::Status s =
+          WriteManifest(dir, job_.cluster().num_partitions(), TablesForJob(job_), keys_of);
+      !s.ok()) {
     return s;
   }
   // The job's config goes with the model: ps_predict needs the model's type and

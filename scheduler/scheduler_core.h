@@ -150,6 +150,9 @@ class SchedulerCore {
   // DP-SGD: the privacy spent after `epochs` epochs (common/privacy.h).
   double EpsilonAfterLocked(int epochs) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Releases `name` if complete; moves its waiters into `ready`.
+  // A barrier's answer carries the view's version, state, message and live
+  // workers only (BarrierResponse.view_omitted).
+  void BarrierViewLocked(rpc::BarrierResponse* resp) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeReleaseLocked(const std::string& name, std::vector<BarrierDone>* ready)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BuildViewLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

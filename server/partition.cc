@@ -51,11 +51,14 @@ std::vector<KeyRef> AllKeys(const rpc::PushRequest& push) {
 }
 
 Partition::Partition(int id, const std::vector<TableSpec>* tables,
-                     const std::vector<std::unique_ptr<Optimizer>>* optimizers, uint64_t seed)
+                     const std::vector<std::unique_ptr<Optimizer>>* optimizers, uint64_t seed,
+                     ClockFloor* floor, std::atomic<uint8_t>* visit_flag)
     : id_(id),
       tables_(tables),
       optimizers_(optimizers),
       seed_(seed),
+      floor_(floor),
+      visit_flag_(visit_flag),
       before_index_(tables->size()),
       before_values_(tables->size()) {
   data_.reserve(tables->size());
@@ -71,6 +74,77 @@ float* Partition::RowLocked(uint32_t table, uint64_t key, uint32_t** step) {
   float* row = data_[table].FindOrAdd(key, (*optimizers_)[table]->slot_init(), step, &inserted);
   if (inserted) InitializeRow((*tables_)[table], seed_, key, row);
   return row;
+}
+
+int64_t Partition::FloorLocked(int32_t worker) const {
+  return following_ == 0 ? 0 : floor_->Get(following_, worker);
+}
+
+int64_t Partition::NextLocked(int32_t worker) const {
+  auto it = next_clock_.find(worker);
+  const int64_t own = it == next_clock_.end() ? 0 : it->second;
+  return std::max(own, FloorLocked(worker));
+}
+
+void Partition::FoldLocked(absl::Span<const std::pair<int32_t, int64_t>> floors) {
+  for (const auto& [worker, floor] : floors) {
+    int64_t& own = next_clock_[worker];
+    if (floor <= own) continue;
+    for (auto it = pending_.lower_bound(own); it != pending_.end() && it->first < floor; ++it) {
+      if (it->second.count(worker) > 0) continue;
+      uint64_t examples;
+      float lr_scale;
+      if (floor_ != nullptr && floor_->Recorded(worker, it->first, &examples, &lr_scale)) {
+        Buffered& b = it->second[worker];
+        b.examples = examples;
+        b.lr_scale = lr_scale;
+      }
+    }
+    own = floor;
+  }
+}
+
+void Partition::CompleteClockLocked(int64_t clock) {
+  if (floor_ == nullptr) return;
+  auto it = pending_.find(clock);
+  if (it == pending_.end()) return;
+  // Workers past `clock` with no part buffered for it passed it through the
+  // floor (or ticked over it: then nothing was recorded, and rightly nothing
+  // is added). Their own clocks are those or the floor's.
+  std::vector<int32_t> workers;
+  for (const auto& [worker, next] : next_clock_) workers.push_back(worker);
+  for (const auto& [worker, next] : floor_->All(following_)) workers.push_back(worker);
+  for (int32_t worker : workers) {
+    if (it->second.count(worker) > 0 || NextLocked(worker) <= clock) continue;
+    uint64_t examples;
+    float lr_scale;
+    if (floor_->Recorded(worker, clock, &examples, &lr_scale)) {
+      Buffered& b = it->second[worker];
+      b.examples = examples;
+      b.lr_scale = lr_scale;
+    }
+  }
+}
+
+void Partition::UpdateVisitFlagLocked() {
+  if (visit_flag_ == nullptr) return;
+  if (!pending_.empty() || rejoining_) {
+    visit_flag_->fetch_or(kVisitSelf);
+  } else {
+    visit_flag_->fetch_and(static_cast<uint8_t>(~kVisitSelf));
+  }
+}
+
+void Partition::FollowFloor(uint64_t era) {
+  MutexLock lock(&mu_);
+  if (floor_ != nullptr) following_ = era;
+}
+
+void Partition::FoldFloor(uint64_t era, absl::Span<const std::pair<int32_t, int64_t>> floors) {
+  MutexLock lock(&mu_);
+  if (following_ == 0 || following_ != era) return;
+  FoldLocked(floors);
+  following_ = 0;
 }
 
 bool Partition::SeenLocked(const rpc::PushRequest& req) {
@@ -110,6 +184,9 @@ bool Partition::PushLocked(const rpc::PushRequest& req, absl::Span<const KeyRef>
       const float* g = in.values().data() + static_cast<size_t>(r.index) * dim;
       b.grads.insert(b.grads.end(), g, g + dim);
     }
+    // Before anything reads the floor (CloseClocksLocked): a push that
+    // raises it and then finds the flag clear is seen by that read.
+    UpdateVisitFlagLocked();
   } else {
     const float scale = static_cast<float>(1.0 / static_cast<double>(std::max<uint64_t>(1, req.num_examples())));
     for (const KeyRef& r : refs) {
@@ -193,8 +270,7 @@ bool Partition::CloseClocksLocked(absl::Span<const int32_t> live, OpSink* sink) 
   int64_t target = kNoClock;
   for (int32_t w : live) {
     if (!CountsLocked(w)) continue;
-    auto it = next_clock_.find(w);
-    const int64_t next = it == next_clock_.end() ? 0 : it->second;
+    const int64_t next = NextLocked(w);
     // A worker still at the applied clock holds it: no need to look further
     // (all but a clock's last push stop here, so a clock costs O(workers)
     // lookups per partition, not O(workers^2)).
@@ -212,6 +288,8 @@ bool Partition::CloseClocksLocked(absl::Span<const int32_t> live, OpSink* sink) 
     auto next = pending_.lower_bound(clock);
     if (next == pending_.end() || next->first > clock) {
       clock = (next == pending_.end() ? target : std::min(target, next->first)) - 1;
+    } else {
+      CompleteClockLocked(clock);
     }
     ApplyClockLocked(clock);
     ++lsn_;
@@ -241,6 +319,7 @@ void Partition::ApplyClockLocked(int64_t clock) {
   for (const auto& [rank, b] : it->second) any_keys |= !b.keys.empty();
   if (!any_keys) {
     pending_.erase(it);
+    UpdateVisitFlagLocked();
     return;
   }
   // Sum in rank order (std::map iterates ranks ascending), in double, so the
@@ -284,6 +363,7 @@ void Partition::ApplyClockLocked(int64_t clock) {
     }
   }
   pending_.erase(it);
+  UpdateVisitFlagLocked();
   const double scale = 1.0 / static_cast<double>(std::max<uint64_t>(1, examples));
   for (uint32_t table = 0; table < clock_sums_.size(); ++table) {
     const ClockSums& c = clock_sums_[table];
@@ -307,8 +387,7 @@ void Partition::ApplyClockLocked(int64_t clock) {
 
 int64_t Partition::NextClock(int32_t worker) const {
   MutexLock lock(&mu_);
-  auto it = next_clock_.find(worker);
-  return it == next_clock_.end() ? 0 : it->second;
+  return NextLocked(worker);
 }
 
 Partition::Gate Partition::GateState(absl::Span<const int32_t> live) const {
@@ -318,8 +397,14 @@ Partition::Gate Partition::GateState(absl::Span<const int32_t> live) const {
   g.min_clock = kNoClock;
   for (int32_t w : live) {
     if (!CountsLocked(w)) continue;
-    auto it = next_clock_.find(w);
-    g.min_clock = std::min(g.min_clock, it == next_clock_.end() ? 0 : it->second);
+    g.min_clock = std::min(g.min_clock, NextLocked(w));
+  }
+  // Clocks below the slowest worker's with nothing buffered change nothing:
+  // a partition that follows the floor closes them when it is next visited
+  // (CloseClocksLocked), and counts them as applied until then.
+  if (g.min_clock != kNoClock && g.min_clock > g.applied_clock) {
+    auto next = pending_.lower_bound(g.applied_clock);
+    g.applied_clock = next == pending_.end() ? g.min_clock : std::min(g.min_clock, next->first);
   }
   return g;
 }
@@ -379,6 +464,8 @@ Partition::OpResult Partition::ApplyOp(const rpc::ReplicaOp& op, uint64_t view_e
 rpc::PartitionState Partition::State(
     const std::function<void(const rpc::PartitionState&)>& under_lock) {
   MutexLock lock(&mu_);
+  // The state leaves with the clocks the floor gave it.
+  if (following_ != 0) FoldLocked(floor_->All(following_));
   rpc::PartitionState s;
   s.set_partition(id_);
   s.set_epoch(epoch_);
@@ -495,6 +582,8 @@ Partition::InstallResult Partition::Install(const rpc::PartitionState& s, uint64
   }
   rejoining_ = s.rejoining();
   rejoined_ = std::set<int32_t>(s.rejoined().begin(), s.rejoined().end());
+  following_ = 0;  // a state from elsewhere: it follows again once primary here
+  UpdateVisitFlagLocked();
   before_clock_ = s.before_clock();
   before_index_.assign(tables_->size(), {});
   before_values_.assign(tables_->size(), {});
@@ -515,6 +604,7 @@ void Partition::Rejoin() {
   MutexLock lock(&mu_);
   rejoining_ = true;
   rejoined_.clear();
+  UpdateVisitFlagLocked();
 }
 
 void Partition::SetEpoch(uint64_t epoch) {

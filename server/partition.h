@@ -11,13 +11,23 @@
 // is handed to it (under the partition's lock, so in lsn order) for the
 // backups, which replay it with ApplyOp and end up bit-identical.
 //
+// A primary partition may follow its server's clock floor (clock_floor.h):
+// pushes with no keys here then raise the floor instead of visiting, and the
+// partition reads a worker's clock as the higher of its own and the floor's
+// (NextLocked). It folds the floor into its own clocks whenever its state
+// leaves it (State) and when the era ends (FoldFloor). While it has BSP
+// pushes buffered or is rejoining, it asks to be visited by every push
+// (`visit_flag`, bit kVisitSelf): the server then treats it as before.
+//
 // Thread-safety: every method takes the partition's own mutex; different
 // partitions never share a lock. OpSink::Enqueue is called with that mutex
 // held and must not call back into the partition. The server core never holds
-// its gate lock while calling in here.
+// its gate lock while calling in here. The clock floor's lock is taken inside
+// the partition's.
 #ifndef PS_SERVER_PARTITION_H_
 #define PS_SERVER_PARTITION_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -32,6 +42,7 @@
 #include "common/sync.h"
 #include "common/tables.h"
 #include "proto/ps.pb.h"
+#include "server/clock_floor.h"
 #include "server/optimizer.h"
 #include "server/row_store.h"
 
@@ -67,9 +78,18 @@ class OpSink {
 
 class Partition {
  public:
-  // `tables[i].id == i`; `optimizers[i]` belongs to tables[i]. Both outlive this.
+  // Bits of the visit flag: the partition needs every push's visit
+  // (kVisitSelf, set by the partition) or the server wants it visited
+  // (kVisitServer, e.g. it has backups).
+  static constexpr uint8_t kVisitSelf = 1;
+  static constexpr uint8_t kVisitServer = 2;
+
+  // `tables[i].id == i`; `optimizers[i]` belongs to tables[i]. Both outlive
+  // this, as do `floor` and `visit_flag` if given (without a floor the
+  // partition never follows one).
   Partition(int id, const std::vector<TableSpec>* tables,
-            const std::vector<std::unique_ptr<Optimizer>>* optimizers, uint64_t seed);
+            const std::vector<std::unique_ptr<Optimizer>>* optimizers, uint64_t seed,
+            ClockFloor* floor = nullptr, std::atomic<uint8_t>* visit_flag = nullptr);
 
   int id() const { return id_; }
 
@@ -140,6 +160,13 @@ class Partition {
   // loses.
   void Rejoin();
 
+  // From now on, workers' clocks here are at least the floor of `era`
+  // (every push that raises it in that era covers this partition).
+  void FollowFloor(uint64_t era);
+  // Era `era` ended with `floors`: folds them into this partition's clocks
+  // (if it followed that era) and stops following.
+  void FoldFloor(uint64_t era, absl::Span<const std::pair<int32_t, int64_t>> floors);
+
   // The primary's epoch, stamped on the ops it sends from now on.
   void SetEpoch(uint64_t epoch);
   uint64_t lsn() const;
@@ -160,6 +187,19 @@ class Partition {
   };
 
   int stride(uint32_t table) const;
+  // The floor of `worker` if this partition follows the current era, else 0.
+  int64_t FloorLocked(int32_t worker) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `worker`'s next clock here: its own or the floor's, the higher.
+  int64_t NextLocked(int32_t worker) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Raises the workers' own clocks to `floors`; a worker that passed a
+  // buffered clock that way gets that clock's part it never sent here (no
+  // keys: its example count and scale, from the floor's record).
+  void FoldLocked(absl::Span<const std::pair<int32_t, int64_t>> floors)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Before clock `clock` is applied: the same for every worker past it.
+  void CompleteClockLocked(int64_t clock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets or clears kVisitSelf: buffered pushes or rejoining.
+  void UpdateVisitFlagLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   float* RowLocked(uint32_t table, uint64_t key, uint32_t** step) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // True if seq was seen; else records it.
   bool SeenLocked(const rpc::PushRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -179,12 +219,16 @@ class Partition {
   const std::vector<TableSpec>* const tables_;
   const std::vector<std::unique_ptr<Optimizer>>* const optimizers_;
   const uint64_t seed_;
+  ClockFloor* const floor_;
+  std::atomic<uint8_t>* const visit_flag_;
 
   mutable Mutex mu_;
+  uint64_t following_ ABSL_GUARDED_BY(mu_) = 0;  // the floor's era it follows (0: none)
   // Per table: key -> dim values, then the optimizer's slots, and a step.
   std::vector<RowStore> data_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<PusherId, uint64_t> last_seq_ ABSL_GUARDED_BY(mu_);
-  // Next clock of each worker here: it covered every clock below.
+  // Next clock of each worker here: it covered every clock below (with the
+  // floor, NextLocked, it may be further).
   std::map<int32_t, int64_t> next_clock_ ABSL_GUARDED_BY(mu_);
   // clock -> worker rank -> gradients (BSP only).
   std::map<int64_t, std::map<int32_t, Buffered>> pending_ ABSL_GUARDED_BY(mu_);

@@ -78,8 +78,11 @@ ServerCore::ServerCore(const config::JobConfig& job, int rank)
                                           if (report) report(rank, error);
                                         }}) {
   for (const TableSpec& t : tables_) optimizers_.push_back(MakeOptimizer(t));
+  visit_flags_ = std::make_unique<std::atomic<uint8_t>[]>(num_partitions_);
   for (int p = 0; p < num_partitions_; ++p) {
-    partitions_.push_back(std::make_unique<Partition>(p, &tables_, &optimizers_, job.job().seed()));
+    visit_flags_[p].store(0);
+    partitions_.push_back(std::make_unique<Partition>(p, &tables_, &optimizers_, job.job().seed(),
+                                                      &floor_, &visit_flags_[p]));
   }
   MutexLock lock(&gate_mu_);
   role_.assign(num_partitions_, kNone);
@@ -237,10 +240,13 @@ void ServerCore::UpdateView(const rpc::ClusterView& view) {
     loaded[p] = true;
     restored.push_back(p);
   }
+  const uint64_t era = ++last_era_;
   {
     MutexLock lock(&gate_mu_);
     view_version_ = view.version();
     role_ = new_role;
+    era_ = era;
+    primaries_ = static_cast<int>(std::count(new_role.begin(), new_role.end(), kPrimary));
     epoch_ = new_epoch;
     for (int p = 0; p < num_partitions_; ++p) {
       const bool new_term = new_role[p] == kPrimary &&
@@ -249,6 +255,14 @@ void ServerCore::UpdateView(const rpc::ClusterView& view) {
     }
     live_workers_.assign(view.live_workers().begin(), view.live_workers().end());
     live = live_workers_;
+  }
+  NewFloorEra(era, old_role, new_role);
+  // Partitions with backups are visited by every push (their backups learn
+  // clocks from ops): flagged before their state goes to a new backup.
+  for (int p = 0; p < num_partitions_; ++p) {
+    if (new_role[p] == kPrimary && !backups[p].empty()) {
+      visit_flags_[p].fetch_or(Partition::kVisitServer);
+    }
   }
   for (const rpc::ServerInfo& s : view.servers()) replicator_.SetAddress(s.rank(), s.address());
   int promoted = 0;
@@ -301,6 +315,11 @@ void ServerCore::UpdateView(const rpc::ClusterView& view) {
     }
     if (report) report(restore_error);
   }
+  for (int p = 0; p < num_partitions_; ++p) {
+    if (new_role[p] != kPrimary || backups[p].empty()) {
+      visit_flags_[p].fetch_and(static_cast<uint8_t>(~Partition::kVisitServer));
+    }
+  }
   if (mode_ == config::BSP) {
     // Live workers may have shrunk, or we may hold complete clocks we were
     // not primary for: close what can be closed.
@@ -309,6 +328,20 @@ void ServerCore::UpdateView(const rpc::ClusterView& view) {
     }
   }
   WakeParked();
+}
+
+void ServerCore::NewFloorEra(uint64_t era, const std::vector<Role>& old_role,
+                             const std::vector<Role>& new_role) {
+  // Pushes checked against the old roles raise the old era's floor until
+  // this returns it; from then on they visit every partition they list.
+  const uint64_t old_era = floor_.era();
+  const std::vector<std::pair<int32_t, int64_t>> floors = floor_.NewEra(era);
+  for (int p = 0; p < num_partitions_; ++p) {
+    if (old_role[p] == kPrimary) partitions_[p]->FoldFloor(old_era, floors);
+  }
+  for (int p = 0; p < num_partitions_; ++p) {
+    if (new_role[p] == kPrimary) partitions_[p]->FollowFloor(era);
+  }
 }
 
 absl::Status ServerCore::Restore(int partition, const std::string& dir, uint64_t epoch,
@@ -350,7 +383,7 @@ absl::Status ServerCore::CheckMapVersion(uint64_t version) {
 
 template <typename Request>
 absl::StatusOr<ServerCore::Routing> ServerCore::Route(const Request& req, bool with_values,
-                                                      std::vector<Role>* roles) {
+                                                      RoleView* roles) {
   if (absl::Status s = CheckMapVersion(req.map_version()); !s.ok()) return s;
   if (absl::Status s = CheckSlices(req, with_values, tables_); !s.ok()) return s;
   std::vector<Role> role;
@@ -359,6 +392,11 @@ absl::StatusOr<ServerCore::Routing> ServerCore::Route(const Request& req, bool w
     MutexLock lock(&gate_mu_);
     role = role_;
     version = view_version_;
+    if (roles != nullptr) {
+      roles->version = view_version_;
+      roles->era = era_;
+      roles->primaries = primaries_;
+    }
   }
   // Keys are grouped through a per-thread partition -> group table (a map
   // lookup per key cost a tenth of a sparse push); the map is built from the
@@ -390,7 +428,7 @@ absl::StatusOr<ServerCore::Routing> ServerCore::Route(const Request& req, bool w
     if (status.ok()) routing.emplace(p, std::move(refs));
   }
   if (!status.ok()) return status;
-  if (roles != nullptr) *roles = std::move(role);
+  if (roles != nullptr) roles->role = std::move(role);
   return routing;
 }
 
@@ -425,8 +463,9 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
     }
   }
   if (decoded != nullptr) req = decoded.get();
-  std::vector<Role> role;
-  auto routing = Route(*req, /*with_values=*/true, &role);
+  RoleView view;
+  auto routing = Route(*req, /*with_values=*/true, &view);
+  const std::vector<Role>& role = view.role;
   if (!routing.ok()) {
     done(routing.status());
     return;
@@ -435,7 +474,22 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
   // every partition it sends to this server, empty ones too), else those of
   // its keys.
   std::vector<int> cover;
-  if (req->has_clock() && req->partitions_size() > 0) {
+  if (req->has_clock() && req->all_partitions()) {
+    if (req->partitions_size() > 0) {
+      done(absl::InvalidArgumentError("a push that covers all partitions must not list them"));
+      return;
+    }
+    // The sender's map must be ours: with another, "all" is another set.
+    if (req->map_version() != view.version) {
+      done(absl::FailedPreconditionError(absl::StrCat(
+          "the push covers the partitions of map version ", req->map_version(), "; server ",
+          rank_, " has map version ", view.version)));
+      return;
+    }
+    for (int p = 0; p < num_partitions_; ++p) {
+      if (role[p] == kPrimary) cover.push_back(p);
+    }
+  } else if (req->has_clock() && req->partitions_size() > 0) {
     for (uint32_t p : req->partitions()) {
       if (p >= static_cast<uint32_t>(num_partitions_)) {
         done(absl::InvalidArgumentError(absl::StrCat("partition ", p, " is beyond the job's ",
@@ -465,7 +519,8 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
   // pushes without one (statistics, benchmarks) are applied at once.
   const bool bsp = mode_ == config::BSP && req->has_clock();
   const std::vector<int32_t> live = LiveWorkers();
-  if (bsp && std::find(live.begin(), live.end(), req->worker()) == live.end()) {
+  const bool is_live = std::find(live.begin(), live.end(), req->worker()) != live.end();
+  if (bsp && !is_live) {
     done(absl::FailedPreconditionError(
         absl::StrCat("worker ", req->worker(), " is not a live worker of this job")));
     return;
@@ -475,20 +530,55 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
   bool moved = false;
   std::vector<std::pair<int, uint64_t>> needs;
   static const std::vector<KeyRef> kNoKeys;
-  // Workers' pushes walk the partitions from different places (by rank), so
-  // that two of them do not queue behind each other for lock after lock.
-  const size_t start =
-      cover.empty() ? 0 : static_cast<size_t>(std::max(0, req->worker())) * 7919 % cover.size();
-  for (size_t i = 0; i < cover.size(); ++i) {
-    const int p = cover[(start + i) % cover.size()];
-    auto it = routing->find(p);
-    const std::vector<KeyRef>& refs = it == routing->end() ? kNoKeys : it->second;
+  auto visit = [&](int p, const std::vector<KeyRef>& refs) {
     const Partition::PushResult r = partitions_[p]->Push(*req, refs, bsp, live, &replicator_);
     any_fresh |= r.fresh;
     // A BSP read waits for applied clocks only: the pushes before a clock's
     // last do not need to look at the parked pulls (K^2 checks per clock).
     moved |= bsp ? r.applied_moved : r.clock_moved;
     needs.emplace_back(p, r.lsn);
+  };
+  // A live worker's clocked push that lists every partition this server is
+  // primary of leaves out those it has no keys for and that do not ask for
+  // visits: it raises the clock floor for them, after the visits (a
+  // partition that reads the floor must already have what the push brought
+  // it). Its BSP example count goes to the floor's record first.
+  const bool lists_all = req->has_clock() &&
+                         (req->partitions_size() > 0 || req->all_partitions()) && is_live &&
+                         view.era != 0 && static_cast<int>(cover.size()) == view.primaries;
+  if (bsp) floor_.Record(req->worker(), req->clock(), req->num_examples(),
+                         req->lr_scale() > 0 ? req->lr_scale() : 1.0f);
+  // The partitions with keys (routing is sorted, as is cover), then those
+  // without: visited, or skipped.
+  std::vector<int> keyed, rest, skipped;
+  keyed.reserve(routing->size());
+  for (const auto& [p, refs] : *routing) keyed.push_back(p);
+  auto next_keyed = keyed.begin();
+  for (int p : cover) {
+    while (next_keyed != keyed.end() && *next_keyed < p) ++next_keyed;
+    if (next_keyed != keyed.end() && *next_keyed == p) continue;
+    (lists_all && visit_flags_[p].load() == 0 ? skipped : rest).push_back(p);
+  }
+  // Workers' pushes walk the partitions from different places (by rank), so
+  // that two of them do not queue behind each other for lock after lock.
+  const size_t start =
+      keyed.empty() ? 0 : static_cast<size_t>(std::max(0, req->worker())) * 7919 % keyed.size();
+  for (size_t i = 0; i < keyed.size(); ++i) {
+    const int p = keyed[(start + i) % keyed.size()];
+    visit(p, routing->at(p));
+  }
+  for (int p : rest) visit(p, kNoKeys);
+  if (!skipped.empty()) {
+    bool raised_floor = false;
+    const bool raised = floor_.Raise(view.era, req->worker(), req->clock() + 1, &raised_floor);
+    any_fresh |= raised_floor;
+    moved |= raised_floor;
+    // A partition that asked for visits meanwhile either sees the raised
+    // floor when it next reads it or is visited here (the flag is set
+    // before that read, the floor raised before this check).
+    for (int p : skipped) {
+      if (!raised || visit_flags_[p].load() != 0) visit(p, kNoKeys);
+    }
   }
   (any_fresh ? pushes_applied_ : pushes_duplicate_).fetch_add(1, std::memory_order_relaxed);
   if (moved) WakeParked();
@@ -520,19 +610,41 @@ void ServerCore::Tick(const rpc::TickRequest& req, absl::Time deadline, Done don
   }
   std::vector<Role> role;
   std::vector<int32_t> live;
+  uint64_t era;
   {
     MutexLock lock(&gate_mu_);
     role = role_;
     live = live_workers_;
+    era = era_;
   }
   bool moved = false;
   std::vector<std::pair<int, uint64_t>> needs;
-  for (int p = 0; p < num_partitions_; ++p) {
-    if (role[p] != kPrimary) continue;
+  auto visit = [&](int p) {
     const Partition::PushResult r =
         partitions_[p]->Tick(req.worker(), req.clock(), mode_ == config::BSP, live, &replicator_);
     moved |= r.clock_moved;
     needs.emplace_back(p, r.lsn);
+  };
+  // A live worker's tick covers every primary partition: as a push does
+  // (Push), it raises the floor for those that do not ask for visits.
+  const bool lazy =
+      era != 0 && std::find(live.begin(), live.end(), req.worker()) != live.end();
+  std::vector<int> skipped;
+  for (int p = 0; p < num_partitions_; ++p) {
+    if (role[p] != kPrimary) continue;
+    if (lazy && visit_flags_[p].load() == 0) {
+      skipped.push_back(p);
+      continue;
+    }
+    visit(p);
+  }
+  if (!skipped.empty()) {
+    bool raised_floor = false;
+    const bool raised = floor_.Raise(era, req.worker(), req.clock(), &raised_floor);
+    moved |= raised_floor;
+    for (int p : skipped) {
+      if (!raised || visit_flags_[p].load() != 0) visit(p);
+    }
   }
   if (moved) WakeParked();
   replicator_.WhenReplicated(std::move(needs), deadline, std::move(done));
@@ -757,11 +869,18 @@ void ServerCore::Fenced(int partition) {
   std::function<void()> refresh;
   {
     MutexLock view_lock(&view_mu_);
+    std::vector<Role> old_role, new_role;
+    const uint64_t era = ++last_era_;
     {
       MutexLock lock(&gate_mu_);
+      old_role = role_;
       if (role_[partition] == kPrimary) role_[partition] = kNone;
+      new_role = role_;
+      era_ = era;
+      primaries_ = static_cast<int>(std::count(role_.begin(), role_.end(), kPrimary));
       refresh = refresh_;
     }
+    NewFloorEra(era, old_role, new_role);
     replicator_.SetPrimary(partition, false);
   }
   spdlog::warn("server {}: stepped down as primary of partition {}: a newer primary exists", rank_,
@@ -836,6 +955,11 @@ absl::StatusOr<rpc::SaveModelResponse> ServerCore::SaveModel(const std::string& 
     for (const TableRows& t : rows) keys += t.keys.size();
     resp.set_keys_written(resp.keys_written() + keys);
     resp.add_partition_keys(keys);
+    // An empty partition has no file: the MANIFEST lists it as empty.
+    if (keys == 0) {
+      resp.add_partitions(p);
+      continue;
+    }
     if (absl::Status s = WritePartitionFile(dir, p, rows); !s.ok()) return s;
     resp.add_partitions(p);
   }
@@ -853,8 +977,12 @@ absl::StatusOr<rpc::CheckpointResponse> ServerCore::Checkpoint(const std::string
     role = role_;
   }
   rpc::CheckpointResponse resp;
+  const std::vector<int32_t> live = LiveWorkers();
   for (int p = 0; p < num_partitions_; ++p) {
     if (role[p] != kPrimary) continue;
+    // Clocks the floor passed with nothing buffered are closed first, so a
+    // checkpoint does not depend on when the partition was last visited.
+    if (mode_ == config::BSP) partitions_[p]->CloseClocks(live, &replicator_);
     const rpc::PartitionState state = partitions_[p]->State();
     for (const rpc::PartitionState::WorkerClock& c : state.clocks()) {
       resp.set_next_clock(std::max(resp.next_clock(), c.next()));

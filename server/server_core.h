@@ -18,10 +18,16 @@
 // thread whose push, tick or view change opens its gate (no thread blocks on
 // it), or failed when its deadline passes.
 //
+// A clocked push that lists every partition this server is primary of
+// raises its worker's clock floor once (clock_floor.h) instead of visiting
+// the partitions it has no keys for; it still visits those that ask for it
+// (buffered BSP pushes, rejoining) or have backups (their backups learn
+// clocks from ops). A view change ends the floor's era.
+//
 // Thread-safety: all methods are thread-safe. Lock order: view_mu_ (one view
-// change at a time) -> a partition's lock -> the replicator's lock; gate_mu_
-// (roles, epochs, live workers, parked pulls) is never held while taking any
-// other lock or finishing a call.
+// change at a time) -> a partition's lock -> the replicator's lock, and the
+// clock floor's lock (a leaf); gate_mu_ (roles, epochs, live workers, parked
+// pulls) is never held while taking any other lock or finishing a call.
 #ifndef PS_SERVER_SERVER_CORE_H_
 #define PS_SERVER_SERVER_CORE_H_
 
@@ -41,6 +47,7 @@
 #include "proto/job_config.pb.h"
 #include "proto/ps.pb.h"
 #include "proto/scheduler.pb.h"
+#include "server/clock_floor.h"
 #include "server/optimizer.h"
 #include "server/partition.h"
 #include "server/replicator.h"
@@ -143,12 +150,25 @@ class ServerCore {
   // Keys of a request grouped by partition.
   using Routing = std::map<int, std::vector<KeyRef>>;
 
+  // The roles a request was checked against, with the clock floor's era
+  // they belong to and how many primaries they name.
+  struct RoleView {
+    std::vector<Role> role;
+    uint64_t version = 0;  // of the view they come from
+    uint64_t era = 0;
+    int primaries = 0;
+  };
   // Checks tables, sizes, values, the map version and that this server is
   // primary of every key's partition; groups keys by partition. `roles`
   // (if set) receives the roles it checked against.
   template <typename Request>
   absl::StatusOr<Routing> Route(const Request& req, bool with_values,
-                                std::vector<Role>* roles = nullptr) ABSL_LOCKS_EXCLUDED(gate_mu_);
+                                RoleView* roles = nullptr) ABSL_LOCKS_EXCLUDED(gate_mu_);
+  // The role table changed (view_mu_ held): a new era of the clock floor.
+  // Folds the old era's floors into the partitions that were primary in
+  // `old_role`, then has those primary in `new_role` follow the new one.
+  void NewFloorEra(uint64_t era, const std::vector<Role>& old_role,
+                   const std::vector<Role>& new_role) ABSL_EXCLUSIVE_LOCKS_REQUIRED(view_mu_);
   absl::Status CheckMapVersion(uint64_t version) ABSL_LOCKS_EXCLUDED(gate_mu_);
   absl::Status Serve(const rpc::PullRequest& req, rpc::PullResponse* resp);
   // Serves every parked pull whose gate is open.
@@ -171,10 +191,15 @@ class ServerCore {
   const int num_partitions_;
   const std::vector<TableSpec> tables_;
   std::vector<std::unique_ptr<Optimizer>> optimizers_;
+  ClockFloor floor_;
+  // Per partition: Partition::kVisitSelf | kVisitServer (set before a
+  // partition's backups take its state, cleared once it has none).
+  std::unique_ptr<std::atomic<uint8_t>[]> visit_flags_;
   std::vector<std::unique_ptr<Partition>> partitions_;  // all P; only those with a role are used
   Replicator replicator_;
 
   Mutex view_mu_;  // one view change at a time
+  uint64_t last_era_ ABSL_GUARDED_BY(view_mu_) = 0;
 
   mutable Mutex gate_mu_;
   std::function<void()> refresh_ ABSL_GUARDED_BY(gate_mu_);
@@ -182,6 +207,8 @@ class ServerCore {
   std::function<void(const std::string&)> report_failure_ ABSL_GUARDED_BY(gate_mu_);
   uint64_t view_version_ ABSL_GUARDED_BY(gate_mu_) = 0;
   std::vector<Role> role_ ABSL_GUARDED_BY(gate_mu_);
+  uint64_t era_ ABSL_GUARDED_BY(gate_mu_) = 0;  // the clock floor's era of role_
+  int primaries_ ABSL_GUARDED_BY(gate_mu_) = 0;  // partitions role_ makes primary
   std::vector<uint64_t> epoch_ ABSL_GUARDED_BY(gate_mu_);  // per partition, from the view
   // Epoch of the last snapshot installed per partition (0: none). A backup
   // holds a complete copy once it has one of the view's epoch.

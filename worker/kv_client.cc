@@ -205,15 +205,24 @@ struct Plan {
   int server;
   std::vector<int> partitions;
 };
+// (Vectors by server rather than maps: a clocked push plans every partition
+// of the job, thousands of them.)
 std::vector<Plan> PlanCalls(const std::vector<int>& partitions, const std::map<int, size_t>& bytes,
                             const rpc::ClusterView& view, size_t max_bytes) {
-  std::map<int, std::vector<std::vector<int>>> chunks;  // server -> requests
-  std::map<int, size_t> fill;
+  // Indexed by server + 1: an owner of -1 (none in this map) gets a call
+  // that fails and is retried, as any other server's.
+  int num_servers = 0;
+  for (int p : partitions) num_servers = std::max(num_servers, view.partition_owner(p) + 1);
+  std::vector<std::vector<std::vector<int>>> chunks(num_servers + 1);  // server + 1 -> requests
+  std::vector<size_t> fill(num_servers + 1, 0);
   for (int p : partitions) {
-    const int s = view.partition_owner(p);
+    const int s = std::max(-1, view.partition_owner(p)) + 1;
     auto& list = chunks[s];
-    auto b = bytes.find(p);
-    const size_t n = b == bytes.end() ? 0 : b->second;
+    size_t n = 0;
+    if (!bytes.empty()) {
+      auto b = bytes.find(p);
+      if (b != bytes.end()) n = b->second;
+    }
     if (list.empty() || (fill[s] + n > max_bytes && !list.back().empty())) {
       list.emplace_back();
       fill[s] = 0;
@@ -222,8 +231,8 @@ std::vector<Plan> PlanCalls(const std::vector<int>& partitions, const std::map<i
     fill[s] += n;
   }
   std::vector<Plan> plans;
-  for (auto& [s, list] : chunks) {
-    for (auto& l : list) plans.push_back(Plan{s, std::move(l)});
+  for (int s = 0; s <= num_servers; ++s) {
+    for (auto& l : chunks[s]) plans.push_back(Plan{s - 1, std::move(l)});
   }
   return plans;
 }
@@ -348,17 +357,24 @@ absl::Status KvClient::DoPush(const std::vector<TableKeys>& tables, std::optiona
 
   // Same seq on every attempt: a part that was applied already is not applied again.
   auto build = [&](const std::vector<int>& partitions) {
-    std::map<int, size_t> bytes;
-    for (int p : partitions) {
-      auto it = routed->parts.find(p);
-      if (it != routed->parts.end()) bytes[p] = it->second.bytes;
-    }
+    std::map<int, size_t> bytes;  // of the parts with keys (PlanCalls looks up only `partitions`)
+    for (const auto& [p, part] : routed->parts) bytes.emplace_hint(bytes.end(), p, part.bytes);
     const std::shared_ptr<const rpc::ClusterView> current = CurrentView();
     const rpc::ClusterView& view = *current;
+    std::vector<Plan> plans = PlanCalls(partitions, bytes, view, options_.max_chunk_bytes);
+    // A clocked request that covers all its server's partitions says so
+    // instead of listing them.
+    std::map<int, int> owned, requests;  // server -> partitions in `view`, requests planned
+    if (clock.has_value()) {
+      for (int owner : view.partition_owner()) ++owned[owner];
+      for (const Plan& plan : plans) ++requests[plan.server];
+    }
     std::vector<std::unique_ptr<PushCall>> out;
-    for (Plan& plan : PlanCalls(partitions, bytes, view, options_.max_chunk_bytes)) {
+    for (Plan& plan : plans) {
       auto c = std::make_unique<PushCall>();
       c->server = plan.server;
+      const bool all = clock.has_value() && plan.server >= 0 && requests[plan.server] == 1 &&
+                       owned[plan.server] == static_cast<int>(plan.partitions.size());
       c->partitions = std::move(plan.partitions);
       rpc::PushRequest& req = c->req;
       req.set_worker(options_.rank);
@@ -368,12 +384,10 @@ absl::Status KvClient::DoPush(const std::vector<TableKeys>& tables, std::optiona
       req.set_map_version(view.version());
       req.set_num_examples(num_examples);
       req.set_lr_scale(lr_scale);
+      if (all) req.set_all_partitions(true);
       std::vector<rpc::TableSlice*> slices(tables.size(), nullptr);
-      for (int p : c->partitions) {
-        if (clock.has_value()) req.add_partitions(p);
-        auto it = routed->parts.find(p);
-        if (it == routed->parts.end()) continue;
-        for (const auto& [t, i] : it->second.refs) {
+      auto add_part = [&](const Routed::Part& part) {
+        for (const auto& [t, i] : part.refs) {
           if (slices[t] == nullptr) {
             slices[t] = req.add_slices();
             slices[t]->set_table(tables[t].table);
@@ -386,6 +400,18 @@ absl::Status KvClient::DoPush(const std::vector<TableKeys>& tables, std::optiona
           }
           const float* v = tables[t].values.data() + static_cast<size_t>(i) * dim;
           slices[t]->mutable_values()->Add(v, v + dim);
+        }
+      };
+      if (all) {
+        // The same keys as below (every partition of the server is in the plan).
+        for (const auto& [p, part] : routed->parts) {
+          if (view.partition_owner(p) == c->server) add_part(part);
+        }
+      } else {
+        for (int p : c->partitions) {
+          if (clock.has_value()) req.add_partitions(p);
+          auto it = routed->parts.find(p);
+          if (it != routed->parts.end()) add_part(it->second);
         }
       }
       for (rpc::TableSlice* slice : slices) {

@@ -27,6 +27,29 @@ TEST(ModelIo, RoundTripsAndDumpsSortedText) {
   EXPECT_EQ(DumpModelText(*model), "w 3 3 4\nw 9 1 2\nb 0 0.5\n");
 }
 
+TEST(ModelIo, EmptyPartitionsHaveNoFileAndOthersMust) {
+  const std::string dir = ::testing::TempDir() + "/model_io_empty";
+  ASSERT_EQ(system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()), 0);
+  std::vector<TableSpec> tables(1);
+  tables[0].name = "w";
+  // Partitions 0-2, 4 and 6 are empty; 3 and 5 have rows.
+  ASSERT_TRUE(WriteManifest(dir, 7, tables, {0, 0, 0, 2, 0, 1, 0}).ok());
+  std::ifstream in(dir + "/MANIFEST");
+  std::string manifest((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(manifest.find("\nempty 0-2 4 6\n"), std::string::npos) << manifest;
+  ASSERT_TRUE(WritePartitionFile(dir, 3, {TableRows{0, 1, {7, 8}, {1, 2}}}).ok());
+  // A stale file of an empty partition (an older save's) is not read.
+  ASSERT_TRUE(WritePartitionFile(dir, 4, {TableRows{0, 1, {99}, {9}}}).ok());
+  auto missing = ReadModel(dir);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("part-00005.bin"), std::string::npos)
+      << missing.status();
+  ASSERT_TRUE(WritePartitionFile(dir, 5, {TableRows{0, 1, {5}, {0.5f}}}).ok());
+  auto model = ReadModel(dir);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(DumpModelText(*model), "w 5 0.5\nw 7 1\nw 8 2\n");
+}
+
 TEST(ModelIo, CorruptPartFileIsNamed) {
   const std::string dir = ::testing::TempDir() + "/model_io_bad";
   ASSERT_EQ(system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()), 0);

@@ -82,6 +82,13 @@ TEST(SchedulerCore, StartBarrierWaitsForEveryServerAndWorker) {
   ASSERT_TRUE(a.result.has_value() && b.result.has_value() && c.result.has_value());
   EXPECT_TRUE(a.result->ok());
   EXPECT_EQ((*c.result)->live_workers_size(), 2);
+  // Barriers answer with the view's version, state and live workers only
+  // (the client fetches the rest when it lacks that version).
+  const rpc::ClusterView view = core.View();
+  EXPECT_EQ((*c.result)->version(), view.version());
+  EXPECT_EQ((*c.result)->state(), view.state());
+  EXPECT_EQ((*c.result)->partition_owner_size(), 0);
+  EXPECT_GT(view.partition_owner_size(), 0);
 }
 
 TEST(SchedulerCore, ShardQueueHandsOutEachShardOncePerEpoch) {

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -636,17 +637,21 @@ TEST(ServerCore, APartitionLoadedFromACheckpointServesWhatWasWritten) {
   ASSERT_TRUE(pull.status.has_value());
   ASSERT_TRUE(pull.status->ok()) << *pull.status;
   EXPECT_EQ(pull.value(), expected.value());
-  // ... and clock 2 is aggregated as before the checkpoint.
+  // ... and clock 2 is aggregated as before the checkpoint. (Worker 0 reads
+  // clock 3 once it pushed clock 2, as trainers do: a read moves the
+  // reader's clock on a restored partition.)
+  auto push_clock_2 = [&](int w, float grad) {
+    rpc::PushRequest push = PushOf(w, 2, 7, grad, 3, /*examples=*/w + 1);
+    for (int p = 0; p < 8; ++p) push.add_partitions(p);
+    ASSERT_TRUE(PushNow(after, push).ok());
+  };
+  push_clock_2(0, 1.0f);
   PendingPull later(7, 3);
   later.Start(after);
   EXPECT_FALSE(later.status.has_value());
-  for (int w = 0; w < 2; ++w) {
-    rpc::PushRequest push = PushOf(w, 2, 7, 1.0f, 3);
-    for (int p = 0; p < 8; ++p) push.add_partitions(p);
-    ASSERT_TRUE(PushNow(after, push).ok());
-  }
+  push_clock_2(1, 2.0f);
   ASSERT_TRUE(later.status.has_value() && later.status->ok());
-  EXPECT_FLOAT_EQ(later.value(), expected.value() - 1.0f);
+  EXPECT_FLOAT_EQ(later.value(), expected.value() - 1.0f);  // (1 + 2) / (1 + 2 examples)
 }
 
 TEST(ServerCore, ARestoredPartitionWaitsForStaleClocksOnlyWhenResuming) {
@@ -693,6 +698,128 @@ TEST(ServerCore, AMissingCheckpointFileIsReportedAndThePartitionNotTakenUp) {
   core.UpdateView(PlacedView(2, ::testing::TempDir() + "/no-such-checkpoint"));
   EXPECT_NE(reported.find("cannot load partition"), std::string::npos) << reported;
   EXPECT_EQ(core.Stats().partitions_primary(), 0u);
+}
+
+// The clock floor (server/clock_floor.h): pushes that cover every partition
+// of the server raise it instead of visiting the partitions they have no
+// keys for.
+
+// A key of partition `p` (of the test job's 8).
+uint64_t KeyIn(int p, uint64_t after = 0) {
+  for (uint64_t k = after;; ++k) {
+    if (PartitionOf(kLrWeights, k, 8) == p) return k;
+  }
+}
+
+// A clocked push of `grads` (key -> gradient) covering every partition of
+// the server (map version 1), as workers send them.
+rpc::PushRequest PushAll(int worker, int64_t clock, const std::map<uint64_t, float>& grads,
+                         uint64_t seq, uint64_t examples, uint64_t map_version = 1) {
+  rpc::PushRequest req;
+  req.set_worker(worker);
+  req.set_incarnation(1);
+  req.set_seq(seq);
+  req.set_clock(clock);
+  req.set_num_examples(examples);
+  req.set_map_version(map_version);
+  req.set_all_partitions(true);
+  auto* s = req.add_slices();
+  s->set_table(kLrWeights);
+  for (const auto& [key, grad] : grads) {
+    s->add_keys(key);
+    s->add_values(grad);
+  }
+  return req;
+}
+
+// Pulls `keys` at `clock` and returns their values (the pull must not wait).
+std::vector<float> PullValues(ServerCore& core, const std::vector<uint64_t>& keys, int64_t clock) {
+  rpc::PullRequest req;
+  req.set_worker(0);
+  req.set_clock(clock);
+  auto* s = req.add_slices();
+  s->set_table(kLrWeights);
+  for (uint64_t k : keys) s->add_keys(k);
+  rpc::PullResponse resp;
+  std::optional<absl::Status> status;
+  core.Pull(&req, &resp, absl::Now() + absl::Seconds(30), [&](absl::Status st) { status = st; });
+  EXPECT_TRUE(status.has_value()) << "the pull at clock " << clock << " waited";
+  if (!status.has_value()) {
+    core.Shutdown();  // ends it while resp is alive
+    return {};
+  }
+  EXPECT_TRUE(status->ok()) << *status;
+  return {resp.slices(0).values().begin(), resp.slices(0).values().end()};
+}
+
+TEST(ServerCore, APartitionAWorkerPassedThroughTheFloorStillCountsItsExamples) {
+  // Worker 0 pushes a key of partition 1, worker 1 a key of partition 2:
+  // each partition sees one worker's push only, yet its clock must be scaled
+  // by both workers' examples (32 + 16), as when every worker sends every
+  // key (with zero gradients where it has none): the same bits.
+  const uint64_t a = KeyIn(1), b = KeyIn(2);
+  auto run = [&](bool zeros) {
+    ServerCore core(Job(config::BSP), 0);
+    core.UpdateView(View(2));
+    for (int64_t clock = 0; clock < 3; ++clock) {
+      std::map<uint64_t, float> g0{{a, 0.75f + clock}}, g1{{b, -0.5f * (clock + 1)}};
+      if (zeros) {
+        g0[b] = 0.0f;
+        g1[a] = 0.0f;
+      }
+      EXPECT_TRUE(PushNow(core, PushAll(0, clock, g0, clock + 1, 32)).ok());
+      EXPECT_TRUE(PushNow(core, PushAll(1, clock, g1, clock + 1, 16)).ok());
+    }
+    std::vector<float> values = PullValues(core, {a, b}, 3);
+    core.Shutdown();
+    return values;
+  };
+  const std::vector<float> lazy = run(false), full = run(true);
+  ASSERT_EQ(lazy.size(), 2u);
+  EXPECT_EQ(lazy, full);
+  // And not 0.75/32 (worker 1's examples left out).
+  EXPECT_NEAR(lazy[0], -(0.75 + 1.75 + 2.75) / 48, 1e-6);
+}
+
+TEST(ServerCore, TheFloorOpensReadsAndSurvivesAViewChange) {
+  ServerCore core(Job(config::SSP, /*staleness=*/0), 0);
+  core.UpdateView(View(2));
+  const uint64_t a = KeyIn(3);
+  // Worker 1's pushes never touch partition 3: only the floor moves its clock there.
+  ASSERT_TRUE(PushNow(core, PushAll(0, 0, {{a, 1.0f}}, 1, 1)).ok());
+  ASSERT_TRUE(PushNow(core, PushAll(1, 0, {{KeyIn(5), 1.0f}}, 1, 1)).ok());
+  EXPECT_EQ(PullValues(core, {a}, 1).size(), 1u);
+  // A new view (partitions 6 and 7 move away) ends the era: the clocks the
+  // floor gave partition 3 are folded into it, not lost.
+  rpc::ClusterView next = View(2);
+  next.set_version(2);
+  next.set_partition_owner(6, 1);
+  next.set_partition_owner(7, 1);
+  core.UpdateView(next);
+  EXPECT_EQ(PullValues(core, {a}, 1).size(), 1u);
+  // A push of the old map covers other partitions than "all" means now.
+  EXPECT_EQ(PushNow(core, PushAll(0, 1, {{a, 1.0f}}, 2, 1)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(PushNow(core, PushAll(0, 1, {{a, 1.0f}}, 2, 1, /*map_version=*/2)).ok());
+  ASSERT_TRUE(PushNow(core, PushAll(1, 1, {}, 2, 1, /*map_version=*/2)).ok());
+  EXPECT_EQ(PullValues(core, {a}, 2).size(), 1u);
+  // Ticks raise the floor too.
+  ASSERT_TRUE(TickNow(core, 0, 100).ok());
+  ASSERT_TRUE(TickNow(core, 1, 100).ok());
+  EXPECT_EQ(PullValues(core, {a, KeyIn(4)}, 100).size(), 2u);
+  PendingPull ahead(a, 101);
+  ahead.Start(core, absl::Milliseconds(100));
+  EXPECT_FALSE(ahead.status.has_value()) << "a read ahead of every worker was served";
+  core.Shutdown();
+}
+
+TEST(ServerCore, APushThatClaimsAllPartitionsMustNotListThem) {
+  ServerCore core(Job(config::BSP), 0);
+  core.UpdateView(View(1));
+  rpc::PushRequest push = PushAll(0, 0, {{KeyIn(0), 1.0f}}, 1, 1);
+  push.add_partitions(0);
+  EXPECT_EQ(PushNow(core, push).status().code(), absl::StatusCode::kInvalidArgument);
+  core.Shutdown();
 }
 
 }  // namespace
