@@ -109,6 +109,11 @@ class KvClient {
   // The server's data-plane connection, or null (gRPC).
   std::shared_ptr<DataConnection> Data(int server) ABSL_LOCKS_EXCLUDED(mu_);
   std::shared_ptr<const rpc::ClusterView> CurrentView() ABSL_LOCKS_EXCLUDED(mu_);
+  // Per server rank, the partitions a view makes it primary of, ascending.
+  using Owned = std::vector<std::vector<int>>;
+  // The current view with its Owned (computed once per view).
+  std::pair<std::shared_ptr<const rpc::ClusterView>, std::shared_ptr<const Owned>>
+  CurrentViewAndOwned() ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status RefreshView();
   // Whether the current map dropped `server` (dead, or primary of nothing).
   bool ServerGone(int server) ABSL_LOCKS_EXCLUDED(mu_);
@@ -130,6 +135,7 @@ class KvClient {
   mutable Mutex mu_;
   // Immutable once published; replaced whole by SetView.
   std::shared_ptr<const rpc::ClusterView> view_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const Owned> owned_ ABSL_GUARDED_BY(mu_);  // of view_
   std::vector<std::unique_ptr<rpc::ParameterServer::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<DataConnection>> data_
       ABSL_GUARDED_BY(mu_);  // per server, maybe null
