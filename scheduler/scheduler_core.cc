@@ -66,7 +66,34 @@ void SchedulerCore::SetListenAddress(const std::string& host, int port) {
 
 void SchedulerCore::RemoveStateFile() {
   MutexLock lock(&mu_);
-  if (!options_.state_path.empty()) std::remove(options_.state_path.c_str());
+  if (options_.state_path.empty()) return;
+  std::remove(options_.state_path.c_str());
+  if (view_file_version_ != 0) {
+    std::remove(ViewFilePath(options_.state_path, view_file_version_).c_str());
+  }
+}
+
+std::string ViewFilePath(const std::string& state_path, uint64_t version) {
+  return absl::StrCat(state_path, ".view-", version);
+}
+
+absl::StatusOr<rpc::SchedulerState> ReadSchedulerState(const std::string& path) {
+  auto bytes = ReadSealedFile(path, kMaxStateFileBytes);
+  if (!bytes.ok()) return bytes.status();
+  rpc::SchedulerState s;
+  if (!s.ParseFromString(*bytes) || !s.has_job()) {
+    return absl::DataLossError(absl::StrCat(path, " is not a state file"));
+  }
+  if (s.view_file_version() != 0) {
+    const std::string view_path = ViewFilePath(path, s.view_file_version());
+    auto view = ReadSealedFile(view_path, kMaxStateFileBytes);
+    if (!view.ok()) return view.status();
+    if (!s.mutable_view()->ParseFromString(*view) ||
+        s.view().version() != s.view_file_version()) {
+      return absl::DataLossError(absl::StrCat(view_path, " is not the view file of ", path));
+    }
+  }
+  return s;
 }
 
 std::string SchedulerCore::latest_checkpoint() const {
@@ -1832,7 +1859,22 @@ void SchedulerCore::SaveStateLocked() {
   s.set_servers_registered(servers_registered_);
   s.set_workers_registered(workers_registered_);
   s.set_standbys_registered(standbys_registered_);
-  *s.mutable_view() = view_;
+  // The view goes to its own file, once per version, before the state that
+  // names it; the previous one is removed once the new state is written.
+  const uint64_t previous_view_file = view_file_version_;
+  if (view_.version() != view_file_version_) {
+    std::string view_bytes;
+    const absl::Status view_written =
+        view_.SerializeToString(&view_bytes)
+            ? WriteSealedFile(ViewFilePath(options_.state_path, view_.version()), view_bytes)
+            : absl::InternalError("cannot serialize the cluster view");
+    if (view_written.ok()) {
+      view_file_version_ = view_.version();
+    } else {
+      *s.mutable_view() = view_;  // in the state file, as before
+    }
+  }
+  if (!s.has_view()) s.set_view_file_version(view_file_version_);
   for (const auto& [name, b] : barriers_) {
     rpc::SchedulerState::BarrierRecord* r = s.add_barriers();
     r->set_name(name);
@@ -1899,6 +1941,9 @@ void SchedulerCore::SaveStateLocked() {
   absl::Status written = s.SerializeToString(&bytes)
                              ? WriteSealedFile(options_.state_path, bytes)
                              : absl::InternalError("cannot serialize the scheduler state");
+  if (written.ok() && previous_view_file != 0 && previous_view_file != view_file_version_) {
+    std::remove(ViewFilePath(options_.state_path, previous_view_file).c_str());
+  }
   if (!written.ok() && !state_write_failed_) {
     // Once: the job goes on, but a restart would not find this state.
     state_write_failed_ = true;
@@ -1947,6 +1992,7 @@ absl::Status SchedulerCore::Restore(const rpc::SchedulerState& s, absl::Time now
   workers_registered_ = s.workers_registered();
   standbys_registered_ = s.standbys_registered();
   view_ = s.view();
+  view_file_version_ = s.view_file_version();
   barriers_.clear();
   for (const rpc::SchedulerState::BarrierRecord& r : s.barriers()) {
     BarrierState& b = barriers_[r.name()];

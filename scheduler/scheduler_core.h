@@ -33,6 +33,12 @@
 
 namespace ps {
 
+// Reads a scheduler state file (SaveStateLocked's), with the view file it
+// names (SchedulerState.view_file_version) put back into its `view`.
+absl::StatusOr<rpc::SchedulerState> ReadSchedulerState(const std::string& path);
+// The view file of a state file, for view version `version`.
+std::string ViewFilePath(const std::string& state_path, uint64_t version);
+
 class SchedulerCore {
  public:
   using BarrierDone = std::function<void(absl::StatusOr<rpc::BarrierResponse>)>;
@@ -315,6 +321,8 @@ class SchedulerCore {
   int port_ ABSL_GUARDED_BY(mu_) = 0;
   bool dirty_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t saved_view_version_ ABSL_GUARDED_BY(mu_) = 0;  // every view change is saved too
+  // The version of the view file the state file names (0: none written).
+  uint64_t view_file_version_ ABSL_GUARDED_BY(mu_) = 0;
   bool recheck_ ABSL_GUARDED_BY(mu_) = false;
   bool state_write_failed_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -87,11 +87,9 @@ int Run(const std::vector<std::string>& overrides) {
   rpc::SchedulerState saved;
   if (restore) {
     // The job as the first scheduler resolved it, not the file as it is now.
-    auto bytes = ReadSealedFile(state_path, kMaxStateFileBytes);
-    if (!bytes.ok()) return Fatal(absl::StrCat("--restore: ", bytes.status().message()));
-    if (!saved.ParseFromString(*bytes) || !saved.has_job()) {
-      return Fatal(absl::StrCat("--restore: ", state_path, " is not a state file"));
-    }
+    auto read = ReadSchedulerState(state_path);
+    if (!read.ok()) return Fatal(absl::StrCat("--restore: ", read.status().message()));
+    saved = std::move(*read);
     *job = saved.job();
   }
 

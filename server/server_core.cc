@@ -486,6 +486,7 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
           rank_, " has map version ", view.version)));
       return;
     }
+    cover.reserve(view.primaries);
     for (int p = 0; p < num_partitions_; ++p) {
       if (role[p] == kPrimary) cover.push_back(p);
     }
@@ -552,6 +553,7 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
   // without: visited, or skipped.
   std::vector<int> keyed, rest, skipped;
   keyed.reserve(routing->size());
+  if (lists_all) skipped.reserve(cover.size());
   for (const auto& [p, refs] : *routing) keyed.push_back(p);
   auto next_keyed = keyed.begin();
   for (int p : cover) {

@@ -226,10 +226,18 @@ TEST(SchedulerCore, ARestartedSchedulerCarriesOnFromTheStateFile) {
   ASSERT_TRUE(handed.ok() && handed->has_shard());
   const uint64_t version = first.View().version();
 
+  // The view is in its own file, written once per version.
   auto bytes = ReadSealedFile(path, kMaxStateFileBytes);
   ASSERT_TRUE(bytes.ok()) << bytes.status();
-  rpc::SchedulerState state;
-  ASSERT_TRUE(state.ParseFromString(*bytes));
+  rpc::SchedulerState raw;
+  ASSERT_TRUE(raw.ParseFromString(*bytes));
+  EXPECT_EQ(raw.view_file_version(), version);
+  EXPECT_FALSE(raw.has_view());
+  auto read = ReadSchedulerState(path);
+  ASSERT_TRUE(read.ok()) << read.status();
+  const rpc::SchedulerState& state = *read;
+  EXPECT_EQ(state.view().version(), version);
+  EXPECT_EQ(state.view().partition_owner_size(), first.View().partition_owner_size());
   SchedulerCore second(job, absl::Now(), SchedulerCore::Options{path});
   ASSERT_TRUE(second.Restore(state, absl::Now()).ok());
 
