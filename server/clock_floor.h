@@ -19,13 +19,16 @@
 // Workers are at most a clock or two apart in BSP (nobody pulls clock c + 1
 // before every worker pushed c), so 64 clocks are plenty.
 //
-// Thread-safety: mu_ guards everything; it is a leaf lock (taken inside a
-// partition's lock, never the other way round).
+// Thread-safety: mu_ (a leaf lock, taken inside a partition's) serializes
+// raising floors, starting eras and the record; floors and the era are
+// atomics that partitions read without it.
 #ifndef PS_SERVER_CLOCK_FLOOR_H_
 #define PS_SERVER_CLOCK_FLOOR_H_
 
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -36,47 +39,57 @@ namespace ps {
 
 class ClockFloor {
  public:
-  // Eras are numbered from 1; 0 is "none".
-  uint64_t era() const {
-    MutexLock lock(&mu_);
-    return era_;
+  // Floors are kept for worker ranks below `max_workers` (others are never
+  // raised: their pushes visit every partition).
+  explicit ClockFloor(int max_workers)
+      : max_workers_(max_workers), floor_(new std::atomic<int64_t>[max_workers]) {
+    for (int w = 0; w < max_workers_; ++w) floor_[w].store(0);
   }
 
-  // Raises `worker`'s floor to at least `next`, if `era` is the current era.
-  // Returns false (nothing raised) if it is not; `*moved`: the floor rose.
+  // Eras are numbered from 1; 0 is "none".
+  uint64_t era() const { return era_.load(); }
+
+  // Raises `worker`'s floor to at least `next`, if `era` is the current era
+  // and the rank has a floor. Returns false (nothing raised) otherwise;
+  // `*moved`: the floor rose.
   bool Raise(uint64_t era, int32_t worker, int64_t next, bool* moved) {
     MutexLock lock(&mu_);
     *moved = false;
-    if (era != era_ || era == 0) return false;
-    int64_t& floor = floor_[worker];
-    if (next > floor) {
-      floor = next;
+    if (era != era_.load() || era == 0 || worker < 0 || worker >= max_workers_) return false;
+    if (next > floor_[worker].load()) {
+      floor_[worker].store(next);
       *moved = true;
     }
     return true;
   }
 
-  // `worker`'s floor in `era` (0 if `era` is not the current one).
+  // `worker`'s floor in `era` (0 if `era` is not the current one). Lock-free:
+  // partitions read it for every live worker whenever they check clocks.
   int64_t Get(uint64_t era, int32_t worker) const {
-    MutexLock lock(&mu_);
-    if (era != era_ || era == 0) return 0;
-    auto it = floor_.find(worker);
-    return it == floor_.end() ? 0 : it->second;
+    if (era == 0 || worker < 0 || worker >= max_workers_ || era != era_.load()) return 0;
+    return floor_[worker].load();
   }
-  // Every worker's floor in `era` (none if it is not the current one).
+  // Every raised floor of `era` (none if it is not the current one).
   std::vector<std::pair<int32_t, int64_t>> All(uint64_t era) const {
-    MutexLock lock(&mu_);
-    if (era != era_ || era == 0) return {};
-    return {floor_.begin(), floor_.end()};
+    std::vector<std::pair<int32_t, int64_t>> out;
+    if (era == 0 || era != era_.load()) return out;
+    for (int w = 0; w < max_workers_; ++w) {
+      const int64_t f = floor_[w].load();
+      if (f > 0) out.emplace_back(w, f);
+    }
+    return out;
   }
 
   // Begins era `era` (greater than the current one) with no floor; returns
   // the floors of the era that ended, for folding.
   std::vector<std::pair<int32_t, int64_t>> NewEra(uint64_t era) {
     MutexLock lock(&mu_);
-    std::vector<std::pair<int32_t, int64_t>> old(floor_.begin(), floor_.end());
-    floor_.clear();
-    era_ = era;
+    std::vector<std::pair<int32_t, int64_t>> old;
+    for (int w = 0; w < max_workers_; ++w) {
+      const int64_t f = floor_[w].exchange(0);
+      if (f > 0) old.emplace_back(w, f);
+    }
+    era_.store(era);
     return old;
   }
 
@@ -107,10 +120,15 @@ class ClockFloor {
     uint64_t examples = 0;
     float lr_scale = 1.0f;
   };
+  const int max_workers_;
+  // Written under mu_ (Raise, NewEra), read without it (Get, All). The
+  // loads and stores are sequentially consistent: a partition sets its
+  // visit flag and then reads a floor, a push raises a floor and then reads
+  // the flag, and one of the two must see the other's write.
+  std::unique_ptr<std::atomic<int64_t>[]> floor_;  // worker rank -> next clock
+  std::atomic<uint64_t> era_{0};
   mutable Mutex mu_;
-  uint64_t era_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::flat_hash_map<int32_t, int64_t> floor_ ABSL_GUARDED_BY(mu_);  // worker -> next clock
-  // Only live workers' pushes are recorded and raise floors (ServerCore::Push).
+  // Only live workers' pushes are recorded (ServerCore::Push).
   absl::flat_hash_map<int32_t, std::array<Entry, kRing>> ring_ ABSL_GUARDED_BY(mu_);
 };
 

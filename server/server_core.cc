@@ -65,6 +65,10 @@ ServerCore::ServerCore(const config::JobConfig& job, int rank)
       staleness_(job.job().staleness()),
       num_partitions_(job.cluster().num_partitions()),
       tables_(TablesForJob(job)),
+      // Worker ranks stay below the job's worker count (a standby takes a
+      // dead worker's rank); a margin for benchmarks and tests that
+      // simulate more.
+      floor_(std::max(1024, job.cluster().num_workers())),
       replicator_(rank, job.cluster().num_partitions(),
                   absl::Milliseconds(std::min(job.cluster().rpc_timeout_ms(), 10000)),
                   Replicator::Callbacks{[this](int p) { Fenced(p); },
