@@ -287,10 +287,10 @@ absl::StatusOr<rpc::HeartbeatResponse> SchedulerCore::Heartbeat(const rpc::Heart
       const bool listed = Holds(*list, node.rank);
       if (is_backup && synced.count(p) > 0 && !listed) {
         list->Add(node.rank);
-        dirty_ = true;
+        dirty_ = view_file_stale_ = true;
       } else if ((!is_backup || synced.count(p) == 0) && listed) {
         Drop(list, node.rank);
-        dirty_ = true;
+        dirty_ = view_file_stale_ = true;
       }
     }
   }
@@ -1862,7 +1862,7 @@ void SchedulerCore::SaveStateLocked() {
   // The view goes to its own file, once per version, before the state that
   // names it; the previous one is removed once the new state is written.
   const uint64_t previous_view_file = view_file_version_;
-  if (view_.version() != view_file_version_) {
+  if (view_.version() != view_file_version_ || view_file_stale_) {
     std::string view_bytes;
     const absl::Status view_written =
         view_.SerializeToString(&view_bytes)
@@ -1870,6 +1870,7 @@ void SchedulerCore::SaveStateLocked() {
             : absl::InternalError("cannot serialize the cluster view");
     if (view_written.ok()) {
       view_file_version_ = view_.version();
+      view_file_stale_ = false;
     } else {
       *s.mutable_view() = view_;  // in the state file, as before
     }

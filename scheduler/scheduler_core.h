@@ -323,6 +323,9 @@ class SchedulerCore {
   uint64_t saved_view_version_ ABSL_GUARDED_BY(mu_) = 0;  // every view change is saved too
   // The version of the view file the state file names (0: none written).
   uint64_t view_file_version_ ABSL_GUARDED_BY(mu_) = 0;
+  // The view changed without a new version (complete backups, from load
+  // reports): its file is rewritten at the next save.
+  bool view_file_stale_ ABSL_GUARDED_BY(mu_) = false;
   bool recheck_ ABSL_GUARDED_BY(mu_) = false;
   bool state_write_failed_ ABSL_GUARDED_BY(mu_) = false;
 };

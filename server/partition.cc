@@ -582,7 +582,9 @@ Partition::InstallResult Partition::Install(const rpc::PartitionState& s, uint64
   }
   rejoining_ = s.rejoining();
   rejoined_ = std::set<int32_t>(s.rejoined().begin(), s.rejoined().end());
-  following_ = 0;  // a state from elsewhere: it follows again once primary here
+  // following_ stays: only a primary follows the floor, and a snapshot that
+  // reaches a partition promoted meanwhile replaces a state the floor's
+  // raises of this era covered all the same (workers passed those clocks here).
   UpdateVisitFlagLocked();
   before_clock_ = s.before_clock();
   before_index_.assign(tables_->size(), {});

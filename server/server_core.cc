@@ -244,11 +244,20 @@ void ServerCore::UpdateView(const rpc::ClusterView& view) {
     loaded[p] = true;
     restored.push_back(p);
   }
+  // Partitions with backups are visited by every push (their backups learn
+  // clocks from ops): flagged before pushes can see the new roles, so that
+  // none of the new era skips one whose state goes to a new backup below.
+  for (int p = 0; p < num_partitions_; ++p) {
+    if (new_role[p] == kPrimary && !backups[p].empty()) {
+      visit_flags_[p].fetch_or(Partition::kVisitServer);
+    }
+  }
   const uint64_t era = ++last_era_;
   {
     MutexLock lock(&gate_mu_);
     view_version_ = view.version();
     role_ = new_role;
+    stepped_down_ = false;
     era_ = era;
     primaries_ = static_cast<int>(std::count(new_role.begin(), new_role.end(), kPrimary));
     epoch_ = new_epoch;
@@ -261,13 +270,6 @@ void ServerCore::UpdateView(const rpc::ClusterView& view) {
     live = live_workers_;
   }
   NewFloorEra(era, old_role, new_role);
-  // Partitions with backups are visited by every push (their backups learn
-  // clocks from ops): flagged before their state goes to a new backup.
-  for (int p = 0; p < num_partitions_; ++p) {
-    if (new_role[p] == kPrimary && !backups[p].empty()) {
-      visit_flags_[p].fetch_or(Partition::kVisitServer);
-    }
-  }
   for (const rpc::ServerInfo& s : view.servers()) replicator_.SetAddress(s.rank(), s.address());
   int promoted = 0;
   for (int p = 0; p < num_partitions_; ++p) {
@@ -398,6 +400,7 @@ absl::StatusOr<ServerCore::Routing> ServerCore::Route(const Request& req, bool w
     version = view_version_;
     if (roles != nullptr) {
       roles->version = view_version_;
+      roles->stepped_down = stepped_down_;
       roles->era = era_;
       roles->primaries = primaries_;
     }
@@ -483,8 +486,10 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
       done(absl::InvalidArgumentError("a push that covers all partitions must not list them"));
       return;
     }
-    // The sender's map must be ours: with another, "all" is another set.
-    if (req->map_version() != view.version) {
+    // The sender's map must be ours: with another, "all" is another set
+    // (also when this server gave up a partition since: the sender would
+    // count it as covered here).
+    if (req->map_version() != view.version || view.stepped_down) {
       done(absl::FailedPreconditionError(absl::StrCat(
           "the push covers the partitions of map version ", req->map_version(), "; server ",
           rank_, " has map version ", view.version)));
@@ -880,7 +885,10 @@ void ServerCore::Fenced(int partition) {
     {
       MutexLock lock(&gate_mu_);
       old_role = role_;
-      if (role_[partition] == kPrimary) role_[partition] = kNone;
+      if (role_[partition] == kPrimary) {
+        role_[partition] = kNone;
+        stepped_down_ = true;
+      }
       new_role = role_;
       era_ = era;
       primaries_ = static_cast<int>(std::count(role_.begin(), role_.end(), kPrimary));
@@ -889,6 +897,8 @@ void ServerCore::Fenced(int partition) {
     NewFloorEra(era, old_role, new_role);
     replicator_.SetPrimary(partition, false);
   }
+  // Pulls parked while the era changed saw a floor of 0 meanwhile.
+  WakeParked();
   spdlog::warn("server {}: stepped down as primary of partition {}: a newer primary exists", rank_,
                partition);
   if (refresh) refresh();

@@ -155,6 +155,7 @@ class ServerCore {
   struct RoleView {
     std::vector<Role> role;
     uint64_t version = 0;  // of the view they come from
+    bool stepped_down = false;  // a partition was given up since that view (Fenced)
     uint64_t era = 0;
     int primaries = 0;
   };
@@ -209,6 +210,8 @@ class ServerCore {
   std::vector<Role> role_ ABSL_GUARDED_BY(gate_mu_);
   uint64_t era_ ABSL_GUARDED_BY(gate_mu_) = 0;  // the clock floor's era of role_
   int primaries_ ABSL_GUARDED_BY(gate_mu_) = 0;  // partitions role_ makes primary
+  // Fenced gave up a partition since the last view: role_ is not the view's.
+  bool stepped_down_ ABSL_GUARDED_BY(gate_mu_) = false;
   std::vector<uint64_t> epoch_ ABSL_GUARDED_BY(gate_mu_);  // per partition, from the view
   // Epoch of the last snapshot installed per partition (0: none). A backup
   // holds a complete copy once it has one of the view's epoch.
