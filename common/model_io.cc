@@ -140,8 +140,8 @@ absl::StatusOr<LoadedModel> ReadModel(const std::string& dir) {
         int first = 0, last = 0;
         if (ends.size() > 2 || !absl::SimpleAtoi(ends[0], &first) ||
             !absl::SimpleAtoi(ends.back(), &last) || first < 0 || last < first) {
-          return absl::InvalidArgumentError(absl::StrCat(manifest_path, ":", line_no,
-                                                         ": bad empty partition run '", f[i], "'"));
+          return absl::InvalidArgumentError(
+              absl::StrCat(manifest_path, ":", line_no, ": bad empty partition run '", f[i], "'"));
         }
         empty.emplace_back(first, last);
       }

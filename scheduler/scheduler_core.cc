@@ -88,8 +88,7 @@ absl::StatusOr<rpc::SchedulerState> ReadSchedulerState(const std::string& path) 
     const std::string view_path = ViewFilePath(path, s.view_file_version());
     auto view = ReadSealedFile(view_path, kMaxStateFileBytes);
     if (!view.ok()) return view.status();
-    if (!s.mutable_view()->ParseFromString(*view) ||
-        s.view().version() != s.view_file_version()) {
+    if (!s.mutable_view()->ParseFromString(*view) || s.view().version() != s.view_file_version()) {
       return absl::DataLossError(absl::StrCat(view_path, " is not the view file of ", path));
     }
   }

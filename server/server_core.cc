@@ -491,8 +491,9 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
     // count it as covered here).
     if (req->map_version() != view.version || view.stepped_down) {
       done(absl::FailedPreconditionError(absl::StrCat(
-          "the push covers the partitions of map version ", req->map_version(), "; server ",
-          rank_, " has map version ", view.version)));
+          "the push covers the partitions of map version ", req->map_version(), "; server ", rank_,
+          view.stepped_down ? " gave up a partition of map version " : " has map version ",
+          view.version, view.stepped_down ? " (retry with the next)" : "")));
       return;
     }
     cover.reserve(view.primaries);
@@ -556,8 +557,10 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
   const bool lists_all = req->has_clock() &&
                          (req->partitions_size() > 0 || req->all_partitions()) && is_live &&
                          view.era != 0 && static_cast<int>(cover.size()) == view.primaries;
-  if (bsp) floor_.Record(req->worker(), req->clock(), req->num_examples(),
-                         req->lr_scale() > 0 ? req->lr_scale() : 1.0f);
+  if (bsp) {
+    floor_.Record(req->worker(), req->clock(), req->num_examples(),
+                  req->lr_scale() > 0 ? req->lr_scale() : 1.0f);
+  }
   // The partitions with keys (routing is sorted, as is cover), then those
   // without: visited, or skipped.
   std::vector<int> keyed, rest, skipped;
@@ -638,8 +641,7 @@ void ServerCore::Tick(const rpc::TickRequest& req, absl::Time deadline, Done don
   };
   // A live worker's tick covers every primary partition: as a push does
   // (Push), it raises the floor for those that do not ask for visits.
-  const bool lazy =
-      era != 0 && std::find(live.begin(), live.end(), req.worker()) != live.end();
+  const bool lazy = era != 0 && std::find(live.begin(), live.end(), req.worker()) != live.end();
   std::vector<int> skipped;
   for (int p = 0; p < num_partitions_; ++p) {
     if (role[p] != kPrimary) continue;

@@ -154,7 +154,7 @@ class ServerCore {
   // they belong to and how many primaries they name.
   struct RoleView {
     std::vector<Role> role;
-    uint64_t version = 0;  // of the view they come from
+    uint64_t version = 0;       // of the view they come from
     bool stepped_down = false;  // a partition was given up since that view (Fenced)
     uint64_t era = 0;
     int primaries = 0;
@@ -163,8 +163,8 @@ class ServerCore {
   // primary of every key's partition; groups keys by partition. `roles`
   // (if set) receives the roles it checked against.
   template <typename Request>
-  absl::StatusOr<Routing> Route(const Request& req, bool with_values,
-                                RoleView* roles = nullptr) ABSL_LOCKS_EXCLUDED(gate_mu_);
+  absl::StatusOr<Routing> Route(const Request& req, bool with_values, RoleView* roles = nullptr)
+      ABSL_LOCKS_EXCLUDED(gate_mu_);
   // The role table changed (view_mu_ held): a new era of the clock floor.
   // Folds the old era's floors into the partitions that were primary in
   // `old_role`, then has those primary in `new_role` follow the new one.
@@ -208,7 +208,7 @@ class ServerCore {
   std::function<void(const std::string&)> report_failure_ ABSL_GUARDED_BY(gate_mu_);
   uint64_t view_version_ ABSL_GUARDED_BY(gate_mu_) = 0;
   std::vector<Role> role_ ABSL_GUARDED_BY(gate_mu_);
-  uint64_t era_ ABSL_GUARDED_BY(gate_mu_) = 0;  // the clock floor's era of role_
+  uint64_t era_ ABSL_GUARDED_BY(gate_mu_) = 0;   // the clock floor's era of role_
   int primaries_ ABSL_GUARDED_BY(gate_mu_) = 0;  // partitions role_ makes primary
   // Fenced gave up a partition since the last view: role_ is not the view's.
   bool stepped_down_ ABSL_GUARDED_BY(gate_mu_) = false;

@@ -400,7 +400,8 @@ absl::Status KvClient::DoPush(const std::vector<TableKeys>& tables, std::optiona
     // request per server from its Owned list, unless its keys are too many
     // for one (a job of 8,192 partitions planned them one by one per push).
     std::vector<size_t> server_bytes(num_servers, 0);
-    bool whole = clock.has_value() && static_cast<int>(partitions.size()) == options_.num_partitions &&
+    bool whole = clock.has_value() &&
+                 static_cast<int>(partitions.size()) == options_.num_partitions &&
                  view.partition_owner_size() == options_.num_partitions;
     for (const auto& [p, part] : routed->parts) {
       const int s = p < view.partition_owner_size() ? view.partition_owner(p) : -1;
