@@ -234,6 +234,11 @@ void SchedulerCore::BuildViewLocked() {
   view_.set_version(view_.version() + 1);
   state_ = rpc::RUNNING;
   view_.set_state(state_);
+  // Heartbeats count from here: a server that registered first waited in
+  // the start barrier for the others, without heartbeats, and was declared
+  // dead as soon as the job ran (compose, when containers came up far apart).
+  const absl::Time now = absl::Now();
+  for (auto& [id, node] : nodes_) node.last_heartbeat = now;
   spdlog::info("all {} servers and {} workers registered; {} partitions placed (map version {})", n,
                job_.cluster().num_workers(), job_.cluster().num_partitions(), view_.version());
 }
@@ -424,11 +429,15 @@ void SchedulerCore::Barrier(const rpc::BarrierRequest& req, BarrierDone done) {
       done(absl::AbortedError(absl::StrCat("the job failed: ", why)));
       return;
     }
-    if (nodes_.find(req.node_id()) == nodes_.end()) {
+    auto arriving = nodes_.find(req.node_id());
+    if (arriving == nodes_.end()) {
       lock.Release();
       done(absl::NotFoundError(absl::StrCat("node ", req.node_id(), " is not registered")));
       return;
     }
+    // An arrival is a sign of life too (servers heartbeat only after the
+    // start and ready barriers).
+    arriving->second.last_heartbeat = absl::Now();
     BarrierState& b = barriers_[req.name()];
     if (b.released) {
       BarrierViewLocked(&resp);
