@@ -110,6 +110,27 @@ bool Retryable(const grpc::Status& s) {
          s.error_code() == grpc::StatusCode::FAILED_PRECONDITION;
 }
 
+// A refusal that a newer map cures: the server is behind the request's map
+// (it is fetching the newer one now), or the client's map is behind the
+// server's (the partition moved). A server answered; nothing is down.
+bool StaleView(const grpc::Status& s) {
+  return s.error_code() == grpc::StatusCode::ABORTED ||
+         s.error_code() == grpc::StatusCode::FAILED_PRECONDITION;
+}
+
+// The wait before a retry. A server that did not answer (`outage` counts
+// such rounds; -1 if every part of this round was answered) backs off
+// exponentially, 20 ms to 500 ms. Refusals that only a newer map cures are
+// retried after a few ms: a drain or a rebalance publishes one map per
+// moved partition, and a client that doubled its wait at each of them
+// trailed the moves by a second (a stall while nothing was down).
+absl::Duration RetryBackoff(int outage, int view_round) {
+  if (outage >= 0) {
+    return std::min(absl::Milliseconds(20) * (1 << std::min(outage, 6)), absl::Milliseconds(500));
+  }
+  return absl::Milliseconds(std::min(5 * (1 + view_round), 50));
+}
+
 }  // namespace
 
 // Keys grouped by partition: refs are (input table index, key index).
@@ -300,12 +321,15 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
   absl::Time first_failure = absl::InfiniteFuture();
   grpc::Status last;
   std::set<int> reported;
+  int outages = 0;      // rounds in which a server did not answer
+  int view_rounds = 0;  // rounds refused only because a map was behind
   for (int attempt = 0;; ++attempt) {
     std::vector<std::unique_ptr<CallT>> calls = build(partitions);
     std::vector<CallT*> raw;
     for (auto& c : calls) raw.push_back(c.get());
     RunAll(raw, options_.rpc_timeout, start, [this](CallT* c) { return ServerGone(c->server); });
     partitions.clear();
+    bool unanswered = false;
     for (auto& c : calls) {
       if (c->status.ok()) {
         if (absl::Status s = on_ok(*c); !s.ok()) return s;
@@ -319,6 +343,7 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
       partitions.insert(partitions.end(), c->partitions.begin(), c->partitions.end());
       const bool unreachable = c->status.error_code() == grpc::StatusCode::UNAVAILABLE ||
                                c->status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+      unanswered |= !StaleView(c->status);
       if (unreachable && options_.report_unreachable && reported.insert(c->server).second) {
         options_.report_unreachable(c->server, c->status.error_message());
       }
@@ -338,8 +363,7 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
     }
     spdlog::warn("{}: {} partitions failed ({}); retrying", what, partitions.size(),
                  last.error_message());
-    absl::SleepFor(std::min(absl::Milliseconds(20) * (1 << std::min(attempt, 6)),
-                            absl::Milliseconds(500)));  // retry backoff
+    absl::SleepFor(RetryBackoff(unanswered ? outages++ : -1, view_rounds++));
     // The map may have moved on (a failover): re-route with the newest one.
     if (absl::Status s = RefreshView(); !s.ok()) {
       spdlog::warn("{}: could not refresh the map: {}", what, std::string(s.message()));
