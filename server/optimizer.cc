@@ -137,14 +137,17 @@ class AdamFamily final : public Optimizer {
       }
     } else {
       const float bc2 = t < kCachedSteps ? bc2_[t] : 1.0f - std::pow(b2_, static_cast<float>(t));
-      const float decay = type_ == config::ADAMW ? lr * wd_ : 0.0f;
+      // lr * (m / bc1) / (sqrt(v / bc2) + eps) with one division and one
+      // sqrt per coefficient: the three divisions the textbook form has made
+      // the loop divider-bound (0.10 of an axpy's rate with AVX-512).
+      const float step_size = lr / bc1;
+      const float inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
+      const float keep = type_ == config::ADAMW ? 1.0f - lr * wd_ : 1.0f;
       for (int i = 0; i < dim; ++i) {
         const float g = scale * grad[i] + l2_ * value[i];
         m[i] = b1_ * m[i] + (1.0f - b1_) * g;
         v[i] = b2_ * v[i] + (1.0f - b2_) * (g * g);
-        float w = value[i];
-        if (type_ == config::ADAMW) w -= decay * w;
-        value[i] = w - lr * (m[i] / bc1) / (std::sqrt(v[i] / bc2) + eps_);
+        value[i] = keep * value[i] - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps_);
       }
     }
     SoftThreshold(dim, lr * l1_, value);
