@@ -745,6 +745,11 @@ absl::Status ServerCore::Serve(const rpc::PullRequest& req, rpc::PullResponse* r
 
 void ServerCore::Pull(const rpc::PullRequest* req, rpc::PullResponse* resp, absl::Time deadline,
                       Done done) {
+  if (req->has_acked_clock() && (req->acked_clock() < 0 || !req->has_clock())) {
+    done(absl::InvalidArgumentError(absl::StrCat(
+        "acked_clock ", req->acked_clock(), req->has_clock() ? " is negative" : " without a clock")));
+    return;
+  }
   auto routing = Route(*req, /*with_values=*/false);
   if (!routing.ok()) {
     done(routing.status());
@@ -775,8 +780,10 @@ void ServerCore::Pull(const rpc::PullRequest* req, rpc::PullResponse* resp, absl
     }
     if (!catch_up.empty()) live = live_workers_;
   }
+  const int64_t covered =
+      req->has_acked_clock() ? std::min(req->acked_clock(), req->clock()) : req->clock();
   for (int p : catch_up) {
-    partitions_[p]->Tick(req->worker(), req->clock(), mode_ == config::BSP, live, &replicator_);
+    partitions_[p]->Tick(req->worker(), covered, mode_ == config::BSP, live, &replicator_);
   }
   Parked parked{req, resp, req->clock(), deadline, std::move(done), {}, false};
   for (const auto& [p, refs] : *routing) parked.partitions.push_back(p);

@@ -221,7 +221,9 @@ class ServerCore {
   // replica died mid-job, so a pull at clock c here first moves the puller's
   // clock to c: a worker pulls at c only once its pushes of every clock
   // below c were acknowledged (by this partition's previous primary), so the
-  // gate never waits for pushes that will not come again.
+  // gate never waits for pushes that will not come again. A pull sent ahead
+  // of its push of c - 1 says so (PullRequest.acked_clock): it moves the
+  // clock only that far, or the push in flight would be taken as done.
   std::vector<bool> restored_ ABSL_GUARDED_BY(gate_mu_);
   std::vector<int32_t> live_workers_ ABSL_GUARDED_BY(gate_mu_);
   bool shut_down_ ABSL_GUARDED_BY(gate_mu_) = false;

@@ -317,7 +317,7 @@ bool KvClient::KeepTrying(int attempt, absl::Time first_failure) const {
 
 template <typename CallT, typename Build, typename Start, typename OnOk>
 absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partitions, Build build,
-                                      Start start, OnOk on_ok) {
+                                      Start start, OnOk on_ok, bool retry) {
   absl::Time first_failure = absl::InfiniteFuture();
   grpc::Status last;
   std::set<int> reported;
@@ -356,6 +356,10 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
       return absl::OkStatus();
     }
     first_failure = std::min(first_failure, absl::Now());
+    if (!retry) {
+      return absl::UnavailableError(
+          absl::StrCat(what, ": ", partitions.size(), " partitions failed: ", last.error_message()));
+    }
     if (!KeepTrying(attempt, first_failure)) {
       return absl::UnavailableError(absl::StrCat(what, " failed after ", attempt + 1, " attempts over ",
                                                  absl::FormatDuration(absl::Now() - first_failure),
@@ -384,14 +388,21 @@ absl::Status KvClient::Push(const std::vector<TableKeys>& tables, std::optional<
   const absl::Time start = absl::Now();
   uint64_t wire_bytes = 0;
   absl::Status s = DoPush(tables, clock, num_examples, lr_scale, &wire_bytes);
+  if (s.ok() && clock.has_value()) {
+    int64_t acked = acked_clock_.load(std::memory_order_relaxed);
+    while (acked < *clock + 1 &&
+           !acked_clock_.compare_exchange_weak(acked, *clock + 1, std::memory_order_release)) {
+    }
+  }
   if (options_.observe) options_.observe(/*push=*/true, wire_bytes, absl::Now() - start, s.ok());
   return s;
 }
 
-absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_t> clock) {
-  if (!options_.observe) return DoPull(tables, clock);
+absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_t> clock,
+                            bool ahead) {
+  if (!options_.observe) return DoPull(tables, clock, ahead);
   const absl::Time start = absl::Now();
-  absl::Status s = DoPull(tables, clock);
+  absl::Status s = DoPull(tables, clock, ahead);
   Observe(/*push=*/false, *tables, start, s);
   return s;
 }
@@ -532,7 +543,8 @@ absl::Status KvClient::DoPush(const std::vector<TableKeys>& tables, std::optiona
       [](const PushCall&) { return absl::OkStatus(); });
 }
 
-absl::Status KvClient::DoPull(std::vector<TableKeys>* tables, std::optional<int64_t> clock) {
+absl::Status KvClient::DoPull(std::vector<TableKeys>* tables, std::optional<int64_t> clock,
+                              bool ahead) {
   auto routed = Route(*tables, /*with_values=*/false);
   if (!routed.ok()) return routed.status();
   for (TableKeys& t : *tables) t.values.assign(t.keys.size() * tables_[t.table].dim, 0.0f);
@@ -550,6 +562,10 @@ absl::Status KvClient::DoPull(std::vector<TableKeys>* tables, std::optional<int6
       c->partitions = std::move(plan.partitions);
       c->req.set_worker(options_.rank);
       if (clock.has_value()) c->req.set_clock(*clock);
+      if (clock.has_value() && ahead) {
+        const int64_t acked = acked_clock_.load(std::memory_order_acquire);
+        if (acked < *clock) c->req.set_acked_clock(acked);
+      }
       c->req.set_map_version(view.version());
       std::vector<rpc::TableSlice*> slices(tables->size(), nullptr);
       for (int p : c->partitions) {
@@ -600,7 +616,7 @@ absl::Status KvClient::DoPull(std::vector<TableKeys>* tables, std::optional<int6
           Stub(c->server)->async()->Pull(c->ctx.get(), &c->req, &c->resp, std::move(d));
         });
       },
-      scatter);
+      scatter, /*retry=*/!ahead);
 }
 
 absl::StatusOr<int64_t> KvClient::ResumeClock() {

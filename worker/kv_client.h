@@ -68,8 +68,13 @@ class KvClient {
   void SetView(const rpc::ClusterView& view) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Fills tables[i].values with the values of tables[i].keys. With a clock,
-  // the servers answer once their consistency gate allows.
-  absl::Status Pull(std::vector<TableKeys>* tables, std::optional<int64_t> clock);
+  // the servers answer once their consistency gate allows. `ahead`: sent
+  // while this worker's push of clock - 1 may still be in flight (from
+  // another thread); the request says how far its pushes were acknowledged
+  // (PullRequest.acked_clock), and it is tried once: a caller that gets an
+  // error pulls again, normally, once its push is back.
+  absl::Status Pull(std::vector<TableKeys>* tables, std::optional<int64_t> clock,
+                    bool ahead = false);
 
   // Pushes gradient sums over `num_examples` examples. With a clock, every
   // server receives a (maybe empty) push, which advances this worker's clock
@@ -98,7 +103,7 @@ class KvClient {
   uint64_t push_raw_bytes() const { return push_raw_bytes_.load(std::memory_order_relaxed); }
 
  private:
-  absl::Status DoPull(std::vector<TableKeys>* tables, std::optional<int64_t> clock);
+  absl::Status DoPull(std::vector<TableKeys>* tables, std::optional<int64_t> clock, bool ahead);
   absl::Status DoPush(const std::vector<TableKeys>& tables, std::optional<int64_t> clock,
                       uint64_t num_examples, float lr_scale, uint64_t* wire_bytes);
   void Observe(bool push, const std::vector<TableKeys>& tables, absl::Time start,
@@ -119,16 +124,20 @@ class KvClient {
   bool ServerGone(int server) ABSL_LOCKS_EXCLUDED(mu_);
   bool KeepTrying(int attempt, absl::Time first_failure) const;
   // Builds calls for `partitions`, runs them, hands replies to `on_ok`, and
-  // retries the failed calls' partitions with a refreshed map.
+  // retries the failed calls' partitions with a refreshed map (unless
+  // `retry` is false: then a failed call fails the whole).
   template <typename CallT, typename Build, typename Start, typename OnOk>
   absl::Status RunWithRetries(const char* what, std::vector<int> partitions, Build build,
-                              Start start, OnOk on_ok);
+                              Start start, OnOk on_ok, bool retry = true);
 
   const Options options_;
   const std::vector<TableSpec> tables_;
   const ViewSource refresh_view_;
   uint64_t seq_ = 0;  // touched by the training thread only
   GradientCompressor compressor_;  // touched by the training thread only
+  // The clock below which every clocked push returned OK (an ahead pull's
+  // acked_clock); written by the training thread, read by pulls.
+  std::atomic<int64_t> acked_clock_{0};
   std::atomic<uint64_t> push_wire_bytes_{0};
   std::atomic<uint64_t> push_raw_bytes_{0};
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <future>
 #include <limits>
 #include <numeric>
 
@@ -90,15 +91,22 @@ Trainer::Trainer(const config::JobConfig& job, int32_t rank, uint32_t node_id, i
       iteration_delay_(iteration_delay), model_(MakeModel(job.model())) {}
 
 absl::StatusOr<double> Trainer::Step(absl::Span<const uint64_t> rows, int64_t clock,
-                                     float lr_scale) {
+                                     float lr_scale, absl::Span<const uint64_t> next) {
   if (iteration_delay_ > absl::ZeroDuration()) absl::SleepFor(iteration_delay_);  // test hook: a slow worker
+  Prefetch fetched = std::move(prefetch_);
+  prefetch_ = Prefetch();
   if (rows.empty()) {
     // Nothing to learn from, but the clock must still advance everywhere.
     if (absl::Status s = kv_->Push({}, clock, 0, lr_scale); !s.ok()) return s;
     return 0.0;
   }
-  std::vector<TableKeys> params = model_->KeysFor(train_, rows);
-  if (absl::Status s = kv_->Pull(&params, clock); !s.ok()) return s;
+  std::vector<TableKeys> params;
+  if (fetched.clock == clock && fetched.rows == rows.data() && fetched.size == rows.size()) {
+    params = std::move(fetched.params);
+  } else {
+    params = model_->KeysFor(train_, rows);
+    if (absl::Status s = kv_->Pull(&params, clock); !s.ok()) return s;
+  }
   std::vector<TableKeys> grads;
   const uint64_t seed = Mix64(job_.job().seed() ^ (static_cast<uint64_t>(rank_) << 40) ^
                               static_cast<uint64_t>(clock));
@@ -109,7 +117,28 @@ absl::StatusOr<double> Trainer::Step(absl::Span<const uint64_t> rows, int64_t cl
     loss = model_->Gradient(train_, rows, class_weights_, params, &grads, seed);
     ClipGradients(job_.optimizer(), rows.size(), &grads);
   }
-  if (absl::Status s = kv_->Push(grads, clock, rows.size(), lr_scale); !s.ok()) return s;
+  if (next.empty()) {
+    if (absl::Status s = kv_->Push(grads, clock, rows.size(), lr_scale); !s.ok()) return s;
+    return loss;
+  }
+  // The next batch's pull on a second thread while this one pushes (the
+  // push stays on this thread: its sequence numbers and error feedback are
+  // the training thread's). The worker still computes nothing before its
+  // push is acknowledged.
+  Prefetch ahead{clock + 1, next.data(), next.size(), model_->KeysFor(train_, next)};
+  std::future<absl::Status> pulled = std::async(std::launch::async, [this, &ahead] {
+    return kv_->Pull(&ahead.params, ahead.clock, /*ahead=*/true);
+  });
+  const absl::Status pushed = kv_->Push(grads, clock, rows.size(), lr_scale);
+  const absl::Status pull = pulled.get();
+  if (!pushed.ok()) return pushed;
+  if (pull.ok()) {
+    prefetch_ = std::move(ahead);
+  } else {
+    // Tried once (a failover, a move): the next Step pulls as usual.
+    spdlog::debug("worker {}: the pull ahead of clock {} failed ({}); pulling again", rank_,
+                  ahead.clock, std::string(pull.message()));
+  }
   return loss;
 }
 
@@ -259,7 +288,8 @@ absl::Status Trainer::Run() {
     double loss_sum = 0;
     uint64_t samples = 0;
     bool limit_reached = false;
-    auto run_batch = [&](uint64_t begin, uint64_t end) -> absl::Status {
+    auto run_batch = [&](uint64_t begin, uint64_t end,
+                         absl::Span<const uint64_t> next = {}) -> absl::Status {
       if (clock < resume_clock_ && mode == config::BSP) {
         // Done by the worker we replace: skip, keeping the clock and the count.
         ++clock;
@@ -268,7 +298,7 @@ absl::Status Trainer::Run() {
       }
       absl::Span<const uint64_t> batch(order.data() + begin, end - begin);
       const double fraction = (epoch + static_cast<double>(begin) / std::max<uint64_t>(1, n)) / epochs;
-      auto loss = Step(batch, clock++, LearningRateScale(job_.optimizer(), epoch, fraction));
+      auto loss = Step(batch, clock++, LearningRateScale(job_.optimizer(), epoch, fraction), next);
       if (!loss.ok()) return loss.status();
       loss_sum += *loss;
       samples += batch.size();
@@ -286,7 +316,15 @@ absl::Status Trainer::Run() {
       for (uint64_t t = 0; t < batches && !limit_reached; ++t) {
         const uint64_t begin = std::min(n, t * global + rank_ * b);
         const uint64_t end = std::min(n, begin + b);
-        if (absl::Status s = run_batch(begin, end); !s.ok()) return s;
+        // The next batch of this epoch, if this worker will run it.
+        const uint64_t next_begin = std::min(n, (t + 1) * global + rank_ * b);
+        const bool prefetch = t + 1 < batches && clock + 1 >= resume_clock_ &&
+                              (max_steps <= 0 || steps + 1 < max_steps);
+        const absl::Span<const uint64_t> next =
+            prefetch ? absl::Span<const uint64_t>(order.data() + next_begin,
+                                                  std::min(n, next_begin + b) - next_begin)
+                     : absl::Span<const uint64_t>();
+        if (absl::Status s = run_batch(begin, end, next); !s.ok()) return s;
       }
     } else {
       clock = std::max(clock, EpochBase(epoch));

@@ -83,8 +83,11 @@ class Trainer {
   }
 
  private:
-  // One batch: returns the summed loss.
-  absl::StatusOr<double> Step(absl::Span<const uint64_t> rows, int64_t clock, float lr_scale);
+  // One batch: returns the summed loss. `next` (BSP only; empty if none):
+  // the rows of this worker's batch at clock + 1, whose pull goes out with
+  // this batch's push (prefetch_).
+  absl::StatusOr<double> Step(absl::Span<const uint64_t> rows, int64_t clock, float lr_scale,
+                              absl::Span<const uint64_t> next = {});
   // DP-SGD (privacy.dp_sgd): the sum over `rows` of each example's gradient
   // clipped to privacy.clip_norm, plus Gaussian noise; returns the loss.
   double PrivateGradient(absl::Span<const uint64_t> rows, const std::vector<TableKeys>& params,
@@ -115,6 +118,21 @@ class Trainer {
       std::random_device{}()};  // seeded unpredictably: the noise must not be known
   int start_epoch_ = 0;
   int64_t start_clock_ = 0;
+  // BSP: the parameters of the next batch, pulled at its clock while this
+  // batch's push was in flight. The pull parks on the servers until every
+  // worker's push of this clock is applied (the gate), so it reads what a
+  // pull sent after the push would, one round trip sooner (Fashion-MNIST
+  // MLP, 2 workers: 1.28 -> 1.05 s per epoch). It is tried once and says
+  // which pushes were acknowledged (KvClient::Pull `ahead`); if it failed,
+  // the next Step pulls as before. Used only by the Step of the same clock
+  // and rows. Touched by the training thread only.
+  struct Prefetch {
+    int64_t clock = -1;
+    const uint64_t* rows = nullptr;
+    size_t size = 0;
+    std::vector<TableKeys> params;
+  };
+  Prefetch prefetch_;
   Progress progress_;
 };
 

@@ -654,6 +654,44 @@ TEST(ServerCore, APartitionLoadedFromACheckpointServesWhatWasWritten) {
   EXPECT_FLOAT_EQ(later.value(), expected.value() - 1.0f);  // (1 + 2) / (1 + 2 examples)
 }
 
+// The trainer's prefetch: worker 0 reads clock 3 while its push of clock 2
+// is still in flight. On a restored partition a read moves the reader's
+// clock; a read sent ahead moves it only as far as its acked_clock, so the
+// push that follows still counts.
+TEST(ServerCore, AReadSentAheadOfItsPushLeavesThePushCountingOnARestoredPartition) {
+  ServerCore before(Job(config::BSP), 0);
+  before.UpdateView(PlacedView(2));
+  const std::string dir = TrainTwoClocksAndCheckpoint(before);
+  PendingPull expected(7, 2);
+  expected.Start(before);
+  ASSERT_TRUE(expected.status.has_value() && expected.status->ok());
+
+  ServerCore after(Job(config::BSP), 0);
+  after.UpdateView(PlacedView(2, dir));
+  PendingPull ahead(7, 3, /*worker=*/0);
+  ahead.req.set_acked_clock(2);
+  ahead.Start(after);
+  EXPECT_FALSE(ahead.status.has_value()) << "served before clock 2 was pushed";
+  auto push_clock_2 = [&](int w, float grad) {
+    rpc::PushRequest push = PushOf(w, 2, 7, grad, 3, /*examples=*/w + 1);
+    for (int p = 0; p < 8; ++p) push.add_partitions(p);
+    ASSERT_TRUE(PushNow(after, push).ok());
+  };
+  push_clock_2(1, 2.0f);
+  EXPECT_FALSE(ahead.status.has_value()) << "clock 2 closed without worker 0's push";
+  push_clock_2(0, 1.0f);
+  ASSERT_TRUE(ahead.status.has_value() && ahead.status->ok());
+  EXPECT_FLOAT_EQ(ahead.value(), expected.value() - 1.0f);  // (1 + 2) / (1 + 2 examples)
+
+  // An acked_clock without a clock, or below zero, is malformed.
+  PendingPull bad(7, 3);
+  bad.req.set_acked_clock(-1);
+  bad.Start(after);
+  ASSERT_TRUE(bad.status.has_value());
+  EXPECT_EQ(bad.status->code(), absl::StatusCode::kInvalidArgument);
+  after.Shutdown();
+}
+
 TEST(ServerCore, ARestoredPartitionWaitsForStaleClocksOnlyWhenResuming) {
   ServerCore before(Job(config::BSP), 0);
   before.UpdateView(PlacedView(2));
