@@ -142,12 +142,13 @@ class AdamFamily final : public Optimizer {
       // the loop divider-bound (0.10 of an axpy's rate with AVX-512).
       const float step_size = lr / bc1;
       const float inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
-      const float keep = type_ == config::ADAMW ? 1.0f - lr * wd_ : 1.0f;
+      const float decay = type_ == config::ADAMW ? lr * wd_ : 0.0f;
       for (int i = 0; i < dim; ++i) {
         const float g = scale * grad[i] + l2_ * value[i];
         m[i] = b1_ * m[i] + (1.0f - b1_) * g;
         v[i] = b2_ * v[i] + (1.0f - b2_) * (g * g);
-        value[i] = keep * value[i] - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps_);
+        const float w = type_ == config::ADAMW ? value[i] - decay * value[i] : value[i];
+        value[i] = w - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps_);
       }
     }
     SoftThreshold(dim, lr * l1_, value);

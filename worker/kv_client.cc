@@ -120,15 +120,20 @@ bool StaleView(const grpc::Status& s) {
 
 // The wait before a retry. A server that did not answer (`outage` counts
 // such rounds; -1 if every part of this round was answered) backs off
-// exponentially, 20 ms to 500 ms. Refusals that only a newer map cures are
+// exponentially, 20 ms to 500 ms. Refusals that a newer map cures are
 // retried after a few ms: a drain or a rebalance publishes one map per
 // moved partition, and a client that doubled its wait at each of them
-// trailed the moves by a second (a stall while nothing was down).
+// trailed the moves by a second (a stall while nothing was down). After
+// kFastRounds of those in one call the refusal is probably not going away
+// with the next map (a worker the map no longer lists): exponential again.
+constexpr int kFastRounds = 8;
 absl::Duration RetryBackoff(int outage, int view_round) {
-  if (outage >= 0) {
-    return std::min(absl::Milliseconds(20) * (1 << std::min(outage, 6)), absl::Milliseconds(500));
-  }
-  return absl::Milliseconds(std::min(5 * (1 + view_round), 50));
+  auto exponential = [](int n) {
+    return std::min(absl::Milliseconds(20) * (1 << std::min(n, 6)), absl::Milliseconds(500));
+  };
+  if (outage >= 0) return exponential(outage);
+  if (view_round < kFastRounds) return absl::Milliseconds(5 * (1 + view_round));
+  return exponential(view_round - kFastRounds);
 }
 
 }  // namespace
@@ -151,7 +156,7 @@ KvClient::KvClient(Options options, std::vector<TableSpec> tables, ViewSource re
 void KvClient::SetView(const rpc::ClusterView& view) {
   MutexLock lock(&mu_);
   if (view_ != nullptr && view.version() <= view_->version()) return;
-  std::vector<std::unique_ptr<rpc::ParameterServer::Stub>> stubs;
+  std::vector<std::shared_ptr<rpc::ParameterServer::Stub>> stubs;
   std::vector<std::shared_ptr<DataConnection>> data;
   for (int s = 0; s < view.servers_size(); ++s) {
     const bool same = view_ != nullptr && s < view_->servers_size() &&
@@ -191,9 +196,9 @@ KvClient::CurrentViewAndOwned() {
   return {view_, owned_};
 }
 
-rpc::ParameterServer::Stub* KvClient::Stub(int server) {
+std::shared_ptr<rpc::ParameterServer::Stub> KvClient::Stub(int server) {
   MutexLock lock(&mu_);
-  return stubs_[server].get();
+  return stubs_[server];
 }
 
 std::shared_ptr<DataConnection> KvClient::Data(int server) {
@@ -317,7 +322,8 @@ bool KvClient::KeepTrying(int attempt, absl::Time first_failure) const {
 
 template <typename CallT, typename Build, typename Start, typename OnOk>
 absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partitions, Build build,
-                                      Start start, OnOk on_ok, bool retry) {
+                                      Start start, OnOk on_ok, bool retry,
+                                      const std::atomic<bool>* cancel) {
   absl::Time first_failure = absl::InfiniteFuture();
   grpc::Status last;
   std::set<int> reported;
@@ -327,7 +333,9 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
     std::vector<std::unique_ptr<CallT>> calls = build(partitions);
     std::vector<CallT*> raw;
     for (auto& c : calls) raw.push_back(c.get());
-    RunAll(raw, options_.rpc_timeout, start, [this](CallT* c) { return ServerGone(c->server); });
+    RunAll(raw, options_.rpc_timeout, start, [this, cancel](CallT* c) {
+      return (cancel != nullptr && cancel->load(std::memory_order_acquire)) || ServerGone(c->server);
+    });
     partitions.clear();
     bool unanswered = false;
     for (auto& c : calls) {
@@ -344,7 +352,7 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
       const bool unreachable = c->status.error_code() == grpc::StatusCode::UNAVAILABLE ||
                                c->status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
       unanswered |= !StaleView(c->status);
-      if (unreachable && options_.report_unreachable && reported.insert(c->server).second) {
+      if (unreachable && retry && options_.report_unreachable && reported.insert(c->server).second) {
         options_.report_unreachable(c->server, c->status.error_message());
       }
     }
@@ -388,21 +396,31 @@ absl::Status KvClient::Push(const std::vector<TableKeys>& tables, std::optional<
   const absl::Time start = absl::Now();
   uint64_t wire_bytes = 0;
   absl::Status s = DoPush(tables, clock, num_examples, lr_scale, &wire_bytes);
-  if (s.ok() && clock.has_value()) {
-    int64_t acked = acked_clock_.load(std::memory_order_relaxed);
-    while (acked < *clock + 1 &&
-           !acked_clock_.compare_exchange_weak(acked, *clock + 1, std::memory_order_release)) {
-    }
-  }
   if (options_.observe) options_.observe(/*push=*/true, wire_bytes, absl::Now() - start, s.ok());
   return s;
 }
 
-absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_t> clock,
-                            bool ahead) {
-  if (!options_.observe) return DoPull(tables, clock, ahead);
+uint64_t KvClient::map_version() {
+  MutexLock lock(&mu_);
+  return view_ == nullptr ? 0 : view_->version();
+}
+
+absl::Status KvClient::PullAhead(std::vector<TableKeys>* tables, int64_t clock,
+                                 int64_t acked_clock, uint64_t map_version,
+                                 const std::atomic<bool>* cancel) {
+  if (map_version == 0) return absl::FailedPreconditionError("pull ahead without a map");
   const absl::Time start = absl::Now();
-  absl::Status s = DoPull(tables, clock, ahead);
+  Ahead ahead{map_version, std::min(acked_clock, clock), cancel};
+  absl::Status s = DoPull(tables, clock, &ahead);
+  // A failed one is redone as an ordinary pull, which is what counts.
+  if (options_.observe && s.ok()) Observe(/*push=*/false, *tables, start, s);
+  return s;
+}
+
+absl::Status KvClient::Pull(std::vector<TableKeys>* tables, std::optional<int64_t> clock) {
+  if (!options_.observe) return DoPull(tables, clock, nullptr);
+  const absl::Time start = absl::Now();
+  absl::Status s = DoPull(tables, clock, nullptr);
   Observe(/*push=*/false, *tables, start, s);
   return s;
 }
@@ -544,7 +562,17 @@ absl::Status KvClient::DoPush(const std::vector<TableKeys>& tables, std::optiona
 }
 
 absl::Status KvClient::DoPull(std::vector<TableKeys>* tables, std::optional<int64_t> clock,
-                              bool ahead) {
+                              const Ahead* ahead) {
+  // A pull ahead is planned with the map its caller's push started from.
+  std::shared_ptr<const rpc::ClusterView> pinned;
+  if (ahead != nullptr) {
+    pinned = CurrentView();
+    if (pinned == nullptr || pinned->version() != ahead->map_version) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("pull ahead: the map moved from version ", ahead->map_version, " to ",
+                       pinned == nullptr ? 0 : pinned->version()));
+    }
+  }
   auto routed = Route(*tables, /*with_values=*/false);
   if (!routed.ok()) return routed.status();
   for (TableKeys& t : *tables) t.values.assign(t.keys.size() * tables_[t.table].dim, 0.0f);
@@ -553,7 +581,7 @@ absl::Status KvClient::DoPull(std::vector<TableKeys>* tables, std::optional<int6
   auto build = [&](const std::vector<int>& partitions) {
     std::map<int, size_t> bytes;
     for (int p : partitions) bytes[p] = routed->parts[p].bytes;
-    const std::shared_ptr<const rpc::ClusterView> current = CurrentView();
+    const std::shared_ptr<const rpc::ClusterView> current = ahead != nullptr ? pinned : CurrentView();
     const rpc::ClusterView& view = *current;
     std::vector<std::unique_ptr<PullCall>> out;
     for (Plan& plan : PlanCalls(partitions, bytes, view, options_.max_chunk_bytes)) {
@@ -562,9 +590,8 @@ absl::Status KvClient::DoPull(std::vector<TableKeys>* tables, std::optional<int6
       c->partitions = std::move(plan.partitions);
       c->req.set_worker(options_.rank);
       if (clock.has_value()) c->req.set_clock(*clock);
-      if (clock.has_value() && ahead) {
-        const int64_t acked = acked_clock_.load(std::memory_order_acquire);
-        if (acked < *clock) c->req.set_acked_clock(acked);
+      if (clock.has_value() && ahead != nullptr && ahead->acked_clock < *clock) {
+        c->req.set_acked_clock(ahead->acked_clock);
       }
       c->req.set_map_version(view.version());
       std::vector<rpc::TableSlice*> slices(tables->size(), nullptr);
@@ -616,7 +643,7 @@ absl::Status KvClient::DoPull(std::vector<TableKeys>* tables, std::optional<int6
           Stub(c->server)->async()->Pull(c->ctx.get(), &c->req, &c->resp, std::move(d));
         });
       },
-      scatter, /*retry=*/!ahead);
+      scatter, /*retry=*/ahead == nullptr, ahead != nullptr ? ahead->cancel : nullptr);
 }
 
 absl::StatusOr<int64_t> KvClient::ResumeClock() {

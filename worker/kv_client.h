@@ -7,8 +7,11 @@
 // to the partitions' current primaries with the same seq (so a retried push
 // is applied once); calls to a server the map dropped are cancelled at once.
 //
-// Thread-safety: one training thread calls Push/Pull/Tick; SetView may be
-// called from another thread (mu_ guards the view and stubs).
+// Thread-safety: one training thread calls Push/Tick (seq_ and the
+// compressor are its own); Pull and PullAhead may run on other threads at
+// the same time (the BSP trainer pulls ahead while it pushes), and SetView
+// from any thread (mu_ guards the view, stubs and data connections, handed
+// out as shared pointers).
 #ifndef PS_WORKER_KV_CLIENT_H_
 #define PS_WORKER_KV_CLIENT_H_
 
@@ -68,13 +71,23 @@ class KvClient {
   void SetView(const rpc::ClusterView& view) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Fills tables[i].values with the values of tables[i].keys. With a clock,
-  // the servers answer once their consistency gate allows. `ahead`: sent
-  // while this worker's push of clock - 1 may still be in flight (from
-  // another thread); the request says how far its pushes were acknowledged
-  // (PullRequest.acked_clock), and it is tried once: a caller that gets an
-  // error pulls again, normally, once its push is back.
-  absl::Status Pull(std::vector<TableKeys>* tables, std::optional<int64_t> clock,
-                    bool ahead = false);
+  // the servers answer once their consistency gate allows.
+  absl::Status Pull(std::vector<TableKeys>* tables, std::optional<int64_t> clock);
+  // A pull sent while this worker's clocked push of clock - 1 may still be
+  // in flight (from another thread), planned with map `map_version`, which
+  // the caller read before starting that push (so the push goes to the
+  // same primaries or newer ones). `acked_clock`: every push of this worker
+  // below it was acknowledged (PullRequest.acked_clock). Tried once: a
+  // caller that gets an error pulls again, normally, once its push is back;
+  // one whose push failed sets `*cancel` (the pull would wait for the clock
+  // that push was to complete). If the map moved past `map_version` it is
+  // not sent (FAILED_PRECONDITION): a partition restored from a checkpoint
+  // in the newer map could otherwise wait for a push that an older map's
+  // primary acknowledged before it died.
+  absl::Status PullAhead(std::vector<TableKeys>* tables, int64_t clock, int64_t acked_clock,
+                         uint64_t map_version, const std::atomic<bool>* cancel);
+  // The version of the map this client routes with.
+  uint64_t map_version() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Pushes gradient sums over `num_examples` examples. With a clock, every
   // server receives a (maybe empty) push, which advances this worker's clock
@@ -103,14 +116,20 @@ class KvClient {
   uint64_t push_raw_bytes() const { return push_raw_bytes_.load(std::memory_order_relaxed); }
 
  private:
-  absl::Status DoPull(std::vector<TableKeys>* tables, std::optional<int64_t> clock, bool ahead);
+  struct Ahead {  // PullAhead's
+    uint64_t map_version;
+    int64_t acked_clock;
+    const std::atomic<bool>* cancel;
+  };
+  absl::Status DoPull(std::vector<TableKeys>* tables, std::optional<int64_t> clock,
+                      const Ahead* ahead);
   absl::Status DoPush(const std::vector<TableKeys>& tables, std::optional<int64_t> clock,
                       uint64_t num_examples, float lr_scale, uint64_t* wire_bytes);
   void Observe(bool push, const std::vector<TableKeys>& tables, absl::Time start,
                const absl::Status& s) const;
   struct Routed;
   absl::StatusOr<Routed> Route(const std::vector<TableKeys>& tables, bool with_values);
-  rpc::ParameterServer::Stub* Stub(int server) ABSL_LOCKS_EXCLUDED(mu_);
+  std::shared_ptr<rpc::ParameterServer::Stub> Stub(int server) ABSL_LOCKS_EXCLUDED(mu_);
   // The server's data-plane connection, or null (gRPC).
   std::shared_ptr<DataConnection> Data(int server) ABSL_LOCKS_EXCLUDED(mu_);
   std::shared_ptr<const rpc::ClusterView> CurrentView() ABSL_LOCKS_EXCLUDED(mu_);
@@ -125,19 +144,18 @@ class KvClient {
   bool KeepTrying(int attempt, absl::Time first_failure) const;
   // Builds calls for `partitions`, runs them, hands replies to `on_ok`, and
   // retries the failed calls' partitions with a refreshed map (unless
-  // `retry` is false: then a failed call fails the whole).
+  // `retry` is false: then a failed call fails the whole, and an unreachable
+  // server is not reported). Calls are cancelled once `*cancel` is true.
   template <typename CallT, typename Build, typename Start, typename OnOk>
   absl::Status RunWithRetries(const char* what, std::vector<int> partitions, Build build,
-                              Start start, OnOk on_ok, bool retry = true);
+                              Start start, OnOk on_ok, bool retry = true,
+                              const std::atomic<bool>* cancel = nullptr);
 
   const Options options_;
   const std::vector<TableSpec> tables_;
   const ViewSource refresh_view_;
   uint64_t seq_ = 0;  // touched by the training thread only
   GradientCompressor compressor_;  // touched by the training thread only
-  // The clock below which every clocked push returned OK (an ahead pull's
-  // acked_clock); written by the training thread, read by pulls.
-  std::atomic<int64_t> acked_clock_{0};
   std::atomic<uint64_t> push_wire_bytes_{0};
   std::atomic<uint64_t> push_raw_bytes_{0};
 
@@ -145,7 +163,7 @@ class KvClient {
   // Immutable once published; replaced whole by SetView.
   std::shared_ptr<const rpc::ClusterView> view_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const Owned> owned_ ABSL_GUARDED_BY(mu_);  // of view_
-  std::vector<std::unique_ptr<rpc::ParameterServer::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<rpc::ParameterServer::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<DataConnection>> data_
       ABSL_GUARDED_BY(mu_);  // per server, maybe null
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <future>
+#include <system_error>
 #include <limits>
 #include <numeric>
 
@@ -126,10 +127,21 @@ absl::StatusOr<double> Trainer::Step(absl::Span<const uint64_t> rows, int64_t cl
   // the training thread's). The worker still computes nothing before its
   // push is acknowledged.
   Prefetch ahead{clock + 1, next.data(), next.size(), model_->KeysFor(train_, next)};
-  std::future<absl::Status> pulled = std::async(std::launch::async, [this, &ahead] {
-    return kv_->Pull(&ahead.params, ahead.clock, /*ahead=*/true);
-  });
+  const uint64_t map_version = kv_->map_version();  // the push starts from it or a newer one
+  std::atomic<bool> cancel{false};
+  std::future<absl::Status> pulled;
+  try {
+    // Every push below `clock` was acknowledged (this Step runs after them).
+    pulled = std::async(std::launch::async, [this, &ahead, &cancel, clock, map_version] {
+      return kv_->PullAhead(&ahead.params, ahead.clock, clock, map_version, &cancel);
+    });
+  } catch (const std::system_error& e) {  // no thread for it: pull after the push
+    if (absl::Status s = kv_->Push(grads, clock, rows.size(), lr_scale); !s.ok()) return s;
+    return loss;
+  }
   const absl::Status pushed = kv_->Push(grads, clock, rows.size(), lr_scale);
+  // A failed push leaves the pull waiting for the clock it was to complete.
+  if (!pushed.ok()) cancel.store(true, std::memory_order_release);
   const absl::Status pull = pulled.get();
   if (!pushed.ok()) return pushed;
   if (pull.ok()) {
