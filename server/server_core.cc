@@ -746,8 +746,9 @@ absl::Status ServerCore::Serve(const rpc::PullRequest& req, rpc::PullResponse* r
 void ServerCore::Pull(const rpc::PullRequest* req, rpc::PullResponse* resp, absl::Time deadline,
                       Done done) {
   if (req->has_acked_clock() && (req->acked_clock() < 0 || !req->has_clock())) {
-    done(absl::InvalidArgumentError(absl::StrCat(
-        "acked_clock ", req->acked_clock(), req->has_clock() ? " is negative" : " without a clock")));
+    done(absl::InvalidArgumentError(
+        absl::StrCat("acked_clock ", req->acked_clock(),
+                     req->has_clock() ? " is negative" : " without a clock")));
     return;
   }
   auto routing = Route(*req, /*with_values=*/false);

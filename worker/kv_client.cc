@@ -334,7 +334,8 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
     std::vector<CallT*> raw;
     for (auto& c : calls) raw.push_back(c.get());
     RunAll(raw, options_.rpc_timeout, start, [this, cancel](CallT* c) {
-      return (cancel != nullptr && cancel->load(std::memory_order_acquire)) || ServerGone(c->server);
+      return (cancel != nullptr && cancel->load(std::memory_order_acquire)) ||
+             ServerGone(c->server);
     });
     partitions.clear();
     bool unanswered = false;
@@ -352,7 +353,8 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
       const bool unreachable = c->status.error_code() == grpc::StatusCode::UNAVAILABLE ||
                                c->status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
       unanswered |= !StaleView(c->status);
-      if (unreachable && retry && options_.report_unreachable && reported.insert(c->server).second) {
+      if (unreachable && retry && options_.report_unreachable &&
+          reported.insert(c->server).second) {
         options_.report_unreachable(c->server, c->status.error_message());
       }
     }
@@ -365,8 +367,8 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
     }
     first_failure = std::min(first_failure, absl::Now());
     if (!retry) {
-      return absl::UnavailableError(
-          absl::StrCat(what, ": ", partitions.size(), " partitions failed: ", last.error_message()));
+      return absl::UnavailableError(absl::StrCat(what, ": ", partitions.size(),
+                                                 " partitions failed: ", last.error_message()));
     }
     if (!KeepTrying(attempt, first_failure)) {
       return absl::UnavailableError(absl::StrCat(what, " failed after ", attempt + 1, " attempts over ",
@@ -405,9 +407,8 @@ uint64_t KvClient::map_version() {
   return view_ == nullptr ? 0 : view_->version();
 }
 
-absl::Status KvClient::PullAhead(std::vector<TableKeys>* tables, int64_t clock,
-                                 int64_t acked_clock, uint64_t map_version,
-                                 const std::atomic<bool>* cancel) {
+absl::Status KvClient::PullAhead(std::vector<TableKeys>* tables, int64_t clock, int64_t acked_clock,
+                                 uint64_t map_version, const std::atomic<bool>* cancel) {
   if (map_version == 0) return absl::FailedPreconditionError("pull ahead without a map");
   const absl::Time start = absl::Now();
   Ahead ahead{map_version, std::min(acked_clock, clock), cancel};
@@ -568,9 +569,9 @@ absl::Status KvClient::DoPull(std::vector<TableKeys>* tables, std::optional<int6
   if (ahead != nullptr) {
     pinned = CurrentView();
     if (pinned == nullptr || pinned->version() != ahead->map_version) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("pull ahead: the map moved from version ", ahead->map_version, " to ",
-                       pinned == nullptr ? 0 : pinned->version()));
+      return absl::FailedPreconditionError(absl::StrCat("pull ahead: the map moved from version ",
+                                                        ahead->map_version, " to ",
+                                                        pinned == nullptr ? 0 : pinned->version()));
     }
   }
   auto routed = Route(*tables, /*with_values=*/false);
@@ -581,7 +582,8 @@ absl::Status KvClient::DoPull(std::vector<TableKeys>* tables, std::optional<int6
   auto build = [&](const std::vector<int>& partitions) {
     std::map<int, size_t> bytes;
     for (int p : partitions) bytes[p] = routed->parts[p].bytes;
-    const std::shared_ptr<const rpc::ClusterView> current = ahead != nullptr ? pinned : CurrentView();
+    const std::shared_ptr<const rpc::ClusterView> current =
+        ahead != nullptr ? pinned : CurrentView();
     const rpc::ClusterView& view = *current;
     std::vector<std::unique_ptr<PullCall>> out;
     for (Plan& plan : PlanCalls(partitions, bytes, view, options_.max_chunk_bytes)) {

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <future>
-#include <system_error>
 #include <limits>
 #include <numeric>
+#include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -91,8 +91,8 @@ Trainer::Trainer(const config::JobConfig& job, int32_t rank, uint32_t node_id, i
       kv_(kv), train_(std::move(train)), test_(std::move(test)),
       iteration_delay_(iteration_delay), model_(MakeModel(job.model())) {}
 
-absl::StatusOr<double> Trainer::Step(absl::Span<const uint64_t> rows, int64_t clock,
-                                     float lr_scale, absl::Span<const uint64_t> next) {
+absl::StatusOr<double> Trainer::Step(absl::Span<const uint64_t> rows, int64_t clock, float lr_scale,
+                                     absl::Span<const uint64_t> next) {
   if (iteration_delay_ > absl::ZeroDuration()) absl::SleepFor(iteration_delay_);  // test hook: a slow worker
   Prefetch fetched = std::move(prefetch_);
   prefetch_ = Prefetch();
