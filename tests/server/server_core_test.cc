@@ -621,37 +621,51 @@ std::string TrainTwoClocksAndCheckpoint(ServerCore& core) {
   return dir;
 }
 
-TEST(ServerCore, APartitionLoadedFromACheckpointServesWhatWasWritten) {
+// A BSP job's server trained two clocks and checkpointed: the checkpoint's
+// directory, and key 7's value read at clock 2 before it.
+struct TwoClocks {
+  std::string dir;
+  float value = 0;
+};
+TwoClocks CheckpointedTwoClocks() {
   ServerCore before(Job(config::BSP), 0);
   before.UpdateView(PlacedView(2));
-  const std::string dir = TrainTwoClocksAndCheckpoint(before);
-  PendingPull expected(7, 2);
-  expected.Start(before);
-  ASSERT_TRUE(expected.status.has_value() && expected.status->ok());
+  TwoClocks out;
+  out.dir = TrainTwoClocksAndCheckpoint(before);
+  PendingPull read(7, 2);
+  read.Start(before);
+  EXPECT_TRUE(read.status.has_value() && read.status->ok());
+  if (read.status.has_value() && read.status->ok()) out.value = read.value();
+  return out;
+}
 
+// Worker w's push of clock 2: `grad` on key 7, w + 1 examples, every partition.
+void PushClock2(ServerCore& core, int w, float grad) {
+  rpc::PushRequest push = PushOf(w, 2, 7, grad, 3, /*examples=*/w + 1);
+  for (int p = 0; p < 8; ++p) push.add_partitions(p);
+  ASSERT_TRUE(PushNow(core, push).ok());
+}
+
+TEST(ServerCore, APartitionLoadedFromACheckpointServesWhatWasWritten) {
+  const TwoClocks before = CheckpointedTwoClocks();
   ServerCore after(Job(config::BSP), 0);
-  after.UpdateView(PlacedView(2, dir));
+  after.UpdateView(PlacedView(2, before.dir));
   // Clocks 0 and 1 are applied in the checkpoint: a read at clock 2 is served at once.
   PendingPull pull(7, 2);
   pull.Start(after);
   ASSERT_TRUE(pull.status.has_value());
   ASSERT_TRUE(pull.status->ok()) << *pull.status;
-  EXPECT_EQ(pull.value(), expected.value());
+  EXPECT_EQ(pull.value(), before.value);
   // ... and clock 2 is aggregated as before the checkpoint. (Worker 0 reads
   // clock 3 once it pushed clock 2, as trainers do: a read moves the
   // reader's clock on a restored partition.)
-  auto push_clock_2 = [&](int w, float grad) {
-    rpc::PushRequest push = PushOf(w, 2, 7, grad, 3, /*examples=*/w + 1);
-    for (int p = 0; p < 8; ++p) push.add_partitions(p);
-    ASSERT_TRUE(PushNow(after, push).ok());
-  };
-  push_clock_2(0, 1.0f);
+  PushClock2(after, 0, 1.0f);
   PendingPull later(7, 3);
   later.Start(after);
   EXPECT_FALSE(later.status.has_value());
-  push_clock_2(1, 2.0f);
+  PushClock2(after, 1, 2.0f);
   ASSERT_TRUE(later.status.has_value() && later.status->ok());
-  EXPECT_FLOAT_EQ(later.value(), expected.value() - 1.0f);  // (1 + 2) / (1 + 2 examples)
+  EXPECT_FLOAT_EQ(later.value(), before.value - 1.0f);  // (1 + 2) / (1 + 2 examples)
 }
 
 // The trainer's prefetch: worker 0 reads clock 3 while its push of clock 2
@@ -659,29 +673,18 @@ TEST(ServerCore, APartitionLoadedFromACheckpointServesWhatWasWritten) {
 // clock; a read sent ahead moves it only as far as its acked_clock, so the
 // push that follows still counts.
 TEST(ServerCore, AReadSentAheadOfItsPushLeavesThePushCountingOnARestoredPartition) {
-  ServerCore before(Job(config::BSP), 0);
-  before.UpdateView(PlacedView(2));
-  const std::string dir = TrainTwoClocksAndCheckpoint(before);
-  PendingPull expected(7, 2);
-  expected.Start(before);
-  ASSERT_TRUE(expected.status.has_value() && expected.status->ok());
-
+  const TwoClocks before = CheckpointedTwoClocks();
   ServerCore after(Job(config::BSP), 0);
-  after.UpdateView(PlacedView(2, dir));
+  after.UpdateView(PlacedView(2, before.dir));
   PendingPull ahead(7, 3, /*worker=*/0);
   ahead.req.set_acked_clock(2);
   ahead.Start(after);
   EXPECT_FALSE(ahead.status.has_value()) << "served before clock 2 was pushed";
-  auto push_clock_2 = [&](int w, float grad) {
-    rpc::PushRequest push = PushOf(w, 2, 7, grad, 3, /*examples=*/w + 1);
-    for (int p = 0; p < 8; ++p) push.add_partitions(p);
-    ASSERT_TRUE(PushNow(after, push).ok());
-  };
-  push_clock_2(1, 2.0f);
+  PushClock2(after, 1, 2.0f);
   EXPECT_FALSE(ahead.status.has_value()) << "clock 2 closed without worker 0's push";
-  push_clock_2(0, 1.0f);
+  PushClock2(after, 0, 1.0f);
   ASSERT_TRUE(ahead.status.has_value() && ahead.status->ok());
-  EXPECT_FLOAT_EQ(ahead.value(), expected.value() - 1.0f);  // (1 + 2) / (1 + 2 examples)
+  EXPECT_FLOAT_EQ(ahead.value(), before.value - 1.0f);  // (1 + 2) / (1 + 2 examples)
 
   // An acked_clock without a clock, or below zero, is malformed.
   PendingPull bad(7, 3);
