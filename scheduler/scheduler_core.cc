@@ -40,6 +40,17 @@ void DropBackup(rpc::Placement* pl, int32_t rank) {
   Drop(pl->mutable_synced_backups(), rank);
 }
 
+// A new primary term for the partition (promotion, move, restore). Its
+// backups hold copies of the old term until the new primary's snapshot
+// reaches them, and a server reports a backup complete only with a snapshot
+// of the view's epoch: none counts as complete until it says so again (a
+// move's flip left them listed, so psctl showed nothing copying while the
+// new primary was the only complete copy, and the chaos run killed it).
+void NewTerm(rpc::Placement* pl) {
+  pl->set_epoch(pl->epoch() + 1);
+  pl->clear_synced_backups();
+}
+
 std::string ModeName(config::Mode mode) {
   std::string name = config::Mode_Name(mode);
   std::transform(name.begin(), name.end(), name.begin(), ::tolower);
@@ -771,7 +782,7 @@ bool SchedulerCore::ServerDiedLocked(Node& node, const std::string& why,
                                      [&](int b) { return !ServerDeadLocked(b); });
       pl->set_primary(next);
       DropBackup(pl, next);
-      pl->set_epoch(pl->epoch() + 1);
+      NewTerm(pl);
       pl->clear_restore_from();  // the state comes from the backup
       pl->clear_restore_rejoin();
       view_.set_partition_owner(p, pl->primary());
@@ -935,7 +946,7 @@ void SchedulerCore::AdvanceMovesLocked(absl::Time now) {
     // forwards are refused from now on); the old primary keeps no copy.
     DropBackup(pl, m.to);
     pl->set_primary(m.to);
-    pl->set_epoch(pl->epoch() + 1);
+    NewTerm(pl);
     view_.set_partition_owner(m.partition, m.to);
     ++migrations_;
     moved_at_[m.partition] = now;
@@ -1730,7 +1741,7 @@ void SchedulerCore::RestoreLostLocked(const std::vector<int>& lost, const std::s
     rpc::Placement* pl = view_.mutable_placement(p);
     pl->set_primary(best);
     DropBackup(pl, best);
-    pl->set_epoch(pl->epoch() + 1);
+    NewTerm(pl);
     pl->set_restore_from(latest_checkpoint_);
     pl->set_restore_epoch(pl->epoch());
     pl->set_restore_rejoin(true);

@@ -395,6 +395,41 @@ TEST(SchedulerCore, DeadServerIsReplacedByItsBackupsInANewEpoch) {
   EXPECT_FALSE(told->known());
 }
 
+// A new primary term: the other backups' copies are of the old term until
+// the new primary's snapshot reaches them, and count as complete only once
+// they report it (servers report a backup complete for the view's epoch).
+TEST(SchedulerCore, AfterAPromotionTheOtherBackupsCountOnlyOnceTheyReportTheNewTerm) {
+  config::JobConfig job = Job(3, 1);
+  job.mutable_cluster()->set_heartbeat_timeout_ms(1000);
+  job.mutable_cluster()->set_replication(3);
+  job.mutable_cluster()->set_rebalance_interval_ms(0);
+  SchedulerCore core(job, absl::Now());
+  const uint32_t s0 = Register(core, rpc::SERVER, 0);
+  const uint32_t s1 = Register(core, rpc::SERVER, 1);
+  const uint32_t s2 = Register(core, rpc::SERVER, 2);
+  const uint32_t w = Register(core, rpc::WORKER, 0);
+  Beat(core, {s0, s1, s2, w}, absl::Now());
+  const rpc::ClusterView before = core.View();
+  for (const rpc::Placement& pl : before.placement()) ASSERT_EQ(pl.synced_backups_size(), 2);
+  // Server 0 goes silent: its partitions get new primaries in a new term.
+  Beat(core, {s1, s2, w}, absl::Now() + absl::Seconds(5));
+  core.Poll(absl::Now() + absl::Seconds(5));
+  ASSERT_EQ(core.state(), rpc::RUNNING) << core.failure();
+  int promoted = 0;
+  const rpc::ClusterView after = core.View();
+  for (const rpc::Placement& pl : after.placement()) {
+    if (pl.epoch() == 1) continue;
+    ++promoted;
+    EXPECT_EQ(pl.backups_size(), 1);
+    EXPECT_EQ(pl.synced_backups_size(), 0) << "a copy of the old term counted as complete";
+  }
+  EXPECT_GT(promoted, 0);
+  // Once the backups report the new term's copy, they count again.
+  Beat(core, {s1, s2, w}, absl::Now() + absl::Seconds(5));
+  const rpc::ClusterView reported = core.View();
+  for (const rpc::Placement& pl : reported.placement()) EXPECT_EQ(pl.synced_backups_size(), 1);
+}
+
 TEST(SchedulerCore, BackupStillCopyingIsNotPromoted) {
   config::JobConfig job = Job(2, 1);
   job.mutable_cluster()->set_heartbeat_timeout_ms(1000);
