@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -127,7 +128,7 @@ std::vector<int> ListeningPorts(int pid) {
   }
   std::vector<int> ports;
   for (const char* table : {"tcp", "tcp6"}) {
-    std::ifstream in(absl::StrCat("/proc/", pid, "/net/", table));
+    std::istringstream in(ReadFile(absl::StrCat("/proc/", pid, "/net/", table)));
     std::string line;
     std::getline(in, line);  // header
     while (std::getline(in, line)) {
@@ -157,15 +158,13 @@ std::vector<int> ProcessesMentioning(const std::string& needle) {
   while (dirent* e = readdir(proc)) {
     const int pid = std::atoi(e->d_name);
     if (pid <= 0 || pid == getpid()) continue;
-    std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"));
-    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string cmdline = ReadFile(absl::StrCat("/proc/", pid, "/cmdline"));
     for (char& c : cmdline) {
       if (c == '\0') c = ' ';
     }
     if (cmdline.find(needle) != std::string::npos) {
       // Skip zombies: they are gone, only not reaped.
-      std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-      std::string s((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+      const std::string s = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
       const size_t close_paren = s.rfind(')');
       if (close_paren != std::string::npos && close_paren + 2 < s.size() && s[close_paren + 2] == 'Z') {
         continue;
@@ -183,10 +182,25 @@ void WriteFile(const std::string& path, const std::string& contents) {
 }
 
 std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  // read(2), not a stream: reading /proc/PID/... of a process that exits
+  // meanwhile fails with ESRCH, which libstdc++'s filebuf throws as an
+  // exception (a test polling for a killed job's processes died of it).
+  std::string out;
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[65536];
+  while (true) {
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      out.append(buf, static_cast<size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      break;  // end of file, or the file went away
+    }
+  }
+  close(fd);
+  return out;
 }
 
 double JsonNumber(const std::string& json, const std::string& anchor, const std::string& key) {

@@ -44,7 +44,7 @@ using ::ps::testing::WriteFile;
 
 // Resident memory of process `pid`, in KiB (from /proc).
 long RssKiB(int pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::istringstream in(ReadFile(absl::StrCat("/proc/", pid, "/status")));
   std::string line;
   while (std::getline(in, line)) {
     if (absl::StartsWith(line, "VmRSS:")) return std::stol(line.substr(6));
