@@ -348,12 +348,18 @@ void Beat(SchedulerCore& core, const std::vector<uint32_t>& nodes, absl::Time wh
   }
 }
 
-TEST(SchedulerCore, DeadServerIsReplacedByItsBackupsInANewEpoch) {
-  config::JobConfig job = Job(2, 1);
+// A job with `replication` copies of each partition, a 1 s heartbeat
+// timeout and no rebalancing (the failover tests below).
+config::JobConfig ReplicatedJob(int servers, int workers, int replication) {
+  config::JobConfig job = Job(servers, workers);
   job.mutable_cluster()->set_heartbeat_timeout_ms(1000);
-  job.mutable_cluster()->set_replication(2);
+  job.mutable_cluster()->set_replication(replication);
   job.mutable_cluster()->set_rebalance_interval_ms(0);
-  SchedulerCore core(job, absl::Now());
+  return job;
+}
+
+TEST(SchedulerCore, DeadServerIsReplacedByItsBackupsInANewEpoch) {
+  SchedulerCore core(ReplicatedJob(2, 1, 2), absl::Now());
   const uint32_t s0 = Register(core, rpc::SERVER, 0);
   const uint32_t s1 = Register(core, rpc::SERVER, 1);
   const uint32_t w = Register(core, rpc::WORKER, 0);
@@ -399,11 +405,7 @@ TEST(SchedulerCore, DeadServerIsReplacedByItsBackupsInANewEpoch) {
 // the new primary's snapshot reaches them, and count as complete only once
 // they report it (servers report a backup complete for the view's epoch).
 TEST(SchedulerCore, AfterAPromotionTheOtherBackupsCountOnlyOnceTheyReportTheNewTerm) {
-  config::JobConfig job = Job(3, 1);
-  job.mutable_cluster()->set_heartbeat_timeout_ms(1000);
-  job.mutable_cluster()->set_replication(3);
-  job.mutable_cluster()->set_rebalance_interval_ms(0);
-  SchedulerCore core(job, absl::Now());
+  SchedulerCore core(ReplicatedJob(3, 1, 3), absl::Now());
   const uint32_t s0 = Register(core, rpc::SERVER, 0);
   const uint32_t s1 = Register(core, rpc::SERVER, 1);
   const uint32_t s2 = Register(core, rpc::SERVER, 2);
