@@ -7,7 +7,7 @@
 //                                          (single) worker
 //
 // Dense: one key per request of 4 KiB, 1 MiB, 4 MiB or 16 MiB (tables
-// dense_4k, dense_1m, dense_4m, dense_16m), (a) one request at a time, with
+// dense_4k, dense_1m, dense_4m, dense_16m; --dense_sizes picks them), (a) one request at a time, with
 // its latency (mean, p50, p99), (b) --inflight requests in flight (threads,
 // each with its own KvClient and pusher identity and its own keys). Sparse:
 // batches of each of --sparse_keys random keys of tables sparse_1 (dim 1) and
@@ -45,6 +45,7 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -79,6 +80,9 @@ ABSL_FLAG(double, max_seconds, 2.0, "time cap per measurement");
 ABSL_FLAG(std::vector<std::string>, sparse_keys,
           std::vector<std::string>({"1000", "10000", "100000"}),
           "keys per sparse push/pull, one run per count (and per dim: 1 and 8)");
+ABSL_FLAG(std::vector<std::string>, dense_sizes,
+          std::vector<std::string>({"4k", "1m", "4m", "16m"}),
+          "dense request sizes to measure, of 4k, 1m, 4m, 16m (empty: none)");
 ABSL_FLAG(int, connect_timeout_ms, 30000, "how long to wait for the scheduler");
 ABSL_FLAG(std::string, log_level, "warn", "debug, info, warn or error");
 ABSL_FLAG(double, count_seconds, 0,
@@ -651,7 +655,23 @@ absl::StatusOr<Results> Bench::Run() {
   results.partitions = job_.cluster().num_partitions();
   results.inflight = inflight;
   results.data_plane = UsesDataPlane() ? "tcp" : "grpc";
-  for (uint32_t table : {kBenchDense4K, kBenchDense1M, kBenchDense4M, kBenchDense16M}) {
+  std::vector<uint32_t> dense_tables;
+  for (const std::string& size : absl::GetFlag(FLAGS_dense_sizes)) {
+    const std::string lower = absl::AsciiStrToLower(size);
+    if (lower == "4k") {
+      dense_tables.push_back(kBenchDense4K);
+    } else if (lower == "1m") {
+      dense_tables.push_back(kBenchDense1M);
+    } else if (lower == "4m") {
+      dense_tables.push_back(kBenchDense4M);
+    } else if (lower == "16m") {
+      dense_tables.push_back(kBenchDense16M);
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--dense_sizes: '", size, "' is not one of 4k, 1m, 4m, 16m"));
+    }
+  }
+  for (uint32_t table : dense_tables) {
     auto d = RunDense(table, clients_, /*with_tcp=*/true);
     if (!d.ok()) return d.status();
     results.dense.push_back(*d);
@@ -664,7 +684,13 @@ absl::StatusOr<Results> Bench::Run() {
     if (table == kBenchDense1M) results.tcp_1m_gbps = d->tcp.gbps();
     std::cerr << "ps_bench: " << SizeName(d->bytes) << " done" << std::endl;
   }
-  for (const std::string& count : absl::GetFlag(FLAGS_sparse_keys)) {
+  const std::vector<std::string> sparse_counts = absl::GetFlag(FLAGS_sparse_keys);
+  if (!sparse_counts.empty() && results.tcp_1m_gbps == 0) {  // the sparse figures' yardstick
+    auto tcp = RunTcp(1 << 20);
+    if (!tcp.ok()) return tcp.status();
+    results.tcp_1m_gbps = tcp->gbps();
+  }
+  for (const std::string& count : sparse_counts) {
     int n = 0;
     if (!absl::SimpleAtoi(count, &n) || n < 1 || n > 1000000) {
       return absl::InvalidArgumentError(

@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 #include <string_view>
+#include <type_traits>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -62,9 +64,29 @@ struct DataPlaneServer::Conn {
     h.body_len = static_cast<uint32_t>(out.size() - frame::kHeaderBytes);
     h.call_id = id;
     frame::EncodeHeader(h, out.data());
+    Write(out, {});
+  }
+  // The same as a split body: `body`'s values go from its slices to the
+  // socket without a copy (they are moved out of `body`).
+  void ReplySplit(uint64_t id, const absl::Status& status, rpc::PullResponse* body) {
+    if (!status.ok()) return Reply(id, status, nullptr);
+    std::vector<google::protobuf::RepeatedField<float>> kept;
+    frame::ValueSpans tail;
+    frame::SplitValues(body->mutable_slices(), &kept, &tail);
+    frame::Header h;
+    h.kind = frame::Kind::kReply;
+    h.call_id = id;
+    std::string out;
+    if (!frame::SerializeSplitHead(*body, tail, &h, &out)) {
+      return Reply(id, absl::InternalError("the reply does not serialize"), nullptr);
+    }
+    frame::EncodeHeader(h, out.data());
+    Write(out, tail);
+  }
+  void Write(const std::string& head, const frame::ValueSpans& tail) {
     MutexLock lock(&write_mu);
     if (closed.load()) return;
-    if (!frame::WriteFull(fd, out.data(), out.size())) Close();
+    if (!frame::WriteFullSpans(fd, head, tail)) Close();
   }
   // Without the write lock: a shutdown also ends a send blocked under it.
   void Close() {
@@ -81,26 +103,44 @@ struct DataPlaneServer::Conn {
 
 namespace {
 
-// Parses a request frame's body and hands it to `serve(req, resp, done)`;
-// `done` writes the reply. The request and response live until then. False
-// (after an error reply) if the body does not parse.
+// Reads a request frame's body (after header `h`) into a request and hands
+// it to `serve(req, resp, done)`; `done` writes the reply (split if the
+// request was). The request and response live until then. False if the
+// connection is to close: the stream broke, or (after an error reply) the
+// body does not parse.
 template <typename Req, typename Resp, typename Serve>
-bool Dispatch(const std::shared_ptr<DataPlaneServer::Conn>& conn, uint64_t id,
-              std::string_view body, Serve serve) {
+bool Dispatch(const std::shared_ptr<DataPlaneServer::Conn>& conn, const frame::Header& h,
+              frame::Buffer* buffer, Serve serve) {
   struct Call {
     Req req;
     Resp resp;
   };
   auto call = std::make_shared<Call>();
-  if (!call->req.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
-    conn->Reply(id,
-                absl::InvalidArgumentError(
-                    absl::StrCat("the frame's body is not a ", Req::descriptor()->name())),
-                nullptr);
+  const uint64_t id = h.call_id;
+  const bool split = (h.flags & frame::kSplitValues) != 0;
+  absl::Status read;
+  if (split) {
+    read = frame::ReadSplitBody(
+        h.body_len, [&](char* data, size_t size) { return frame::ReadFull(conn->fd, data, size); },
+        buffer, &call->req, call->req.mutable_slices());
+  } else {
+    char* data = buffer->Reserve(h.body_len);
+    if (!frame::ReadFull(conn->fd, data, h.body_len)) return false;
+    if (!call->req.ParseFromArray(data, static_cast<int>(h.body_len))) {
+      read = absl::InvalidArgumentError(
+          absl::StrCat("the frame's body is not a ", Req::descriptor()->name()));
+    }
+  }
+  if (!read.ok()) {
+    if (read.code() != absl::StatusCode::kUnavailable) conn->Reply(id, read, nullptr);
     return false;
   }
-  serve(&call->req, &call->resp,
-        [conn, call, id](absl::Status s) { conn->Reply(id, s, &call->resp); });
+  serve(&call->req, &call->resp, [conn, call, id, split](absl::Status s) {
+    if constexpr (std::is_same_v<Resp, rpc::PullResponse>) {
+      if (split) return conn->ReplySplit(id, s, &call->resp);
+    }
+    conn->Reply(id, s, &call->resp);
+  });
   return true;
 }
 
@@ -197,11 +237,11 @@ void DataPlaneServer::Serve(std::shared_ptr<Conn> conn) {
       conn->Reply(0, h.status(), nullptr);
       break;
     }
-    char* data = buffer.Reserve(h->body_len);
-    if (!frame::ReadFull(conn->fd, data, h->body_len)) break;
-    const std::string_view body(data, h->body_len);
     const uint64_t id = h->call_id;
     if (!greeted) {
+      char* data = buffer.Reserve(h->body_len);
+      if (!frame::ReadFull(conn->fd, data, h->body_len)) break;
+      const std::string_view body(data, h->body_len);
       if (h->kind != frame::Kind::kHello) {
         conn->Reply(id, absl::UnauthenticatedError("a data-plane connection starts with a hello"),
                     nullptr);
@@ -218,18 +258,17 @@ void DataPlaneServer::Serve(std::shared_ptr<Conn> conn) {
     }
     const absl::Time deadline =
         absl::Now() + (h->timeout_ms > 0 ? absl::Milliseconds(h->timeout_ms) : kDefaultTimeout);
+    const size_t bytes = h->body_len;
     bool parsed = false;
     if (h->kind == frame::Kind::kPush) {
       parsed = Dispatch<rpc::PushRequest, rpc::PushResponse>(
-          conn, id, body, [&](const rpc::PushRequest* req, rpc::PushResponse* resp, auto done) {
-            service_->DataPush(ticket, conn->peer, body.size(), req, resp, deadline,
-                               std::move(done));
+          conn, *h, &buffer, [&](const rpc::PushRequest* req, rpc::PushResponse* resp, auto done) {
+            service_->DataPush(ticket, conn->peer, bytes, req, resp, deadline, std::move(done));
           });
     } else if (h->kind == frame::Kind::kPull) {
       parsed = Dispatch<rpc::PullRequest, rpc::PullResponse>(
-          conn, id, body, [&](const rpc::PullRequest* req, rpc::PullResponse* resp, auto done) {
-            service_->DataPull(ticket, conn->peer, body.size(), req, resp, deadline,
-                               std::move(done));
+          conn, *h, &buffer, [&](const rpc::PullRequest* req, rpc::PullResponse* resp, auto done) {
+            service_->DataPull(ticket, conn->peer, bytes, req, resp, deadline, std::move(done));
           });
     } else {
       conn->Reply(id, absl::InvalidArgumentError("unexpected frame kind on a server"), nullptr);

@@ -36,10 +36,10 @@ struct DataConnection::Link {
     if (fd >= 0) close(fd);
   }
   // False if the link is broken (now or before).
-  bool Write(const std::string& frame) {
+  bool Write(const std::string& frame, const frame::ValueSpans& tail = {}) {
     MutexLock lock(&write_mu);
     if (broken.load()) return false;
-    if (!frame::WriteFull(fd, frame.data(), frame.size())) {
+    if (!frame::WriteFullSpans(fd, frame, tail)) {
       Break();
       return false;
     }
@@ -79,9 +79,11 @@ DataConnection::~DataConnection() {
 }
 
 uint64_t DataConnection::Start(frame::Kind kind, const google::protobuf::Message& req,
-                               google::protobuf::Message* resp, absl::Time deadline, Done done) {
+                               const frame::ValueSpans& tail, google::protobuf::Message* resp,
+                               absl::Time deadline, Done done) {
   std::string out;
-  if (!frame::SerializeBody(req, &out)) {
+  frame::Header h;
+  if (!frame::SerializeSplitHead(req, tail, &h, &out)) {
     done(grpc::Status(grpc::StatusCode::INTERNAL, "the request does not serialize"));
     return 0;
   }
@@ -130,20 +132,20 @@ uint64_t DataConnection::Start(frame::Kind kind, const google::protobuf::Message
     }
     if (connect_error.empty()) {
       link = link_;
-      pending_.emplace(id, Pending{link.get(), resp, std::move(done)});
+      auto* pull = dynamic_cast<rpc::PullResponse*>(resp);
+      pending_.emplace(id, Pending{link.get(), resp, pull != nullptr ? pull->mutable_slices() : nullptr,
+                                   std::move(done)});
     }
   }
   if (!connect_error.empty()) {
     done(grpc::Status(grpc::StatusCode::UNAVAILABLE, absl::StrCat("data plane: ", connect_error)));
     return id;
   }
-  frame::Header h;
   h.kind = kind;
-  h.body_len = static_cast<uint32_t>(out.size() - frame::kHeaderBytes);
   h.timeout_ms = TimeoutMs(deadline);
   h.call_id = id;
   frame::EncodeHeader(h, out.data());
-  link->Write(out);  // a failure breaks the link: its reader fails this call
+  link->Write(out, tail);  // a failure breaks the link: its reader fails this call
   return id;
 }
 
@@ -185,9 +187,40 @@ void DataConnection::ReadLoop(std::shared_ptr<Link> link) {
                          absl::StrCat("data plane: a malformed reply from ", address_));
       break;
     }
+    const auto code = static_cast<grpc::StatusCode>(h->status);
+    auto read = [&](char* data, size_t size) { return frame::ReadFull(link->fd, data, size); };
+    if ((h->flags & frame::kSplitValues) != 0 && code == grpc::StatusCode::OK && h->call_id != 0) {
+      Pending call;
+      {
+        MutexLock lock(&mu_);
+        auto it = pending_.find(h->call_id);
+        if (it != pending_.end() && it->second.link == link.get()) {
+          call = std::move(it->second);
+          pending_.erase(it);
+        }
+      }
+      if (call.done == nullptr) {  // cancelled: its reply is read and dropped
+        if (!read(buffer.Reserve(h->body_len), h->body_len)) break;
+        continue;
+      }
+      absl::Status s = absl::InvalidArgumentError("a split reply to a call that has no slices");
+      if (call.slices != nullptr) {
+        s = frame::ReadSplitBody(h->body_len, read, &buffer, call.resp, call.slices);
+      }
+      if (!s.ok()) {  // the stream cannot be followed past it
+        if (s.code() != absl::StatusCode::kUnavailable) {
+          end = grpc::Status(grpc::StatusCode::INTERNAL,
+                             absl::StrCat("data plane: a malformed reply from ", address_, ": ",
+                                          s.message()));
+        }
+        call.done(end);
+        break;
+      }
+      call.done(grpc::Status::OK);
+      continue;
+    }
     char* body = buffer.Reserve(h->body_len);
     if (!frame::ReadFull(link->fd, body, h->body_len)) break;
-    const auto code = static_cast<grpc::StatusCode>(h->status);
     if (h->call_id == 0) {  // the hello's reply
       if (code != grpc::StatusCode::OK) {
         end = grpc::Status(code, std::string(body, h->body_len));

@@ -10,9 +10,9 @@
 // Deadlines are the caller's: it cancels a call whose deadline passed
 // (KvClient's RunAll polls for that), and a late reply is dropped.
 //
-// Copies of a push's values here: serializing the request into the frame
-// (1); the kernel's copy to the socket is raw TCP's. Of a pull's: parsing the
-// reply into the response (1).
+// Pushes and pulls go as split frames (common/data_frame.h): a push's values
+// go from the caller's memory to the socket, and a pull reply's from the
+// socket into the response's slices, without a copy here.
 //
 // Thread-safety: every method is thread-safe. mu_ guards the current link and
 // the calls in flight; each link's write_mu serializes its frames.
@@ -32,6 +32,7 @@
 #include "common/sync.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/support/status.h"
+#include "proto/ps.pb.h"
 
 namespace ps {
 
@@ -48,14 +49,15 @@ class DataConnection {
 
   const std::string& address() const { return address_; }
 
-  // Sends `req` as a frame of `kind` (kPush or kPull), connecting first if
-  // needed (within the deadline, at most 5 s). On the reply, parses its body
-  // into `resp` and calls done(OK), or done(error); `resp` must live until
-  // then. `done` runs exactly once, maybe before Start returns. Returns the
-  // call's id, for Cancel.
+  // Sends `req` as a split frame of `kind` (kPush or kPull) whose values are
+  // `tail` (req's slices count them in raw_values; read before Start
+  // returns), connecting first if needed (within the deadline, at most 5 s).
+  // On the reply, reads its body into `resp` and calls done(OK), or
+  // done(error); `resp` must live until then. `done` runs exactly once, maybe
+  // before Start returns. Returns the call's id, for Cancel.
   uint64_t Start(frame::Kind kind, const google::protobuf::Message& req,
-                 google::protobuf::Message* resp, absl::Time deadline, Done done)
-      ABSL_LOCKS_EXCLUDED(mu_);
+                 const frame::ValueSpans& tail, google::protobuf::Message* resp,
+                 absl::Time deadline, Done done) ABSL_LOCKS_EXCLUDED(mu_);
   // Finishes call `id` with `status` if it has not finished yet.
   void Cancel(uint64_t id, grpc::Status status) ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -63,8 +65,10 @@ class DataConnection {
 
  private:
   struct Pending {
-    Link* link;
-    google::protobuf::Message* resp;
+    Link* link = nullptr;
+    google::protobuf::Message* resp = nullptr;
+    // resp's slices if it has any (a split reply's values go there), else null.
+    google::protobuf::RepeatedPtrField<rpc::TableSlice>* slices = nullptr;
     Done done;
   };
   void ReadLoop(std::shared_ptr<Link> link);

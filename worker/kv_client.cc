@@ -1,5 +1,6 @@
 #include "worker/kv_client.h"
 
+#include <algorithm>
 #include <limits>
 #include <map>
 #include <set>
@@ -34,15 +35,40 @@ struct Call {
   std::shared_ptr<DataConnection> data;
   uint64_t data_id = 0;
   grpc::Status status;
+  // The float32 values of req's slices (each counts its own in raw_values),
+  // in slice order: spans of the caller's tables or of `staging`. The data
+  // plane sends them from there; a gRPC call first moves them into req.
+  frame::ValueSpans tail;
+  std::vector<float> staging;
 };
+
+// Puts a call's tail into its request's slices (for gRPC, which has no
+// split bodies).
+template <typename Req>
+void JoinTail(Req* req, frame::ValueSpans* tail) {
+  size_t next = 0;
+  for (rpc::TableSlice& slice : *req->mutable_slices()) {
+    size_t left = slice.raw_values();
+    slice.clear_raw_values();
+    while (left > 0 && next < tail->size()) {
+      const absl::Span<const float> span = (*tail)[next++];
+      slice.mutable_values()->Add(span.begin(), span.end());
+      left -= std::min(left, span.size());
+    }
+  }
+  tail->clear();
+}
 
 // Starts `c` on `data` if there is one, else through `grpc_start`.
 template <typename C, typename Done, typename GrpcStart>
 void StartOn(std::shared_ptr<DataConnection> data, frame::Kind kind, C* c, Done done,
              GrpcStart grpc_start) {
-  if (data == nullptr) return grpc_start(std::move(done));
+  if (data == nullptr) {
+    JoinTail(&c->req, &c->tail);
+    return grpc_start(std::move(done));
+  }
   c->data = std::move(data);
-  c->data_id = c->data->Start(kind, c->req, &c->resp, c->deadline, std::move(done));
+  c->data_id = c->data->Start(kind, c->req, c->tail, &c->resp, c->deadline, std::move(done));
 }
 
 // Starts every call with `start(call, done)` and waits until all finished.
@@ -506,20 +532,29 @@ absl::Status KvClient::DoPush(const std::vector<TableKeys>& tables, std::optiona
       req.set_lr_scale(lr_scale);
       if (all) req.set_all_partitions(true);
       std::vector<rpc::TableSlice*> slices(tables.size(), nullptr);
+      std::vector<size_t> order;  // t of each slice of req
+      // Per table, its float32 rows for this request (adjacent ones merged).
+      std::vector<frame::ValueSpans> rows(tables.size());
       auto add_part = [&](const Routed::Part& part) {
         for (const auto& [t, i] : part.refs) {
           if (slices[t] == nullptr) {
             slices[t] = req.add_slices();
             slices[t]->set_table(tables[t].table);
+            order.push_back(t);
           }
-          const int dim = tables_[tables[t].table].dim;
+          const size_t dim = tables_[tables[t].table].dim;
           slices[t]->add_keys(tables[t].keys[i]);
           if (encoded.has_value() && encoded->encoding(t) != rpc::FLOAT32) {
-            encoded->AppendRow(t, i, dim, slices[t]);
+            encoded->AppendRow(t, i, static_cast<int>(dim), slices[t]);
             continue;
           }
-          const float* v = tables[t].values.data() + static_cast<size_t>(i) * dim;
-          slices[t]->mutable_values()->Add(v, v + dim);
+          const float* v = tables[t].values.data() + i * dim;
+          frame::ValueSpans& spans = rows[t];
+          if (!spans.empty() && spans.back().data() + spans.back().size() == v) {
+            spans.back() = absl::MakeConstSpan(spans.back().data(), spans.back().size() + dim);
+          } else {
+            spans.emplace_back(v, dim);
+          }
         }
       };
       if (all) {
@@ -537,7 +572,35 @@ absl::Status KvClient::DoPush(const std::vector<TableKeys>& tables, std::optiona
       for (rpc::TableSlice* slice : slices) {
         if (slice != nullptr) GradientCompressor::Push::FinishSlice(slice);
       }
-      const uint64_t size = req.ByteSizeLong();
+      // The tail: each slice's rows as they lie in the caller's tables, or
+      // copied together when they are many small pieces (a sendmsg entry
+      // per row of a scattered table costs more than the copy).
+      uint64_t tail_values = 0;
+      size_t staged = 0;
+      auto stage = [](const frame::ValueSpans& spans, size_t n) {
+        return spans.size() > 16 && n * sizeof(float) / spans.size() < 4096;
+      };
+      std::vector<size_t> counts(tables.size(), 0);
+      for (size_t t : order) {
+        for (const auto& span : rows[t]) counts[t] += span.size();
+        if (stage(rows[t], counts[t])) staged += counts[t];
+      }
+      c->staging.reserve(staged);
+      for (size_t t : order) {
+        if (rows[t].empty()) continue;
+        slices[t]->set_raw_values(static_cast<uint32_t>(counts[t]));
+        tail_values += counts[t];
+        if (stage(rows[t], counts[t])) {
+          const size_t at = c->staging.size();
+          for (const auto& span : rows[t]) {
+            c->staging.insert(c->staging.end(), span.begin(), span.end());
+          }
+          c->tail.emplace_back(c->staging.data() + at, counts[t]);
+        } else {
+          c->tail.insert(c->tail.end(), rows[t].begin(), rows[t].end());
+        }
+      }
+      const uint64_t size = req.ByteSizeLong() + tail_values * sizeof(float);
       *wire_bytes += size;
       push_wire_bytes_.fetch_add(size, std::memory_order_relaxed);
       out.push_back(std::move(c));

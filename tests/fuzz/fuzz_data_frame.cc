@@ -2,9 +2,11 @@
 // (server/data_plane.cc) without the socket: the first byte picks the
 // consistency mode, the rest is a stream of frames (common/data_frame.h),
 // each header decoded with a 64 KiB body limit, each push or pull body parsed
+// (whole, or split: common/data_frame.h's ReadSplitBody)
 // and handed to a ServerCore that is primary of every partition, as
 // DataPlaneServer does after PsService's checks. A header that does not
 // decode ends the stream, as it closes a connection.
+#include <cstring>
 #include <deque>
 #include <string>
 
@@ -22,6 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::Time deadline = absl::Now();  // parked calls expire at once
   auto ignore = [](absl::Status) {};
   std::deque<std::pair<ps::rpc::PullRequest, ps::rpc::PullResponse>> pulls;
+  ps::frame::Buffer buffer;
   while (left >= ps::frame::kHeaderBytes) {
     auto h = ps::frame::DecodeHeader(p, 64 << 10);
     if (!h.ok()) break;
@@ -31,17 +34,32 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string body(p, h->body_len);
     p += h->body_len;
     left -= h->body_len;
+    // Parses the body into `msg` as DataPlaneServer does: whole, or split.
+    auto parse = [&](auto* msg) {
+      if ((h->flags & ps::frame::kSplitValues) == 0) return msg->ParseFromString(body);
+      size_t at = 0;
+      return ps::frame::ReadSplitBody(
+                 h->body_len,
+                 [&](char* to, size_t n) {
+                   if (at + n > body.size()) return false;
+                   std::memcpy(to, body.data() + at, n);
+                   at += n;
+                   return true;
+                 },
+                 &buffer, msg, msg->mutable_slices())
+          .ok();
+    };
     if (h->kind == ps::frame::Kind::kPush) {
       ps::rpc::PushRequest req;
       ps::rpc::PushResponse resp;
-      if (!req.ParseFromString(body)) break;
+      if (!parse(&req)) break;
       core.Push(&req, &resp, deadline, ignore);
     } else if (h->kind == ps::frame::Kind::kPull) {
       // A parked pull holds its request and reply until it is answered (as
       // the data plane's connection does): they live to the input's end.
       pulls.emplace_back();
       auto& [req, resp] = pulls.back();
-      if (!req.ParseFromString(body)) break;
+      if (!parse(&req)) break;
       core.Pull(&req, &resp, deadline, ignore);
     }
   }

@@ -11,6 +11,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -556,6 +557,25 @@ std::string Frame(frame::Kind kind, uint64_t id, const std::string& body) {
   return out + body;
 }
 
+// A split frame (common/data_frame.h): `msg`'s values after its head.
+std::string SplitFrame(frame::Kind kind, uint64_t id, google::protobuf::Message* msg) {
+  std::vector<google::protobuf::RepeatedField<float>> kept;
+  frame::ValueSpans tail;
+  if (auto* push = dynamic_cast<rpc::PushRequest*>(msg)) {
+    frame::SplitValues(push->mutable_slices(), &kept, &tail);
+  }
+  frame::Header h;
+  h.kind = kind;
+  h.call_id = id;
+  std::string out;
+  EXPECT_TRUE(frame::SerializeSplitHead(*msg, tail, &h, &out));
+  frame::EncodeHeader(h, out.data());
+  for (const auto& span : tail) {
+    out.append(reinterpret_cast<const char*>(span.data()), span.size() * sizeof(float));
+  }
+  return out;
+}
+
 // Sends `bytes` on a new connection to `address`, then reads up to `replies`
 // replies (fewer if the server closes the connection).
 std::vector<FrameReply> Exchange(const std::string& address, const std::string& bytes,
@@ -648,6 +668,34 @@ TEST_F(SecurityTest, TheTcpDataPlaneChecksCallersAndRequestsLikeGrpc) {
     ASSERT_EQ(r.size(), 2u);
     EXPECT_NE(r[1].code, 0) << r[1].body;
   }
+  // Split bodies that do not add up: more values announced than sent, fewer,
+  // a head longer than the body. Each refused, naming what is wrong.
+  auto split_by_hand = [](int announced, uint32_t head_len_delta) {
+    rpc::PushRequest head;
+    head.set_worker(0);
+    head.set_num_examples(1);
+    auto* slice = head.add_slices();
+    slice->add_keys(0);
+    slice->set_raw_values(static_cast<uint32_t>(announced));
+    const std::string bytes = head.SerializeAsString();
+    const float value = 2.0f;  // one value follows
+    std::string body(4, '\0');
+    const uint32_t head_len = static_cast<uint32_t>(bytes.size()) + head_len_delta;
+    std::memcpy(body.data(), &head_len, 4);
+    body += bytes + std::string(reinterpret_cast<const char*>(&value), sizeof(value));
+    std::string out = Frame(frame::Kind::kPush, 5, body);
+    out[5] = static_cast<char>(frame::kSplitValues);
+    return out;
+  };
+  for (const auto& [bad, what] : std::vector<std::pair<std::string, std::string>>{
+           {split_by_hand(2, 0), "announces 8 bytes of values; the body carries 4"},
+           {split_by_hand(0, 0), "announces 0 bytes of values; the body carries 4"},
+           {split_by_hand(1, 1000), "is longer than the body"}}) {
+    r = Exchange(address, Frame(frame::Kind::kHello, 0, ticket) + bad, 3);
+    ASSERT_EQ(r.size(), 2u) << what;
+    EXPECT_EQ(r[1].code, static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT)) << r[1].body;
+    EXPECT_TRUE(absl::StrContains(r[1].body, what)) << r[1].body;
+  }
   // Nothing was applied; a legitimate push is, and a pull reads it back.
   EXPECT_EQ(Stats(0).pushes_applied(), before.pushes_applied());
   rpc::PushRequest good = PushOf(0, 1, 0.5f);
@@ -668,6 +716,34 @@ TEST_F(SecurityTest, TheTcpDataPlaneChecksCallersAndRequestsLikeGrpc) {
   ASSERT_EQ(pulled.slices_size(), 1);
   ASSERT_EQ(pulled.slices(0).values_size(), 1);
   EXPECT_EQ(Stats(0).pushes_applied(), before.pushes_applied() + 1);
+  // The same as split frames (as workers send them): the pull's reply comes
+  // split too, its value one more push's worth lower.
+  rpc::PushRequest split_push = PushOf(0, 1, 0.5f);
+  r = Exchange(address,
+               Frame(frame::Kind::kHello, 0, ticket) +
+                   SplitFrame(frame::Kind::kPush, 1, &split_push) +
+                   SplitFrame(frame::Kind::kPull, 2, &pull),
+               3);
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_EQ(r[1].code, 0) << r[1].body;
+  EXPECT_EQ(r[2].code, 0) << r[2].body;
+  rpc::PullResponse split_pulled;
+  frame::Buffer buffer;
+  size_t at = 0;
+  ASSERT_TRUE(frame::ReadSplitBody(
+                  static_cast<uint32_t>(r[2].body.size()),
+                  [&](char* data, size_t size) {
+                    if (at + size > r[2].body.size()) return false;
+                    std::memcpy(data, r[2].body.data() + at, size);
+                    at += size;
+                    return true;
+                  },
+                  &buffer, &split_pulled, split_pulled.mutable_slices())
+                  .ok());
+  ASSERT_EQ(split_pulled.slices_size(), 1);
+  ASSERT_EQ(split_pulled.slices(0).values_size(), 1);
+  EXPECT_LT(split_pulled.slices(0).values(0), pulled.slices(0).values(0));
+  EXPECT_EQ(Stats(0).pushes_applied(), before.pushes_applied() + 2);
   const std::string audit = Audit();
   EXPECT_GE(CountLines(audit, {"\"method\":\"DataHello\"", "\"event\":\"refused\""}), 3) << audit;
   EXPECT_GE(CountLines(audit, {"\"method\":\"Push\"", "tcp:", "may not speak for worker rank 1"}),
