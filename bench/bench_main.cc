@@ -7,8 +7,9 @@
 //                                          (single) worker
 //
 // Dense: one key per request of 4 KiB, 1 MiB, 4 MiB or 16 MiB (tables
-// dense_4k, dense_1m, dense_4m, dense_16m; --dense_sizes picks them), (a) one request at a time, with
-// its latency (mean, p50, p99), (b) --inflight requests in flight (threads,
+// dense_4k, dense_1m, dense_4m, dense_16m; --dense_sizes picks them), (a)
+// one request at a time, with its latency (mean, p50, p99), (b) --inflight
+// requests in flight (threads,
 // each with its own KvClient and pusher identity and its own keys). Sparse:
 // batches of each of --sparse_keys random keys of tables sparse_1 (dim 1) and
 // sparse (dim 8), one at a time.

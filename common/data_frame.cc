@@ -95,8 +95,9 @@ bool SerializeSplitHead(const google::protobuf::MessageLite& head, const ValueSp
   Put32(out->data() + kHeaderBytes, static_cast<uint32_t>(size));
   header->flags |= kSplitValues;
   header->body_len = static_cast<uint32_t>(body);
-  return head.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(
-             out->data() + kHeaderBytes + 4)) == reinterpret_cast<uint8_t*>(out->data() + out->size());
+  return head.SerializeWithCachedSizesToArray(
+             reinterpret_cast<uint8_t*>(out->data() + kHeaderBytes + 4)) ==
+         reinterpret_cast<uint8_t*>(out->data() + out->size());
 }
 
 void SplitValues(google::protobuf::RepeatedPtrField<rpc::TableSlice>* slices,
@@ -123,9 +124,8 @@ absl::Status ReadSplitBody(uint32_t body_len, Reader read, Buffer* buffer,
   if (!read(len, sizeof(len))) return broken;
   const uint32_t head_len = Get32(len);
   if (head_len > body_len - 4) {
-    return absl::InvalidArgumentError(absl::StrCat("a split body's head of ", head_len,
-                                                   " bytes is longer than the body's ",
-                                                   body_len - 4));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a split body's head of ", head_len, " bytes is longer than the body's ", body_len - 4));
   }
   char* head = buffer->Reserve(head_len);
   if (!read(head, head_len)) return broken;
@@ -187,7 +187,8 @@ bool WriteFullSpans(int fd, const std::string& head, const ValueSpans& tail) {
   iov.reserve(1 + tail.size());
   iov.push_back({const_cast<char*>(head.data()), head.size()});
   for (const absl::Span<const float>& span : tail) {
-    if (!span.empty()) iov.push_back({const_cast<float*>(span.data()), span.size() * sizeof(float)});
+    if (!span.empty())
+      iov.push_back({const_cast<float*>(span.data()), span.size() * sizeof(float)});
   }
   size_t i = 0;
   while (i < iov.size()) {

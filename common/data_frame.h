@@ -24,9 +24,12 @@
 // values left out and counted in its `raw_values`), then those values,
 // float32 little-endian, slice after slice. Values go from the sender's
 // memory to the socket (sendmsg over spans) and from the socket into the
-// received message's `values`: no copy in user space on either side, as
-// with raw TCP. Workers send pushes and pulls split; a server answers a
-// split request's reply split.
+// received message's `values`, without a copy of the framing's own (the
+// sender may have gathered scattered rows first). Workers send pushes and
+// pulls split; a server answers a split request's reply split.
+//
+// Versions: a job's processes run one release. A peer speaking another
+// framing (PSD1) fails on the magic, and the error ends its connection.
 //
 // Thread-safe (pure functions).
 #ifndef PS_COMMON_DATA_FRAME_H_

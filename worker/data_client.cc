@@ -72,10 +72,11 @@ DataConnection::~DataConnection() {
     pending.swap(pending_);
   }
   for (auto& link : links) link->Break();
-  for (auto& [id, p] : pending) p.done(grpc::Status(grpc::StatusCode::CANCELLED, "client closed"));
+  // The readers first: one may be reading a reply into a call's response.
   for (auto& link : links) {
     if (link->reader.joinable()) link->reader.join();
   }
+  for (auto& [id, p] : pending) p.done(grpc::Status(grpc::StatusCode::CANCELLED, "client closed"));
 }
 
 uint64_t DataConnection::Start(frame::Kind kind, const google::protobuf::Message& req,
@@ -133,8 +134,9 @@ uint64_t DataConnection::Start(frame::Kind kind, const google::protobuf::Message
     if (connect_error.empty()) {
       link = link_;
       auto* pull = dynamic_cast<rpc::PullResponse*>(resp);
-      pending_.emplace(id, Pending{link.get(), resp, pull != nullptr ? pull->mutable_slices() : nullptr,
-                                   std::move(done)});
+      pending_.emplace(id,
+                       Pending{link.get(), resp, pull != nullptr ? pull->mutable_slices() : nullptr,
+                               std::move(done), /*reading=*/false, std::nullopt});
     }
   }
   if (!connect_error.empty()) {
@@ -155,6 +157,11 @@ void DataConnection::Cancel(uint64_t id, grpc::Status status) {
     MutexLock lock(&mu_);
     auto it = pending_.find(id);
     if (it == pending_.end()) return;
+    if (it->second.reading) {
+      if (!it->second.cancel.has_value()) it->second.cancel = std::move(status);
+      it->second.link->Break();  // its reader's read ends now, and it finishes the call
+      return;
+    }
     done = std::move(it->second.done);
     pending_.erase(it);
   }
@@ -190,30 +197,46 @@ void DataConnection::ReadLoop(std::shared_ptr<Link> link) {
     const auto code = static_cast<grpc::StatusCode>(h->status);
     auto read = [&](char* data, size_t size) { return frame::ReadFull(link->fd, data, size); };
     if ((h->flags & frame::kSplitValues) != 0 && code == grpc::StatusCode::OK && h->call_id != 0) {
-      Pending call;
+      // The values are read straight into the call's response, so the call
+      // stays in pending_ (marked reading) until they are in: a Cancel
+      // meanwhile breaks the link instead of finishing it.
+      google::protobuf::Message* resp = nullptr;
+      google::protobuf::RepeatedPtrField<rpc::TableSlice>* slices = nullptr;
       {
         MutexLock lock(&mu_);
         auto it = pending_.find(h->call_id);
         if (it != pending_.end() && it->second.link == link.get()) {
-          call = std::move(it->second);
-          pending_.erase(it);
+          it->second.reading = true;
+          resp = it->second.resp;
+          slices = it->second.slices;
         }
       }
-      if (call.done == nullptr) {  // cancelled: its reply is read and dropped
+      if (resp == nullptr) {  // cancelled: its reply is read and dropped
         if (!read(buffer.Reserve(h->body_len), h->body_len)) break;
         continue;
       }
       absl::Status s = absl::InvalidArgumentError("a split reply to a call that has no slices");
-      if (call.slices != nullptr) {
-        s = frame::ReadSplitBody(h->body_len, read, &buffer, call.resp, call.slices);
-      }
-      if (!s.ok()) {  // the stream cannot be followed past it
-        if (s.code() != absl::StatusCode::kUnavailable) {
-          end = grpc::Status(grpc::StatusCode::INTERNAL,
-                             absl::StrCat("data plane: a malformed reply from ", address_, ": ",
-                                          s.message()));
+      if (slices != nullptr) s = frame::ReadSplitBody(h->body_len, read, &buffer, resp, slices);
+      Pending call;
+      {
+        MutexLock lock(&mu_);
+        auto it = pending_.find(h->call_id);
+        if (it != pending_.end()) {  // else the destructor took it
+          call = std::move(it->second);
+          pending_.erase(it);
         }
-        call.done(end);
+      }
+      if (call.done == nullptr) break;
+      if (call.cancel.has_value()) {
+        call.done(*call.cancel);
+        break;  // the link is broken
+      }
+      if (!s.ok()) {  // the stream cannot be followed past it; the other calls are retried
+        call.done(s.code() == absl::StatusCode::kUnavailable
+                      ? end
+                      : grpc::Status(grpc::StatusCode::INTERNAL,
+                                     absl::StrCat("data plane: a malformed reply from ", address_,
+                                                  ": ", s.message())));
         break;
       }
       call.done(grpc::Status::OK);

@@ -23,6 +23,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -58,7 +59,9 @@ class DataConnection {
   uint64_t Start(frame::Kind kind, const google::protobuf::Message& req,
                  const frame::ValueSpans& tail, google::protobuf::Message* resp,
                  absl::Time deadline, Done done) ABSL_LOCKS_EXCLUDED(mu_);
-  // Finishes call `id` with `status` if it has not finished yet.
+  // Finishes call `id` with `status` if it has not finished yet (a call
+  // whose reply is being read: once the read ends, which the cancel makes
+  // immediate by breaking the connection).
   void Cancel(uint64_t id, grpc::Status status) ABSL_LOCKS_EXCLUDED(mu_);
 
   struct Link;
@@ -70,6 +73,11 @@ class DataConnection {
     // resp's slices if it has any (a split reply's values go there), else null.
     google::protobuf::RepeatedPtrField<rpc::TableSlice>* slices = nullptr;
     Done done;
+    // The reader is reading its reply into resp (without mu_): a Cancel then
+    // breaks the link, so the read ends, and leaves `done` to the reader
+    // with `cancel` (a call is never finished while its resp is written).
+    bool reading = false;
+    std::optional<grpc::Status> cancel;
   };
   void ReadLoop(std::shared_ptr<Link> link);
   // Removes and returns the calls in flight on `link`.

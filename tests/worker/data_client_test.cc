@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <functional>
 #include <thread>
@@ -95,7 +96,8 @@ TEST(DataFrame, SplitBodiesCarryEachSlicesValuesAfterTheHead) {
   b->add_keys(12);
   b->set_raw_values(1);
   const frame::ValueSpans tail = {absl::MakeConstSpan(grads).subspan(0, 2),
-                                  absl::MakeConstSpan(grads).subspan(2), absl::MakeConstSpan(other)};
+                                  absl::MakeConstSpan(grads).subspan(2),
+                                  absl::MakeConstSpan(other)};
   const std::string body = SplitBody(req, tail);
 
   rpc::PushRequest back;
@@ -183,8 +185,7 @@ TEST(DataFrame, SplitBodiesThatDoNotAddUpAreRefusedNamingWhy) {
   char head[frame::kHeaderBytes];
   frame::EncodeHeader(h, head);
   head[5] = 2;
-  EXPECT_EQ(frame::DecodeHeader(head, 1 << 20).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(frame::DecodeHeader(head, 1 << 20).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 // A peer that accepts connections and hands each to `script` on its own thread.
@@ -461,6 +462,66 @@ TEST(DataConnection, ACancelledCallIgnoresItsLateReply) {
   EXPECT_TRUE(next.Wait().ok());
   EXPECT_EQ(resp.slices(0).values(0), 2.0f);
   EXPECT_EQ(cancelled_resp.slices_size(), 0);  // the late reply was not written into it
+}
+
+TEST(DataConnection, ACallWhoseReplyStoppedHalfWayCanBeCancelled) {
+  // The peer sends a split reply's header and head and a part of its
+  // values, then nothing (a server frozen mid-reply): the reader waits
+  // inside the reply. A cancel (deadline, or the server left the map)
+  // must still finish the call, and the next call connects again.
+  Mutex mu;
+  CondVar cv;
+  bool half_sent = false;
+  std::atomic<int> n{0};
+  ScriptedPeer peer([&](int fd) {
+    const int me = n++;
+    Frame hello, f;
+    if (!ReadFrame(fd, &hello)) return;
+    WriteReply(fd, hello.header.call_id, 0, "");
+    if (!ReadFrame(fd, &f)) return;
+    rpc::PullResponse reply;
+    auto* slice = reply.add_slices();
+    for (int i = 0; i < 1000; ++i) slice->add_values(static_cast<float>(i));
+    if (me > 0) return WriteSplitReply(fd, f.header.call_id, std::move(reply));
+    std::vector<google::protobuf::RepeatedField<float>> kept;
+    frame::ValueSpans tail;
+    frame::SplitValues(reply.mutable_slices(), &kept, &tail);
+    frame::Header h;
+    h.kind = frame::Kind::kReply;
+    h.call_id = f.header.call_id;
+    std::string out;
+    ASSERT_TRUE(frame::SerializeSplitHead(reply, tail, &h, &out));
+    frame::EncodeHeader(h, out.data());
+    ASSERT_TRUE(frame::WriteFullSpans(fd, out, {tail[0].subspan(0, 10)}));
+    {
+      MutexLock lock(&mu);
+      half_sent = true;
+      cv.SignalAll();
+    }
+    // Then silence, until the worker breaks the connection.
+    char byte;
+    while (read(fd, &byte, 1) > 0) {
+    }
+  });
+  DataConnection conn(peer.address());
+  rpc::PullRequest req;
+  rpc::PullResponse stuck, resp;
+  Outcome cancelled;
+  const uint64_t id = conn.Start(frame::Kind::kPull, req, {}, &stuck,
+                                 absl::Now() + absl::Seconds(20), cancelled.Callback());
+  {
+    MutexLock lock(&mu);
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (!half_sent && absl::Now() < deadline) cv.WaitWithTimeout(&mu, deadline - absl::Now());
+    ASSERT_TRUE(half_sent);
+  }
+  conn.Cancel(id, grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "too late"));
+  EXPECT_EQ(cancelled.Wait().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  Outcome next;
+  conn.Start(frame::Kind::kPull, req, {}, &resp, absl::Now() + absl::Seconds(20), next.Callback());
+  ASSERT_TRUE(next.Wait().ok());
+  ASSERT_EQ(resp.slices_size(), 1);
+  EXPECT_EQ(resp.slices(0).values(999), 999.0f);
 }
 
 TEST(DataConnection, ARefusedHelloFailsTheCallsWithItsStatus) {
