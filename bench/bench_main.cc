@@ -102,6 +102,7 @@ ABSL_FLAG(uint64_t, memory_keys, 10000000,
           "--server: keys stored for the memory figures (0: skip)");
 ABSL_FLAG(std::vector<std::string>, growth_workers, std::vector<std::string>({"4", "16", "64"}),
           "--server: simulated workers per cost-growth row (at 64 partitions)");
+ABSL_FLAG(bool, apply_rates, true, "--server: measure the apply rates against an axpy");
 ABSL_FLAG(std::vector<std::string>, growth_partitions,
           std::vector<std::string>({"64", "1024", "8192"}),
           "--server: partitions per cost-growth row (at 4 workers)");
@@ -1010,6 +1011,7 @@ int Report(const Results& results) {
 
 int RunServer() {
   bench::ServerBenchOptions o;
+  o.apply_rates = absl::GetFlag(FLAGS_apply_rates);
   o.max_seconds = absl::GetFlag(FLAGS_max_seconds);
   o.memory_keys = absl::GetFlag(FLAGS_memory_keys);
   auto ints = [](const char* flag, const std::vector<std::string>& in, int max,

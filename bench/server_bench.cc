@@ -342,41 +342,43 @@ absl::StatusOr<std::string> RunServerBench(const ServerBenchOptions& o) {
     out += "\n";
   }
   // Apply rate.
-  std::vector<ApplyRow> rows;
-  auto add = [&](absl::StatusOr<ApplyRow> r) -> absl::Status {
-    if (!r.ok()) return r.status();
-    r->axpy = AxpyRate(o.max_seconds, r->floats);
-    rows.push_back(*r);
-    return absl::OkStatus();
-  };
-  if (auto s = add(AspApply("asp sgd, 1 key x 262144 (1 MiB)", config::SGD, kBenchDense1M, 1,
-                            o.max_seconds));
-      !s.ok())
-    return s;
-  if (auto s = add(AspApply("asp adam, 1 key x 262144 (1 MiB)", config::ADAM, kBenchDense1M, 1,
-                            o.max_seconds));
-      !s.ok())
-    return s;
-  if (auto s =
-          add(AspApply("asp sgd, 10000 keys x 8", config::SGD, kBenchSparse, 10000, o.max_seconds));
-      !s.ok())
-    return s;
-  if (auto s =
-          add(BspApply("bsp sgd, 2 workers x 1 key x 262144", kBenchDense1M, 1, o.max_seconds));
-      !s.ok())
-    return s;
-  if (auto s =
-          add(BspApply("bsp sgd, 2 workers x 10000 keys x 8", kBenchSparse, 10000, o.max_seconds));
-      !s.ok())
-    return s;
-  out +=
-      "apply rate: pushes through ServerCore::Push (validation, routing, optimizer), against "
-      "an Eigen axpy (y += a x) over as many floats, same run\n";
-  out += absl::StrFormat("%-40s | %14s | %14s | %s\n", "push", "floats/s", "axpy floats/s",
-                         "push / axpy");
-  for (const ApplyRow& r : rows) {
-    out += absl::StrFormat("%-40s | %14.0f | %14.0f | %.2f\n", r.what, r.rate, r.axpy,
-                           r.rate / r.axpy);
+  if (o.apply_rates) {
+    std::vector<ApplyRow> rows;
+    auto add = [&](absl::StatusOr<ApplyRow> r) -> absl::Status {
+      if (!r.ok()) return r.status();
+      r->axpy = AxpyRate(o.max_seconds, r->floats);
+      rows.push_back(*r);
+      return absl::OkStatus();
+    };
+    if (auto s = add(AspApply("asp sgd, 1 key x 262144 (1 MiB)", config::SGD, kBenchDense1M, 1,
+                              o.max_seconds));
+        !s.ok())
+      return s;
+    if (auto s = add(AspApply("asp adam, 1 key x 262144 (1 MiB)", config::ADAM, kBenchDense1M, 1,
+                              o.max_seconds));
+        !s.ok())
+      return s;
+    if (auto s =
+            add(AspApply("asp sgd, 10000 keys x 8", config::SGD, kBenchSparse, 10000, o.max_seconds));
+        !s.ok())
+      return s;
+    if (auto s =
+            add(BspApply("bsp sgd, 2 workers x 1 key x 262144", kBenchDense1M, 1, o.max_seconds));
+        !s.ok())
+      return s;
+    if (auto s =
+            add(BspApply("bsp sgd, 2 workers x 10000 keys x 8", kBenchSparse, 10000, o.max_seconds));
+        !s.ok())
+      return s;
+    out +=
+        "apply rate: pushes through ServerCore::Push (validation, routing, optimizer), against "
+        "an Eigen axpy (y += a x) over as many floats, same run\n";
+    out += absl::StrFormat("%-40s | %14s | %14s | %s\n", "push", "floats/s", "axpy floats/s",
+                           "push / axpy");
+    for (const ApplyRow& r : rows) {
+      out += absl::StrFormat("%-40s | %14.0f | %14.0f | %.2f\n", r.what, r.rate, r.axpy,
+                             r.rate / r.axpy);
+    }
   }
   // Cost growth.
   out +=

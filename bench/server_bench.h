@@ -22,6 +22,7 @@ namespace ps::bench {
 
 struct ServerBenchOptions {
   double max_seconds = 1.0;  // per apply measurement and per growth row
+  bool apply_rates = true;
   uint64_t memory_keys = 10000000;
   std::vector<int> memory_dims = {1, 64};
   std::vector<int> growth_workers = {4, 16, 64};

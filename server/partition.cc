@@ -267,15 +267,22 @@ Partition::PushResult Partition::CloseClocks(absl::Span<const int32_t> live, OpS
 
 bool Partition::CloseClocksLocked(absl::Span<const int32_t> live, OpSink* sink) {
   if (live.empty()) return false;
+  // A worker still at the applied clock holds it: no need to look further.
+  // All but a clock's last push stop here, at the worker that held it the
+  // last time if it still does, else at the next one on from it, so a clock
+  // costs O(workers) lookups per partition, not O(workers^2) (workers
+  // pushing in rank order made every push look at the ranks before it).
+  const size_t n = live.size();
+  const size_t start = holder_hint_ < n ? holder_hint_ : 0;
+  for (size_t k = 0, i = start; k < n; ++k, i = i + 1 == n ? 0 : i + 1) {
+    if (CountsLocked(live[i]) && NextLocked(live[i]) <= applied_clock_) {
+      holder_hint_ = i;
+      return false;
+    }
+  }
   int64_t target = kNoClock;
   for (int32_t w : live) {
-    if (!CountsLocked(w)) continue;
-    const int64_t next = NextLocked(w);
-    // A worker still at the applied clock holds it: no need to look further
-    // (all but a clock's last push stop here, so a clock costs O(workers)
-    // lookups per partition, not O(workers^2)).
-    if (next <= applied_clock_) return false;
-    target = std::min(target, next);
+    if (CountsLocked(w)) target = std::min(target, NextLocked(w));
   }
   if (target == kNoClock) return false;  // rejoining, nobody heard from yet
   bool moved = false;

@@ -233,6 +233,9 @@ class Partition {
   // clock -> worker rank -> gradients (BSP only).
   std::map<int64_t, std::map<int32_t, Buffered>> pending_ ABSL_GUARDED_BY(mu_);
   int64_t applied_clock_ ABSL_GUARDED_BY(mu_) = 0;
+  // Where in the live workers CloseClocksLocked found one holding the
+  // applied clock last: it looks there first (a hint; any index is safe).
+  size_t holder_hint_ ABSL_GUARDED_BY(mu_) = 0;
   // BSP: per table, the keys clock `before_clock_` changed -> their values
   // before it (dim floats at index * dim in before_values_), for Read.
   int64_t before_clock_ ABSL_GUARDED_BY(mu_) = 0;
