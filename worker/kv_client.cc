@@ -639,7 +639,9 @@ absl::Status KvClient::DoPull(std::vector<TableKeys>* tables, std::optional<int6
   }
   auto routed = Route(*tables, /*with_values=*/false);
   if (!routed.ok()) return routed.status();
-  for (TableKeys& t : *tables) t.values.assign(t.keys.size() * tables_[t.table].dim, 0.0f);
+  // Sized, not cleared: a successful pull writes every value (scatter), and
+  // a caller pulling into the same arrays again is spared a pass over them.
+  for (TableKeys& t : *tables) t.values.resize(t.keys.size() * tables_[t.table].dim);
   using PullCall = Call<rpc::PullRequest, rpc::PullResponse>;
 
   auto build = [&](const std::vector<int>& partitions) {
