@@ -120,8 +120,14 @@ class Partition {
   struct Gate {
     int64_t applied_clock = 0;  // BSP: clocks below this are applied
     int64_t min_clock = 0;      // slowest live worker's next clock (INT64_MAX: none)
+    // False when GateState stopped at a live worker still at the applied
+    // clock (so applied_clock is exact, and min_clock is that worker's
+    // clock: at least the slowest one's).
+    bool min_exact = true;
   };
-  Gate GateState(absl::Span<const int32_t> live) const;
+  // `need_min` false: it may stop at the first worker found holding the
+  // applied clock (O(1) while one does, instead of O(live workers)).
+  Gate GateState(absl::Span<const int32_t> live, bool need_min = true) const;
   // `worker`'s next clock here (0 if it never pushed).
   int64_t NextClock(int32_t worker) const;
 
@@ -233,9 +239,10 @@ class Partition {
   // clock -> worker rank -> gradients (BSP only).
   std::map<int64_t, std::map<int32_t, Buffered>> pending_ ABSL_GUARDED_BY(mu_);
   int64_t applied_clock_ ABSL_GUARDED_BY(mu_) = 0;
-  // Where in the live workers CloseClocksLocked found one holding the
-  // applied clock last: it looks there first (a hint; any index is safe).
-  size_t holder_hint_ ABSL_GUARDED_BY(mu_) = 0;
+  // Where in the live workers CloseClocksLocked or GateState found one
+  // holding the applied clock last: they look there first (a hint; any
+  // index is safe).
+  mutable size_t holder_hint_ ABSL_GUARDED_BY(mu_) = 0;
   // BSP: per table, the keys clock `before_clock_` changed -> their values
   // before it (dim floats at index * dim in before_values_), for Read.
   int64_t before_clock_ ABSL_GUARDED_BY(mu_) = 0;

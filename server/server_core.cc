@@ -663,13 +663,21 @@ void ServerCore::Tick(const rpc::TickRequest& req, absl::Time deadline, Done don
   replicator_.WhenReplicated(std::move(needs), deadline, std::move(done));
 }
 
-void ServerCore::WakeParked() {
+void ServerCore::WakeParked(bool fresh_only) {
+  {
+    // Before waking_ is looked at: a round running now goes again, at the
+    // new version.
+    MutexLock lock(&gate_mu_);
+    if (!fresh_only) ++gate_version_;
+  }
   while (true) {
     std::vector<Parked> batch;
     std::vector<int32_t> live;
     std::vector<Role> role;
+    uint64_t version;
     {
       MutexLock lock(&gate_mu_);
+      version = gate_version_;
       if (waking_) {
         rewake_ = true;
         return;
@@ -684,17 +692,28 @@ void ServerCore::WakeParked() {
     std::map<int, Partition::Gate> gates;  // each partition checked once per round
     std::vector<Parked> ready, still;
     int64_t staleness = 0;
+    const bool bsp = mode_ == config::BSP;
     for (Parked& pull : batch) {
+      if (pull.closed_at == version) {  // nothing opened a gate since it was found closed
+        still.push_back(std::move(pull));
+        continue;
+      }
       bool open = true;
       int64_t min = kNoClock;
       for (int p : pull.partitions) {
         if (role[p] != kPrimary) continue;  // moved away: Serve says so
         auto it = gates.find(p);
-        if (it == gates.end()) it = gates.emplace(p, partitions_[p]->GateState(live)).first;
+        // BSP looks at the applied clock: while a worker holds it, finding
+        // that one is enough (the slowest clock is needed only for the
+        // staleness of a pull served).
+        if (it == gates.end()) it = gates.emplace(p, partitions_[p]->GateState(live, !bsp)).first;
+        if (bsp && !it->second.min_exact && it->second.applied_clock >= pull.clock) {
+          it->second = partitions_[p]->GateState(live);
+        }
         const Partition::Gate& g = it->second;
         min = std::min(min, g.min_clock);
-        open &= mode_ == config::BSP ? g.applied_clock >= pull.clock
-                                     : g.min_clock == kNoClock || g.min_clock >= pull.clock - staleness_;
+        open &= bsp ? g.applied_clock >= pull.clock
+                    : g.min_clock == kNoClock || g.min_clock >= pull.clock - staleness_;
       }
       if (open) {
         if (min != kNoClock) {
@@ -709,6 +728,7 @@ void ServerCore::WakeParked() {
           pull.waited = true;
           pulls_parked_.fetch_add(1, std::memory_order_relaxed);
         }
+        pull.closed_at = version;
         still.push_back(std::move(pull));
       }
     }
@@ -786,13 +806,14 @@ void ServerCore::Pull(const rpc::PullRequest* req, rpc::PullResponse* resp, absl
   for (int p : catch_up) {
     partitions_[p]->Tick(req->worker(), covered, mode_ == config::BSP, live, &replicator_);
   }
-  Parked parked{req, resp, req->clock(), deadline, std::move(done), {}, false};
+  Parked parked{req, resp, req->clock(), deadline, std::move(done), {}, false, 0};
   for (const auto& [p, refs] : *routing) parked.partitions.push_back(p);
   {
     MutexLock lock(&gate_mu_);
     parked_.push_back(std::move(parked));
   }
-  WakeParked();
+  // Only this pull is new (unless its catch-up ticks moved clocks).
+  WakeParked(/*fresh_only=*/catch_up.empty());
 }
 
 absl::Status ServerCore::Replicate(const rpc::ReplicateRequest& req, rpc::ReplicateResponse* resp) {

@@ -146,6 +146,8 @@ class ServerCore {
     Done done;
     std::vector<int> partitions;
     bool waited = false;
+    // The gate version at which it was last found closed (0: never checked).
+    uint64_t closed_at = 0;
   };
   // Keys of a request grouped by partition.
   using Routing = std::map<int, std::vector<KeyRef>>;
@@ -172,8 +174,13 @@ class ServerCore {
                    const std::vector<Role>& new_role) ABSL_EXCLUSIVE_LOCKS_REQUIRED(view_mu_);
   absl::Status CheckMapVersion(uint64_t version) ABSL_LOCKS_EXCLUDED(gate_mu_);
   absl::Status Serve(const rpc::PullRequest& req, rpc::PullResponse* resp);
-  // Serves every parked pull whose gate is open.
-  void WakeParked() ABSL_LOCKS_EXCLUDED(gate_mu_);
+  // Serves the parked pulls whose gates are open. Every caller that may have
+  // opened gates (a clock moved, the view or a role changed) passes
+  // `fresh_only` false, which starts a new gate version; a pull's arrival
+  // passes true: then pulls found closed at the current version are not
+  // checked again (each arriving pull re-checked every parked one: with W
+  // workers, W^2 checks per clock and partition).
+  void WakeParked(bool fresh_only = false) ABSL_LOCKS_EXCLUDED(gate_mu_);
   // Counts a request's keys and bytes per partition.
   template <typename Request>
   void CountLoad(const Request& req, const Routing& routing);
@@ -230,6 +237,7 @@ class ServerCore {
   std::vector<Parked> parked_ ABSL_GUARDED_BY(gate_mu_);
   bool waking_ ABSL_GUARDED_BY(gate_mu_) = false;  // a thread is checking parked pulls
   bool rewake_ ABSL_GUARDED_BY(gate_mu_) = false;  // ... and must check again
+  uint64_t gate_version_ ABSL_GUARDED_BY(gate_mu_) = 1;  // see WakeParked
   int64_t max_staleness_ ABSL_GUARDED_BY(gate_mu_) = 0;
 
   // Per partition, since the last TakeLoad.

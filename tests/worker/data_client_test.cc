@@ -465,10 +465,12 @@ TEST(DataConnection, ACancelledCallIgnoresItsLateReply) {
 }
 
 TEST(DataConnection, ACallWhoseReplyStoppedHalfWayCanBeCancelled) {
-  // The peer sends a split reply's header and head and a part of its
-  // values, then nothing (a server frozen mid-reply): the reader waits
-  // inside the reply. A cancel (deadline, or the server left the map)
-  // must still finish the call, and the next call connects again.
+  // The peer sends a split reply's header and head and half of its values,
+  // then nothing (a server frozen mid-reply): the reader waits inside the
+  // reply. A cancel (deadline, or the server left the map) must still
+  // finish the call, and the next call connects again. The half sent is
+  // 16 MiB, more than the socket buffers hold, so once the peer's write is
+  // done the reader is reading the values.
   Mutex mu;
   CondVar cv;
   bool half_sent = false;
@@ -481,7 +483,8 @@ TEST(DataConnection, ACallWhoseReplyStoppedHalfWayCanBeCancelled) {
     if (!ReadFrame(fd, &f)) return;
     rpc::PullResponse reply;
     auto* slice = reply.add_slices();
-    for (int i = 0; i < 1000; ++i) slice->add_values(static_cast<float>(i));
+    const int n = me > 0 ? 1000 : 8 << 20;
+    for (int i = 0; i < n; ++i) slice->add_values(static_cast<float>(i));
     if (me > 0) return WriteSplitReply(fd, f.header.call_id, std::move(reply));
     std::vector<google::protobuf::RepeatedField<float>> kept;
     frame::ValueSpans tail;
@@ -492,7 +495,7 @@ TEST(DataConnection, ACallWhoseReplyStoppedHalfWayCanBeCancelled) {
     std::string out;
     ASSERT_TRUE(frame::SerializeSplitHead(reply, tail, &h, &out));
     frame::EncodeHeader(h, out.data());
-    ASSERT_TRUE(frame::WriteFullSpans(fd, out, {tail[0].subspan(0, 10)}));
+    ASSERT_TRUE(frame::WriteFullSpans(fd, out, {tail[0].subspan(0, n / 2)}));
     {
       MutexLock lock(&mu);
       half_sent = true;
