@@ -401,25 +401,22 @@ Partition::Gate Partition::GateState(absl::Span<const int32_t> live, bool need_m
   MutexLock lock(&mu_);
   Gate g;
   g.applied_clock = applied_clock_;
-  if (!need_min && !live.empty()) {
-    // A worker at the applied clock holds it, so nothing below changes it.
-    const size_t n = live.size();
-    const size_t start = holder_hint_ < n ? holder_hint_ : 0;
-    for (size_t k = 0, i = start; k < n; ++k, i = i + 1 == n ? 0 : i + 1) {
-      if (!CountsLocked(live[i])) continue;
-      const int64_t next = NextLocked(live[i]);
-      if (next <= applied_clock_) {
-        holder_hint_ = i;
-        g.min_clock = next;
-        g.min_exact = false;
-        return g;
-      }
-    }
-  }
   g.min_clock = kNoClock;
-  for (int32_t w : live) {
-    if (!CountsLocked(w)) continue;
-    g.min_clock = std::min(g.min_clock, NextLocked(w));
+  // One pass, from where a holder was found last. Without need_min it may
+  // stop at a worker at the applied clock: that one holds it, so the
+  // adjustment below would change nothing.
+  const size_t n = live.size();
+  const size_t start = holder_hint_ < n ? holder_hint_ : 0;
+  for (size_t k = 0, i = start; k < n; ++k, i = i + 1 == n ? 0 : i + 1) {
+    if (!CountsLocked(live[i])) continue;
+    const int64_t next = NextLocked(live[i]);
+    if (!need_min && next <= applied_clock_) {
+      holder_hint_ = i;
+      g.min_clock = next;
+      g.min_exact = false;
+      return g;
+    }
+    g.min_clock = std::min(g.min_clock, next);
   }
   // Clocks below the slowest worker's with nothing buffered change nothing:
   // a partition that follows the floor closes them when it is next visited

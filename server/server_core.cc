@@ -595,6 +595,7 @@ void ServerCore::Push(const rpc::PushRequest* req, rpc::PushResponse* resp, absl
     }
   }
   (any_fresh ? pushes_applied_ : pushes_duplicate_).fetch_add(1, std::memory_order_relaxed);
+  if (bsp) moved |= CloseAgainIfLiveChanged(live, needs);
   if (moved) WakeParked();
   const bool duplicate = !any_fresh;
   replicator_.WhenReplicated(std::move(needs), deadline,
@@ -659,8 +660,21 @@ void ServerCore::Tick(const rpc::TickRequest& req, absl::Time deadline, Done don
       if (!raised || visit_flags_[p].load() != 0) visit(p);
     }
   }
+  if (mode_ == config::BSP) moved |= CloseAgainIfLiveChanged(live, needs);
   if (moved) WakeParked();
   replicator_.WhenReplicated(std::move(needs), deadline, std::move(done));
+}
+
+bool ServerCore::CloseAgainIfLiveChanged(const std::vector<int32_t>& live,
+                                         const std::vector<std::pair<int, uint64_t>>& visited) {
+  const std::vector<int32_t> now = LiveWorkers();
+  if (now == live) return false;
+  // A view that dropped a worker closed what it could before this request's
+  // visits (UpdateView), and the visits looked with the old list, on which
+  // the dropped worker still held the clock: close again with the new one.
+  bool moved = false;
+  for (const auto& [p, lsn] : visited) moved |= partitions_[p]->CloseClocks(now, &replicator_).applied_moved;
+  return moved;
 }
 
 void ServerCore::WakeParked(bool fresh_only) {
@@ -803,8 +817,11 @@ void ServerCore::Pull(const rpc::PullRequest* req, rpc::PullResponse* resp, absl
   }
   const int64_t covered =
       req->has_acked_clock() ? std::min(req->acked_clock(), req->clock()) : req->clock();
+  bool caught_up = false;  // a catch-up tick moved a clock
   for (int p : catch_up) {
-    partitions_[p]->Tick(req->worker(), covered, mode_ == config::BSP, live, &replicator_);
+    caught_up |=
+        partitions_[p]->Tick(req->worker(), covered, mode_ == config::BSP, live, &replicator_)
+            .clock_moved;
   }
   Parked parked{req, resp, req->clock(), deadline, std::move(done), {}, false, 0};
   for (const auto& [p, refs] : *routing) parked.partitions.push_back(p);
@@ -813,7 +830,7 @@ void ServerCore::Pull(const rpc::PullRequest* req, rpc::PullResponse* resp, absl
     parked_.push_back(std::move(parked));
   }
   // Only this pull is new (unless its catch-up ticks moved clocks).
-  WakeParked(/*fresh_only=*/catch_up.empty());
+  WakeParked(/*fresh_only=*/!caught_up);
 }
 
 absl::Status ServerCore::Replicate(const rpc::ReplicateRequest& req, rpc::ReplicateResponse* resp) {
@@ -927,6 +944,14 @@ void ServerCore::Fenced(int partition) {
     }
     NewFloorEra(era, old_role, new_role);
     replicator_.SetPrimary(partition, false);
+    if (mode_ == config::BSP) {
+      // As UpdateView does: a fold of the floor may have completed clocks
+      // that a push visiting meanwhile (floor 0) could not close.
+      const std::vector<int32_t> live = LiveWorkers();
+      for (int p = 0; p < num_partitions_; ++p) {
+        if (new_role[p] == kPrimary) partitions_[p]->CloseClocks(live, &replicator_);
+      }
+    }
   }
   // Pulls parked while the era changed saw a floor of 0 meanwhile.
   WakeParked();
@@ -1029,7 +1054,9 @@ absl::StatusOr<rpc::CheckpointResponse> ServerCore::Checkpoint(const std::string
     if (role[p] != kPrimary) continue;
     // Clocks the floor passed with nothing buffered are closed first, so a
     // checkpoint does not depend on when the partition was last visited.
-    if (mode_ == config::BSP) partitions_[p]->CloseClocks(live, &replicator_);
+    if (mode_ == config::BSP && partitions_[p]->CloseClocks(live, &replicator_).applied_moved) {
+      WakeParked();
+    }
     const rpc::PartitionState state = partitions_[p]->State();
     for (const rpc::PartitionState::WorkerClock& c : state.clocks()) {
       resp.set_next_clock(std::max(resp.next_clock(), c.next()));

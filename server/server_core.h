@@ -181,6 +181,12 @@ class ServerCore {
   // checked again (each arriving pull re-checked every parked one: with W
   // workers, W^2 checks per clock and partition).
   void WakeParked(bool fresh_only = false) ABSL_LOCKS_EXCLUDED(gate_mu_);
+  // After a BSP push or tick that visited `visited` with the live workers
+  // `live`: if the live workers changed meanwhile, closes those partitions'
+  // clocks again with the new list. Whether a clock closed.
+  bool CloseAgainIfLiveChanged(const std::vector<int32_t>& live,
+                               const std::vector<std::pair<int, uint64_t>>& visited)
+      ABSL_LOCKS_EXCLUDED(gate_mu_);
   // Counts a request's keys and bytes per partition.
   template <typename Request>
   void CountLoad(const Request& req, const Routing& routing);
