@@ -30,7 +30,7 @@ class Sgd final : public Optimizer {
   explicit Sgd(const TableSpec& t) : lr_(t.optimizer.learning_rate()), l2_(t.l2), l1_(t.l1) {}
   int num_slots() const override { return 0; }
   void Update(int dim, const float* grad, float scale, float lr_scale, float* value, float*,
-              uint32_t* step) const override {
+              uint32_t* step, int slot_stride) const override {
     const float lr = lr_ * lr_scale;
     Vec w(value, dim);
     w -= lr * PS_GRADIENT;
@@ -49,7 +49,7 @@ class Momentum final : public Optimizer {
         nesterov_(t.optimizer.nesterov()), l2_(t.l2), l1_(t.l1) {}
   int num_slots() const override { return 1; }
   void Update(int dim, const float* grad, float scale, float lr_scale, float* value, float* slots,
-              uint32_t* step) const override {
+              uint32_t* step, int slot_stride) const override {
     const float lr = lr_ * lr_scale;
     Vec w(value, dim), v(slots, dim);
     // Element-wise: each coefficient reads the old w before it is written.
@@ -77,7 +77,7 @@ class AdaGrad final : public Optimizer {
   int num_slots() const override { return 1; }
   float slot_init() const override { return init_; }
   void Update(int dim, const float* grad, float scale, float lr_scale, float* value, float* slots,
-              uint32_t* step) const override {
+              uint32_t* step, int slot_stride) const override {
     const float lr = lr_ * lr_scale;
     // A plain loop (vectorized by the compiler, -fno-math-errno): Eigen
     // leaves an expression with sqrt scalar without EIGEN_FAST_MATH.
@@ -118,10 +118,10 @@ class AdamFamily final : public Optimizer {
   }
   int num_slots() const override { return 2; }
   void Update(int dim, const float* grad, float scale, float lr_scale, float* value, float* slots,
-              uint32_t* step) const override {
+              uint32_t* step, int slot_stride) const override {
     const float lr = lr_ * lr_scale;
     float* m = slots;
-    float* v = slots + dim;
+    float* v = slots + slot_stride;
     const uint32_t t = ++*step;
     const float bc1 = t < kCachedSteps ? bc1_[t] : 1.0f - std::pow(b1_, static_cast<float>(t));
     // Plain loops, vectorized by the compiler (-fno-math-errno): Eigen leaves
@@ -171,10 +171,10 @@ class Ftrl final : public Optimizer {
         l2_(t.l2) {}
   int num_slots() const override { return 2; }
   void Update(int dim, const float* grad, float scale, float lr_scale, float* value, float* slots,
-              uint32_t* step) const override {
+              uint32_t* step, int slot_stride) const override {
     const float alpha = alpha_ * lr_scale;
     float* z = slots;
-    float* n = slots + dim;
+    float* n = slots + slot_stride;
     for (int i = 0; i < dim; ++i) {
       const float g = scale * grad[i];
       const float n_new = n[i] + g * g;
@@ -201,7 +201,7 @@ class Accumulate final : public Optimizer {
  public:
   int num_slots() const override { return 0; }
   void Update(int dim, const float* grad, float scale, float, float* value, float*,
-              uint32_t* step) const override {
+              uint32_t* step, int slot_stride) const override {
     if (dim == 6) {
       for (int i = 0; i < 4; ++i) value[i] += scale * grad[i];
       value[4] = std::min(value[4], grad[4]);

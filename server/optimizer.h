@@ -22,9 +22,12 @@ class Optimizer {
   // Applies one step with gradient `scale * grad` (scale turns a sum over a
   // batch into a mean; the L2 term is added here) and learning rate
   // learning_rate * lr_scale (the schedule's factor). `step` counts this key's
-  // updates, before this one.
+  // updates, before this one. Slot k of value i is slots[k * slot_stride + i]
+  // (slot_stride is the row's dim; it is more than `dim` when a long row is
+  // updated a range at a time: every optimizer but statistics' is
+  // element-wise, so the ranges give the bits one call would).
   virtual void Update(int dim, const float* grad, float scale, float lr_scale, float* value,
-                      float* slots, uint32_t* step) const = 0;
+                      float* slots, uint32_t* step, int slot_stride) const = 0;
 };
 
 // The optimizer of `table` (its type, hyper-parameters and L2).

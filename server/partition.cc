@@ -196,7 +196,7 @@ bool Partition::PushLocked(const rpc::PushRequest& req, absl::Span<const KeyRef>
       const float* g = in.values().data() + static_cast<size_t>(r.index) * dim;
       uint32_t* step;
       float* row = RowLocked(table, in.keys(r.index), &step);
-      (*optimizers_)[table]->Update(dim, g, scale, LrScale(req), row, row + dim, step);
+      (*optimizers_)[table]->Update(dim, g, scale, LrScale(req), row, row + dim, step, dim);
     }
   }
   if (req.has_clock()) TickLocked(req.worker(), req.clock() + 1);
@@ -329,13 +329,17 @@ void Partition::ApplyClockLocked(int64_t clock) {
     UpdateVisitFlagLocked();
     return;
   }
-  // Sum in rank order (std::map iterates ranks ascending), in double, so the
-  // result does not depend on arrival order.
-  clock_sums_.resize(data_.size());
-  for (ClockSums& c : clock_sums_) {
+  // Each key's gradient is its workers' sum in rank order (std::map iterates
+  // ranks ascending), in double, so the result does not depend on arrival
+  // order. First an index: per table, each key's contributions in rank order
+  // (pointers into the buffered pushes, which stay until the end).
+  clock_index_.resize(data_.size());
+  for (ClockIndex& c : clock_index_) {
     c.keys.clear();
-    c.sums.clear();
+    c.first.clear();
+    c.last.clear();
   }
+  contributions_.clear();
   // Size each table's index for every key it may get (twice as many slots).
   std::vector<size_t>& counts = clock_counts_;
   counts.assign(data_.size(), 0);
@@ -346,50 +350,94 @@ void Partition::ApplyClockLocked(int64_t clock) {
     if (counts[table] == 0) continue;
     size_t cap = 16;
     while (cap < 2 * counts[table]) cap *= 2;
-    clock_sums_[table].slots.assign(cap, 0);
+    clock_index_[table].slots.assign(cap, 0);
   }
+  constexpr uint32_t kEnd = UINT32_MAX;
   const float lr_scale = it->second.begin()->second.lr_scale;  // the same for every rank
   uint64_t examples = 0;
   for (const auto& [rank, b] : it->second) {
     examples += b.examples;
     const float* g = b.grads.data();
     for (const auto& [table, key] : b.keys) {
-      const int dim = (*tables_)[table].dim;
-      ClockSums& c = clock_sums_[table];
+      ClockIndex& c = clock_index_[table];
       const size_t mask = c.slots.size() - 1;
       size_t i = static_cast<size_t>(Mix64(key)) & mask;
       while (c.slots[i] != 0 && c.keys[c.slots[i] - 1] != key) i = (i + 1) & mask;
+      const uint32_t at = static_cast<uint32_t>(contributions_.size());
+      contributions_.push_back(Contribution{g, kEnd});
       if (c.slots[i] == 0) {
         c.keys.push_back(key);
         c.slots[i] = static_cast<uint32_t>(c.keys.size());
-        c.sums.resize(c.sums.size() + dim, 0.0);
+        c.first.push_back(at);
+        c.last.push_back(at);
+      } else {
+        uint32_t& last = c.last[c.slots[i] - 1];
+        contributions_[last].next = at;
+        last = at;
       }
-      double* sum = c.sums.data() + static_cast<size_t>(c.slots[i] - 1) * dim;
-      for (int d = 0; d < dim; ++d) sum[d] += g[d];
-      g += dim;
+      g += (*tables_)[table].dim;
     }
   }
-  pending_.erase(it);
-  UpdateVisitFlagLocked();
+  // Then per key, a range of at most kClockBlock values at a time: the sum
+  // over its contributions, scaled (the mean over the clock's examples), the
+  // values before the step (for Read), and the optimizer's step over the
+  // range, all while the range is in cache (one pass over the row instead of
+  // a pass per stage).
+  constexpr int kClockBlock = 1024;
   const double scale = 1.0 / static_cast<double>(std::max<uint64_t>(1, examples));
-  for (uint32_t table = 0; table < clock_sums_.size(); ++table) {
-    const ClockSums& c = clock_sums_[table];
+  for (uint32_t table = 0; table < clock_index_.size(); ++table) {
+    const ClockIndex& c = clock_index_[table];
     if (c.keys.empty()) continue;
     const int dim = (*tables_)[table].dim;
-    clock_grad_.resize(dim);
+    // Statistics rows (min and max at fixed places) are updated whole.
+    const int block = (*tables_)[table].statistics ? dim : std::min(dim, kClockBlock);
+    clock_grad_.resize(block);
+    clock_sum_.resize(block);
+    const Optimizer& optimizer = *(*optimizers_)[table];
     std::vector<float>& before = before_values_[table];
     before.reserve(c.keys.size() * dim);
     before_index_[table].reserve(c.keys.size());
     for (size_t j = 0; j < c.keys.size(); ++j) {
-      const double* sum = c.sums.data() + j * dim;
-      for (int d = 0; d < dim; ++d) clock_grad_[d] = static_cast<float>(sum[d] * scale);
+      clock_sources_.clear();
+      for (uint32_t k = c.first[j]; k != kEnd; k = contributions_[k].next) {
+        clock_sources_.push_back(contributions_[k].grad);
+      }
       uint32_t* step;
       float* row = RowLocked(table, c.keys[j], &step);
       before_index_[table].emplace(c.keys[j], static_cast<uint32_t>(before.size() / dim));
-      before.insert(before.end(), row, row + dim);
-      (*optimizers_)[table]->Update(dim, clock_grad_.data(), 1.0f, lr_scale, row, row + dim, step);
+      const uint32_t step_before = *step;
+      uint32_t step_after = step_before;
+      for (int from = 0; from < dim; from += block) {
+        const int n = std::min(block, dim - from);
+        float* grad = clock_grad_.data();
+        // 0.0 + g, as a sum from 0 gives it (-0.0 becomes +0.0).
+        const float* g0 = clock_sources_[0] + from;
+        if (clock_sources_.size() == 1) {
+          for (int d = 0; d < n; ++d) grad[d] = static_cast<float>((0.0 + g0[d]) * scale);
+        } else if (clock_sources_.size() == 2) {
+          const float* g1 = clock_sources_[1] + from;
+          for (int d = 0; d < n; ++d) {
+            grad[d] = static_cast<float>(((0.0 + g0[d]) + g1[d]) * scale);
+          }
+        } else {
+          double* sum = clock_sum_.data();
+          for (int d = 0; d < n; ++d) sum[d] = 0.0 + g0[d];
+          for (size_t k = 1; k < clock_sources_.size(); ++k) {
+            const float* g = clock_sources_[k] + from;
+            for (int d = 0; d < n; ++d) sum[d] += g[d];
+          }
+          for (int d = 0; d < n; ++d) grad[d] = static_cast<float>(sum[d] * scale);
+        }
+        before.insert(before.end(), row + from, row + from + n);
+        step_after = step_before;  // every range is the same step
+        optimizer.Update(n, clock_grad_.data(), 1.0f, lr_scale, row + from, row + dim + from,
+                         &step_after, dim);
+      }
+      *step = step_after;
     }
   }
+  pending_.erase(it);
+  UpdateVisitFlagLocked();
 }
 
 int64_t Partition::NextClock(int32_t worker) const {

@@ -251,13 +251,22 @@ class Partition {
   // ApplyClockLocked's scratch, kept between clocks so that a clock
   // allocates nothing once they have grown: per table, the clock's keys in
   // first-seen order, an open-addressing index of them (0: empty, else
-  // position + 1), their sums over workers (dim doubles each).
-  struct ClockSums {
+  // position + 1), and each key's first and last contribution; the
+  // contributions (a buffered gradient row and the next one of the same key,
+  // in rank order); one key's sources and a range's sums and gradient.
+  struct ClockIndex {
     std::vector<uint32_t> slots;
     std::vector<uint64_t> keys;
-    std::vector<double> sums;
+    std::vector<uint32_t> first, last;
   };
-  std::vector<ClockSums> clock_sums_ ABSL_GUARDED_BY(mu_);
+  struct Contribution {
+    const float* grad;
+    uint32_t next;
+  };
+  std::vector<ClockIndex> clock_index_ ABSL_GUARDED_BY(mu_);
+  std::vector<Contribution> contributions_ ABSL_GUARDED_BY(mu_);
+  std::vector<const float*> clock_sources_ ABSL_GUARDED_BY(mu_);
+  std::vector<double> clock_sum_ ABSL_GUARDED_BY(mu_);
   std::vector<float> clock_grad_ ABSL_GUARDED_BY(mu_);
   std::vector<size_t> clock_counts_ ABSL_GUARDED_BY(mu_);  // keys per table
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;

@@ -23,7 +23,7 @@ struct Step {
   uint32_t step = 0;
   void Run(const Optimizer& opt, std::vector<float> g = {0.5f, -2.0f}) {
     if (slots.empty()) slots.assign(opt.num_slots() * 2, opt.slot_init());
-    opt.Update(2, g.data(), 1.0f, 1.0f, w.data(), slots.data(), &step);
+    opt.Update(2, g.data(), 1.0f, 1.0f, w.data(), slots.data(), &step, 2);
   }
 };
 
@@ -130,7 +130,7 @@ TEST(Optimizer, LearningRateScaleMultipliesTheStep) {
   auto opt = MakeOptimizer(Table(config::SGD, 0.1f));
   std::vector<float> w = {1.0f, 1.0f}, g = {1.0f, 1.0f};
   uint32_t step = 0;
-  opt->Update(2, g.data(), 1.0f, 0.5f, w.data(), nullptr, &step);
+  opt->Update(2, g.data(), 1.0f, 0.5f, w.data(), nullptr, &step, 2);
   EXPECT_FLOAT_EQ(w[0], 1.0f - 0.05f);
 }
 
