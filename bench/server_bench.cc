@@ -358,16 +358,16 @@ absl::StatusOr<std::string> RunServerBench(const ServerBenchOptions& o) {
                               o.max_seconds));
         !s.ok())
       return s;
-    if (auto s =
-            add(AspApply("asp sgd, 10000 keys x 8", config::SGD, kBenchSparse, 10000, o.max_seconds));
+    if (auto s = add(
+            AspApply("asp sgd, 10000 keys x 8", config::SGD, kBenchSparse, 10000, o.max_seconds));
         !s.ok())
       return s;
     if (auto s =
             add(BspApply("bsp sgd, 2 workers x 1 key x 262144", kBenchDense1M, 1, o.max_seconds));
         !s.ok())
       return s;
-    if (auto s =
-            add(BspApply("bsp sgd, 2 workers x 10000 keys x 8", kBenchSparse, 10000, o.max_seconds));
+    if (auto s = add(
+            BspApply("bsp sgd, 2 workers x 10000 keys x 8", kBenchSparse, 10000, o.max_seconds));
         !s.ok())
       return s;
     out +=

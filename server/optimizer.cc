@@ -200,8 +200,8 @@ class Ftrl final : public Optimizer {
 class Accumulate final : public Optimizer {
  public:
   int num_slots() const override { return 0; }
-  void Update(int dim, const float* grad, float scale, float, float* value, float*,
-              uint32_t* step, int slot_stride) const override {
+  void Update(int dim, const float* grad, float scale, float, float* value, float*, uint32_t* step,
+              int slot_stride) const override {
     if (dim == 6) {
       for (int i = 0; i < 4; ++i) value[i] += scale * grad[i];
       value[4] = std::min(value[4], grad[4]);

@@ -673,7 +673,8 @@ bool ServerCore::CloseAgainIfLiveChanged(const std::vector<int32_t>& live,
   // visits (UpdateView), and the visits looked with the old list, on which
   // the dropped worker still held the clock: close again with the new one.
   bool moved = false;
-  for (const auto& [p, lsn] : visited) moved |= partitions_[p]->CloseClocks(now, &replicator_).applied_moved;
+  for (const auto& [p, lsn] : visited)
+    moved |= partitions_[p]->CloseClocks(now, &replicator_).applied_moved;
   return moved;
 }
 
@@ -819,9 +820,9 @@ void ServerCore::Pull(const rpc::PullRequest* req, rpc::PullResponse* resp, absl
       req->has_acked_clock() ? std::min(req->acked_clock(), req->clock()) : req->clock();
   bool caught_up = false;  // a catch-up tick moved a clock
   for (int p : catch_up) {
-    caught_up |=
-        partitions_[p]->Tick(req->worker(), covered, mode_ == config::BSP, live, &replicator_)
-            .clock_moved;
+    caught_up |= partitions_[p]
+                     ->Tick(req->worker(), covered, mode_ == config::BSP, live, &replicator_)
+                     .clock_moved;
   }
   Parked parked{req, resp, req->clock(), deadline, std::move(done), {}, false, 0};
   for (const auto& [p, refs] : *routing) parked.partitions.push_back(p);
