@@ -127,8 +127,8 @@ absl::Status ReadSplitBody(uint32_t body_len, Reader read, Buffer* buffer,
     return absl::InvalidArgumentError(absl::StrCat(
         "a split body's head of ", head_len, " bytes is longer than the body's ", body_len - 4));
   }
-  char* head = buffer->Reserve(head_len);
-  if (!read(head, head_len)) return broken;
+  char* head = buffer->Reserve(head_len);  // null when head_len is 0
+  if (head_len > 0 && !read(head, head_len)) return broken;
   if (!msg->ParseFromArray(head, static_cast<int>(head_len))) {
     return absl::InvalidArgumentError(
         absl::StrCat("the split body's head is not a ", msg->GetTypeName()));

@@ -108,7 +108,8 @@ bool SerializeSplitHead(const google::protobuf::MessageLite& head, const ValueSp
 void SplitValues(google::protobuf::RepeatedPtrField<rpc::TableSlice>* slices,
                  std::vector<google::protobuf::RepeatedField<float>>* kept, ValueSpans* tail);
 
-// Reads `size` bytes into `data`; false if the stream ended or broke.
+// Reads `size` bytes into `data`; false if the stream ended or broke. Not
+// called with size 0.
 using Reader = absl::FunctionRef<bool(char* data, size_t size)>;
 
 // Reads a split body of `body_len` bytes (after its header) from `read`,

@@ -41,6 +41,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       return ps::frame::ReadSplitBody(
                  h->body_len,
                  [&](char* to, size_t n) {
+                   if (n == 0) return true;  // `to` may be null
                    if (at + n > body.size()) return false;
                    std::memcpy(to, body.data() + at, n);
                    at += n;

@@ -1,6 +1,9 @@
 #include "server/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -132,6 +135,57 @@ TEST(Optimizer, LearningRateScaleMultipliesTheStep) {
   uint32_t step = 0;
   opt->Update(2, g.data(), 1.0f, 0.5f, w.data(), nullptr, &step, 2);
   EXPECT_FLOAT_EQ(w[0], 1.0f - 0.05f);
+}
+
+// A BSP clock steps a long row a range at a time (Partition::
+// ApplyClockLocked: slots `slot_stride` apart, every range at the same
+// step): for every optimizer, with L1 and L2, the bits are those of one
+// call over the whole row, over several steps.
+TEST(Optimizer, ARowUpdatedInRangesEqualsOneUpdateBitForBit) {
+  constexpr int kDim = 2500;  // ranges of 1,024: 1,024 + 1,024 + 452
+  constexpr int kRange = 1024;
+  struct Case {
+    config::OptimizerType type;
+    bool nesterov;
+  };
+  for (const Case c : {Case{config::SGD, false}, Case{config::MOMENTUM, false},
+                       Case{config::MOMENTUM, true}, Case{config::ADAGRAD, false},
+                       Case{config::ADAM, false}, Case{config::ADAMW, false},
+                       Case{config::ADAMAX, false}, Case{config::FTRL, false}}) {
+    TableSpec t = Table(c.type, 0.05f, /*l2=*/0.01f);
+    t.dim = kDim;
+    t.l1 = 0.001f;
+    t.optimizer.set_nesterov(c.nesterov);
+    t.optimizer.set_weight_decay(0.1f);
+    t.optimizer.set_ftrl_beta(1.0f);
+    auto opt = MakeOptimizer(t);
+    const int slots = opt->num_slots();
+    std::vector<float> whole(kDim * (1 + slots), opt->slot_init());
+    for (int i = 0; i < kDim; ++i) whole[i] = std::sin(0.37f * static_cast<float>(i));
+    std::vector<float> ranged = whole;
+    uint32_t whole_step = 0, ranged_step = 0;
+    std::vector<float> g(kDim);
+    for (int s = 0; s < 5; ++s) {
+      // -0.0 and exact zeros among the values, a different gradient each step.
+      for (int i = 0; i < kDim; ++i) {
+        g[i] = i % 97 == 0 ? -0.0f : std::cos(0.11f * static_cast<float>(i * (s + 1)));
+      }
+      opt->Update(kDim, g.data(), 0.5f, 0.8f, whole.data(), whole.data() + kDim, &whole_step,
+                  kDim);
+      const uint32_t before = ranged_step;
+      for (int from = 0; from < kDim; from += kRange) {
+        const int n = std::min(kRange, kDim - from);
+        ranged_step = before;
+        opt->Update(n, g.data() + from, 0.5f, 0.8f, ranged.data() + from,
+                    ranged.data() + kDim + from, &ranged_step, kDim);
+      }
+    }
+    EXPECT_EQ(ranged_step, whole_step) << config::OptimizerType_Name(c.type);
+    EXPECT_EQ(whole_step, 5u) << config::OptimizerType_Name(c.type);
+    // Values and every slot, compared as bits.
+    EXPECT_EQ(std::memcmp(whole.data(), ranged.data(), whole.size() * sizeof(float)), 0)
+        << config::OptimizerType_Name(c.type) << (c.nesterov ? " (Nesterov)" : "");
+  }
 }
 
 }  // namespace

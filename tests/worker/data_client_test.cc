@@ -57,6 +57,7 @@ struct MemoryReader {
   const std::string& bytes;
   size_t at = 0;
   bool operator()(char* data, size_t size) {
+    if (size == 0) return true;  // `data` may be null
     if (at + size > bytes.size()) return false;
     std::memcpy(data, bytes.data() + at, size);
     at += size;
