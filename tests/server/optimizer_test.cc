@@ -148,10 +148,10 @@ TEST(Optimizer, ARowUpdatedInRangesEqualsOneUpdateBitForBit) {
     config::OptimizerType type;
     bool nesterov;
   };
-  for (const Case c : {Case{config::SGD, false}, Case{config::MOMENTUM, false},
-                       Case{config::MOMENTUM, true}, Case{config::ADAGRAD, false},
-                       Case{config::ADAM, false}, Case{config::ADAMW, false},
-                       Case{config::ADAMAX, false}, Case{config::FTRL, false}}) {
+  for (const Case c :
+       {Case{config::SGD, false}, Case{config::MOMENTUM, false}, Case{config::MOMENTUM, true},
+        Case{config::ADAGRAD, false}, Case{config::ADAM, false}, Case{config::ADAMW, false},
+        Case{config::ADAMAX, false}, Case{config::FTRL, false}}) {
     TableSpec t = Table(c.type, 0.05f, /*l2=*/0.01f);
     t.dim = kDim;
     t.l1 = 0.001f;
@@ -170,8 +170,7 @@ TEST(Optimizer, ARowUpdatedInRangesEqualsOneUpdateBitForBit) {
       for (int i = 0; i < kDim; ++i) {
         g[i] = i % 97 == 0 ? -0.0f : std::cos(0.11f * static_cast<float>(i * (s + 1)));
       }
-      opt->Update(kDim, g.data(), 0.5f, 0.8f, whole.data(), whole.data() + kDim, &whole_step,
-                  kDim);
+      opt->Update(kDim, g.data(), 0.5f, 0.8f, whole.data(), whole.data() + kDim, &whole_step, kDim);
       const uint32_t before = ranged_step;
       for (int from = 0; from < kDim; from += kRange) {
         const int n = std::min(kRange, kDim - from);
