@@ -259,8 +259,10 @@ void WriteReply(int fd, uint64_t id, int status, const std::string& body) {
   ASSERT_TRUE(frame::WriteFull(fd, out.data(), out.size()));
 }
 
-// A split reply (as servers answer workers' split requests).
-void WriteSplitReply(int fd, uint64_t id, rpc::PullResponse reply) {
+// A split reply (as servers answer workers' split requests); of its values
+// only the first `values_sent` go out (a server stopped mid-reply).
+void WriteSplitReply(int fd, uint64_t id, rpc::PullResponse reply,
+                     size_t values_sent = SIZE_MAX) {
   std::vector<google::protobuf::RepeatedField<float>> kept;
   frame::ValueSpans tail;
   frame::SplitValues(reply.mutable_slices(), &kept, &tail);
@@ -270,6 +272,10 @@ void WriteSplitReply(int fd, uint64_t id, rpc::PullResponse reply) {
   std::string out;
   ASSERT_TRUE(frame::SerializeSplitHead(reply, tail, &h, &out));
   frame::EncodeHeader(h, out.data());
+  for (auto& span : tail) {
+    span = span.subspan(0, std::min(span.size(), values_sent));
+    values_sent -= span.size();
+  }
   ASSERT_TRUE(frame::WriteFullSpans(fd, out, tail));
 }
 
@@ -296,6 +302,15 @@ struct Outcome {
     return status;
   }
 };
+
+// One pull on `conn`, waited for: its status.
+grpc::Status PullOnce(DataConnection& conn, rpc::PullResponse* resp,
+                      absl::Duration timeout = absl::Seconds(20)) {
+  Outcome o;
+  conn.Start(frame::Kind::kPull, rpc::PullRequest(), {}, resp, absl::Now() + timeout,
+             o.Callback());
+  return o.Wait();
+}
 
 rpc::PullResponse ReplyWith(float v) {
   rpc::PullResponse r;
@@ -386,11 +401,8 @@ TEST(DataConnection, ASplitReplyThatDoesNotAddUpFailsItsCallNamingWhy) {
     ASSERT_TRUE(frame::WriteFull(fd, out.data(), out.size()));
   });
   DataConnection conn(peer.address());
-  rpc::PullRequest req;
   rpc::PullResponse resp;
-  Outcome o;
-  conn.Start(frame::Kind::kPull, req, {}, &resp, absl::Now() + absl::Seconds(20), o.Callback());
-  const grpc::Status s = o.Wait();
+  const grpc::Status s = PullOnce(conn, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INTERNAL);
   EXPECT_NE(s.error_message().find("announces 12 bytes of values"), std::string::npos)
       << s.error_message();
@@ -414,14 +426,9 @@ TEST(DataConnection, ALostConnectionFailsItsCallsAndTheNextCallConnectsAgain) {
     }
   });
   DataConnection conn(peer.address());
-  rpc::PullRequest req;
   rpc::PullResponse resp;
-  Outcome lost;
-  conn.Start(frame::Kind::kPull, req, {}, &resp, absl::Now() + absl::Seconds(20), lost.Callback());
-  EXPECT_EQ(lost.Wait().error_code(), grpc::StatusCode::UNAVAILABLE);
-  Outcome again;
-  conn.Start(frame::Kind::kPull, req, {}, &resp, absl::Now() + absl::Seconds(20), again.Callback());
-  EXPECT_TRUE(again.Wait().ok());
+  EXPECT_EQ(PullOnce(conn, &resp).error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_TRUE(PullOnce(conn, &resp).ok());
   EXPECT_EQ(resp.slices(0).values(0), 7.0f);
   EXPECT_EQ(peer.connections(), 2);
 }
@@ -458,9 +465,7 @@ TEST(DataConnection, ACancelledCallIgnoresItsLateReply) {
     release = true;
     cv.SignalAll();
   }
-  Outcome next;
-  conn.Start(frame::Kind::kPull, req, {}, &resp, absl::Now() + absl::Seconds(20), next.Callback());
-  EXPECT_TRUE(next.Wait().ok());
+  EXPECT_TRUE(PullOnce(conn, &resp).ok());
   EXPECT_EQ(resp.slices(0).values(0), 2.0f);
   EXPECT_EQ(cancelled_resp.slices_size(), 0);  // the late reply was not written into it
 }
@@ -487,16 +492,7 @@ TEST(DataConnection, ACallWhoseReplyStoppedHalfWayCanBeCancelled) {
     const int n = me > 0 ? 1000 : 8 << 20;
     for (int i = 0; i < n; ++i) slice->add_values(static_cast<float>(i));
     if (me > 0) return WriteSplitReply(fd, f.header.call_id, std::move(reply));
-    std::vector<google::protobuf::RepeatedField<float>> kept;
-    frame::ValueSpans tail;
-    frame::SplitValues(reply.mutable_slices(), &kept, &tail);
-    frame::Header h;
-    h.kind = frame::Kind::kReply;
-    h.call_id = f.header.call_id;
-    std::string out;
-    ASSERT_TRUE(frame::SerializeSplitHead(reply, tail, &h, &out));
-    frame::EncodeHeader(h, out.data());
-    ASSERT_TRUE(frame::WriteFullSpans(fd, out, {tail[0].subspan(0, n / 2)}));
+    WriteSplitReply(fd, f.header.call_id, std::move(reply), n / 2);
     {
       MutexLock lock(&mu);
       half_sent = true;
@@ -521,9 +517,7 @@ TEST(DataConnection, ACallWhoseReplyStoppedHalfWayCanBeCancelled) {
   }
   conn.Cancel(id, grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "too late"));
   EXPECT_EQ(cancelled.Wait().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  Outcome next;
-  conn.Start(frame::Kind::kPull, req, {}, &resp, absl::Now() + absl::Seconds(20), next.Callback());
-  ASSERT_TRUE(next.Wait().ok());
+  ASSERT_TRUE(PullOnce(conn, &resp).ok());
   ASSERT_EQ(resp.slices_size(), 1);
   EXPECT_EQ(resp.slices(0).values(999), 999.0f);
 }
@@ -537,11 +531,8 @@ TEST(DataConnection, ARefusedHelloFailsTheCallsWithItsStatus) {
     shutdown(fd, SHUT_RDWR);
   });
   DataConnection conn(peer.address());
-  rpc::PullRequest req;
   rpc::PullResponse resp;
-  Outcome o;
-  conn.Start(frame::Kind::kPull, req, {}, &resp, absl::Now() + absl::Seconds(20), o.Callback());
-  const grpc::Status s = o.Wait();
+  const grpc::Status s = PullOnce(conn, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(s.error_message(), "DataHello: no credential");
 }
@@ -553,11 +544,8 @@ TEST(DataConnection, NoServerIsUnavailableNamingTheAddress) {
   close(*fd);
   const std::string address = "127.0.0.1:" + std::to_string(port);
   DataConnection conn(address);
-  rpc::PullRequest req;
   rpc::PullResponse resp;
-  Outcome o;
-  conn.Start(frame::Kind::kPull, req, {}, &resp, absl::Now() + absl::Seconds(5), o.Callback());
-  const grpc::Status s = o.Wait();
+  const grpc::Status s = PullOnce(conn, &resp, absl::Seconds(5));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_NE(s.error_message().find(address), std::string::npos) << s.error_message();
 }
