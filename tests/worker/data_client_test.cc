@@ -261,8 +261,7 @@ void WriteReply(int fd, uint64_t id, int status, const std::string& body) {
 
 // A split reply (as servers answer workers' split requests); of its values
 // only the first `values_sent` go out (a server stopped mid-reply).
-void WriteSplitReply(int fd, uint64_t id, rpc::PullResponse reply,
-                     size_t values_sent = SIZE_MAX) {
+void WriteSplitReply(int fd, uint64_t id, rpc::PullResponse reply, size_t values_sent = SIZE_MAX) {
   std::vector<google::protobuf::RepeatedField<float>> kept;
   frame::ValueSpans tail;
   frame::SplitValues(reply.mutable_slices(), &kept, &tail);
@@ -307,8 +306,7 @@ struct Outcome {
 grpc::Status PullOnce(DataConnection& conn, rpc::PullResponse* resp,
                       absl::Duration timeout = absl::Seconds(20)) {
   Outcome o;
-  conn.Start(frame::Kind::kPull, rpc::PullRequest(), {}, resp, absl::Now() + timeout,
-             o.Callback());
+  conn.Start(frame::Kind::kPull, rpc::PullRequest(), {}, resp, absl::Now() + timeout, o.Callback());
   return o.Wait();
 }
 
