@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 
 namespace ps {
 namespace {
@@ -133,13 +134,29 @@ absl::StatusOr<std::vector<rpc::Encoding>> TableEncodings(const config::JobConfi
   return out;
 }
 
-GradientCompressor::GradientCompressor(std::vector<rpc::Encoding> encodings, float topk_ratio,
-                                       bool error_feedback)
-    : encodings_(std::move(encodings)),
-      topk_ratio_(topk_ratio),
-      error_feedback_(error_feedback),
-      residuals_(encodings_.size()) {
-  for (rpc::Encoding e : encodings_) enabled_ |= e != rpc::FLOAT32;
+absl::StatusOr<CompressionOptions> CompressionOptionsFor(const config::JobConfig& job,
+                                                         const std::vector<TableSpec>& tables) {
+  CompressionOptions out;
+  ASSIGN_OR_RETURN(out.encodings, TableEncodings(job, tables));
+  const config::CompressionSection& c = job.compression();
+  out.whole.assign(out.encodings.size(), false);
+  for (const TableSpec& t : tables) {
+    if (t.id >= out.encodings.size() || out.encodings[t.id] != rpc::TOPK) continue;
+    // num_keys 0: any key, a table of unknown (large) size.
+    out.whole[t.id] = t.num_keys > 0 && t.num_keys * static_cast<uint64_t>(t.dim) <
+                                            static_cast<uint64_t>(c.topk_dense_below());
+  }
+  out.topk_ratio = c.topk_ratio();
+  out.error_feedback = c.error_feedback();
+  out.momentum = c.momentum();
+  return out;
+}
+
+GradientCompressor::GradientCompressor(CompressionOptions options)
+    : options_(std::move(options)), residuals_(options_.encodings.size()) {
+  if (!options_.error_feedback) options_.momentum = 0;
+  options_.whole.resize(options_.encodings.size(), false);
+  for (rpc::Encoding e : options_.encodings) enabled_ |= e != rpc::FLOAT32;
 }
 
 GradientCompressor::Push GradientCompressor::Prepare(const std::vector<TableKeys>& tables) {
@@ -150,7 +167,7 @@ GradientCompressor::Push GradientCompressor::Prepare(const std::vector<TableKeys
   for (size_t t = 0; t < tables.size(); ++t) {
     const TableKeys& in = tables[t];
     const rpc::Encoding encoding =
-        in.table < encodings_.size() ? encodings_[in.table] : rpc::FLOAT32;
+        in.table < options_.encodings.size() ? options_.encodings[in.table] : rpc::FLOAT32;
     Push::Table& out = push.tables_[t];
     out.encoding = encoding;
     if (encoding == rpc::FLOAT32 || in.keys.empty()) continue;
@@ -159,20 +176,33 @@ GradientCompressor::Push GradientCompressor::Prepare(const std::vector<TableKeys
     if (dim == 0) continue;
     v.assign(in.values.begin(), in.values.end());
     Residual& residual = residuals_[in.table];
-    if (error_feedback_) {
+    if (options_.error_feedback) {
       rows.resize(in.keys.size());
       for (size_t i = 0; i < in.keys.size(); ++i) {
         auto [it, fresh] = residual.row.try_emplace(
             in.keys[i], static_cast<uint32_t>(residual.values.size() / dim));
-        if (fresh) residual.values.resize(residual.values.size() + dim, 0.0f);
+        if (fresh) {
+          residual.values.resize(residual.values.size() + dim, 0.0f);
+          if (options_.momentum > 0) residual.velocity.resize(residual.values.size(), 0.0f);
+        }
         rows[i] = it->second;
-        const float* r = residual.values.data() + static_cast<size_t>(rows[i]) * dim;
-        for (size_t j = 0; j < dim; ++j) v[i * dim + j] += r[j];
+        const size_t at = static_cast<size_t>(rows[i]) * dim;
+        const float* r = residual.values.data() + at;
+        if (options_.momentum > 0) {  // momentum correction: the velocity is what accumulates
+          float* u = residual.velocity.data() + at;
+          for (size_t j = 0; j < dim; ++j) {
+            u[j] = options_.momentum * u[j] + v[i * dim + j];
+            v[i * dim + j] = r[j] + u[j];
+          }
+        } else {
+          for (size_t j = 0; j < dim; ++j) v[i * dim + j] += r[j];
+        }
       }
     }
-    // Each encoding leaves in `v` what the server will see of each value;
+    // Each encoding leaves in `sent` what the server will see of each value;
     // the residual is what that misses.
     std::vector<float> sent(n);
+    bool sparse = false;  // TOPK sent part of the values
     switch (encoding) {
       case rpc::FP16:
         out.half.resize(n);
@@ -216,13 +246,20 @@ GradientCompressor::Push GradientCompressor::Prepare(const std::vector<TableKeys
         break;
       }
       default: {  // TOPK
-        const size_t k = std::min(
-            n, std::max<size_t>(
-                   1, static_cast<size_t>(std::ceil(topk_ratio_ * static_cast<double>(n)))));
-        // A NaN goes as it is, with everything (the server refuses it).
-        if (k == n || std::any_of(v.begin(), v.end(), [](float x) { return std::isnan(x); })) {
+        const size_t k =
+            options_.whole[in.table]
+                ? n
+                : std::min(n, std::max<size_t>(1, static_cast<size_t>(std::ceil(
+                                                      options_.topk_ratio *
+                                                      static_cast<double>(n)))));
+        if (k == n) {  // all of it: as float32
           sent = v;
+          out.encoding = rpc::FLOAT32;
+          out.whole = v;
+        } else if (std::any_of(v.begin(), v.end(), [](float x) { return std::isnan(x); })) {
+          sent = v;  // a NaN goes as it is, with everything (the server refuses it)
         } else {
+          sparse = true;
           std::vector<float> magnitude(n);
           for (size_t j = 0; j < n; ++j) magnitude[j] = std::abs(v[j]);
           std::nth_element(magnitude.begin(), magnitude.begin() + (k - 1), magnitude.end(),
@@ -236,15 +273,22 @@ GradientCompressor::Push GradientCompressor::Prepare(const std::vector<TableKeys
             if (std::abs(v[j]) == threshold && sent[j] == 0.0f) sent[j] = v[j], ++taken;
           }
         }
-        out.kept = sent;
+        if (out.whole.empty()) out.kept = sent;
         break;
       }
     }
-    if (error_feedback_) {
+    if (options_.error_feedback) {
       for (size_t i = 0; i < in.keys.size(); ++i) {
         float* r = residual.values.data() + static_cast<size_t>(rows[i]) * dim;
         const size_t at = i * dim;
         for (size_t j = 0; j < dim; ++j) r[j] = v[at + j] - sent[at + j];
+        if (options_.momentum > 0 && sparse) {
+          // Momentum factor masking: a value sent stops pushing its weight.
+          float* u = residual.velocity.data() + static_cast<size_t>(rows[i]) * dim;
+          for (size_t j = 0; j < dim; ++j) {
+            if (sent[at + j] != 0.0f) u[j] = 0.0f;
+          }
+        }
       }
     }
   }

@@ -28,10 +28,31 @@ inline constexpr int kInt8ScalePerKeyDim = 64;
 absl::StatusOr<std::vector<rpc::Encoding>> TableEncodings(const config::JobConfig& job,
                                                           const std::vector<TableSpec>& tables);
 
+// What a worker's compressor does (the job's compression section).
+struct CompressionOptions {
+  std::vector<rpc::Encoding> encodings;  // by table id; empty: all float32
+  // By table id: TOPK tables small enough to go whole (fewer values than
+  // compression.topk_dense_below), still through error feedback and
+  // momentum correction. Top-k would starve them (a bias of 10 values gets
+  // 1 a push) for bytes that hardly count.
+  std::vector<bool> whole;
+  float topk_ratio = 0.01f;
+  bool error_feedback = true;
+  // > 0 (with error feedback): momentum correction. The worker keeps each
+  // key's velocity u = momentum * u + g and accumulates u instead of g, so
+  // the server's plain SGD steps like momentum SGD; under TOPK a value's
+  // velocity restarts once it is sent (momentum factor masking).
+  float momentum = 0;
+};
+
+// The options of a job (an error names the config field).
+absl::StatusOr<CompressionOptions> CompressionOptionsFor(const config::JobConfig& job,
+                                                         const std::vector<TableSpec>& tables);
+
 // Not thread-safe: one per KvClient, used by the pushing thread only.
 class GradientCompressor {
  public:
-  GradientCompressor(std::vector<rpc::Encoding> encodings, float topk_ratio, bool error_feedback);
+  explicit GradientCompressor(CompressionOptions options);
 
   bool enabled() const { return enabled_; }
 
@@ -44,6 +65,11 @@ class GradientCompressor {
     // Once a slice holds all its rows: positions become gaps.
     static void FinishSlice(rpc::TableSlice* slice);
     rpc::Encoding encoding(size_t t) const { return tables_[t].encoding; }
+    // A FLOAT32 table's values if the compressor made them (a whole TOPK
+    // table), else null: the caller sends its own.
+    const float* values(size_t t) const {
+      return tables_[t].whole.empty() ? nullptr : tables_[t].whole.data();
+    }
 
    private:
     friend class GradientCompressor;
@@ -53,23 +79,24 @@ class GradientCompressor {
       std::vector<int8_t> bytes;   // INT8
       std::vector<float> scales;   // INT8: per key, or one
       std::vector<float> kept;     // TOPK: the values sent, 0 elsewhere
+    std::vector<float> whole;    // FLOAT32 (a whole TOPK table): the values sent
     };
     std::vector<Table> tables_;
   };
 
   // Call once per push (not per attempt): adds each key's carried error to
   // its gradient, encodes, and carries what the encoding lost to the next
-  // push. Tables in FLOAT32 are left to the caller.
+  // push. Tables in FLOAT32 are left to the caller, but for whole TOPK
+  // tables, whose values Push::values gives.
   Push Prepare(const std::vector<TableKeys>& tables);
 
  private:
   struct Residual {
     absl::flat_hash_map<uint64_t, uint32_t> row;  // key -> row in values
     std::vector<float> values;
+    std::vector<float> velocity;  // momentum correction: by row, like values
   };
-  std::vector<rpc::Encoding> encodings_;  // by table id
-  float topk_ratio_;
-  bool error_feedback_;
+  CompressionOptions options_;
   bool enabled_ = false;
   std::vector<Residual> residuals_;  // by table id
 };

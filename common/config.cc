@@ -651,6 +651,38 @@ absl::Status ValidateJobConfigImpl(const config::JobConfig& config, absl::string
       }
     }
   }
+  if (const config::CompressionSection& c = config.compression(); c.momentum() > 0) {
+    // The workers carry the momentum: the servers must not add their own,
+    // and every table must go through the compressor that keeps it.
+    std::string problem;
+    if (config.optimizer().type() != config::SGD) {
+      problem = absl::StrCat("the workers keep the momentum, so the servers must step plain SGD; ",
+                             "set optimizer.type: sgd (it is ",
+                             absl::AsciiStrToLower(config::OptimizerType_Name(
+                                 config.optimizer().type())),
+                             ")");
+    } else if (!c.error_feedback()) {
+      problem = "momentum correction accumulates what is not sent: it needs "
+                "compression.error_feedback: true";
+    } else {
+      for (const TableSpec& t : TablesForJob(config)) {
+        if (t.statistics) continue;
+        config::CompressionType type = c.type();
+        for (const config::TableCompression& tc : c.tables()) {
+          if (tc.table() == t.name) type = tc.type();
+        }
+        if (type == config::NO_COMPRESSION) {
+          problem = absl::StrCat("table '", t.name,
+                                 "' is not compressed, so it would train without momentum (set "
+                                 "compression.type, or optimizer.type: momentum without it)");
+          break;
+        }
+      }
+    }
+    if (!problem.empty()) {
+      return ConfigError(where("compression.momentum"), "compression.momentum", problem);
+    }
+  }
   const config::LimitsSection& limits = config.security().limits();
   // A chunk plus its framing (slice headers, request fields) must fit.
   if (static_cast<int64_t>(config.cluster().max_chunk_bytes()) + 4096 >

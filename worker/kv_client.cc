@@ -177,7 +177,7 @@ KvClient::KvClient(Options options, std::vector<TableSpec> tables, ViewSource re
     : options_(options),
       tables_(std::move(tables)),
       refresh_view_(std::move(refresh_view)),
-      compressor_(options_.encodings, options_.topk_ratio, options_.error_feedback) {}
+      compressor_(options_.compression) {}
 
 void KvClient::SetView(const rpc::ClusterView& view) {
   MutexLock lock(&mu_);
@@ -548,7 +548,8 @@ absl::Status KvClient::DoPush(const std::vector<TableKeys>& tables, std::optiona
             encoded->AppendRow(t, i, static_cast<int>(dim), slices[t]);
             continue;
           }
-          const float* v = tables[t].values.data() + i * dim;
+          const float* made = encoded.has_value() ? encoded->values(t) : nullptr;
+          const float* v = (made != nullptr ? made : tables[t].values.data()) + i * dim;
           frame::ValueSpans& spans = rows[t];
           if (!spans.empty() && spans.back().data() + spans.back().size() == v) {
             spans.back() = absl::MakeConstSpan(spans.back().data(), spans.back().size() + dim);

@@ -57,11 +57,9 @@ class KvClient {
     // Told of every Push and Pull (for /metrics): key and value bytes, time
     // including retries, whether it succeeded. On the calling thread.
     std::function<void(bool push, uint64_t bytes, absl::Duration took, bool ok)> observe;
-    // Gradient compression (common/compression.h), per table id; empty:
-    // every table pushes float32.
-    std::vector<rpc::Encoding> encodings;
-    float topk_ratio = 0.01f;
-    bool error_feedback = true;
+    // Gradient compression (common/compression.h); no encodings: every
+    // table pushes float32.
+    CompressionOptions compression;
   };
   using ViewSource = std::function<absl::StatusOr<rpc::ClusterView>()>;
 

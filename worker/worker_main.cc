@@ -166,11 +166,9 @@ int Run() {
   };
   kv_options.failover_window = 2 * absl::Milliseconds(job.cluster().heartbeat_timeout_ms()) +
                                absl::Seconds(2);
-  auto encodings = TableEncodings(job, TablesForJob(job));
-  if (!encodings.ok()) return stop(Fatal(std::string(encodings.status().message())));
-  kv_options.encodings = std::move(*encodings);
-  kv_options.topk_ratio = job.compression().topk_ratio();
-  kv_options.error_feedback = job.compression().error_feedback();
+  auto compression = CompressionOptionsFor(job, TablesForJob(job));
+  if (!compression.ok()) return stop(Fatal(std::string(compression.status().message())));
+  kv_options.compression = std::move(*compression);
   KvClient kv(kv_options, TablesForJob(job), [&client] { return client.GetView(); });
   kv.SetView(*view);
   heartbeat->OnNewView([&kv](uint64_t version) { kv.MaybeRefresh(version); });

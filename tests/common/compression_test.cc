@@ -102,6 +102,16 @@ const std::vector<TableSpec>& Specs() {
   return specs;
 }
 
+CompressionOptions Options(rpc::Encoding e, float topk_ratio, bool error_feedback,
+                           float momentum = 0) {
+  CompressionOptions o;
+  o.encodings = {e, e};
+  o.topk_ratio = topk_ratio;
+  o.error_feedback = error_feedback;
+  o.momentum = momentum;
+  return o;
+}
+
 // Encodes a push into one slice per table, as KvClient does.
 std::vector<rpc::TableSlice> Encode(const GradientCompressor::Push& push,
                                     const std::vector<TableKeys>& tables) {
@@ -111,7 +121,11 @@ std::vector<rpc::TableSlice> Encode(const GradientCompressor::Push& push,
     const int dim = Specs()[tables[t].table].dim;
     for (size_t i = 0; i < tables[t].keys.size(); ++i) {
       slices[t].add_keys(tables[t].keys[i]);
-      push.AppendRow(t, i, dim, &slices[t]);
+      if (push.encoding(t) != rpc::FLOAT32) {
+        push.AppendRow(t, i, dim, &slices[t]);
+      } else if (const float* v = push.values(t); v != nullptr) {
+        slices[t].mutable_values()->Add(v + i * dim, v + (i + 1) * dim);
+      }
     }
     GradientCompressor::Push::FinishSlice(&slices[t]);
   }
@@ -142,7 +156,7 @@ class Encodings : public ::testing::TestWithParam<Case> {};
 // differ by the last residual only; and the bytes shrink.
 TEST_P(Encodings, DecodeWhatWasSentAndCarryTheRest) {
   const Case c = GetParam();
-  GradientCompressor compressor({c.encoding, c.encoding}, 0.01f, /*error_feedback=*/true);
+  GradientCompressor compressor(Options(c.encoding, 0.01f, /*error_feedback=*/true));
   ASSERT_TRUE(compressor.enabled());
   std::mt19937 rng(3);
   std::vector<double> truth(784 * 128, 0.0), sent(784 * 128, 0.0);
@@ -183,7 +197,7 @@ INSTANTIATE_TEST_SUITE_P(Compression, Encodings,
 
 TEST(Compression, TheSameGradientsEncodeTheSameWay) {
   for (rpc::Encoding e : {rpc::FP16, rpc::INT8, rpc::TOPK}) {
-    GradientCompressor a({e, e}, 0.01f, true), b({e, e}, 0.01f, true);
+    GradientCompressor a(Options(e, 0.01f, true)), b(Options(e, 0.01f, true));
     std::mt19937 r1(5), r2(5);
     for (int step = 0; step < 3; ++step) {
       const auto ga = Gradient(&r1), gb = Gradient(&r2);
@@ -196,7 +210,7 @@ TEST(Compression, TheSameGradientsEncodeTheSameWay) {
 }
 
 TEST(Compression, TopKKeepsTheLargestValues) {
-  GradientCompressor compressor({rpc::TOPK, rpc::TOPK}, 0.25f, /*error_feedback=*/false);
+  GradientCompressor compressor(Options(rpc::TOPK, 0.25f, /*error_feedback=*/false));
   std::vector<TableKeys> g(1);
   g[0].table = 1;
   g[0].keys = {1, 2, 3, 4, 5, 6, 7, 8};
@@ -210,11 +224,106 @@ TEST(Compression, TopKKeepsTheLargestValues) {
   EXPECT_EQ(std::vector<float>(slices[0].values().begin(), slices[0].values().end()), want);
 }
 
+// Momentum correction: what top-k holds back accumulates the key's velocity,
+// not its gradient, and a value's velocity restarts once it is sent.
+TEST(Compression, MomentumCorrectionAccumulatesVelocityAndMasksWhatWasSent) {
+  GradientCompressor compressor(Options(rpc::TOPK, 0.5f, /*error_feedback=*/true,
+                                        /*momentum=*/0.5f));
+  std::vector<TableKeys> g(1);
+  g[0].table = 1;
+  g[0].keys = {4, 9};
+  auto push = [&](float a, float b) {
+    g[0].values = {a, b};
+    auto slices = Encode(compressor.Prepare(g), g);
+    EXPECT_TRUE(DecodeSlice(Specs()[1], 100, &slices[0]).ok());
+    return std::vector<float>(slices[0].values().begin(), slices[0].values().end());
+  };
+  // u = (10, 1): key 4 goes; key 9 keeps its 1 and its velocity 1.
+  EXPECT_EQ(push(10, 1), (std::vector<float>{10, 0}));
+  // u = (0 [masked], 0.5): key 9 sends its carried 1 plus its velocity 0.5
+  // (plain error feedback would send 1; an unmasked key 4 would send 5).
+  EXPECT_EQ(push(0, 0), (std::vector<float>{0, 1.5f}));
+  // Both velocities restarted: nothing left to send.
+  EXPECT_EQ(push(0, 0), (std::vector<float>{0, 0}));
+  // A dense encoding is momentum SGD: a constant gradient's velocity grows
+  // 1, 1.5, 1.75 (exact in half precision) and each push sends all of it.
+  GradientCompressor half(Options(rpc::FP16, 0.01f, true, 0.5f));
+  for (float want : {1.0f, 1.5f, 1.75f}) {
+    g[0].values = {1, 1};
+    auto slices = Encode(half.Prepare(g), g);
+    ASSERT_TRUE(DecodeSlice(Specs()[1], 100, &slices[0]).ok());
+    EXPECT_EQ(std::vector<float>(slices[0].values().begin(), slices[0].values().end()),
+              (std::vector<float>{want, want}));
+  }
+}
+
+// A TOPK table below compression.topk_dense_below goes whole, as float32,
+// with its velocity kept (no masking: it would stop the momentum).
+TEST(Compression, SmallTopKTablesGoWholeWithTheirMomentum) {
+  CompressionOptions options = Options(rpc::TOPK, 0.01f, true, 0.5f);
+  options.whole = {false, true};
+  GradientCompressor compressor(options);
+  std::vector<TableKeys> g(1);
+  g[0].table = 1;
+  g[0].keys = {4, 9, 11};
+  for (float want : {1.0f, 1.5f, 1.75f}) {
+    g[0].values = {1, -1, 0};
+    const GradientCompressor::Push push = compressor.Prepare(g);
+    EXPECT_EQ(push.encoding(0), rpc::FLOAT32);
+    auto slices = Encode(push, g);
+    EXPECT_FALSE(IsEncoded(slices[0]));
+    EXPECT_EQ(std::vector<float>(slices[0].values().begin(), slices[0].values().end()),
+              (std::vector<float>{want, -want, 0}));
+  }
+
+  config::JobConfig job;
+  job.mutable_model()->set_type(config::MLP);
+  job.mutable_model()->set_num_features(784);
+  job.mutable_model()->add_hidden_units(128);
+  job.mutable_model()->set_num_classes(10);
+  job.mutable_compression()->set_type(config::TOPK);
+  for (uint32_t below : {4096u, 0u}) {
+    job.mutable_compression()->set_topk_dense_below(below);
+    auto o = CompressionOptionsFor(job, TablesForJob(job));
+    ASSERT_TRUE(o.ok()) << o.status();
+    for (const TableSpec& t : TablesForJob(job)) {
+      if (t.statistics) continue;
+      // 784 x 128 weights stay top-k; 128 x 10 weights and the biases go whole.
+      EXPECT_EQ(o->whole[t.id], below > 0 && t.name != "layer0_weights") << t.name;
+    }
+  }
+}
+
+TEST(Compression, MomentumCorrectionNeedsPlainSgdAndEveryTableCompressed) {
+  config::JobConfig job;
+  job.mutable_model()->set_type(config::LOGISTIC_REGRESSION);
+  job.mutable_model()->set_num_features(10);
+  job.mutable_data()->set_train_path("train.libsvm");
+  job.mutable_compression()->set_type(config::TOPK);
+  job.mutable_compression()->set_momentum(0.9f);
+  job.mutable_optimizer()->set_type(config::SGD);
+  EXPECT_TRUE(ValidateJobConfig(job, "job.yaml").ok());
+  job.mutable_optimizer()->set_type(config::ADAM);
+  absl::Status s = ValidateJobConfig(job, "job.yaml");
+  EXPECT_TRUE(absl::StrContains(s.message(), "compression.momentum")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "optimizer.type: sgd (it is adam)")) << s;
+  job.mutable_optimizer()->set_type(config::SGD);
+  auto* t = job.mutable_compression()->add_tables();
+  t->set_table("bias");
+  t->set_type(config::NO_COMPRESSION);
+  s = ValidateJobConfig(job, "job.yaml");
+  EXPECT_TRUE(absl::StrContains(s.message(), "table 'bias' is not compressed")) << s;
+  job.mutable_compression()->clear_tables();
+  job.mutable_compression()->set_error_feedback(false);
+  s = ValidateJobConfig(job, "job.yaml");
+  EXPECT_TRUE(absl::StrContains(s.message(), "compression.error_feedback: true")) << s;
+}
+
 // A NaN in a gradient reaches the server as a NaN (which refuses it), not
 // as a number the encoding made up.
 TEST(Compression, ANanStaysANan) {
   for (rpc::Encoding e : {rpc::FP16, rpc::INT8, rpc::TOPK}) {
-    GradientCompressor compressor({e, e}, 0.01f, true);
+    GradientCompressor compressor(Options(e, 0.01f, true));
     std::mt19937 rng(1);
     std::vector<TableKeys> g = Gradient(&rng);
     g[0].values[300] = std::nanf("");
@@ -295,7 +404,9 @@ TEST(Compression, TheConfigNamesTablesOfTheModel) {
   EXPECT_EQ((*encodings)[kLrWeights], rpc::INT8);
   EXPECT_EQ((*encodings)[kLrBias], rpc::FLOAT32);
   for (const TableSpec& spec : TablesForJob(job)) {
-    if (spec.statistics) EXPECT_EQ((*encodings)[spec.id], rpc::FLOAT32) << spec.name;
+    if (spec.statistics) {
+      EXPECT_EQ((*encodings)[spec.id], rpc::FLOAT32) << spec.name;
+    }
   }
   EXPECT_TRUE(ValidateJobConfig(job, "job.yaml").ok());
   t->set_table("layer0_weights");
