@@ -59,8 +59,16 @@ std::string ModeName(config::Mode mode) {
 
 }  // namespace
 
+SchedulerCore::SchedulerCore(const config::JobConfig& job, absl::Time start)
+    : SchedulerCore(job, start, Options()) {}
+
 SchedulerCore::SchedulerCore(const config::JobConfig& job, absl::Time start, Options options)
-    : job_(job), options_(std::move(options)), created_(start) {
+    : job_(job),
+      options_(std::move(options)),
+      clock_(options_.clock),
+      created_(start),
+      liveness_(absl::Milliseconds(job.cluster().heartbeat_timeout_ms()),
+                absl::Milliseconds(job.cluster().scheduler_timeout_ms())) {
   MutexLock lock(&mu_);
   view_.set_state(rpc::WAITING);
   last_progress_ = start;
@@ -170,8 +178,8 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerCore::Register(const rpc::Registe
   node.address = req.address();
   node.metrics_address = req.metrics_address();
   node.data_address = req.data_address();
-  node.last_heartbeat = absl::Now();
   nodes_[node.id] = node;
+  liveness_.Heard(node.id, clock_->Now());
   spdlog::info("{}{} {} registered{}{}", node.standby ? "standby " : "", RoleName(node.role),
                node.rank, node.address.empty() ? "" : " at ", node.address);
   Audit("member_registered", {{"role", RoleName(node.role)},
@@ -248,8 +256,7 @@ void SchedulerCore::BuildViewLocked() {
   // Heartbeats count from here: a server that registered first waited in
   // the start barrier for the others, without heartbeats, and was declared
   // dead as soon as the job ran (compose, when containers came up far apart).
-  const absl::Time now = absl::Now();
-  for (auto& [id, node] : nodes_) node.last_heartbeat = now;
+  liveness_.Restart(clock_->Now());
   spdlog::info("all {} servers and {} workers registered; {} partitions placed (map version {})", n,
                job_.cluster().num_workers(), job_.cluster().num_partitions(), view_.version());
 }
@@ -266,7 +273,7 @@ absl::StatusOr<rpc::HeartbeatResponse> SchedulerCore::Heartbeat(const rpc::Heart
   resp.set_message(failure_);
   if (it == nodes_.end() || it->second.dead) return resp;
   Node& node = it->second;
-  node.last_heartbeat = now;
+  if (!node.left) liveness_.Heard(node.id, now);
   resp.set_rank(node.rank);
   if (node.role == rpc::WORKER) {
     node.samples_done = req.samples_done();
@@ -346,7 +353,7 @@ rpc::JobStatus SchedulerCore::Status(absl::Time now) const {
     m->set_address(node.address);
     m->set_metrics_address(node.metrics_address);
     m->set_state(node.dead ? "dead" : node.left ? "left" : node.standby ? "standby" : "alive");
-    m->set_heartbeat_age_ms(absl::ToInt64Milliseconds(now - node.last_heartbeat));
+    m->set_heartbeat_age_ms(absl::ToInt64Milliseconds(liveness_.SilentFor(node.id, now)));
     m->set_epoch(node.epoch);
     m->set_samples_done(node.samples_done);
     if (node.role == rpc::SERVER) {
@@ -395,7 +402,7 @@ void SchedulerCore::MaybeReleaseLocked(const std::string& name, std::vector<Barr
     if (!end_pending_ && finished_ == absl::Time()) {
       // Released by Poll once the model is saved.
       end_pending_ = true;
-      finished_ = absl::Now();
+      finished_ = clock_->Now();
       dirty_ = true;
       work_cv_.Signal();
     }
@@ -419,10 +426,10 @@ void SchedulerCore::MaybeReleaseLocked(const std::string& name, std::vector<Barr
   }
   b.released = true;
   dirty_ = true;
-  if (options_.barrier_waited) options_.barrier_waited(name, absl::Now() - b.first_arrival);
+  if (options_.barrier_waited) options_.barrier_waited(name, clock_->Now() - b.first_arrival);
   if (name == "ready") {
     // A resumed job's clock goes on from the checkpoint's.
-    started_ = absl::Now() - absl::Seconds(resumed_seconds_);
+    started_ = clock_->Now() - absl::Seconds(resumed_seconds_);
     spdlog::info("training starts: mode {}, {} epochs, batch {} per worker", ModeName(job_.job().mode()),
                  job_.train().epochs(), job_.train().batch_size());
   }
@@ -448,7 +455,7 @@ void SchedulerCore::Barrier(const rpc::BarrierRequest& req, BarrierDone done) {
     }
     // An arrival is a sign of life too (servers heartbeat only after the
     // start and ready barriers).
-    arriving->second.last_heartbeat = absl::Now();
+    if (!arriving->second.left) liveness_.Heard(arriving->first, clock_->Now());
     BarrierState& b = barriers_[req.name()];
     if (b.released) {
       BarrierViewLocked(&resp);
@@ -457,7 +464,7 @@ void SchedulerCore::Barrier(const rpc::BarrierRequest& req, BarrierDone done) {
       done(resp);
       return;
     }
-    if (b.arrived.empty()) b.first_arrival = absl::Now();
+    if (b.arrived.empty()) b.first_arrival = clock_->Now();
     dirty_ |= b.arrived.insert(req.node_id()).second || (req.want_stop() && !b.stop);
     b.stop |= req.want_stop();
     b.waiting.push_back(std::move(done));
@@ -586,7 +593,7 @@ absl::Status SchedulerCore::FinishEval(int32_t epoch) {
     EpochResult r;
     r.epoch = epoch + 1;
     r.train_loss = samples > 0 ? loss / static_cast<double>(samples) : 0;
-    r.seconds = absl::ToDoubleSeconds(absl::Now() - started_);
+    r.seconds = absl::ToDoubleSeconds(clock_->Now() - started_);
     r.worker_samples = std::move(worker_samples);
     // Metrics (sorts over whole sets) are computed without the lock, so
     // heartbeats and barriers are not held up behind them.
@@ -652,7 +659,7 @@ void SchedulerCore::FailLocked(const std::string& message, std::vector<BarrierDo
   dirty_ = true;
   state_ = rpc::FAILED;
   failure_ = message;
-  over_at_ = absl::Now();
+  over_at_ = clock_->Now();
   view_.set_state(state_);
   view_.set_message(message);
   view_.set_version(view_.version() + 1);
@@ -667,6 +674,7 @@ void SchedulerCore::WorkerDiedLocked(Node& node, absl::Duration silent,
                                      std::vector<BarrierDone>* aborted) {
   node.dead = true;
   node.left = true;  // nobody waits for it to leave either
+  liveness_.Forget(node.id);
   dirty_ = true;
   if (node.rank < 0) {
     spdlog::warn("standby worker node {} sent no heartbeat for {}", node.id,
@@ -766,6 +774,7 @@ bool SchedulerCore::ServerDiedLocked(Node& node, const std::string& why,
   }
   node.dead = true;
   node.left = true;  // nobody waits for it to leave
+  liveness_.Forget(node.id);
   dirty_ = true;
   const std::string held = PartitionsOfLocked(node.rank);
   AddServerInfoLocked(node);
@@ -850,7 +859,10 @@ void SchedulerCore::FailFrom(uint32_t node_id, const std::string& message) {
   {
     MutexLock lock(&mu_);
     auto it = nodes_.find(node_id);
-    if (it != nodes_.end()) it->second.left = true;  // it exits now; do not wait for it
+    if (it != nodes_.end()) {
+      it->second.left = true;  // it exits now; do not wait for it
+      liveness_.Forget(node_id);
+    }
   }
   Fail(message);
 }
@@ -875,6 +887,7 @@ absl::Status SchedulerCore::Leave(uint32_t node_id) {
                           {"node_id", absl::StrCat(node_id)}});
   }
   it->second.left = true;
+  liveness_.Forget(node_id);
   dirty_ = true;
   SaveStateLocked();
   return absl::OkStatus();
@@ -1112,6 +1125,13 @@ void SchedulerCore::ProbeSuspects(absl::Time now) {
     {
       MutexLock lock(&mu_);
       if (state_ != rpc::RUNNING) return;
+      if (liveness_.isolated()) {
+        // The probe may have failed on the scheduler's side of a cut.
+        spdlog::warn("server {} was reported unreachable ({}) and did not answer the scheduler's "
+                     "probe either, but the scheduler hears from too few members to trust that",
+                     rank, error);
+        continue;
+      }
       for (auto& [id, node] : nodes_) {
         if (node.role != rpc::SERVER || node.rank != rank || node.dead || node.left) continue;
         ServerDiedLocked(node,
@@ -1130,7 +1150,7 @@ void SchedulerCore::Suspect(int32_t rank, const std::string& error) {
   MutexLock lock(&mu_);
   if (state_ != rpc::RUNNING || ServerDeadLocked(rank)) return;
   auto probed = probed_.find(rank);
-  if (probed != probed_.end() && absl::Now() - probed->second < absl::Milliseconds(500)) return;
+  if (probed != probed_.end() && clock_->Now() - probed->second < absl::Milliseconds(500)) return;
   if (suspects_.emplace(rank, error).second) work_cv_.Signal();
 }
 
@@ -1163,7 +1183,6 @@ bool SchedulerCore::Poll(absl::Time now) {
       }
       for (const auto& [epoch, parts] : evals_) pending_evals.push_back(epoch);
     }
-    const absl::Duration timeout = absl::Milliseconds(job_.cluster().heartbeat_timeout_ms());
     if (state_ == rpc::WAITING &&
         now - created_ > absl::Milliseconds(job_.cluster().connect_timeout_ms())) {
       FailLocked(absl::StrFormat("only %d of %d servers and %d of %d workers registered within %s",
@@ -1173,16 +1192,24 @@ bool SchedulerCore::Poll(absl::Time now) {
                  &aborted);
     }
     if (state_ == rpc::RUNNING) {
-      for (auto& [id, node] : nodes_) {
-        if (node.left || node.dead || now - node.last_heartbeat <= timeout) continue;
+      // Silent past the timeout, unless the scheduler seems cut off itself
+      // (scheduler/liveness.h).
+      for (uint32_t id : liveness_.Overdue(now)) {
+        auto it = nodes_.find(id);
+        if (it == nodes_.end() || it->second.left || it->second.dead) {
+          liveness_.Forget(id);
+          continue;
+        }
+        Node& node = it->second;
+        const absl::Duration silent = liveness_.SilentFor(id, now);
         if (node.role == rpc::WORKER) {
-          WorkerDiedLocked(node, now - node.last_heartbeat, &released, &aborted);
+          WorkerDiedLocked(node, silent, &released, &aborted);
           for (const auto& [epoch, parts] : evals_) pending_evals.push_back(epoch);
           continue;
         }
         if (!ServerDiedLocked(node,
                               absl::StrFormat("sent no heartbeat for %s (cluster.heartbeat_timeout_ms)",
-                                              absl::FormatDuration(now - node.last_heartbeat)),
+                                              absl::FormatDuration(silent)),
                               &aborted)) {
           break;
         }
@@ -1309,7 +1336,7 @@ bool SchedulerCore::Poll(absl::Time now) {
         FailLocked(std::string(s.message()), &aborted);
       } else {
         state_ = rpc::DONE;
-        over_at_ = absl::Now();
+        over_at_ = clock_->Now();
         view_.set_state(state_);
         view_.set_version(view_.version() + 1);
         BarrierState& b = barriers_["end"];
@@ -1819,7 +1846,7 @@ rpc::ProgressRecord SchedulerCore::ProgressLocked() const {
   p.set_saved_best_epoch(saved_best_epoch_);
   p.set_bad_evaluations(bad_evaluations_);
   p.set_stop_early(stop_early_);
-  p.set_seconds(started_ == absl::Time() ? resumed_seconds_ : absl::ToDoubleSeconds(absl::Now() - started_));
+  p.set_seconds(started_ == absl::Time() ? resumed_seconds_ : absl::ToDoubleSeconds(clock_->Now() - started_));
   return p;
 }
 
@@ -1993,7 +2020,7 @@ absl::Status SchedulerCore::Restore(const rpc::SchedulerState& s, absl::Time now
     node.address = n.address();
     node.metrics_address = n.metrics_address();
     node.data_address = n.data_address();
-    node.last_heartbeat = now;  // everyone gets a heartbeat timeout to show up
+    // Everyone gets a heartbeat timeout to show up (below).
     node.left = n.left();
     node.dead = n.dead();
     node.standby = n.standby();
@@ -2006,7 +2033,9 @@ absl::Status SchedulerCore::Restore(const rpc::SchedulerState& s, absl::Time now
     node.samples_done = n.samples_done();
     node.draining = n.draining();
     nodes_[node.id] = node;
+    if (!node.left && !node.dead) liveness_.Heard(node.id, now);
   }
+  liveness_.Restart(now);
   next_node_id_ = s.next_node_id();
   servers_registered_ = s.servers_registered();
   workers_registered_ = s.workers_registered();

@@ -26,10 +26,12 @@
 #include "common/sync.h"
 #include "absl/time/time.h"
 #include "common/checkpoint.h"
+#include "common/clock.h"
 #include "common/evaluation.h"
 #include "proto/checkpoint.pb.h"
 #include "proto/job_config.pb.h"
 #include "proto/scheduler.pb.h"
+#include "scheduler/liveness.h"
 
 namespace ps {
 
@@ -50,10 +52,14 @@ class SchedulerCore {
     // Called (under the core's lock: keep it short) when a barrier is
     // released, with how long its first arrival waited.
     std::function<void(const std::string& barrier, absl::Duration waited)> barrier_waited;
+    // The control plane's time (failure detection, barriers, progress);
+    // tests inject a FakeClock. RPC deadlines stay on the real clock.
+    const Clock* clock = Clock::Real();
   };
 
   // `job` has absolute paths; `start` is when the scheduler started.
-  SchedulerCore(const config::JobConfig& job, absl::Time start, Options options = {});
+  SchedulerCore(const config::JobConfig& job, absl::Time start, Options options);
+  SchedulerCore(const config::JobConfig& job, absl::Time start);
 
   // Before serving: the job resumes from checkpoint `found` (servers load
   // their partitions from it, workers start at the epoch after it).
@@ -112,7 +118,6 @@ class SchedulerCore {
     std::string address;
     std::string metrics_address;
     std::string data_address;  // servers: the TCP data plane's (maybe none)
-    absl::Time last_heartbeat;
     bool left = false;
     bool dead = false;  // stopped heartbeating; the job went on without it
     bool standby = false;  // a server that registered as a standby
@@ -245,12 +250,16 @@ class SchedulerCore {
 
   const config::JobConfig job_;
   const Options options_;
+  const Clock* const clock_;
   absl::Time created_;
 
   mutable Mutex mu_;
   rpc::JobState state_ ABSL_GUARDED_BY(mu_) = rpc::WAITING;
   std::string failure_ ABSL_GUARDED_BY(mu_);
   std::map<uint32_t, Node> nodes_ ABSL_GUARDED_BY(mu_);
+  // When each member not dead and not gone was last heard from; which to
+  // declare dead (none while the scheduler seems cut off from a majority).
+  Liveness liveness_ ABSL_GUARDED_BY(mu_);
   uint32_t next_node_id_ ABSL_GUARDED_BY(mu_) = 1;
   int32_t servers_registered_ ABSL_GUARDED_BY(mu_) = 0;
   int32_t workers_registered_ ABSL_GUARDED_BY(mu_) = 0;

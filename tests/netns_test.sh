@@ -2,9 +2,10 @@
 # Several hosts on one machine: the scheduler, 3 servers (replication 2) and
 # 2 workers each in its own network namespace, started by ps_launch --hostfile with its own address on a
 # private switch (10.213.9.0/24, which exists only inside these namespaces).
-# Mid-run the link of one primary server is cut (its port on the switch goes
-# down: it keeps running, unreachable); the job must end with the model of
-# the same job run without the cut. Needs root (ip netns).
+# Mid-run, in one job the link of one primary server is cut for good (its
+# port on the switch goes down: it keeps running, unreachable), and in
+# another the scheduler's link is cut for 20 s; each job must end with the
+# model of the same job run without a cut. Needs root (ip netns).
 #   tests/netns_test.sh BIN_DIR
 set -euo pipefail
 BIN=$(cd "${1:?usage: netns_test.sh BIN_DIR}" && pwd)
@@ -63,35 +64,62 @@ say "baseline: the same job with ps_launch on loopback"
 # tests/netns_rsh.sh (what ssh does on real machines).
 printf '%s roles=server\n' "${ADDR[srv0]}" "${ADDR[srv1]}" "${ADDR[srv2]}" >"$WORK/hosts"
 printf '%s roles=worker\n' "${ADDR[wrk0]}" "${ADDR[wrk1]}" >>"$WORK/hosts"
-say "the job across 6 namespaces (ps_launch --hostfile)"
-on sched "$BIN/ps_launch" --config "$ROOT/examples/spambase_replicated.yaml" \
-  --set "job.output_dir=$WORK/job" "${SETS[@]}" --hostfile "$WORK/hosts" \
-  --rsh "$ROOT/tests/netns_rsh.sh" --scheduler_host "${ADDR[sched]}" >"$WORK/scheduler.log" 2>&1 &
-sched_pid=$!
+# start_job NAME: the job across the 6 namespaces, in the background
+# (sched_pid), its output in $WORK/NAME, once training is under way (epoch 3).
+start_job() {
+  local name=$1
+  on sched "$BIN/ps_launch" --config "$ROOT/examples/spambase_replicated.yaml" \
+    --set "job.output_dir=$WORK/$name" "${SETS[@]}" --hostfile "$WORK/hosts" \
+    --rsh "$ROOT/tests/netns_rsh.sh" --scheduler_host "${ADDR[sched]}" >"$WORK/$name.log" 2>&1 &
+  sched_pid=$!
+  for _ in $(seq 1 600); do grep -q "epoch 3/$EPOCHS" "$WORK/$name.log" && break; sleep 0.1; done
+  grep -q "epoch 3/$EPOCHS" "$WORK/$name.log" || { tail -20 "$WORK/$name.log"; fail "$name: training did not start"; }
+  for h in srv0 srv1 srv2 wrk0 wrk1; do
+    [ -n "$(ip netns pids "$TAG-$h")" ] || fail "$name: nothing runs on host $h"
+  done
+}
+# end_job NAME: waits for it, and compares its model with the baseline's.
+end_job() {
+  local name=$1 code=0
+  for _ in $(seq 1 1800); do kill -0 "$sched_pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$sched_pid" 2>/dev/null; then tail -20 "$WORK/$name.log"; fail "$name: the job did not end within 180 s"; fi
+  wait "$sched_pid" || code=$?
+  [ "$code" -eq 0 ] || { tail -30 "$WORK/$name.log"; fail "$name: ps_launch exited with $code"; }
+  rows=$("$ROOT/tests/same_model.sh" "$BIN" "$WORK/baseline/model" "$WORK/$name/model") \
+    || fail "$name: the model differs from the run without a cut"
+  say "$name: the job ended like the uncut run: $rows of the model identical"
+}
 
-# Cut the link of server rank 1 (a primary of a third of the partitions)
-# once training is under way. server-K runs on the K-th server host.
-for _ in $(seq 1 600); do grep -q "epoch 3/$EPOCHS" "$WORK/scheduler.log" && break; sleep 0.1; done
-grep -q "epoch 3/$EPOCHS" "$WORK/scheduler.log" || { tail -20 "$WORK/scheduler.log"; fail "training did not start"; }
+# 1. The link of server rank 1 (a primary of a third of the partitions) is
+# cut for good once training is under way: it is failed over.
+say "server-cut: the job across 6 namespaces (ps_launch --hostfile)"
+start_job server-cut
 victim=""
-for k in 0 1 2; do grep -q "server rank 1 listening on" "$WORK/job/logs/server-$k.log" && victim=srv$k; done
+for k in 0 1 2; do grep -q "server rank 1 listening on" "$WORK/server-cut/logs/server-$k.log" && victim=srv$k; done
 [ -n "$victim" ] || fail "no server has rank 1"
-grep -q "server 1 registered at ${ADDR[$victim]}:" "$WORK/scheduler.log" || fail "rank 1 did not advertise ${ADDR[$victim]}"
-for h in srv0 srv1 srv2 wrk0 wrk1; do
-  [ -n "$(ip netns pids "$TAG-$h")" ] || fail "nothing runs on host $h"
-done
+grep -q "server 1 registered at ${ADDR[$victim]}:" "$WORK/server-cut.log" || fail "rank 1 did not advertise ${ADDR[$victim]}"
 ip -n "$SW" link set dev "p-$victim" down
 cut_at=$(date +%s)
-say "cut the link of server rank 1 ($victim, ${ADDR[$victim]}) at epoch 3 of $EPOCHS"
+say "server-cut: cut the link of server rank 1 ($victim, ${ADDR[$victim]}) at epoch 3 of $EPOCHS"
+end_job server-cut
+grep -q "partitions promoted to a backup" "$WORK/server-cut.log" || fail "server-cut: no failover in the scheduler's log"
+say "server-cut: the job ended $(( $(date +%s) - cut_at ))s after the cut: $(grep -m1 'partitions promoted' "$WORK/server-cut.log")"
+ip -n "$SW" link set dev "p-$victim" up
 
-code=0
-for _ in $(seq 1 1200); do kill -0 "$sched_pid" 2>/dev/null || break; sleep 0.1; done  # wait for the job
-if kill -0 "$sched_pid" 2>/dev/null; then tail -20 "$WORK/scheduler.log"; fail "the job did not end within 120 s"; fi
-wait "$sched_pid" || code=$?
-[ "$code" -eq 0 ] || { tail -30 "$WORK/scheduler.log"; fail "ps_launch exited with $code"; }
-grep -q "partitions promoted to a backup" "$WORK/scheduler.log" || fail "no failover in the scheduler's log"
-say "the job ended $(( $(date +%s) - cut_at ))s after the cut: $(grep -m1 'partitions promoted' "$WORK/scheduler.log")"
-
-rows=$("$ROOT/tests/same_model.sh" "$BIN" "$WORK/baseline/model" "$WORK/job/model") \
-  || fail "the model differs from the run without the cut"
-say "the job ended like the uncut run: $rows of the model identical"
+# 2. The scheduler's own link is cut for 20 s (20x the heartbeat timeout,
+# a third of cluster.scheduler_timeout_ms): every member falls silent at
+# once. The scheduler must suspect itself, not them: no failover, and the
+# job ends as if nothing happened.
+say "scheduler-cut: the same job; the scheduler's link is cut for 20 s"
+start_job scheduler-cut
+ip -n "$SW" link set dev p-sched down
+say "scheduler-cut: cut at epoch 3 of $EPOCHS"
+sleep 20  # the fault's length, not a wait for anything
+ip -n "$SW" link set dev p-sched up
+say "scheduler-cut: link back"
+end_job scheduler-cut
+grep -q "suspects its own network" "$WORK/scheduler-cut.log" || fail "scheduler-cut: the scheduler never suspected its own link"
+if grep -E "promoted to a backup|sent no heartbeat|did not answer the scheduler's probe \(" "$WORK/scheduler-cut.log"; then
+  fail "scheduler-cut: the scheduler failed a member over while it was the one cut off"
+fi
+say "scheduler-cut: $(grep -m1 'hears from .* again after' "$WORK/scheduler-cut.log" | sed 's/.*\] //')"

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/checkpoint.h"
+#include "common/clock.h"
 #include "common/file_util.h"
 #include "common/sealed_file.h"
 #include "gtest/gtest.h"
@@ -490,6 +491,55 @@ TEST(SchedulerCore, StandbyWorkerTakesOverTheRankOfADeadWorker) {
   resp = core.Heartbeat(hb, absl::Now() + absl::Seconds(5));
   ASSERT_TRUE(resp.ok());
   EXPECT_FALSE(resp->known());
+}
+
+}  // namespace
+}  // namespace ps
+
+namespace ps {
+namespace {
+
+// Failure detection on a clock the test moves (scheduler/liveness.h): a
+// scheduler that hears from nobody for 20 s (its own link cut) fails
+// nothing over, not even a server a client reported and a probe could not
+// reach; once it hears from everyone again, one silent server is failed
+// over as before.
+TEST(SchedulerCore, ASchedulerCutOffFromMostMembersFailsNothingOverButAMinorityIsFailedOver) {
+  FakeClock clock;
+  SchedulerCore::Options options;
+  options.clock = &clock;
+  config::JobConfig job = ReplicatedJob(2, 2, 2);
+  job.mutable_cluster()->set_heartbeat_timeout_ms(5000);
+  SchedulerCore core(job, clock.Now(), options);
+  const uint32_t s0 = Register(core, rpc::SERVER, 0);
+  const uint32_t s1 = Register(core, rpc::SERVER, 1);
+  const uint32_t w0 = Register(core, rpc::WORKER, 0);
+  const uint32_t w1 = Register(core, rpc::WORKER, 1);
+  Beat(core, {s0, s1, w0, w1}, clock.Now());
+  const rpc::ClusterView before = core.View();
+  for (int i = 0; i < 200; ++i) {  // 20 s, polled every 100 ms
+    clock.Advance(absl::Milliseconds(100));
+    if (i == 100) core.Suspect(0, "connection refused");  // a worker's report, mid-cut
+    core.Poll(clock.Now());
+    ASSERT_EQ(core.state(), rpc::RUNNING) << core.failure();
+  }
+  const rpc::ClusterView during = core.View();
+  EXPECT_EQ(during.version(), before.version()) << "a view change while cut off";
+  for (const rpc::ServerInfo& s : during.servers()) EXPECT_FALSE(s.dead()) << s.rank();
+  EXPECT_EQ(during.live_workers_size(), 2);
+  // The link is back; then server 0 alone stops.
+  for (int i = 0; i < 80; ++i) {  // 8 s
+    clock.Advance(absl::Milliseconds(100));
+    if (i % 5 == 0) Beat(core, i < 10 ? std::vector<uint32_t>{s0, s1, w0, w1} : std::vector<uint32_t>{s1, w0, w1}, clock.Now());
+    core.Poll(clock.Now());
+  }
+  ASSERT_EQ(core.state(), rpc::RUNNING) << core.failure();
+  const rpc::ClusterView after = core.View();
+  EXPECT_GT(after.version(), before.version());
+  EXPECT_TRUE(after.servers(0).dead());
+  EXPECT_FALSE(after.servers(1).dead());
+  for (int p = 0; p < 6; ++p) EXPECT_EQ(after.partition_owner(p), 1) << "partition " << p;
+  EXPECT_EQ(after.live_workers_size(), 2);
 }
 
 }  // namespace
