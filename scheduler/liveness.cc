@@ -23,7 +23,8 @@ void Liveness::Restart(absl::Time now) {
 
 absl::Duration Liveness::SilentFor(uint32_t member, absl::Time now) const {
   auto it = last_heard_.find(member);
-  return it == last_heard_.end() ? absl::ZeroDuration() : std::max(absl::ZeroDuration(), now - it->second);
+  return it == last_heard_.end() ? absl::ZeroDuration()
+                                 : std::max(absl::ZeroDuration(), now - it->second);
 }
 
 std::vector<uint32_t> Liveness::Overdue(absl::Time now) {

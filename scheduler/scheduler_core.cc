@@ -1127,9 +1127,10 @@ void SchedulerCore::ProbeSuspects(absl::Time now) {
       if (state_ != rpc::RUNNING) return;
       if (liveness_.isolated()) {
         // The probe may have failed on the scheduler's side of a cut.
-        spdlog::warn("server {} was reported unreachable ({}) and did not answer the scheduler's "
-                     "probe either, but the scheduler hears from too few members to trust that",
-                     rank, error);
+        spdlog::warn(
+            "server {} was reported unreachable ({}) and did not answer the scheduler's "
+            "probe either, but the scheduler hears from too few members to trust that",
+            rank, error);
         continue;
       }
       for (auto& [id, node] : nodes_) {
@@ -1207,10 +1208,11 @@ bool SchedulerCore::Poll(absl::Time now) {
           for (const auto& [epoch, parts] : evals_) pending_evals.push_back(epoch);
           continue;
         }
-        if (!ServerDiedLocked(node,
-                              absl::StrFormat("sent no heartbeat for %s (cluster.heartbeat_timeout_ms)",
-                                              absl::FormatDuration(silent)),
-                              &aborted)) {
+        if (!ServerDiedLocked(
+                node,
+                absl::StrFormat("sent no heartbeat for %s (cluster.heartbeat_timeout_ms)",
+                                absl::FormatDuration(silent)),
+                &aborted)) {
           break;
         }
       }
@@ -1846,7 +1848,8 @@ rpc::ProgressRecord SchedulerCore::ProgressLocked() const {
   p.set_saved_best_epoch(saved_best_epoch_);
   p.set_bad_evaluations(bad_evaluations_);
   p.set_stop_early(stop_early_);
-  p.set_seconds(started_ == absl::Time() ? resumed_seconds_ : absl::ToDoubleSeconds(clock_->Now() - started_));
+  p.set_seconds(started_ == absl::Time() ? resumed_seconds_
+                                         : absl::ToDoubleSeconds(clock_->Now() - started_));
   return p;
 }
 

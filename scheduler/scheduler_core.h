@@ -23,11 +23,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "common/sync.h"
 #include "absl/time/time.h"
 #include "common/checkpoint.h"
 #include "common/clock.h"
 #include "common/evaluation.h"
+#include "common/sync.h"
 #include "proto/checkpoint.pb.h"
 #include "proto/job_config.pb.h"
 #include "proto/scheduler.pb.h"

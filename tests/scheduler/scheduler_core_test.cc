@@ -530,7 +530,9 @@ TEST(SchedulerCore, ASchedulerCutOffFromMostMembersFailsNothingOverButAMinorityI
   // The link is back; then server 0 alone stops.
   for (int i = 0; i < 80; ++i) {  // 8 s
     clock.Advance(absl::Milliseconds(100));
-    if (i % 5 == 0) Beat(core, i < 10 ? std::vector<uint32_t>{s0, s1, w0, w1} : std::vector<uint32_t>{s1, w0, w1}, clock.Now());
+    if (i % 5 == 0)
+      Beat(core, i < 10 ? std::vector<uint32_t>{s0, s1, w0, w1} : std::vector<uint32_t>{s1, w0, w1},
+           clock.Now());
     core.Poll(clock.Now());
   }
   ASSERT_EQ(core.state(), rpc::RUNNING) << core.failure();
