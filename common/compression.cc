@@ -249,9 +249,9 @@ GradientCompressor::Push GradientCompressor::Prepare(const std::vector<TableKeys
         const size_t k =
             options_.whole[in.table]
                 ? n
-                : std::min(n, std::max<size_t>(1, static_cast<size_t>(std::ceil(
-                                                      options_.topk_ratio *
-                                                      static_cast<double>(n)))));
+                : std::min(n,
+                           std::max<size_t>(1, static_cast<size_t>(std::ceil(
+                                                   options_.topk_ratio * static_cast<double>(n)))));
         if (k == n) {  // all of it: as float32
           sent = v;
           out.encoding = rpc::FLOAT32;

@@ -79,7 +79,7 @@ class GradientCompressor {
       std::vector<int8_t> bytes;   // INT8
       std::vector<float> scales;   // INT8: per key, or one
       std::vector<float> kept;     // TOPK: the values sent, 0 elsewhere
-    std::vector<float> whole;    // FLOAT32 (a whole TOPK table): the values sent
+      std::vector<float> whole;    // FLOAT32 (a whole TOPK table): the values sent
     };
     std::vector<Table> tables_;
   };

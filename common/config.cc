@@ -656,14 +656,14 @@ absl::Status ValidateJobConfigImpl(const config::JobConfig& config, absl::string
     // and every table must go through the compressor that keeps it.
     std::string problem;
     if (config.optimizer().type() != config::SGD) {
-      problem = absl::StrCat("the workers keep the momentum, so the servers must step plain SGD; ",
-                             "set optimizer.type: sgd (it is ",
-                             absl::AsciiStrToLower(config::OptimizerType_Name(
-                                 config.optimizer().type())),
-                             ")");
+      problem = absl::StrCat(
+          "the workers keep the momentum, so the servers must step plain SGD; ",
+          "set optimizer.type: sgd (it is ",
+          absl::AsciiStrToLower(config::OptimizerType_Name(config.optimizer().type())), ")");
     } else if (!c.error_feedback()) {
-      problem = "momentum correction accumulates what is not sent: it needs "
-                "compression.error_feedback: true";
+      problem =
+          "momentum correction accumulates what is not sent: it needs "
+          "compression.error_feedback: true";
     } else {
       for (const TableSpec& t : TablesForJob(config)) {
         if (t.statistics) continue;

@@ -227,9 +227,9 @@ TEST(Training, CompressedPushesLearnStayDeterministicAndShrink) {
     const std::string t = type;
     std::vector<std::string> sets = mlp;
     if (t == "topk-momentum") {
-      for (const char* s : {"compression.type=topk", "compression.momentum=0.9",
-                            "optimizer.type=sgd", "optimizer.learning_rate=0.05",
-                            "compression.topk_dense_below=1000"}) {
+      for (const char* s :
+           {"compression.type=topk", "compression.momentum=0.9", "optimizer.type=sgd",
+            "optimizer.learning_rate=0.05", "compression.topk_dense_below=1000"}) {
         sets.push_back(s);
       }
     } else {
