@@ -143,8 +143,10 @@ absl::StatusOr<CompressionOptions> CompressionOptionsFor(const config::JobConfig
   for (const TableSpec& t : tables) {
     if (t.id >= out.encodings.size() || out.encodings[t.id] != rpc::TOPK) continue;
     // num_keys 0: any key, a table of unknown (large) size.
-    out.whole[t.id] = t.num_keys > 0 && t.num_keys * static_cast<uint64_t>(t.dim) <
-                                            static_cast<uint64_t>(c.topk_dense_below());
+    // keys x dim < below, without overflow.
+    const uint64_t dim = static_cast<uint64_t>(std::max(1, t.dim));
+    out.whole[t.id] = t.num_keys > 0 && t.num_keys < static_cast<uint64_t>(c.topk_dense_below()) / dim +
+                                                         (c.topk_dense_below() % dim != 0);
   }
   out.topk_ratio = c.topk_ratio();
   out.error_feedback = c.error_feedback();

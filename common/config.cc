@@ -671,7 +671,7 @@ absl::Status ValidateJobConfigImpl(const config::JobConfig& config, absl::string
         for (const config::TableCompression& tc : c.tables()) {
           if (tc.table() == t.name) type = tc.type();
         }
-        if (type == config::NO_COMPRESSION) {
+        if (type == config::NO_COMPRESSION || type == config::COMPRESSION_UNSPECIFIED) {
           problem = absl::StrCat("table '", t.name,
                                  "' is not compressed, so it would train without momentum (set "
                                  "compression.type, or optimizer.type: momentum without it)");
@@ -696,19 +696,23 @@ absl::Status ValidateJobConfigImpl(const config::JobConfig& config, absl::string
                                     limits.max_message_bytes(), ")"));
   }
   const config::ClusterSection& cluster = config.cluster();
-  if (cluster.heartbeat_timeout_ms() <= cluster.heartbeat_interval_ms()) {
+  // At least 3 heartbeats per timeout: the scheduler counts a member as
+  // quiet after half the timeout (scheduler/liveness.h), and a live member
+  // must be heard more often than that.
+  if (static_cast<int64_t>(cluster.heartbeat_timeout_ms()) <
+      3 * static_cast<int64_t>(cluster.heartbeat_interval_ms())) {
     // Blame the one of the two that was written, preferring the timeout.
     const bool timeout_written = locations.contains("cluster.heartbeat_timeout_ms");
     const bool interval_written = locations.contains("cluster.heartbeat_interval_ms");
     if (!timeout_written && interval_written) {
       return ConfigError(
           where("cluster.heartbeat_interval_ms"), "cluster.heartbeat_interval_ms",
-          absl::StrCat("must be less than cluster.heartbeat_timeout_ms (",
+          absl::StrCat("must be at most a third of cluster.heartbeat_timeout_ms (",
                        cluster.heartbeat_timeout_ms(), "), got ", cluster.heartbeat_interval_ms()));
     }
     return ConfigError(
         where("cluster.heartbeat_timeout_ms"), "cluster.heartbeat_timeout_ms",
-        absl::StrCat("must be greater than cluster.heartbeat_interval_ms (",
+        absl::StrCat("must be at least 3 times cluster.heartbeat_interval_ms (",
                      cluster.heartbeat_interval_ms(), "), got ", cluster.heartbeat_timeout_ms()));
   }
   if (cluster.replication() > cluster.num_servers()) {

@@ -9,11 +9,24 @@
 namespace ps {
 
 void Liveness::Heard(uint32_t member, absl::Time now) {
-  absl::Time& t = last_heard_[member];
-  t = std::max(t, now);
+  // Assigned, not maxed: after a step back of the wall clock a member's
+  // time follows it instead of staying in the future.
+  last_heard_[member] = now;
 }
 
-void Liveness::Forget(uint32_t member) { last_heard_.erase(member); }
+absl::Time Liveness::Forget(uint32_t member) {
+  auto it = last_heard_.find(member);
+  if (it == last_heard_.end()) return absl::InfinitePast();
+  const absl::Time t = it->second;
+  last_heard_.erase(it);
+  return t;
+}
+
+bool Liveness::MajorityHeardWithin(absl::Time now, absl::Duration d) const {
+  size_t heard = 0;
+  for (const auto& [member, t] : last_heard_) heard += now - t <= d;
+  return 2 * heard > last_heard_.size();
+}
 
 void Liveness::Restart(absl::Time now) {
   for (auto& [member, t] : last_heard_) t = now;
@@ -56,13 +69,18 @@ std::vector<uint32_t> Liveness::Overdue(absl::Time now) {
     return overdue;
   }
   if (isolated()) {
-    // A majority is back: whoever is still silent gets a full timeout from
-    // now, as after a restart; nobody is declared dead for the cut.
+    // A majority is back. Nobody is declared dead for the cut: the time it
+    // lasted does not count against anyone, but what a member was silent
+    // before it (a member that died before the cut) still does, so that
+    // a link that keeps flapping cannot hide a dead member for good.
+    const absl::Duration cut = now - isolated_since_;
     spdlog::info(
         "the scheduler hears from {} of {} members again after {}: failure detection resumes, "
-        "every member with a fresh timeout",
-        members - quiet, members, absl::FormatDuration(now - isolated_since_));
-    Restart(now);
+        "the cut not counted against anyone",
+        members - quiet, members, absl::FormatDuration(cut));
+    for (auto& [member, t] : last_heard_) t = std::min(now, t + cut);
+    isolated_since_ = absl::InfiniteFuture();
+    gave_up_ = false;
     return {};
   }
   return overdue;

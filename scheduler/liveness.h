@@ -7,7 +7,8 @@
 // that the scheduler's own link is cut, and a failover decided from the
 // wrong side of a partition would wreck a healthy cluster; so the scheduler
 // suspects itself and decides nothing until it hears from a majority again.
-// Then every member gets a fresh timeout to show up. If the silence lasts
+// Then the time the cut lasted is not counted against anyone (what a
+// member was silent before it still is). If the silence lasts
 // longer than `isolation_limit` (cluster.scheduler_timeout_ms: by then the
 // members have given up on the scheduler), the silent members are taken
 // for gone after all.
@@ -37,8 +38,9 @@ class Liveness {
   // A member was heard from (a registration, a heartbeat, a barrier call);
   // a member not yet tracked starts being.
   void Heard(uint32_t member, absl::Time now);
-  // Stops tracking a member (it left, or was declared dead).
-  void Forget(uint32_t member);
+  // Stops tracking a member (it left, or was declared dead); returns when
+  // it was last heard from (InfinitePast if it was not tracked).
+  absl::Time Forget(uint32_t member);
   // Every tracked member gets a fresh timeout from `now` (the job starts
   // running, a restarted scheduler carries on).
   void Restart(absl::Time now);
@@ -52,6 +54,11 @@ class Liveness {
   // isolation limit). Logs when the scheduler starts and stops suspecting
   // itself. Does not forget them: the caller does, as it handles each.
   std::vector<uint32_t> Overdue(absl::Time now);
+
+  // Whether more than half of the members were heard from within `d`. A
+  // failed probe is trusted only then: right after the scheduler's own link
+  // dropped, before anyone is quiet enough to count, it is not.
+  bool MajorityHeardWithin(absl::Time now, absl::Duration d) const;
 
   // Whether the scheduler currently suspects its own link: no failover
   // decision (a member declared dead, a server failed over because a probe

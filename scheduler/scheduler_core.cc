@@ -65,7 +65,7 @@ SchedulerCore::SchedulerCore(const config::JobConfig& job, absl::Time start)
 SchedulerCore::SchedulerCore(const config::JobConfig& job, absl::Time start, Options options)
     : job_(job),
       options_(std::move(options)),
-      clock_(options_.clock),
+      clock_(options_.clock != nullptr ? options_.clock : Clock::Real()),
       created_(start),
       liveness_(absl::Milliseconds(job.cluster().heartbeat_timeout_ms()),
                 absl::Milliseconds(job.cluster().scheduler_timeout_ms())) {
@@ -353,7 +353,10 @@ rpc::JobStatus SchedulerCore::Status(absl::Time now) const {
     m->set_address(node.address);
     m->set_metrics_address(node.metrics_address);
     m->set_state(node.dead ? "dead" : node.left ? "left" : node.standby ? "standby" : "alive");
-    m->set_heartbeat_age_ms(absl::ToInt64Milliseconds(liveness_.SilentFor(node.id, now)));
+    m->set_heartbeat_age_ms(absl::ToInt64Milliseconds(
+        liveness_.tracked(node.id) || node.last_heard == absl::InfinitePast()
+            ? liveness_.SilentFor(node.id, now)
+            : std::max(absl::ZeroDuration(), now - node.last_heard)));
     m->set_epoch(node.epoch);
     m->set_samples_done(node.samples_done);
     if (node.role == rpc::SERVER) {
@@ -674,7 +677,7 @@ void SchedulerCore::WorkerDiedLocked(Node& node, absl::Duration silent,
                                      std::vector<BarrierDone>* aborted) {
   node.dead = true;
   node.left = true;  // nobody waits for it to leave either
-  liveness_.Forget(node.id);
+  ForgetLocked(node);
   dirty_ = true;
   if (node.rank < 0) {
     spdlog::warn("standby worker node {} sent no heartbeat for {}", node.id,
@@ -774,7 +777,7 @@ bool SchedulerCore::ServerDiedLocked(Node& node, const std::string& why,
   }
   node.dead = true;
   node.left = true;  // nobody waits for it to leave
-  liveness_.Forget(node.id);
+  ForgetLocked(node);
   dirty_ = true;
   const std::string held = PartitionsOfLocked(node.rank);
   AddServerInfoLocked(node);
@@ -811,6 +814,11 @@ bool SchedulerCore::ServerDiedLocked(Node& node, const std::string& why,
                             {"backups_placed", absl::StrCat(refilled)},
                             {"map_version", absl::StrCat(view_.version())}});
   return true;
+}
+
+void SchedulerCore::ForgetLocked(Node& node) {
+  const absl::Time last = liveness_.Forget(node.id);
+  if (last != absl::InfinitePast()) node.last_heard = last;
 }
 
 bool SchedulerCore::ServerDeadLocked(int rank) const {
@@ -861,7 +869,7 @@ void SchedulerCore::FailFrom(uint32_t node_id, const std::string& message) {
     auto it = nodes_.find(node_id);
     if (it != nodes_.end()) {
       it->second.left = true;  // it exits now; do not wait for it
-      liveness_.Forget(node_id);
+      ForgetLocked(it->second);
     }
   }
   Fail(message);
@@ -887,7 +895,7 @@ absl::Status SchedulerCore::Leave(uint32_t node_id) {
                           {"node_id", absl::StrCat(node_id)}});
   }
   it->second.left = true;
-  liveness_.Forget(node_id);
+  ForgetLocked(it->second);
   dirty_ = true;
   SaveStateLocked();
   return absl::OkStatus();
@@ -1118,15 +1126,27 @@ void SchedulerCore::ProbeSuspects(absl::Time now) {
     rpc::StatsResponse stats;
     const grpc::Status probe = stub->Stats(&ctx, rpc::StatsRequest(), &stats);
     if (probe.ok()) {
-      spdlog::info("server {} was reported unreachable ({}) but answers the scheduler", rank, error);
+      std::vector<BarrierDone> aborted;
+      {
+        MutexLock lock(&mu_);
+        if (state_ != rpc::RUNNING) return;
+        CutFromAWorkerLocked(rank, now, &aborted);
+        SaveStateLocked();
+      }
+      for (auto& d : aborted) d(absl::AbortedError("the job failed"));
       continue;
     }
     std::vector<BarrierDone> aborted;
     {
       MutexLock lock(&mu_);
       if (state_ != rpc::RUNNING) return;
-      if (liveness_.isolated()) {
-        // The probe may have failed on the scheduler's side of a cut.
+      // The probe may have failed on the scheduler's side of a cut: trusted
+      // only while a majority was heard from in the last two heartbeats
+      // (right after a cut, before anyone is quiet, it was not).
+      if (liveness_.isolated() ||
+          !liveness_.MajorityHeardWithin(
+              now, 2 * absl::Milliseconds(job_.cluster().heartbeat_interval_ms()) +
+                       absl::Milliseconds(100))) {
         spdlog::warn(
             "server {} was reported unreachable ({}) and did not answer the scheduler's "
             "probe either, but the scheduler hears from too few members to trust that",
@@ -1147,11 +1167,86 @@ void SchedulerCore::ProbeSuspects(absl::Time now) {
   }
 }
 
-void SchedulerCore::Suspect(int32_t rank, const std::string& error) {
+void SchedulerCore::CutFromAWorkerLocked(int32_t rank, absl::Time now,
+                                         std::vector<BarrierDone>* aborted) {
+  const absl::Duration timeout = absl::Milliseconds(job_.cluster().heartbeat_timeout_ms());
+  // Reports not repeated for two timeouts are over (the link healed, or
+  // the reporter stopped trying).
+  for (auto it = unreachable_.begin(); it != unreachable_.end();) {
+    it = now - it->second.last > 2 * timeout ? unreachable_.erase(it) : std::next(it);
+  }
+  Node* server = nullptr;
+  for (auto& [id, node] : nodes_) {
+    if (node.role == rpc::SERVER && node.rank == rank && !node.dead && !node.left) server = &node;
+  }
+  if (server == nullptr) return;
+  for (const auto& [key, report] : unreachable_) {
+    const auto [reporter, reported] = key;
+    if (reported != rank) continue;
+    auto w = nodes_.find(reporter);
+    if (w == nodes_.end() || w->second.role != rpc::WORKER || w->second.dead || w->second.left) {
+      spdlog::info("server {} was reported unreachable by node {} ({}) but answers the scheduler",
+                   rank, reporter, report.error);
+      continue;
+    }
+    const std::string who = absl::StrFormat("worker %d", w->second.rank);
+    // A worker that cannot reach several servers has a problem of its own.
+    int others = 0;
+    for (const auto& [k, r] : unreachable_) others += k.first == reporter && k.second != rank;
+    if (others > 0) {
+      spdlog::warn("{} cannot reach server {} ({}) nor {} other server(s): its own link, not "
+                   "theirs; the servers stay",
+                   who, rank, report.error, others);
+      continue;
+    }
+    const absl::Duration cut = now - report.first;
+    if (cut < timeout) {
+      spdlog::info("server {} answers the scheduler but {} cannot reach it ({}); if that lasts {} "
+                   "(cluster.heartbeat_timeout_ms) its partitions move to their backups",
+                   rank, who, report.error, absl::FormatDuration(timeout));
+      continue;
+    }
+    // Moved away only without losing an update: each of its partitions
+    // needs a complete copy on a live server.
+    int alone = 0;
+    for (const rpc::Placement& pl : view_.placement()) {
+      if (pl.primary() != rank) continue;
+      bool copy = false;
+      for (int b : pl.synced_backups()) copy |= !ServerDeadLocked(b);
+      alone += !copy;
+    }
+    if (alone > 0) {
+      spdlog::warn("server {} answers the scheduler but {} has not reached it for {} ({}); {} of "
+                   "its partitions have no other complete copy, so they stay",
+                   rank, who, absl::FormatDuration(cut), report.error, alone);
+      continue;
+    }
+    ServerDiedLocked(*server,
+                     absl::StrFormat("answers the scheduler but %s has not reached it for %s (%s): "
+                                     "it is failed over as if it were dead",
+                                     who, absl::FormatDuration(cut), report.error),
+                     aborted);
+    for (auto it = unreachable_.begin(); it != unreachable_.end();) {
+      it = it->first.second == rank ? unreachable_.erase(it) : std::next(it);
+    }
+    return;
+  }
+}
+
+void SchedulerCore::Suspect(uint32_t reporter, int32_t rank, const std::string& error) {
   MutexLock lock(&mu_);
   if (state_ != rpc::RUNNING || ServerDeadLocked(rank)) return;
+  const absl::Time now = clock_->Now();
+  // An unbroken run of reports: a gap of more than a timeout starts anew.
+  Unreachable& u = unreachable_[{reporter, rank}];
+  if (u.last == absl::Time() ||
+      now - u.last > absl::Milliseconds(job_.cluster().heartbeat_timeout_ms())) {
+    u.first = now;
+  }
+  u.last = now;
+  u.error = error;
   auto probed = probed_.find(rank);
-  if (probed != probed_.end() && clock_->Now() - probed->second < absl::Milliseconds(500)) return;
+  if (probed != probed_.end() && now - probed->second < absl::Milliseconds(500)) return;
   if (suspects_.emplace(rank, error).second) work_cv_.Signal();
 }
 

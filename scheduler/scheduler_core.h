@@ -88,9 +88,12 @@ class SchedulerCore {
   // Fail, reported by member `node_id`, which is exiting.
   void FailFrom(uint32_t node_id, const std::string& message);
   absl::Status Leave(uint32_t node_id);
-  // A client could not reach server `rank`: Poll probes it soon and fails it
-  // over if it does not answer.
-  void Suspect(int32_t rank, const std::string& error);
+  // Member `reporter` (a node id) could not reach server `rank`: Poll probes
+  // it soon and fails it over if it does not answer. If it answers but a
+  // worker keeps reporting it for a heartbeat timeout (and no other server),
+  // the link between the two is cut: the server is failed over all the same
+  // when each of its partitions has a complete copy elsewhere.
+  void Suspect(uint32_t reporter, int32_t rank, const std::string& error);
   // Starts emptying server `rank` (psctl drain); returns the partition
   // copies it still holds (0: drained, it may be stopped).
   absl::StatusOr<uint32_t> Drain(int32_t rank);
@@ -109,6 +112,8 @@ class SchedulerCore {
 
   rpc::JobState state() const;
   std::string failure() const;
+  // The core's clock (Options.clock): what callers pass as `now`.
+  absl::Time Now() const { return clock_->Now(); }
 
  private:
   struct Node {
@@ -118,6 +123,9 @@ class SchedulerCore {
     std::string address;
     std::string metrics_address;
     std::string data_address;  // servers: the TCP data plane's (maybe none)
+    // When it was last heard from, once liveness_ no longer tracks it (dead
+    // or gone), for Status.
+    absl::Time last_heard = absl::InfinitePast();
     bool left = false;
     bool dead = false;  // stopped heartbeating; the job went on without it
     bool standby = false;  // a server that registered as a standby
@@ -178,6 +186,14 @@ class SchedulerCore {
   // those that do not answer. Runs without mu_.
   void ProbeSuspects(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
   bool ServerDeadLocked(int rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stops tracking a member that died or left (keeping when it was last
+  // heard from in node.last_heard).
+  void ForgetLocked(Node& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Server `rank` answered a probe: fails it over if a worker has reported
+  // it unreachable, and only it, for a heartbeat timeout, and nothing is
+  // lost by moving its partitions to their backups.
+  void CutFromAWorkerLocked(int32_t rank, absl::Time now, std::vector<BarrierDone>* aborted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Gives every partition short of replication-1 backups new ones on the
   // live servers holding the fewest copies. Returns how many were placed.
   int RefillBackupsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -267,6 +283,13 @@ class SchedulerCore {
   // Servers reported unreachable, to probe; and when each was last probed.
   std::map<int32_t, std::string> suspects_ ABSL_GUARDED_BY(mu_);
   std::map<int32_t, absl::Time> probed_ ABSL_GUARDED_BY(mu_);
+  // Runs of reports that a member could not reach a server, by (reporter
+  // node id, server rank): the first and the latest report, the error.
+  struct Unreachable {
+    absl::Time first, last;
+    std::string error;
+  };
+  std::map<std::pair<uint32_t, int32_t>, Unreachable> unreachable_ ABSL_GUARDED_BY(mu_);
   // Per partition: its primary's traffic, bytes/s (moving average of the
   // heartbeats' reports).
   std::vector<double> partition_load_ ABSL_GUARDED_BY(mu_);

@@ -156,7 +156,7 @@ int Run(const std::vector<std::string>& overrides) {
   std::unique_ptr<Monitoring::Collection> state_metrics;
   if (monitoring != nullptr) state_metrics = ExportSchedulerState(&core, monitoring);
   if (restore) {
-    if (absl::Status s = core.Restore(saved, absl::Now()); !s.ok()) {
+    if (absl::Status s = core.Restore(saved, core.Now()); !s.ok()) {
       return Fatal(absl::StrCat("--restore: ", s.message()));
     }
   }
@@ -203,7 +203,7 @@ int Run(const std::vector<std::string>& overrides) {
   const std::string targets_path = job->job().output_dir() + "/prometheus_targets.json";
   std::string targets;
   absl::Time targets_checked;
-  while (!core.Poll(absl::Now())) {
+  while (!core.Poll(core.Now())) {
     if (absl::Now() - targets_checked > absl::Milliseconds(500)) {
       targets_checked = absl::Now();
       std::string now = PrometheusTargets(core.Status(targets_checked), self_metrics);

@@ -107,7 +107,7 @@ grpc::ServerUnaryReactor* SchedulerService::Heartbeat(grpc::CallbackServerContex
                                                       const rpc::HeartbeatRequest* req,
                                                       rpc::HeartbeatResponse* resp) {
   PS_AUTHORIZE("Heartbeat", Bind::kNode, req->node_id(), kWorker, kServer);
-  auto beat = core_->Heartbeat(*req, absl::Now());
+  auto beat = core_->Heartbeat(*req, core_->Now());
   if (beat.ok() && signer_ != nullptr && beat->known() && beat->rank() != caller.rank) {
     // A standby took over a rank: its ticket must say so for the servers.
     rpc::TicketClaims claims;
@@ -163,7 +163,7 @@ grpc::ServerUnaryReactor* SchedulerService::Fail(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* SchedulerService::Status(grpc::CallbackServerContext* ctx,
                                                    const rpc::StatusRequest*, rpc::JobStatus* resp) {
   PS_AUTHORIZE("Status", Bind::kNone, 0, kAdmin);
-  return FinishWith(ctx, absl::StatusOr<rpc::JobStatus>(core_->Status(absl::Now())), resp);
+  return FinishWith(ctx, absl::StatusOr<rpc::JobStatus>(core_->Status(core_->Now())), resp);
 }
 
 grpc::ServerUnaryReactor* SchedulerService::TakeCheckpoint(grpc::CallbackServerContext* ctx,
@@ -191,7 +191,7 @@ grpc::ServerUnaryReactor* SchedulerService::Suspect(grpc::CallbackServerContext*
                                                     const rpc::SuspectRequest* req,
                                                     rpc::SuspectResponse*) {
   PS_AUTHORIZE("Suspect", Bind::kNode, req->node_id(), kWorker, kServer);
-  core_->Suspect(req->server_rank(), req->error());
+  core_->Suspect(req->node_id(), req->server_rank(), req->error());
   return FinishWith(ctx, absl::OkStatus());
 }
 

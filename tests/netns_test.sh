@@ -64,12 +64,14 @@ say "baseline: the same job with ps_launch on loopback"
 # tests/netns_rsh.sh (what ssh does on real machines).
 printf '%s roles=server\n' "${ADDR[srv0]}" "${ADDR[srv1]}" "${ADDR[srv2]}" >"$WORK/hosts"
 printf '%s roles=worker\n' "${ADDR[wrk0]}" "${ADDR[wrk1]}" >>"$WORK/hosts"
-# start_job NAME: the job across the 6 namespaces, in the background
-# (sched_pid), its output in $WORK/NAME, once training is under way (epoch 3).
+# start_job NAME [--set ...]: the job across the 6 namespaces, in the
+# background (sched_pid), its output in $WORK/NAME, once training is under
+# way (epoch 3).
 start_job() {
   local name=$1
+  shift
   on sched "$BIN/ps_launch" --config "$ROOT/examples/spambase_replicated.yaml" \
-    --set "job.output_dir=$WORK/$name" "${SETS[@]}" --hostfile "$WORK/hosts" \
+    --set "job.output_dir=$WORK/$name" "${SETS[@]}" "$@" --hostfile "$WORK/hosts" \
     --rsh "$ROOT/tests/netns_rsh.sh" --scheduler_host "${ADDR[sched]}" >"$WORK/$name.log" 2>&1 &
   sched_pid=$!
   for _ in $(seq 1 600); do grep -q "epoch 3/$EPOCHS" "$WORK/$name.log" && break; sleep 0.1; done
@@ -90,8 +92,13 @@ end_job() {
   say "$name: the job ended like the uncut run: $rows of the model identical"
 }
 
+# Which cases run (all by default): NETNS_CASES="server-cut scheduler-cut worker-cut".
+CASES=" ${NETNS_CASES:-server-cut scheduler-cut worker-cut} "
+case_on() { [[ "$CASES" == *" $1 "* ]]; }
+
 # 1. The link of server rank 1 (a primary of a third of the partitions) is
 # cut for good once training is under way: it is failed over.
+server_cut() {
 say "server-cut: the job across 6 namespaces (ps_launch --hostfile)"
 start_job server-cut
 victim=""
@@ -105,11 +112,14 @@ end_job server-cut
 grep -q "partitions promoted to a backup" "$WORK/server-cut.log" || fail "server-cut: no failover in the scheduler's log"
 say "server-cut: the job ended $(( $(date +%s) - cut_at ))s after the cut: $(grep -m1 'partitions promoted' "$WORK/server-cut.log")"
 ip -n "$SW" link set dev "p-$victim" up
+}
+case_on server-cut && server_cut
 
 # 2. The scheduler's own link is cut for 20 s (20x the heartbeat timeout,
 # a third of cluster.scheduler_timeout_ms): every member falls silent at
 # once. The scheduler must suspect itself, not them: no failover, and the
 # job ends as if nothing happened.
+scheduler_cut() {
 say "scheduler-cut: the same job; the scheduler's link is cut for 20 s"
 start_job scheduler-cut
 ip -n "$SW" link set dev p-sched down
@@ -123,3 +133,28 @@ if grep -E "promoted to a backup|sent no heartbeat|did not answer the scheduler'
   fail "scheduler-cut: the scheduler failed a member over while it was the one cut off"
 fi
 say "scheduler-cut: $(grep -m1 'hears from .* again after' "$WORK/scheduler-cut.log" | sed 's/.*\] //')"
+}
+case_on scheduler-cut && scheduler_cut
+
+# 3. A primary server cut off from one worker only (both still reach the
+# scheduler and the other worker): the worker keeps reporting it, the
+# scheduler finds it answers and, after a heartbeat timeout of reports,
+# fails it over anyway; the job ends as if nothing happened.
+worker_cut() {
+say "worker-cut: the same job; server rank 1 and one worker cannot reach each other"
+start_job worker-cut
+victim=""
+for k in 0 1 2; do grep -q "server rank 1 listening on" "$WORK/worker-cut/logs/server-$k.log" && victim=srv$k; done
+[ -n "$victim" ] || fail "worker-cut: no server has rank 1"
+on wrk0 ip route add unreachable "${ADDR[$victim]}/32"
+on "$victim" ip route add unreachable "${ADDR[wrk0]}/32"
+cut_at=$(date +%s)
+say "worker-cut: $victim (${ADDR[$victim]}) and wrk0 (${ADDR[wrk0]}) cut from each other at epoch 3 of $EPOCHS"
+end_job worker-cut
+on wrk0 ip route del unreachable "${ADDR[$victim]}/32"
+on "$victim" ip route del unreachable "${ADDR[wrk0]}/32"
+grep -q "it is failed over as if it were dead" "$WORK/worker-cut.log" || fail "worker-cut: server rank 1 was not failed over"
+say "worker-cut: the job ended $(( $(date +%s) - cut_at ))s after the cut: $(grep -m1 'failed over as if it were dead' "$WORK/worker-cut.log" | sed 's/.*\] //')"
+}
+case_on worker-cut && worker_cut
+exit 0

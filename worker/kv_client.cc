@@ -352,7 +352,6 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
                                       const std::atomic<bool>* cancel) {
   absl::Time first_failure = absl::InfiniteFuture();
   grpc::Status last;
-  std::set<int> reported;
   int outages = 0;      // rounds in which a server did not answer
   int view_rounds = 0;  // rounds refused only because a map was behind
   for (int attempt = 0;; ++attempt) {
@@ -365,6 +364,7 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
     });
     partitions.clear();
     bool unanswered = false;
+    std::set<int> reported;  // this round
     for (auto& c : calls) {
       if (c->status.ok()) {
         if (absl::Status s = on_ok(*c); !s.ok()) return s;
@@ -379,6 +379,8 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
       const bool unreachable = c->status.error_code() == grpc::StatusCode::UNAVAILABLE ||
                                c->status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
       unanswered |= !StaleView(c->status);
+      // Every round: the scheduler fails over a server a worker keeps
+      // failing to reach (while the scheduler can) after a heartbeat timeout.
       if (unreachable && retry && options_.report_unreachable &&
           reported.insert(c->server).second) {
         options_.report_unreachable(c->server, c->status.error_message());

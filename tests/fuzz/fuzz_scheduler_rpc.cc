@@ -63,7 +63,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       case 6: {
         ps::rpc::SuspectRequest req;
-        if (req.ParseFromString(bytes)) core.Suspect(req.server_rank(), req.error());
+        if (req.ParseFromString(bytes)) core.Suspect(req.node_id(), req.server_rank(), req.error());
         break;
       }
       case 7: {

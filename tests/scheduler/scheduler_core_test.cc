@@ -4,6 +4,9 @@
 
 #include <unistd.h>
 
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
 #include <optional>
 #include <set>
 
@@ -14,6 +17,7 @@
 #include "common/file_util.h"
 #include "common/sealed_file.h"
 #include "gtest/gtest.h"
+#include "proto/ps.grpc.pb.h"
 
 namespace ps {
 namespace {
@@ -519,7 +523,7 @@ TEST(SchedulerCore, ASchedulerCutOffFromMostMembersFailsNothingOverButAMinorityI
   const rpc::ClusterView before = core.View();
   for (int i = 0; i < 200; ++i) {  // 20 s, polled every 100 ms
     clock.Advance(absl::Milliseconds(100));
-    if (i == 100) core.Suspect(0, "connection refused");  // a worker's report, mid-cut
+    if (i == 100) core.Suspect(w0, 0, "connection refused");  // a worker's report, mid-cut
     core.Poll(clock.Now());
     ASSERT_EQ(core.state(), rpc::RUNNING) << core.failure();
   }
@@ -542,6 +546,86 @@ TEST(SchedulerCore, ASchedulerCutOffFromMostMembersFailsNothingOverButAMinorityI
   EXPECT_FALSE(after.servers(1).dead());
   for (int p = 0; p < 6; ++p) EXPECT_EQ(after.partition_owner(p), 1) << "partition " << p;
   EXPECT_EQ(after.live_workers_size(), 2);
+}
+
+}  // namespace
+}  // namespace ps
+
+namespace ps {
+namespace {
+
+// A server that answers the scheduler's probe (Stats) and nothing else.
+class ProbeAnswerer final : public rpc::ParameterServer::Service {
+ public:
+  ProbeAnswerer() {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~ProbeAnswerer() override { server_->Shutdown(); }
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+  grpc::Status Stats(grpc::ServerContext*, const rpc::StatsRequest*, rpc::StatsResponse*) override {
+    return grpc::Status::OK;
+  }
+
+ private:
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+// A worker that cannot reach server 0 while the scheduler can (a link cut
+// between the two only): once it has reported it for a heartbeat timeout,
+// server 0 is failed over; a worker that reports every server is the one
+// with the bad link, and the servers stay.
+TEST(SchedulerCore, AServerCutOffFromOneWorkerIsFailedOverAfterATimeoutOfReports) {
+  ProbeAnswerer answerer;
+  ASSERT_NE(answerer.address(), "127.0.0.1:0");
+  for (const bool reports_both : {true, false}) {
+    FakeClock clock;
+    SchedulerCore::Options options;
+    options.clock = &clock;
+    SchedulerCore core(ReplicatedJob(2, 2, 2), clock.Now(), options);  // 1 s timeout
+    std::vector<uint32_t> members;
+    for (int rank = 0; rank < 2; ++rank) {
+      rpc::RegisterRequest req;
+      req.set_role(rpc::SERVER);
+      req.set_address(answerer.address());
+      auto resp = core.Register(req);
+      ASSERT_TRUE(resp.ok()) << resp.status();
+      members.push_back(resp->node_id());
+    }
+    const uint32_t w0 = Register(core, rpc::WORKER, 0);
+    members.push_back(w0);
+    members.push_back(Register(core, rpc::WORKER, 1));
+    const uint64_t version = core.View().version();
+    // Worker 0 reports server 0 (and server 1 too, in the first round)
+    // every 300 ms; everyone heartbeats.
+    bool dead = false;
+    absl::Duration reported;
+    for (int i = 0; i < 10 && !dead; ++i) {
+      Beat(core, members, clock.Now());
+      core.Suspect(w0, 0, "connect: No route to host");
+      if (reports_both) core.Suspect(w0, 1, "connect: No route to host");
+      core.Poll(clock.Now());
+      dead = core.View().servers(0).dead();
+      if (!dead) {
+        clock.Advance(absl::Milliseconds(300));
+        reported += absl::Milliseconds(300);
+      }
+    }
+    ASSERT_EQ(core.state(), rpc::RUNNING) << core.failure();
+    if (reports_both) {
+      EXPECT_FALSE(dead) << "a worker reporting every server failed one over";
+      EXPECT_EQ(core.View().version(), version);
+      continue;
+    }
+    ASSERT_TRUE(dead) << "server 0 was never failed over";
+    EXPECT_GE(reported, absl::Seconds(1)) << "failed over before a heartbeat timeout of reports";
+    EXPECT_LE(reported, absl::Milliseconds(1500));
+    const rpc::ClusterView after = core.View();
+    for (int p = 0; p < 6; ++p) EXPECT_EQ(after.partition_owner(p), 1) << "partition " << p;
+  }
 }
 
 }  // namespace
