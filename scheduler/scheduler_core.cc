@@ -1170,10 +1170,10 @@ void SchedulerCore::ProbeSuspects(absl::Time now) {
 void SchedulerCore::CutFromAWorkerLocked(int32_t rank, absl::Time now,
                                          std::vector<BarrierDone>* aborted) {
   const absl::Duration timeout = absl::Milliseconds(job_.cluster().heartbeat_timeout_ms());
-  // Reports not repeated for two timeouts are over (the link healed, or
-  // the reporter stopped trying).
+  // Reports not repeated for longer than a worker's attempts can take are
+  // over (the link healed, or the reporter stopped trying).
   for (auto it = unreachable_.begin(); it != unreachable_.end();) {
-    it = now - it->second.last > 2 * timeout ? unreachable_.erase(it) : std::next(it);
+    it = now - it->second.last > ReportGap() ? unreachable_.erase(it) : std::next(it);
   }
   Node* server = nullptr;
   for (auto& [id, node] : nodes_) {
@@ -1237,12 +1237,10 @@ void SchedulerCore::Suspect(uint32_t reporter, int32_t rank, const std::string& 
   MutexLock lock(&mu_);
   if (state_ != rpc::RUNNING || ServerDeadLocked(rank)) return;
   const absl::Time now = clock_->Now();
-  // An unbroken run of reports: a gap of more than a timeout starts anew.
+  // An unbroken run of reports (a worker reports once per attempt, and an
+  // attempt can last cluster.rpc_timeout_ms): a longer gap starts anew.
   Unreachable& u = unreachable_[{reporter, rank}];
-  if (u.last == absl::Time() ||
-      now - u.last > absl::Milliseconds(job_.cluster().heartbeat_timeout_ms())) {
-    u.first = now;
-  }
+  if (u.last == absl::Time() || now - u.last > ReportGap()) u.first = now;
   u.last = now;
   u.error = error;
   auto probed = probed_.find(rank);

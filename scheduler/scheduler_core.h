@@ -194,6 +194,12 @@ class SchedulerCore {
   // lost by moving its partitions to their backups.
   void CutFromAWorkerLocked(int32_t rank, absl::Time now, std::vector<BarrierDone>* aborted)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The longest gap between two reports of one unbroken run: an attempt's
+  // RPC timeout plus a heartbeat timeout.
+  absl::Duration ReportGap() const {
+    return absl::Milliseconds(job_.cluster().rpc_timeout_ms()) +
+           absl::Milliseconds(job_.cluster().heartbeat_timeout_ms());
+  }
   // Gives every partition short of replication-1 backups new ones on the
   // live servers holding the fewest copies. Returns how many were placed.
   int RefillBackupsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
