@@ -6,8 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -18,7 +20,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/audit.h"
 #include "common/auth.h"
+#include "common/checkpoint.h"
 #include "common/config.h"
 #include "common/file_util.h"
 #include "common/flags_util.h"
@@ -110,19 +114,52 @@ int Run(const std::vector<std::string>& overrides) {
       options.scheduler_host = name;
     }
   }
-  LocalCluster cluster;
-  if (absl::Status s = cluster.Start(*job, options); !s.ok()) return Fatal(std::string(s.message()), 1);
-  std::cout << "ps_launch: job '" << job->job().name() << "': scheduler at "
-            << cluster.scheduler_address() << ", " << job->cluster().num_servers() << " servers, "
-            << job->cluster().num_workers() << " workers"
-            << (options.hosts.empty() ? "" : absl::StrCat(" on ", options.hosts.size(), " hosts"))
-            << "; logs in " << options.log_dir << std::endl;
   const int timeout = absl::GetFlag(FLAGS_timeout_s);
   const absl::Time deadline =
       timeout > 0 ? absl::Now() + absl::Seconds(timeout) : absl::InfiniteFuture();
-  std::string error;
-  const int code = cluster.Wait(deadline, &error, [] { return StopRequested(); });
-  if (code != 0) return Fatal(error, code);
+  const std::string output_dir = job->job().output_dir();
+  if (job->job().max_restarts() > 0) {
+    if (absl::Status s = OpenAuditLog(output_dir + "/audit.log", "launcher"); !s.ok()) {
+      return Fatal(std::string(s.message()));
+    }
+  }
+  for (int attempt = 0;; ++attempt) {
+    LocalCluster cluster;
+    if (absl::Status s = cluster.Start(*job, options); !s.ok()) {
+      return Fatal(std::string(s.message()), 1);
+    }
+    std::cout << "ps_launch: job '" << job->job().name() << "': scheduler at "
+              << cluster.scheduler_address() << ", " << job->cluster().num_servers()
+              << " servers, " << job->cluster().num_workers() << " workers"
+              << (options.hosts.empty() ? "" : absl::StrCat(" on ", options.hosts.size(), " hosts"))
+              << "; logs in " << options.log_dir << std::endl;
+    std::string error;
+    const int code = cluster.Wait(deadline, &error, [] { return StopRequested(); });
+    if (code == 0) break;
+    // Stopped by the user (130) or out of time: not a failure to retry.
+    if (code == 130 || absl::Now() >= deadline || attempt >= job->job().max_restarts()) {
+      return Fatal(error, code);
+    }
+    // job.max_restarts: the job again, from its latest complete checkpoint
+    // if it has one (else from the start), the failed attempt's logs kept.
+    auto found = FindLatestCheckpoint(output_dir + "/checkpoints");
+    const std::string from = found.ok() ? found->dir : "the start (no complete checkpoint)";
+    std::cerr << "ps_launch: the job failed: " << error << std::endl;
+    std::cerr << "ps_launch: restart " << attempt + 1 << " of " << job->job().max_restarts()
+              << " (job.max_restarts), from " << from << std::endl;
+    Audit("job_restarted", {{"restart", absl::StrCat(attempt + 1)},
+                            {"max_restarts", absl::StrCat(job->job().max_restarts())},
+                            {"from", from},
+                            {"error", error.substr(0, error.find('\n'))}});
+    const std::string kept = absl::StrCat(output_dir, "/logs-attempt-", attempt + 1);
+    std::error_code ec;
+    std::filesystem::remove_all(kept, ec);
+    std::filesystem::rename(options.log_dir, kept, ec);
+    if (absl::Status s = MakeDirs(options.log_dir); !s.ok()) return Fatal(std::string(s.message()));
+    auto& flags = options.scheduler_flags;
+    flags.erase(std::remove(flags.begin(), flags.end(), "--resume"), flags.end());
+    if (found.ok()) flags.push_back("--resume");
+  }
   const std::string metrics_path = job->job().output_dir() + "/metrics.json";
   std::ifstream metrics(metrics_path);
   std::string line;

@@ -152,6 +152,49 @@ TEST(Checkpoint, AResumedBspJobEndsWithTheUninterruptedJobsModel) {
   EXPECT_THAT(metrics, HasSubstr("{\"epoch\": 1,"));
 }
 
+// job.max_restarts: the job's scheduler killed after the checkpoint of epoch
+// 4 fails the job; ps_launch starts it again from that checkpoint by itself,
+// and it ends with the uninterrupted job's model, bit for bit.
+TEST(Checkpoint, AFailedJobRestartsFromItsCheckpointByMaxRestarts) {
+  const std::string baseline = NewTempDir("restarts-baseline");
+  auto full =
+      testing::RunCommand(LaunchArgs(kConfig, baseline, kCheckpointed, kSlow), absl::Seconds(120));
+  ASSERT_EQ(full.exit_code, 0) << full.output;
+
+  const std::string out = NewTempDir("restarts");
+  std::vector<std::string> sets = kCheckpointed;
+  sets.push_back("job.max_restarts=1");
+  ProcessGroup group;
+  auto launcher = group.Spawn({"launcher", LaunchArgs(kConfig, out, sets, kSlow), out + ".log"});
+  ASSERT_TRUE(launcher.ok());
+  const std::string manifest = out + "/checkpoints/epoch-4/manifest";
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (!std::filesystem::exists(manifest)) {
+    ASSERT_LT(absl::Now(), deadline) << ReadFile(out + ".log");
+    absl::SleepFor(absl::Milliseconds(5));  // poll period, bounded by the deadline
+  }
+  int killed = 0;
+  for (int pid : ProcessesMentioning(out)) {
+    if (ReadFile(absl::StrCat("/proc/", pid, "/cmdline")).find("ps_scheduler") == std::string::npos) {
+      continue;
+    }
+    ASSERT_EQ(kill(pid, SIGKILL), 0);
+    ++killed;
+  }
+  ASSERT_EQ(killed, 1) << "the job's scheduler was not found";
+  auto exit = group.WaitAny(absl::Now() + absl::Seconds(120));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  const std::string log = ReadFile(out + ".log");
+  ASSERT_EQ(exit->code, 0) << log;
+  EXPECT_THAT(log, HasSubstr("restart 1 of 1 (job.max_restarts), from " + out + "/checkpoints/epoch-"));
+  EXPECT_THAT(ReadFile(out + "/audit.log"), HasSubstr("job_restarted"));
+  EXPECT_TRUE(std::filesystem::exists(out + "/logs-attempt-1/server-0.log"))
+      << "the failed attempt's logs are kept";
+  const double diff = MaxDifference(baseline + "/model", out + "/model");
+  EXPECT_EQ(diff, 0.0) << "the restarted BSP job must end with the same bits";
+  EXPECT_EQ(JsonNumber(ReadFile(out + "/metrics.json"), "{", "epochs"), 10);
+}
+
 TEST(Checkpoint, WithReplication1ADeadServersPartitionsComeBackFromTheCheckpoint) {
   const std::string out = NewTempDir("ckpt-r1");
   ProcessGroup group;
