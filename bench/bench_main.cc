@@ -720,8 +720,9 @@ absl::StatusOr<CountResult> Bench::RunCount(absl::Duration duration, int num_key
   o.max_retries = job_.cluster().max_retries();
   o.max_chunk_bytes = job_.cluster().max_chunk_bytes();
   o.failover_window = 2 * absl::Milliseconds(job_.cluster().heartbeat_timeout_ms()) + absl::Seconds(2);
-  o.report_unreachable = [s = scheduler_](int server, const std::string& error) {
-    (void)s->Suspect(0, server, error);
+  o.report_unreachable = [s = scheduler_](int server, const std::string& error,
+                                           absl::Duration failing_for) {
+    (void)s->Suspect(0, server, error, failing_for);
   };
   KvClient kv(o, tables_, [s = scheduler_] { return s->GetView(); });
   kv.SetView(view_);

@@ -246,11 +246,14 @@ absl::Status SchedulerClient::Leave(uint32_t node_id) {
   return absl::OkStatus();
 }
 
-absl::Status SchedulerClient::Suspect(uint32_t node_id, int32_t rank, const std::string& error) {
+absl::Status SchedulerClient::Suspect(uint32_t node_id, int32_t rank, const std::string& error,
+                                      absl::Duration failing_for) {
   rpc::SuspectRequest req;
   req.set_node_id(node_id);
   req.set_server_rank(rank);
   req.set_error(ValidUtf8(error));
+  req.set_failing_ms(static_cast<uint64_t>(
+      std::max<int64_t>(0, absl::ToInt64Milliseconds(failing_for))));
   PS_SCHEDULER_UNARY(Suspect, req, rpc::SuspectResponse);
   return absl::OkStatus();
 }

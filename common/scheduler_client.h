@@ -67,7 +67,8 @@ class SchedulerClient {
   absl::Status Fail(uint32_t node_id, const std::string& message);
   absl::Status Leave(uint32_t node_id);
   // Reports that server `rank` could not be reached.
-  absl::Status Suspect(uint32_t node_id, int32_t rank, const std::string& error);
+  absl::Status Suspect(uint32_t node_id, int32_t rank, const std::string& error,
+                       absl::Duration failing_for = absl::ZeroDuration());
 
  private:
   const std::string address_;

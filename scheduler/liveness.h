@@ -8,8 +8,8 @@
 // wrong side of a partition would wreck a healthy cluster; so the scheduler
 // suspects itself and decides nothing until it hears from a majority again.
 // Then the time the cut lasted is not counted against anyone (what a
-// member was silent before it still is). If the silence lasts
-// longer than `isolation_limit` (cluster.scheduler_timeout_ms: by then the
+// member was silent before it still is). If the silence lasts longer than
+// `isolation_limit` (cluster.scheduler_timeout_ms: by then the
 // members have given up on the scheduler), the silent members are taken
 // for gone after all.
 //

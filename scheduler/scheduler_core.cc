@@ -18,6 +18,7 @@
 #include "common/report.h"
 #include "common/rpc.h"
 #include "common/sealed_file.h"
+#include "common/status_macros.h"
 #include "common/tables.h"
 #include "proto/ps.grpc.pb.h"
 #include "spdlog/spdlog.h"
@@ -68,7 +69,8 @@ SchedulerCore::SchedulerCore(const config::JobConfig& job, absl::Time start, Opt
       clock_(options_.clock != nullptr ? options_.clock : Clock::Real()),
       created_(start),
       liveness_(absl::Milliseconds(job.cluster().heartbeat_timeout_ms()),
-                absl::Milliseconds(job.cluster().scheduler_timeout_ms())) {
+                absl::Milliseconds(job.cluster().scheduler_timeout_ms())),
+      shards_(job.data().shard_size()) {
   MutexLock lock(&mu_);
   view_.set_state(rpc::WAITING);
   last_progress_ = start;
@@ -481,14 +483,7 @@ void SchedulerCore::Barrier(const rpc::BarrierRequest& req, BarrierDone done) {
 
 absl::StatusOr<rpc::NextShardResponse> SchedulerCore::NextShard(const rpc::NextShardRequest& req) {
   MutexLock lock(&mu_);
-  if (req.train_examples() == 0) return absl::InvalidArgumentError("next shard: no training examples");
-  uint64_t& n = epoch_examples_[req.epoch()];
-  if (n != 0 && n != req.train_examples()) {
-    return absl::InvalidArgumentError(absl::StrCat("a worker has ", req.train_examples(),
-                                                   " training examples in epoch ", req.epoch() + 1,
-                                                   ", another ", n, ": the data files differ"));
-  }
-  n = req.train_examples();
+  RETURN_IF_ERROR(shards_.SetExamples(req.epoch(), req.train_examples()));
   auto node = nodes_.find(req.node_id());
   if (node != nodes_.end() && req.request_id() != 0 &&
       req.request_id() == node->second.shard_request_id) {
@@ -496,24 +491,12 @@ absl::StatusOr<rpc::NextShardResponse> SchedulerCore::NextShard(const rpc::NextS
   }
   // Asking for a shard means the previous one is done.
   if (node != nodes_.end()) node->second.shard_epoch = -1;
-  const uint64_t size = job_.data().shard_size();
-  const uint32_t shards = static_cast<uint32_t>((n + size - 1) / size);
-  uint32_t& next = next_shard_[req.epoch()];
   rpc::NextShardResponse resp;
-  auto& again = requeued_[req.epoch()];
-  if (!again.empty()) {
-    // A dead worker's shard first.
+  if (const std::optional<ShardQueue::Shard> shard = shards_.Next(req.epoch())) {
     resp.set_has_shard(true);
-    resp.set_shard(static_cast<uint32_t>(again.front().first / size));
-    resp.set_begin(again.front().first);
-    resp.set_end(again.front().second);
-    again.pop_front();
-  } else if (next < shards) {
-    resp.set_has_shard(true);
-    resp.set_shard(next);
-    resp.set_begin(next * size);
-    resp.set_end(std::min<uint64_t>(n, (next + 1) * size));
-    ++next;
+    resp.set_shard(shard->index);
+    resp.set_begin(shard->begin);
+    resp.set_end(shard->end);
   }
   if (resp.has_shard()) ++shards_done_;
   if (resp.has_shard() && node != nodes_.end()) {
@@ -685,7 +668,7 @@ void SchedulerCore::WorkerDiedLocked(Node& node, absl::Duration silent,
     return;  // it held no rank
   }
   if (node.shard_epoch >= 0) {
-    requeued_[node.shard_epoch].emplace_back(node.shard_begin, node.shard_end);
+    shards_.Requeue(node.shard_epoch, node.shard_begin, node.shard_end);
     node.shard_epoch = -1;
   }
   // A standby worker takes its place: same rank (so the servers keep
@@ -1130,7 +1113,7 @@ void SchedulerCore::ProbeSuspects(absl::Time now) {
       {
         MutexLock lock(&mu_);
         if (state_ != rpc::RUNNING) return;
-        CutFromAWorkerLocked(rank, now, &aborted);
+        CutFromAWorkerLocked(rank, clock_->Now(), &aborted);
         SaveStateLocked();
       }
       for (auto& d : aborted) d(absl::AbortedError("the job failed"));
@@ -1145,7 +1128,7 @@ void SchedulerCore::ProbeSuspects(absl::Time now) {
       // (right after a cut, before anyone is quiet, it was not).
       if (liveness_.isolated() ||
           !liveness_.MajorityHeardWithin(
-              now, 2 * absl::Milliseconds(job_.cluster().heartbeat_interval_ms()) +
+              clock_->Now(), 2 * absl::Milliseconds(job_.cluster().heartbeat_interval_ms()) +
                        absl::Milliseconds(100))) {
         spdlog::warn(
             "server {} was reported unreachable ({}) and did not answer the scheduler's "
@@ -1170,62 +1153,69 @@ void SchedulerCore::ProbeSuspects(absl::Time now) {
 void SchedulerCore::CutFromAWorkerLocked(int32_t rank, absl::Time now,
                                          std::vector<BarrierDone>* aborted) {
   const absl::Duration timeout = absl::Milliseconds(job_.cluster().heartbeat_timeout_ms());
-  // Reports not repeated for longer than a worker's attempts can take are
-  // over (the link healed, or the reporter stopped trying).
+  // A report older than a heartbeat timeout is over: a worker still cut
+  // off reports again on its next retry round.
   for (auto it = unreachable_.begin(); it != unreachable_.end();) {
-    it = now - it->second.last > ReportGap() ? unreachable_.erase(it) : std::next(it);
+    it = now - it->second.reported > timeout ? unreachable_.erase(it) : std::next(it);
   }
+  for (auto it = cut_by_.begin(); it != cut_by_.end();) {
+    it = now - it->second > CutMemory() ? cut_by_.erase(it) : std::next(it);
+  }
+  // Not from the wrong side of a cut of the scheduler's own.
+  if (liveness_.isolated()) return;
   Node* server = nullptr;
   for (auto& [id, node] : nodes_) {
     if (node.role == rpc::SERVER && node.rank == rank && !node.dead && !node.left) server = &node;
   }
   if (server == nullptr) return;
+  int primaries = 0;  // moving a server that is primary of nothing helps nobody
+  int alone = 0;      // its partitions without a complete copy elsewhere
+  for (const rpc::Placement& pl : view_.placement()) {
+    if (pl.primary() != rank) continue;
+    ++primaries;
+    bool copy = false;
+    for (int b : pl.synced_backups()) copy |= !ServerDeadLocked(b);
+    alone += !copy;
+  }
+  if (primaries == 0) return;
   for (const auto& [key, report] : unreachable_) {
     const auto [reporter, reported] = key;
     if (reported != rank) continue;
     auto w = nodes_.find(reporter);
-    if (w == nodes_.end() || w->second.role != rpc::WORKER || w->second.dead || w->second.left) {
-      spdlog::info("server {} was reported unreachable by node {} ({}) but answers the scheduler",
-                   rank, reporter, report.error);
-      continue;
-    }
+    if (w == nodes_.end() || w->second.dead || w->second.left) continue;
     const std::string who = absl::StrFormat("worker %d", w->second.rank);
-    // A worker that cannot reach several servers has a problem of its own.
+    // A worker that cannot reach several servers has a bad link of its own;
+    // one that already had a server failed over this way may too.
     int others = 0;
     for (const auto& [k, r] : unreachable_) others += k.first == reporter && k.second != rank;
-    if (others > 0) {
-      spdlog::warn("{} cannot reach server {} ({}) nor {} other server(s): its own link, not "
-                   "theirs; the servers stay",
-                   who, rank, report.error, others);
+    if (others > 0 || cut_by_.contains(reporter)) {
+      spdlog::warn("{} cannot reach server {} ({}), but {}: its own link, not the server's; the "
+                   "server stays",
+                   who, rank, report.error,
+                   others > 0 ? absl::StrFormat("nor %d other server(s)", others)
+                              : std::string("it had a server failed over this way already"));
       continue;
     }
-    const absl::Duration cut = now - report.first;
-    if (cut < timeout) {
-      spdlog::info("server {} answers the scheduler but {} cannot reach it ({}); if that lasts {} "
-                   "(cluster.heartbeat_timeout_ms) its partitions move to their backups",
-                   rank, who, report.error, absl::FormatDuration(timeout));
+    if (report.failing_for < timeout) {
+      spdlog::info("server {} answers the scheduler but {} has not reached it for {} ({}); if "
+                   "that lasts {} (cluster.heartbeat_timeout_ms) its partitions move to their "
+                   "backups",
+                   rank, who, absl::FormatDuration(report.failing_for), report.error,
+                   absl::FormatDuration(timeout));
       continue;
-    }
-    // Moved away only without losing an update: each of its partitions
-    // needs a complete copy on a live server.
-    int alone = 0;
-    for (const rpc::Placement& pl : view_.placement()) {
-      if (pl.primary() != rank) continue;
-      bool copy = false;
-      for (int b : pl.synced_backups()) copy |= !ServerDeadLocked(b);
-      alone += !copy;
     }
     if (alone > 0) {
       spdlog::warn("server {} answers the scheduler but {} has not reached it for {} ({}); {} of "
                    "its partitions have no other complete copy, so they stay",
-                   rank, who, absl::FormatDuration(cut), report.error, alone);
+                   rank, who, absl::FormatDuration(report.failing_for), report.error, alone);
       continue;
     }
     ServerDiedLocked(*server,
                      absl::StrFormat("answers the scheduler but %s has not reached it for %s (%s): "
                                      "it is failed over as if it were dead",
-                                     who, absl::FormatDuration(cut), report.error),
+                                     who, absl::FormatDuration(report.failing_for), report.error),
                      aborted);
+    cut_by_[reporter] = now;
     for (auto it = unreachable_.begin(); it != unreachable_.end();) {
       it = it->first.second == rank ? unreachable_.erase(it) : std::next(it);
     }
@@ -1233,16 +1223,17 @@ void SchedulerCore::CutFromAWorkerLocked(int32_t rank, absl::Time now,
   }
 }
 
-void SchedulerCore::Suspect(uint32_t reporter, int32_t rank, const std::string& error) {
+void SchedulerCore::Suspect(uint32_t reporter, int32_t rank, const std::string& error,
+                            absl::Duration failing_for) {
   MutexLock lock(&mu_);
   if (state_ != rpc::RUNNING || ServerDeadLocked(rank)) return;
   const absl::Time now = clock_->Now();
-  // An unbroken run of reports (a worker reports once per attempt, and an
-  // attempt can last cluster.rpc_timeout_ms): a longer gap starts anew.
-  Unreachable& u = unreachable_[{reporter, rank}];
-  if (u.last == absl::Time() || now - u.last > ReportGap()) u.first = now;
-  u.last = now;
-  u.error = error;
+  // Live workers' reports count towards a cut between a worker and a
+  // server (CutFromAWorkerLocked); anyone's has the server probed.
+  auto w = nodes_.find(reporter);
+  if (w != nodes_.end() && w->second.role == rpc::WORKER && !w->second.dead && !w->second.left) {
+    unreachable_[{reporter, rank}] = Unreachable{now, failing_for, error};
+  }
   auto probed = probed_.find(rank);
   if (probed != probed_.end() && now - probed->second < absl::Milliseconds(500)) return;
   if (suspects_.emplace(rank, error).second) work_cv_.Signal();
@@ -2025,22 +2016,7 @@ void SchedulerCore::SaveStateLocked() {
     r->set_released(b.released);
     r->set_stop(b.stop);
   }
-  std::set<int32_t> epochs;
-  for (const auto& [e, n] : next_shard_) epochs.insert(e);
-  for (const auto& [e, n] : epoch_examples_) epochs.insert(e);
-  for (const auto& [e, q] : requeued_) epochs.insert(e);
-  for (int32_t e : epochs) {
-    rpc::SchedulerState::ShardQueue* q = s.add_shard_queues();
-    q->set_epoch(e);
-    if (auto it = next_shard_.find(e); it != next_shard_.end()) q->set_next_shard(it->second);
-    if (auto it = epoch_examples_.find(e); it != epoch_examples_.end()) q->set_examples(it->second);
-    if (auto it = requeued_.find(e); it != requeued_.end()) {
-      for (const auto& [begin, end] : it->second) {
-        q->add_requeued_begin(begin);
-        q->add_requeued_end(end);
-      }
-    }
-  }
+  shards_.Save(&s);
   for (const auto& [epoch, parts] : evals_) {
     for (const auto& [id, part] : parts) {
       rpc::SchedulerState::EvalShare* e = s.add_evals();
@@ -2145,16 +2121,7 @@ absl::Status SchedulerCore::Restore(const rpc::SchedulerState& s, absl::Time now
     b.released = r.released();
     b.stop = r.stop();
   }
-  next_shard_.clear();
-  epoch_examples_.clear();
-  requeued_.clear();
-  for (const rpc::SchedulerState::ShardQueue& q : s.shard_queues()) {
-    next_shard_[q.epoch()] = q.next_shard();
-    if (q.examples() > 0) epoch_examples_[q.epoch()] = q.examples();
-    for (int i = 0; i < q.requeued_begin_size() && i < q.requeued_end_size(); ++i) {
-      requeued_[q.epoch()].emplace_back(q.requeued_begin(i), q.requeued_end(i));
-    }
-  }
+  shards_.Load(s);
   evals_.clear();
   for (const rpc::SchedulerState::EvalShare& e : s.evals()) {
     EvalPart& part = evals_[e.epoch()][e.node_id()];

@@ -32,6 +32,7 @@
 #include "proto/job_config.pb.h"
 #include "proto/scheduler.pb.h"
 #include "scheduler/liveness.h"
+#include "scheduler/shard_queue.h"
 
 namespace ps {
 
@@ -88,12 +89,15 @@ class SchedulerCore {
   // Fail, reported by member `node_id`, which is exiting.
   void FailFrom(uint32_t node_id, const std::string& message);
   absl::Status Leave(uint32_t node_id);
-  // Member `reporter` (a node id) could not reach server `rank`: Poll probes
-  // it soon and fails it over if it does not answer. If it answers but a
-  // worker keeps reporting it for a heartbeat timeout (and no other server),
-  // the link between the two is cut: the server is failed over all the same
-  // when each of its partitions has a complete copy elsewhere.
-  void Suspect(uint32_t reporter, int32_t rank, const std::string& error);
+  // Member `reporter` (a node id) could not reach server `rank` (its calls
+  // have failed for `failing_for`, and a probe of its own went unanswered):
+  // Poll probes the server soon and fails it over if it does not answer.
+  // If it answers but a worker has failed to reach it, and no other server,
+  // for a heartbeat timeout, the link between the two is cut: the server is
+  // failed over all the same when each of its partitions has a complete
+  // copy elsewhere.
+  void Suspect(uint32_t reporter, int32_t rank, const std::string& error,
+               absl::Duration failing_for = absl::ZeroDuration());
   // Starts emptying server `rank` (psctl drain); returns the partition
   // copies it still holds (0: drained, it may be stopped).
   absl::StatusOr<uint32_t> Drain(int32_t rank);
@@ -189,14 +193,16 @@ class SchedulerCore {
   // Stops tracking a member that died or left (keeping when it was last
   // heard from in node.last_heard).
   void ForgetLocked(Node& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Server `rank` answered a probe: fails it over if a worker has reported
-  // it unreachable, and only it, for a heartbeat timeout, and nothing is
-  // lost by moving its partitions to their backups.
+  // Server `rank` answered a probe: fails it over if a worker has failed to
+  // reach it, and only it, for a heartbeat timeout, the scheduler is not cut
+  // off itself, and nothing is lost by moving its partitions to their
+  // backups.
   void CutFromAWorkerLocked(int32_t rank, absl::Time now, std::vector<BarrierDone>* aborted)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The longest gap between two reports of one unbroken run: an attempt's
-  // RPC timeout plus a heartbeat timeout.
-  absl::Duration ReportGap() const {
+  // How long a worker that had a server failed over for a cut link is not
+  // believed about another one (a worker with a bad link of its own would
+  // otherwise move one server after the other).
+  absl::Duration CutMemory() const {
     return absl::Milliseconds(job_.cluster().rpc_timeout_ms()) +
            absl::Milliseconds(job_.cluster().heartbeat_timeout_ms());
   }
@@ -289,13 +295,17 @@ class SchedulerCore {
   // Servers reported unreachable, to probe; and when each was last probed.
   std::map<int32_t, std::string> suspects_ ABSL_GUARDED_BY(mu_);
   std::map<int32_t, absl::Time> probed_ ABSL_GUARDED_BY(mu_);
-  // Runs of reports that a member could not reach a server, by (reporter
-  // node id, server rank): the first and the latest report, the error.
+  // The latest report, per (live worker's node id, server rank), that the
+  // worker could not reach the server: when, for how long its calls had
+  // been failing, the error. And when each worker last had a server failed
+  // over for a cut link (CutMemory).
   struct Unreachable {
-    absl::Time first, last;
+    absl::Time reported;
+    absl::Duration failing_for;
     std::string error;
   };
   std::map<std::pair<uint32_t, int32_t>, Unreachable> unreachable_ ABSL_GUARDED_BY(mu_);
+  std::map<uint32_t, absl::Time> cut_by_ ABSL_GUARDED_BY(mu_);
   // Per partition: its primary's traffic, bytes/s (moving average of the
   // heartbeats' reports).
   std::vector<double> partition_load_ ABSL_GUARDED_BY(mu_);
@@ -314,12 +324,8 @@ class SchedulerCore {
   absl::Time last_balance_ ABSL_GUARDED_BY(mu_);
   rpc::ClusterView view_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, BarrierState> barriers_ ABSL_GUARDED_BY(mu_);
-  // Data-shard queue: next shard to hand out, per epoch.
-  std::map<int32_t, uint32_t> next_shard_ ABSL_GUARDED_BY(mu_);
-  // Examples in each epoch's shard queue (resampling may change it per epoch).
-  std::map<int32_t, uint64_t> epoch_examples_ ABSL_GUARDED_BY(mu_);
-  // Shards of dead workers, handed out again before new ones.
-  std::map<int32_t, std::deque<std::pair<uint64_t, uint64_t>>> requeued_ ABSL_GUARDED_BY(mu_);
+  // The data-shard queue (scheduler/shard_queue.h).
+  ShardQueue shards_ ABSL_GUARDED_BY(mu_);
   uint64_t train_examples_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int32_t, std::map<uint32_t, EvalPart>> evals_ ABSL_GUARDED_BY(mu_);
   std::vector<EpochResult> history_ ABSL_GUARDED_BY(mu_);

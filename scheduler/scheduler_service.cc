@@ -191,7 +191,8 @@ grpc::ServerUnaryReactor* SchedulerService::Suspect(grpc::CallbackServerContext*
                                                     const rpc::SuspectRequest* req,
                                                     rpc::SuspectResponse*) {
   PS_AUTHORIZE("Suspect", Bind::kNode, req->node_id(), kWorker, kServer);
-  core_->Suspect(req->node_id(), req->server_rank(), req->error());
+  core_->Suspect(req->node_id(), req->server_rank(), req->error(),
+                 absl::Milliseconds(std::min<uint64_t>(req->failing_ms(), uint64_t{1} << 40)));
   return FinishWith(ctx, absl::OkStatus());
 }
 

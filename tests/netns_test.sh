@@ -3,9 +3,12 @@
 # 2 workers each in its own network namespace, started by ps_launch --hostfile with its own address on a
 # private switch (10.213.9.0/24, which exists only inside these namespaces).
 # Mid-run, in one job the link of one primary server is cut for good (its
-# port on the switch goes down: it keeps running, unreachable), and in
-# another the scheduler's link is cut for 20 s; each job must end with the
-# model of the same job run without a cut. Needs root (ip netns).
+# port on the switch goes down: it keeps running, unreachable), in another
+# the scheduler's link is cut for 20 s, in a third a primary server and one
+# worker cannot reach each other (unreachable routes) while both reach
+# everyone else; each job must end with the model of the same job run
+# without a cut. Needs root (ip netns). NETNS_CASES picks cases (default
+# all: "server-cut scheduler-cut worker-cut"); NETNS_KEEP=1 keeps the logs.
 #   tests/netns_test.sh BIN_DIR
 set -euo pipefail
 BIN=$(cd "${1:?usage: netns_test.sh BIN_DIR}" && pwd)

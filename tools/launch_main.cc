@@ -118,6 +118,11 @@ int Run(const std::vector<std::string>& overrides) {
   const absl::Time deadline =
       timeout > 0 ? absl::Now() + absl::Seconds(timeout) : absl::InfiniteFuture();
   const std::string output_dir = job->job().output_dir();
+  // A restart resumes only from a checkpoint this launch wrote (or, with
+  // --resume, one it was asked to resume from): not from one an earlier
+  // job left in the same directory.
+  const auto launched = std::filesystem::file_time_type::clock::now();
+  const bool asked_to_resume = absl::GetFlag(FLAGS_resume);
   if (job->job().max_restarts() > 0) {
     if (absl::Status s = OpenAuditLog(output_dir + "/audit.log", "launcher"); !s.ok()) {
       return Fatal(std::string(s.message()));
@@ -137,13 +142,28 @@ int Run(const std::vector<std::string>& overrides) {
     const int code = cluster.Wait(deadline, &error, [] { return StopRequested(); });
     if (code == 0) break;
     // Stopped by the user (130) or out of time: not a failure to retry.
-    if (code == 130 || absl::Now() >= deadline || attempt >= job->job().max_restarts()) {
+    if (code == 130 || StopRequested() || absl::Now() >= deadline ||
+        attempt >= job->job().max_restarts()) {
       return Fatal(error, code);
     }
     // job.max_restarts: the job again, from its latest complete checkpoint
     // if it has one (else from the start), the failed attempt's logs kept.
-    auto found = FindLatestCheckpoint(output_dir + "/checkpoints");
-    const std::string from = found.ok() ? found->dir : "the start (no complete checkpoint)";
+    auto found = FindLatestCheckpoint(CheckpointRoot(*job));
+    if (!found.ok() && !absl::IsNotFound(found.status())) {
+      // A damaged checkpoint: not silently replaced by a start from scratch.
+      return Fatal(absl::StrCat(error, "\nps_launch: no restart (job.max_restarts): ",
+                                found.status().message()),
+                   code);
+    }
+    std::error_code time_error;
+    const bool ours = found.ok() &&
+                      (asked_to_resume ||
+                       std::filesystem::last_write_time(found->dir + "/manifest", time_error) >=
+                           launched);
+    const std::string from =
+        ours ? found->dir
+             : (found.ok() ? "the start (its only checkpoints are older than this launch)"
+                           : "the start (no complete checkpoint)");
     std::cerr << "ps_launch: the job failed: " << error << std::endl;
     std::cerr << "ps_launch: restart " << attempt + 1 << " of " << job->job().max_restarts()
               << " (job.max_restarts), from " << from << std::endl;
@@ -158,7 +178,9 @@ int Run(const std::vector<std::string>& overrides) {
     if (absl::Status s = MakeDirs(options.log_dir); !s.ok()) return Fatal(std::string(s.message()));
     auto& flags = options.scheduler_flags;
     flags.erase(std::remove(flags.begin(), flags.end(), "--resume"), flags.end());
-    if (found.ok()) flags.push_back("--resume");
+    if (ours) flags.push_back("--resume");
+    // A job failing the same way each time does not spin.
+    absl::SleepFor(absl::Seconds(std::min(attempt + 1, 10)));
   }
   const std::string metrics_path = job->job().output_dir() + "/metrics.json";
   std::ifstream metrics(metrics_path);

@@ -227,6 +227,23 @@ std::shared_ptr<rpc::ParameterServer::Stub> KvClient::Stub(int server) {
   return stubs_[server];
 }
 
+bool KvClient::Answers(int server) {
+  std::shared_ptr<rpc::ParameterServer::Stub> stub = Stub(server);
+  if (stub == nullptr) return false;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(500)));
+  if (const std::shared_ptr<CallCredentials> credentials = ProcessCredentials()) {
+    credentials->AddTo(&ctx);
+  }
+  rpc::WorkerClockRequest req;
+  req.set_worker(options_.rank);
+  rpc::WorkerClockResponse resp;
+  const grpc::Status s = stub->WorkerClock(&ctx, req, &resp);
+  // Any answer, even a refusal, means the server is there.
+  return s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+         s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED;
+}
+
 std::shared_ptr<DataConnection> KvClient::Data(int server) {
   MutexLock lock(&mu_);
   return server < static_cast<int>(data_.size()) ? data_[server] : nullptr;
@@ -352,6 +369,7 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
                                       const std::atomic<bool>* cancel) {
   absl::Time first_failure = absl::InfiniteFuture();
   grpc::Status last;
+  std::map<int, absl::Time> failing_since;  // per server: its first failure in this call
   int outages = 0;      // rounds in which a server did not answer
   int view_rounds = 0;  // rounds refused only because a map was behind
   for (int attempt = 0;; ++attempt) {
@@ -367,6 +385,7 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
     std::set<int> reported;  // this round
     for (auto& c : calls) {
       if (c->status.ok()) {
+        failing_since.erase(c->server);
         if (absl::Status s = on_ok(*c); !s.ok()) return s;
         continue;
       }
@@ -383,7 +402,10 @@ absl::Status KvClient::RunWithRetries(const char* what, std::vector<int> partiti
       // failing to reach (while the scheduler can) after a heartbeat timeout.
       if (unreachable && retry && options_.report_unreachable &&
           reported.insert(c->server).second) {
-        options_.report_unreachable(c->server, c->status.error_message());
+        const absl::Time since = failing_since.try_emplace(c->server, absl::Now()).first->second;
+        if (!Answers(c->server)) {
+          options_.report_unreachable(c->server, c->status.error_message(), absl::Now() - since);
+        }
       }
     }
     if (partitions.empty()) {

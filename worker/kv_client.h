@@ -51,9 +51,14 @@ class KvClient {
     // Push and pull over the servers' TCP data plane where the view gives
     // one (cluster.data_plane: tcp), else over gRPC.
     bool data_plane = true;
-    // Called (on the calling thread) when a server cannot be reached, so
-    // the scheduler can check it before its heartbeat timeout.
-    std::function<void(int server, const std::string& error)> report_unreachable;
+    // Called (on the calling thread) when a server cannot be reached, in
+    // every retry round, with how long the call's attempts to it have been
+    // failing (so the scheduler can check it before its heartbeat timeout,
+    // and fail it over if this worker alone is cut off from it). Not called
+    // when the server answers a short probe of this worker's own: its
+    // timeouts were its own (a pull waiting for a straggler), not the link.
+    std::function<void(int server, const std::string& error, absl::Duration failing_for)>
+        report_unreachable;
     // Told of every Push and Pull (for /metrics): key and value bytes, time
     // including retries, whether it succeeded. On the calling thread.
     std::function<void(bool push, uint64_t bytes, absl::Duration took, bool ok)> observe;
@@ -128,6 +133,8 @@ class KvClient {
   struct Routed;
   absl::StatusOr<Routed> Route(const std::vector<TableKeys>& tables, bool with_values);
   std::shared_ptr<rpc::ParameterServer::Stub> Stub(int server) ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether server `server` answers a short call (WorkerClock, 500 ms) now.
+  bool Answers(int server) ABSL_LOCKS_EXCLUDED(mu_);
   // The server's data-plane connection, or null (gRPC).
   std::shared_ptr<DataConnection> Data(int server) ABSL_LOCKS_EXCLUDED(mu_);
   std::shared_ptr<const rpc::ClusterView> CurrentView() ABSL_LOCKS_EXCLUDED(mu_);

@@ -161,8 +161,9 @@ int Run() {
   kv_options.rpc_timeout = absl::Milliseconds(job.cluster().rpc_timeout_ms());
   kv_options.max_retries = job.cluster().max_retries();
   kv_options.max_chunk_bytes = job.cluster().max_chunk_bytes();
-  kv_options.report_unreachable = [&client, node_id](int server, const std::string& error) {
-    (void)client.Suspect(node_id, server, error);
+  kv_options.report_unreachable = [&client, node_id](int server, const std::string& error,
+                                                     absl::Duration failing_for) {
+    (void)client.Suspect(node_id, server, error, failing_for);
   };
   kv_options.failover_window = 2 * absl::Milliseconds(job.cluster().heartbeat_timeout_ms()) +
                                absl::Seconds(2);

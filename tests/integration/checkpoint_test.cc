@@ -187,6 +187,9 @@ TEST(Checkpoint, AFailedJobRestartsFromItsCheckpointByMaxRestarts) {
   const std::string log = ReadFile(out + ".log");
   ASSERT_EQ(exit->code, 0) << log;
   EXPECT_THAT(log, HasSubstr("restart 1 of 1 (job.max_restarts), from " + out + "/checkpoints/epoch-"));
+  // The scheduler of the second attempt resumed (not a start from scratch,
+  // which would end with the same bits too).
+  EXPECT_THAT(log, HasSubstr("resuming from checkpoint " + out + "/checkpoints/epoch-")) << log;
   EXPECT_THAT(ReadFile(out + "/audit.log"), HasSubstr("job_restarted"));
   EXPECT_TRUE(std::filesystem::exists(out + "/logs-attempt-1/server-0.log"))
       << "the failed attempt's logs are kept";

@@ -357,6 +357,7 @@ void Beat(SchedulerCore& core, const std::vector<uint32_t>& nodes, absl::Time wh
 // timeout and no rebalancing (the failover tests below).
 config::JobConfig ReplicatedJob(int servers, int workers, int replication) {
   config::JobConfig job = Job(servers, workers);
+  job.mutable_cluster()->set_heartbeat_interval_ms(100);
   job.mutable_cluster()->set_heartbeat_timeout_ms(1000);
   job.mutable_cluster()->set_replication(replication);
   job.mutable_cluster()->set_rebalance_interval_ms(0);
@@ -575,9 +576,9 @@ class ProbeAnswerer final : public rpc::ParameterServer::Service {
 };
 
 // A worker that cannot reach server 0 while the scheduler can (a link cut
-// between the two only): once it has reported it for a heartbeat timeout,
-// server 0 is failed over; a worker that reports every server is the one
-// with the bad link, and the servers stay.
+// between the two only): once its calls have failed for a heartbeat
+// timeout, server 0 is failed over; a worker that reports every server is
+// the one with the bad link, and the servers stay.
 TEST(SchedulerCore, AServerCutOffFromOneWorkerIsFailedOverAfterATimeoutOfReports) {
   ProbeAnswerer answerer;
   ASSERT_NE(answerer.address(), "127.0.0.1:0");
@@ -605,8 +606,8 @@ TEST(SchedulerCore, AServerCutOffFromOneWorkerIsFailedOverAfterATimeoutOfReports
     absl::Duration reported;
     for (int i = 0; i < 10 && !dead; ++i) {
       Beat(core, members, clock.Now());
-      core.Suspect(w0, 0, "connect: No route to host");
-      if (reports_both) core.Suspect(w0, 1, "connect: No route to host");
+      core.Suspect(w0, 0, "connect: No route to host", reported);
+      if (reports_both) core.Suspect(w0, 1, "connect: No route to host", reported);
       core.Poll(clock.Now());
       dead = core.View().servers(0).dead();
       if (!dead) {
@@ -626,6 +627,55 @@ TEST(SchedulerCore, AServerCutOffFromOneWorkerIsFailedOverAfterATimeoutOfReports
     const rpc::ClusterView after = core.View();
     for (int p = 0; p < 6; ++p) EXPECT_EQ(after.partition_owner(p), 1) << "partition " << p;
   }
+}
+
+}  // namespace
+}  // namespace ps
+
+namespace ps {
+namespace {
+
+// What does not move a server a worker reports while the scheduler reaches
+// it: reports of calls failing for less than a heartbeat timeout (a blip, a
+// slow call), however many; and a scheduler that is itself cut off.
+TEST(SchedulerCore, ShortFailuresAndAnIsolatedSchedulerMoveNoServer) {
+  ProbeAnswerer answerer;
+  FakeClock clock;
+  SchedulerCore::Options options;
+  options.clock = &clock;
+  SchedulerCore core(ReplicatedJob(2, 2, 2), clock.Now(), options);  // 1 s timeout
+  std::vector<uint32_t> members;
+  for (int rank = 0; rank < 2; ++rank) {
+    rpc::RegisterRequest req;
+    req.set_role(rpc::SERVER);
+    req.set_address(answerer.address());
+    auto resp = core.Register(req);
+    ASSERT_TRUE(resp.ok()) << resp.status();
+    members.push_back(resp->node_id());
+  }
+  const uint32_t w0 = Register(core, rpc::WORKER, 0);
+  members.push_back(w0);
+  members.push_back(Register(core, rpc::WORKER, 1));
+  const uint64_t version = core.View().version();
+  // 5 s of blips: every call fails for 0.5 s, then goes through.
+  for (int i = 0; i < 20; ++i) {
+    clock.Advance(absl::Milliseconds(250));
+    Beat(core, members, clock.Now());
+    core.Suspect(w0, 0, "Deadline Exceeded", absl::Milliseconds(500));
+    core.Poll(clock.Now());
+  }
+  EXPECT_EQ(core.View().version(), version) << "blips moved a server";
+  // The scheduler hears from nobody (it notices after half a timeout);
+  // then worker 0's reports of a long failure arrive all the same.
+  clock.Advance(absl::Milliseconds(750));
+  core.Poll(clock.Now());
+  for (int i = 0; i < 12; ++i) {
+    clock.Advance(absl::Milliseconds(250));
+    core.Suspect(w0, 0, "Deadline Exceeded", absl::Seconds(5));
+    core.Poll(clock.Now());
+  }
+  ASSERT_EQ(core.state(), rpc::RUNNING) << core.failure();
+  EXPECT_EQ(core.View().version(), version) << "a server moved while the scheduler was cut off";
 }
 
 }  // namespace
