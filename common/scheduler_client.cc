@@ -254,7 +254,16 @@ absl::Status SchedulerClient::Suspect(uint32_t node_id, int32_t rank, const std:
   req.set_error(ValidUtf8(error));
   req.set_failing_ms(static_cast<uint64_t>(
       std::max<int64_t>(0, absl::ToInt64Milliseconds(failing_for))));
-  PS_SCHEDULER_UNARY(Suspect, req, rpc::SuspectResponse);
+  // Advisory, and sent from a retry loop: a slow or unreachable scheduler
+  // must not hold the retries up for long.
+  grpc::ClientContext ctx;
+  ctx.set_deadline(DeadlineIn(std::min(rpc_timeout_, absl::Seconds(1))));
+  rpc::SuspectResponse resp;
+  grpc::Status s = Stub()->Suspect(&ctx, req, &resp);
+  if (!s.ok()) {
+    Reconnect(s);
+    return FromGrpcStatus(s);
+  }
   return absl::OkStatus();
 }
 
