@@ -175,6 +175,10 @@ int Run(const std::vector<std::string>& overrides) {
     std::error_code ec;
     std::filesystem::remove_all(kept, ec);
     std::filesystem::rename(options.log_dir, kept, ec);
+    if (ec) {
+      std::cerr << "ps_launch: warning: could not keep the failed attempt's logs in " << kept
+                << ": " << ec.message() << "; the next attempt writes over them" << std::endl;
+    }
     if (absl::Status s = MakeDirs(options.log_dir); !s.ok()) return Fatal(std::string(s.message()));
     auto& flags = options.scheduler_flags;
     flags.erase(std::remove(flags.begin(), flags.end(), "--resume"), flags.end());

@@ -88,6 +88,18 @@ bool AllGone(const std::string& needle, absl::Time deadline) {
   return true;
 }
 
+// Waits up to 60 s for the job in `out` to complete its checkpoint after
+// epoch `epoch`.
+bool WaitForCheckpoint(const std::string& out, int epoch) {
+  const std::string manifest = absl::StrCat(out, "/checkpoints/epoch-", epoch, "/manifest");
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (!std::filesystem::exists(manifest)) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(5));  // poll period, bounded by the deadline
+  }
+  return true;
+}
+
 // The line of `log` holding `needle` (empty if none).
 std::string LineWith(const std::string& log, const std::string& needle) {
   const size_t at = log.find(needle);
@@ -120,12 +132,7 @@ TEST(Checkpoint, AResumedBspJobEndsWithTheUninterruptedJobsModel) {
     auto launcher =
         group.Spawn({"launcher", LaunchArgs(kConfig, out, kCheckpointed, kSlow), out + ".log"});
     ASSERT_TRUE(launcher.ok());
-    const std::string manifest = out + "/checkpoints/epoch-4/manifest";
-    const absl::Time deadline = absl::Now() + absl::Seconds(60);
-    while (!std::filesystem::exists(manifest)) {
-      ASSERT_LT(absl::Now(), deadline) << ReadFile(out + ".log");
-      absl::SleepFor(absl::Milliseconds(5));  // poll period, bounded by the deadline
-    }
+    ASSERT_TRUE(WaitForCheckpoint(out, 4)) << ReadFile(out + ".log");
     const std::string address = testing::SchedulerAddress(out + "/logs");
     group.Signal(*launcher, SIGKILL);  // its children die with it (PR_SET_PDEATHSIG)
     ASSERT_TRUE(AllGone(address, absl::Now() + absl::Seconds(10)))
@@ -167,12 +174,7 @@ TEST(Checkpoint, AFailedJobRestartsFromItsCheckpointByMaxRestarts) {
   ProcessGroup group;
   auto launcher = group.Spawn({"launcher", LaunchArgs(kConfig, out, sets, kSlow), out + ".log"});
   ASSERT_TRUE(launcher.ok());
-  const std::string manifest = out + "/checkpoints/epoch-4/manifest";
-  const absl::Time deadline = absl::Now() + absl::Seconds(60);
-  while (!std::filesystem::exists(manifest)) {
-    ASSERT_LT(absl::Now(), deadline) << ReadFile(out + ".log");
-    absl::SleepFor(absl::Milliseconds(5));  // poll period, bounded by the deadline
-  }
+  ASSERT_TRUE(WaitForCheckpoint(out, 4)) << ReadFile(out + ".log");
   int killed = 0;
   for (int pid : ProcessesMentioning(out)) {
     if (ReadFile(absl::StrCat("/proc/", pid, "/cmdline")).find("ps_scheduler") == std::string::npos) {

@@ -575,6 +575,22 @@ class ProbeAnswerer final : public rpc::ParameterServer::Service {
   std::unique_ptr<grpc::Server> server_;
 };
 
+// Servers 0 and 1 at `address`, then workers 0 and 1: their node ids.
+std::vector<uint32_t> RegisterTwoAndTwo(SchedulerCore& core, const std::string& address) {
+  std::vector<uint32_t> members;
+  for (int rank = 0; rank < 2; ++rank) {
+    rpc::RegisterRequest req;
+    req.set_role(rpc::SERVER);
+    req.set_address(address);
+    auto resp = core.Register(req);
+    EXPECT_TRUE(resp.ok()) << resp.status();
+    EXPECT_EQ(resp->rank(), rank);
+    members.push_back(resp->node_id());
+  }
+  for (int rank = 0; rank < 2; ++rank) members.push_back(Register(core, rpc::WORKER, rank));
+  return members;
+}
+
 // A worker that cannot reach server 0 while the scheduler can (a link cut
 // between the two only): once its calls have failed for a heartbeat
 // timeout, server 0 is failed over; a worker that reports every server is
@@ -587,18 +603,8 @@ TEST(SchedulerCore, AServerCutOffFromOneWorkerIsFailedOverAfterATimeoutOfReports
     SchedulerCore::Options options;
     options.clock = &clock;
     SchedulerCore core(ReplicatedJob(2, 2, 2), clock.Now(), options);  // 1 s timeout
-    std::vector<uint32_t> members;
-    for (int rank = 0; rank < 2; ++rank) {
-      rpc::RegisterRequest req;
-      req.set_role(rpc::SERVER);
-      req.set_address(answerer.address());
-      auto resp = core.Register(req);
-      ASSERT_TRUE(resp.ok()) << resp.status();
-      members.push_back(resp->node_id());
-    }
-    const uint32_t w0 = Register(core, rpc::WORKER, 0);
-    members.push_back(w0);
-    members.push_back(Register(core, rpc::WORKER, 1));
+    const std::vector<uint32_t> members = RegisterTwoAndTwo(core, answerer.address());
+    const uint32_t w0 = members[2];
     const uint64_t version = core.View().version();
     // Worker 0 reports server 0 (and server 1 too, in the first round)
     // every 300 ms; everyone heartbeats.
@@ -644,18 +650,8 @@ TEST(SchedulerCore, ShortFailuresAndAnIsolatedSchedulerMoveNoServer) {
   SchedulerCore::Options options;
   options.clock = &clock;
   SchedulerCore core(ReplicatedJob(2, 2, 2), clock.Now(), options);  // 1 s timeout
-  std::vector<uint32_t> members;
-  for (int rank = 0; rank < 2; ++rank) {
-    rpc::RegisterRequest req;
-    req.set_role(rpc::SERVER);
-    req.set_address(answerer.address());
-    auto resp = core.Register(req);
-    ASSERT_TRUE(resp.ok()) << resp.status();
-    members.push_back(resp->node_id());
-  }
-  const uint32_t w0 = Register(core, rpc::WORKER, 0);
-  members.push_back(w0);
-  members.push_back(Register(core, rpc::WORKER, 1));
+  const std::vector<uint32_t> members = RegisterTwoAndTwo(core, answerer.address());
+  const uint32_t w0 = members[2];
   const uint64_t version = core.View().version();
   // 5 s of blips: every call fails for 0.5 s, then goes through.
   for (int i = 0; i < 20; ++i) {
