@@ -504,18 +504,29 @@ TEST(SchedulerCore, StandbyWorkerTakesOverTheRankOfADeadWorker) {
 namespace ps {
 namespace {
 
+// A SchedulerCore whose time is a FakeClock the test moves.
+struct OnAFakeClock {
+  static SchedulerCore::Options WithClock(const Clock* clock) {
+    SchedulerCore::Options options;
+    options.clock = clock;
+    return options;
+  }
+  explicit OnAFakeClock(const config::JobConfig& job) : core(job, clock.Now(), WithClock(&clock)) {}
+  FakeClock clock;
+  SchedulerCore core;
+};
+
 // Failure detection on a clock the test moves (scheduler/liveness.h): a
 // scheduler that hears from nobody for 20 s (its own link cut) fails
 // nothing over, not even a server a client reported and a probe could not
 // reach; once it hears from everyone again, one silent server is failed
 // over as before.
 TEST(SchedulerCore, ASchedulerCutOffFromMostMembersFailsNothingOverButAMinorityIsFailedOver) {
-  FakeClock clock;
-  SchedulerCore::Options options;
-  options.clock = &clock;
   config::JobConfig job = ReplicatedJob(2, 2, 2);
   job.mutable_cluster()->set_heartbeat_timeout_ms(5000);
-  SchedulerCore core(job, clock.Now(), options);
+  OnAFakeClock t(job);
+  FakeClock& clock = t.clock;
+  SchedulerCore& core = t.core;
   const uint32_t s0 = Register(core, rpc::SERVER, 0);
   const uint32_t s1 = Register(core, rpc::SERVER, 1);
   const uint32_t w0 = Register(core, rpc::WORKER, 0);
@@ -599,10 +610,9 @@ TEST(SchedulerCore, AServerCutOffFromOneWorkerIsFailedOverAfterATimeoutOfReports
   ProbeAnswerer answerer;
   ASSERT_NE(answerer.address(), "127.0.0.1:0");
   for (const bool reports_both : {true, false}) {
-    FakeClock clock;
-    SchedulerCore::Options options;
-    options.clock = &clock;
-    SchedulerCore core(ReplicatedJob(2, 2, 2), clock.Now(), options);  // 1 s timeout
+    OnAFakeClock t(ReplicatedJob(2, 2, 2));  // 1 s timeout
+    FakeClock& clock = t.clock;
+    SchedulerCore& core = t.core;
     const std::vector<uint32_t> members = RegisterTwoAndTwo(core, answerer.address());
     const uint32_t w0 = members[2];
     const uint64_t version = core.View().version();
@@ -646,10 +656,9 @@ namespace {
 // slow call), however many; and a scheduler that is itself cut off.
 TEST(SchedulerCore, ShortFailuresAndAnIsolatedSchedulerMoveNoServer) {
   ProbeAnswerer answerer;
-  FakeClock clock;
-  SchedulerCore::Options options;
-  options.clock = &clock;
-  SchedulerCore core(ReplicatedJob(2, 2, 2), clock.Now(), options);  // 1 s timeout
+  OnAFakeClock t(ReplicatedJob(2, 2, 2));  // 1 s timeout
+  FakeClock& clock = t.clock;
+  SchedulerCore& core = t.core;
   const std::vector<uint32_t> members = RegisterTwoAndTwo(core, answerer.address());
   const uint32_t w0 = members[2];
   const uint64_t version = core.View().version();
