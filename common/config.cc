@@ -31,7 +31,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "common/file_util.h"
+#include "common/net.h"
 #include "common/paths.h"
 #include "common/status_macros.h"
 #include "common/tables.h"
@@ -714,6 +716,40 @@ absl::Status ValidateJobConfigImpl(const config::JobConfig& config, absl::string
         where("cluster.heartbeat_timeout_ms"), "cluster.heartbeat_timeout_ms",
         absl::StrCat("must be at least 3 times cluster.heartbeat_interval_ms (",
                      cluster.heartbeat_interval_ms(), "), got ", cluster.heartbeat_timeout_ms()));
+  }
+  if (cluster.coordinator() == config::ETCD) {
+    if (absl::StripAsciiWhitespace(cluster.etcd_endpoints()).empty()) {
+      return ConfigError(where("cluster.coordinator"), "cluster.etcd_endpoints",
+                         "required with cluster.coordinator: etcd (host:port of etcd's client "
+                         "endpoints, comma-separated)");
+    }
+    // Members wait scheduler_timeout_ms for a scheduler; a standby takes
+    // over up to a lease and a quarter after the leader was last heard.
+    if (2 * 1000 * static_cast<int64_t>(cluster.etcd_lease_seconds()) >
+        cluster.scheduler_timeout_ms()) {
+      const bool lease_written = locations.contains("cluster.etcd_lease_seconds");
+      const std::string field =
+          lease_written ? "cluster.etcd_lease_seconds" : "cluster.scheduler_timeout_ms";
+      return ConfigError(
+          where(field), field,
+          absl::StrCat("cluster.etcd_lease_seconds (", cluster.etcd_lease_seconds(),
+                       " s) must be at most half of cluster.scheduler_timeout_ms (",
+                       cluster.scheduler_timeout_ms(),
+                       " ms): members must outwait a standby's take-over"));
+    }
+  } else if (cluster.scheduler_standbys_size() > 0) {
+    return ConfigError(where("cluster.scheduler_standbys"), "cluster.scheduler_standbys",
+                       "standby schedulers need cluster.coordinator: etcd (they take the job "
+                       "over from the state and lease kept there)");
+  }
+  for (int i = 0; i < cluster.scheduler_standbys_size(); ++i) {
+    const std::string field = absl::StrCat("cluster.scheduler_standbys[", i, "]");
+    std::string host;
+    int port;
+    if (absl::Status s = ParseHostPort(cluster.scheduler_standbys(i), field, &host, &port);
+        !s.ok()) {
+      return ConfigError(where(field), field, std::string(absl::StripPrefix(s.message(), field + ": ")));
+    }
   }
   if (cluster.replication() > cluster.num_servers()) {
     return ConfigError(where("cluster.replication"), "cluster.replication",

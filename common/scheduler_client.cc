@@ -6,6 +6,10 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/audit.h"
 #include "common/auth.h"
@@ -15,15 +19,34 @@
 namespace ps {
 
 SchedulerClient::SchedulerClient(const std::string& address, absl::Duration rpc_timeout)
-    : address_(address), rpc_timeout_(rpc_timeout),
-      stub_(rpc::Scheduler::NewStub(MakeChannel(address))) {}
+    : rpc_timeout_(rpc_timeout) {
+  for (absl::string_view a : absl::StrSplit(address, ',', absl::SkipWhitespace())) {
+    addresses_.emplace_back(absl::StripAsciiWhitespace(a));
+  }
+  if (addresses_.empty()) addresses_.push_back(address);
+  stub_ = rpc::Scheduler::NewStub(MakeChannel(addresses_[0]));
+}
+
+std::string SchedulerClient::address() const {
+  MutexLock lock(&mu_);
+  return addresses_[current_];
+}
+
+void SchedulerClient::AddAddresses(const std::vector<std::string>& addresses) {
+  MutexLock lock(&mu_);
+  for (const std::string& a : addresses) {
+    if (!a.empty() && std::find(addresses_.begin(), addresses_.end(), a) == addresses_.end()) {
+      addresses_.push_back(a);
+    }
+  }
+}
 
 std::shared_ptr<rpc::Scheduler::Stub> SchedulerClient::Stub() {
   MutexLock lock(&mu_);
   return stub_;
 }
 
-void SchedulerClient::Reconnect(const grpc::Status& status) {
+void SchedulerClient::Reconnect(const grpc::Status& status, bool also_on_deadline) {
   // gRPC 1.51's pick_first leaves a channel whose server went away in
   // TRANSIENT_FAILURE, failing every call at once, and its subchannel idle
   // after the backoff: it tries to connect again only when the resolver
@@ -31,12 +54,28 @@ void SchedulerClient::Reconnect(const grpc::Status& status) {
   // does not move it). A restarted scheduler must hear from its members
   // within a heartbeat timeout, so a fresh channel connects at the next call
   // (at most every 100 ms).
-  if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return;
+  // With several addresses (a leader and standbys) the next one is tried: a
+  // standby answers UNAVAILABLE until it takes the job over.
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
+      !(also_on_deadline && status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)) {
+    return;
+  }
   MutexLock lock(&mu_);
   const absl::Time now = absl::Now();
   if (now - renewed_ < absl::Milliseconds(100)) return;
   renewed_ = now;
-  stub_ = rpc::Scheduler::NewStub(MakeChannel(address_));
+  current_ = (current_ + 1) % addresses_.size();
+  stub_ = rpc::Scheduler::NewStub(MakeChannel(addresses_[current_]));
+}
+
+void SchedulerClient::AddAddressesOf(const config::ClusterSection& cluster) {
+  std::vector<std::string> addresses;
+  if (!absl::EndsWith(cluster.scheduler_address(), ":0")) {
+    addresses.push_back(cluster.scheduler_address());
+  }
+  addresses.insert(addresses.end(), cluster.scheduler_standbys().begin(),
+                   cluster.scheduler_standbys().end());
+  AddAddresses(addresses);
 }
 
 absl::StatusOr<std::unique_ptr<SchedulerClient>> SchedulerClient::ForFlag(
@@ -44,10 +83,16 @@ absl::StatusOr<std::unique_ptr<SchedulerClient>> SchedulerClient::ForFlag(
   if (address.empty()) {
     return absl::InvalidArgumentError("--scheduler is required (host:port of the scheduler)");
   }
-  std::string host;
-  int port;
-  if (absl::Status s = ParseHostPort(address, "--scheduler", &host, &port); !s.ok()) return s;
-  if (absl::Status s = ResolveHost(host, "--scheduler", wait); !s.ok()) return s;
+  for (absl::string_view one : absl::StrSplit(address, ',', absl::SkipWhitespace())) {
+    std::string host;
+    int port;
+    if (absl::Status s = ParseHostPort(std::string(absl::StripAsciiWhitespace(one)), "--scheduler",
+                                       &host, &port);
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = ResolveHost(host, "--scheduler", wait); !s.ok()) return s;
+  }
   return std::make_unique<SchedulerClient>(address);
 }
 
@@ -63,7 +108,14 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerClient::Register(const rpc::Regis
     grpc::ClientContext ctx;
     const absl::Duration left = give_up - absl::Now();
     ctx.set_deadline(DeadlineIn(std::max(absl::Milliseconds(100), std::min(left, rpc_timeout_))));
-    ctx.set_wait_for_ready(true);  // wait for the scheduler to come up, within the deadline
+    // One scheduler: wait for it to come up, within the deadline. Several:
+    // fail fast on one that does not listen, and try the next.
+    bool several;
+    {
+      MutexLock lock(&mu_);
+      several = addresses_.size() > 1;
+    }
+    ctx.set_wait_for_ready(!several);
     rpc::RegisterResponse resp;
     grpc::Status s = Stub()->Register(&ctx, req, &resp);
     if (s.ok()) return resp;
@@ -71,10 +123,16 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerClient::Register(const rpc::Regis
                        s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
     if (!retry) return FromGrpcStatus(s);
     if (absl::Now() + backoff >= give_up) {
-      return absl::UnavailableError(absl::StrCat("cannot reach the scheduler at ", address_,
+      std::string tried;
+      {
+        MutexLock lock(&mu_);
+        tried = absl::StrJoin(addresses_, ", ");
+      }
+      return absl::UnavailableError(absl::StrCat("cannot reach the scheduler at ", tried,
                                                  " within ", absl::FormatDuration(wait), ": ",
                                                  s.error_message()));
     }
+    Reconnect(s, /*also_on_deadline=*/true);
     absl::SleepFor(backoff);  // retry backoff, not synchronization
     backoff = std::min(backoff * 2, absl::Seconds(1));
   }
@@ -126,7 +184,7 @@ absl::StatusOr<rpc::BarrierResponse> SchedulerClient::Vote(uint32_t node_id,
     }
     Reconnect(s);
     if (absl::Now() - last_contact > lost_after) {
-      return absl::UnavailableError(absl::StrCat("lost the scheduler at ", address_, " while at barrier '",
+      return absl::UnavailableError(absl::StrCat("lost the scheduler at ", address(), " while at barrier '",
                                                  name, "': ", s.error_message()));
     }
     absl::SleepFor(absl::Milliseconds(100));  // retry backoff

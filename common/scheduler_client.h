@@ -7,28 +7,41 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/sync.h"
+#include "proto/job_config.pb.h"
 #include "proto/scheduler.grpc.pb.h"
 
 namespace ps {
 
 class SchedulerClient {
  public:
+  // `address`: host:port, or several, comma-separated (a leading scheduler
+  // and its standbys, cluster.coordinator: etcd): a call that finds one
+  // unavailable moves the client to the next.
   explicit SchedulerClient(const std::string& address, absl::Duration rpc_timeout = absl::Seconds(10));
 
   // A client for a --scheduler flag's value; an error names the flag when it
-  // is empty, not host:port, or its host does not resolve within `wait`.
+  // is empty, not host:port (or a comma-separated list of them), or a host
+  // does not resolve within `wait`.
   static absl::StatusOr<std::unique_ptr<SchedulerClient>> ForFlag(const std::string& address,
                                                                   absl::Duration wait);
 
   // A random id for this process start (RegisterRequest.incarnation).
   static uint64_t NewIncarnation();
 
-  const std::string& address() const { return address_; }
+  // The scheduler address calls go to now.
+  std::string address() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Adds scheduler addresses to try (the job's cluster.scheduler_address and
+  // cluster.scheduler_standbys, once registered); known ones are skipped.
+  void AddAddresses(const std::vector<std::string>& addresses) ABSL_LOCKS_EXCLUDED(mu_);
+  // AddAddresses of cluster.scheduler_address (unless its port is 0) and
+  // cluster.scheduler_standbys.
+  void AddAddressesOf(const config::ClusterSection& cluster) ABSL_LOCKS_EXCLUDED(mu_);
 
   // NextShard and SubmitEval retry for this long while the scheduler is
   // unreachable (it may be restarting; both are safe to repeat). Default 0:
@@ -71,13 +84,15 @@ class SchedulerClient {
                        absl::Duration failing_for = absl::ZeroDuration());
 
  private:
-  const std::string address_;
   const absl::Duration rpc_timeout_;
   absl::Duration retry_window_ = absl::ZeroDuration();
   std::function<void(const std::string&, absl::Duration)> barrier_observer_;
   std::atomic<uint64_t> next_request_id_{1};
-  // After a call failed as UNAVAILABLE: a fresh channel for the next call.
-  void Reconnect(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
+  // After a call failed as UNAVAILABLE: a fresh channel for the next call,
+  // to the next address if there are several (`also_on_deadline`: after a
+  // deadline too, for Register, which waits for a connection).
+  void Reconnect(const grpc::Status& status, bool also_on_deadline = false)
+      ABSL_LOCKS_EXCLUDED(mu_);
   std::shared_ptr<rpc::Scheduler::Stub> Stub() ABSL_LOCKS_EXCLUDED(mu_);
 
   // The whole view of a barrier's version (BarrierResponse.view_omitted):
@@ -85,7 +100,9 @@ class SchedulerClient {
   absl::StatusOr<rpc::ClusterView> WholeView(const rpc::ClusterView& light)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  Mutex mu_;
+  mutable Mutex mu_;
+  std::vector<std::string> addresses_ ABSL_GUARDED_BY(mu_);
+  size_t current_ ABSL_GUARDED_BY(mu_) = 0;  // the address stub_ goes to
   std::shared_ptr<rpc::Scheduler::Stub> stub_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const rpc::ClusterView> last_view_ ABSL_GUARDED_BY(mu_);
   absl::Time renewed_ ABSL_GUARDED_BY(mu_);  // when stub_ was last replaced

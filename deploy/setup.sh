@@ -17,6 +17,8 @@ PACKAGES=(build-essential cmake ninja-build ccache pkg-config
           # The tests: a real Prometheus server (and promtool), curl, ip netns.
           # (deploy/compose_test.sh installs the Docker engine it needs.)
           prometheus curl iproute2
+          # A real etcd for the coordinator tests (cluster.coordinator: etcd).
+          etcd-server
           # Security: OpenSSL (tickets, checksums, encryption at rest); clang
           # and its runtimes for the libFuzzer targets (deploy/test.sh --fuzz).
           libssl-dev openssl clang libclang-rt-14-dev)

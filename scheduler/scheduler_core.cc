@@ -1959,7 +1959,10 @@ void SchedulerCore::LoadProgressLocked(const rpc::ProgressRecord& p) {
 }
 
 void SchedulerCore::SaveStateLocked() {
-  if ((!dirty_ && view_.version() == saved_view_version_) || options_.state_path.empty()) return;
+  if ((!dirty_ && view_.version() == saved_view_version_) ||
+      (options_.state_path.empty() && !options_.save_state)) {
+    return;
+  }
   dirty_ = false;
   saved_view_version_ = view_.version();
   rpc::SchedulerState s;
@@ -1995,7 +1998,9 @@ void SchedulerCore::SaveStateLocked() {
   // The view goes to its own file, once per version, before the state that
   // names it; the previous one is removed once the new state is written.
   const uint64_t previous_view_file = view_file_version_;
-  if (view_.version() != view_file_version_ || view_file_stale_) {
+  if (options_.save_state) {
+    *s.mutable_view() = view_;
+  } else if (view_.version() != view_file_version_ || view_file_stale_) {
     std::string view_bytes;
     const absl::Status view_written =
         view_.SerializeToString(&view_bytes)
@@ -2057,16 +2062,18 @@ void SchedulerCore::SaveStateLocked() {
   s.set_migrations(migrations_);
   s.set_checkpoint_requested(checkpoint_requested_);
   std::string bytes;
-  absl::Status written = s.SerializeToString(&bytes)
-                             ? WriteSealedFile(options_.state_path, bytes)
-                             : absl::InternalError("cannot serialize the scheduler state");
-  if (written.ok() && previous_view_file != 0 && previous_view_file != view_file_version_) {
+  absl::Status written =
+      options_.save_state         ? options_.save_state(s)
+      : s.SerializeToString(&bytes) ? WriteSealedFile(options_.state_path, bytes)
+                                    : absl::InternalError("cannot serialize the scheduler state");
+  if (!options_.save_state && written.ok() && previous_view_file != 0 &&
+      previous_view_file != view_file_version_) {
     std::remove(ViewFilePath(options_.state_path, previous_view_file).c_str());
   }
   if (!written.ok() && !state_write_failed_) {
     // Once: the job goes on, but a restart would not find this state.
     state_write_failed_ = true;
-    spdlog::error("cannot write the scheduler's state file: {}", std::string(written.message()));
+    spdlog::error("cannot write the scheduler's state: {}", std::string(written.message()));
   } else if (written.ok()) {
     state_write_failed_ = false;
   }

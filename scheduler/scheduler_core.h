@@ -50,6 +50,10 @@ class SchedulerCore {
     // The state file, rewritten (atomically) on every change that matters
     // for a restart; empty: none.
     std::string state_path;
+    // Instead of the state file: called (under the core's lock) with the
+    // whole state, its view included, on every such change
+    // (cluster.coordinator: etcd). An error is logged; the job goes on.
+    std::function<absl::Status(const rpc::SchedulerState&)> save_state;
     // Called (under the core's lock: keep it short) when a barrier is
     // released, with how long its first arrival waited.
     std::function<void(const std::string& barrier, absl::Duration waited)> barrier_waited;

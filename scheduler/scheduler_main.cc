@@ -27,6 +27,7 @@
 #include "common/sealed_file.h"
 #include "common/signals.h"
 #include "common/sync.h"
+#include "scheduler/etcd_coordinator.h"
 #include "scheduler/scheduler_core.h"
 #include "scheduler/scheduler_metrics.h"
 #include "scheduler/scheduler_service.h"
@@ -45,7 +46,13 @@ ABSL_FLAG(bool, resume, false,
 ABSL_FLAG(bool, restore, false,
           "carry on a running job whose scheduler stopped, from its state file "
           "(<job.output_dir>/scheduler.state), on the port it had (unless --port is given); its "
-          "servers and workers keep training meanwhile and keep their node ids");
+          "servers and workers keep training meanwhile and keep their node ids); with "
+          "cluster.coordinator: etcd, from the state in etcd");
+ABSL_FLAG(bool, standby, false,
+          "with cluster.coordinator: etcd: stand by for the job's leading scheduler and take the "
+          "job over, from its state in etcd, once the leader's lease expires; meanwhile listen "
+          "(answering UNAVAILABLE) on --host/--port, by default the first of "
+          "cluster.scheduler_standbys");
 
 namespace ps {
 namespace {
@@ -82,10 +89,24 @@ int Run(const std::vector<std::string>& overrides) {
     return Fatal(std::string(s.message()));
   }
   const bool resume = absl::GetFlag(FLAGS_resume), restore = absl::GetFlag(FLAGS_restore);
+  const bool standby = absl::GetFlag(FLAGS_standby);
   if (resume && restore) return Fatal("--resume and --restore exclude each other");
-  const std::string state_path = job->job().output_dir() + "/scheduler.state";
+  const bool etcd = job->cluster().coordinator() == config::ETCD;
+  if (standby && !etcd) {
+    return Fatal("--standby needs cluster.coordinator: etcd (the leader's state and lease live there)");
+  }
+  if (standby && (resume || restore)) {
+    return Fatal("--standby takes the job over as its leader left it: no --resume or --restore");
+  }
+  const std::string state_path = etcd ? "" : job->job().output_dir() + "/scheduler.state";
+  std::unique_ptr<EtcdClient> etcd_client;
+  if (etcd) {
+    auto made = EtcdClient::Create(job->cluster().etcd_endpoints(), "cluster.etcd_endpoints");
+    if (!made.ok()) return Fatal(std::string(made.status().message()));
+    etcd_client = std::move(*made);
+  }
   rpc::SchedulerState saved;
-  if (restore) {
+  if (restore && !etcd) {
     // The job as the first scheduler resolved it, not the file as it is now.
     auto read = ReadSchedulerState(state_path);
     if (!read.ok()) return Fatal(absl::StrCat("--restore: ", read.status().message()));
@@ -138,10 +159,17 @@ int Run(const std::vector<std::string>& overrides) {
       !s.ok()) {
     return Fatal(std::string(s.message()));
   }
-  if (restore) {
+  if (restore && !etcd) {
     // Members know the old address.
     if (!saved.host().empty()) host = saved.host();
     port = saved.port();
+  }
+  if (standby && job->cluster().scheduler_standbys_size() > 0) {
+    if (absl::Status s = ParseHostPort(job->cluster().scheduler_standbys(0),
+                                       "cluster.scheduler_standbys[0]", &host, &port);
+        !s.ok()) {
+      return Fatal(std::string(s.message()));
+    }
   }
   if (!absl::GetFlag(FLAGS_host).empty()) host = absl::GetFlag(FLAGS_host);
   if (absl::GetFlag(FLAGS_port) >= 0) port = absl::GetFlag(FLAGS_port);
@@ -150,22 +178,10 @@ int Run(const std::vector<std::string>& overrides) {
   if (!monitoring_or.ok()) return Fatal(std::string(monitoring_or.status().message()));
   Monitoring* monitoring = monitoring_or->get();
   SetLogId(absl::StrCat("job ", job->job().name()));
-  SchedulerCore::Options options{state_path};
-  if (monitoring != nullptr) options.barrier_waited = BarrierWaitObserver(monitoring);
-  SchedulerCore core(*job, absl::Now(), std::move(options));
-  std::unique_ptr<Monitoring::Collection> state_metrics;
-  if (monitoring != nullptr) state_metrics = ExportSchedulerState(&core, monitoring);
-  if (restore) {
-    if (absl::Status s = core.Restore(saved, core.Now()); !s.ok()) {
-      return Fatal(absl::StrCat("--restore: ", s.message()));
-    }
-  }
-  if (resume) {
-    auto found = FindLatestCheckpoint(CheckpointRoot(*job));
-    if (!found.ok()) return Fatal(absl::StrCat("--resume: ", found.status().message()));
-    if (absl::Status s = core.ResumeFrom(*found); !s.ok()) return Fatal(std::string(s.message()));
-  }
-  SchedulerService service(&core, signer.get(), job->security());
+  // The service answers UNAVAILABLE until it has a core (Lead below): members
+  // that reach a standby, or this scheduler before it leads, try the next
+  // scheduler address.
+  SchedulerService service(nullptr, signer.get(), job->security());
   std::unique_ptr<Monitoring::Collection> refusal_metrics;
   if (monitoring != nullptr)
     refusal_metrics = ExportRefusals(&service.authorizer(), "scheduler", monitoring);
@@ -174,7 +190,103 @@ int Run(const std::vector<std::string>& overrides) {
   limits.max_streams_per_peer = job->security().limits().max_streams_per_peer();
   auto running = StartGrpcServer(host, port, {&service}, limits);
   if (!running.ok()) return Fatal(std::string(running.status().message()));
+  if (!absl::GetFlag(FLAGS_port_file).empty()) {
+    if (absl::Status s = WriteFileAtomically(absl::GetFlag(FLAGS_port_file),
+                                             absl::StrCat(running->port, "\n"));
+        !s.ok()) {
+      return Fatal(std::string(s.message()));
+    }
+  }
+
+  // With etcd: lead (or stand by until this scheduler may), then carry on
+  // from the state there.
+  std::unique_ptr<EtcdCoordinator> coordinator;
+  bool fresh = true;  // no state to carry on from
+  if (etcd) {
+    coordinator = std::make_unique<EtcdCoordinator>(
+        std::move(etcd_client),
+        EtcdCoordinator::Options{job->cluster().etcd_prefix(), job->job().name(),
+                                 absl::StrCat(host, ":", running->port),
+                                 absl::Seconds(job->cluster().etcd_lease_seconds())});
+    bool saw_leader = false;
+    if (standby) {
+      spdlog::info("standby scheduler of job '{}' listening on {}:{}; etcd {}, key {}",
+                   job->job().name(), host, running->port, coordinator->endpoint(),
+                   coordinator->leader_key());
+      absl::Status led = coordinator->WaitToLead([] { return StopRequested(); },
+                                                 [&](const std::string& leader) {
+                                                   saw_leader = true;
+                                                   spdlog::info("the job's scheduler is at {}",
+                                                                leader);
+                                                 });
+      if (!led.ok()) return Fatal(std::string(led.message()));
+    } else {
+      std::string leader;
+      auto led = coordinator->TryLead(&leader);
+      if (!led.ok()) return Fatal(std::string(led.status().message()));
+      if (!*led) {
+        return Fatal(absl::StrCat("job '", job->job().name(), "' already has a scheduler, at ",
+                                  leader, " (etcd key ", coordinator->leader_key(),
+                                  "); start this one with --standby to stand by for it"));
+      }
+    }
+    auto state = coordinator->ReadState();
+    if (!state.ok()) return Fatal(std::string(state.status().message()));
+    const bool running_job = state->has_value() && (*state)->state() != rpc::DONE &&
+                             (*state)->state() != rpc::FAILED;
+    if (standby && !running_job && saw_leader) {
+      spdlog::info("job '{}' ended under the scheduler this one stood by for: nothing to take over",
+                   job->job().name());
+      coordinator->Resign();
+      running->server->Shutdown(DeadlineIn(absl::Seconds(1)));
+      return 0;
+    }
+    if (running_job && !standby && !restore) {
+      return Fatal(absl::StrCat(
+          "etcd holds the state of job '", job->job().name(), "', still running, whose scheduler ",
+          "stopped (key ", coordinator->state_key(), "): carry it on with --restore, or remove ",
+          "it (etcdctl del --prefix ", coordinator->job_prefix(), ") to start over"));
+    }
+    if (restore && !running_job) {
+      return Fatal(absl::StrCat("--restore: etcd holds no running job '", job->job().name(),
+                                "' (key ", coordinator->state_key(), ")"));
+    }
+    if (running_job) {
+      saved = std::move(**state);
+      *job = saved.job();
+      fresh = false;
+    }
+  } else {
+    fresh = !restore;
+  }
+
+  SchedulerCore::Options options;
+  options.state_path = state_path;
+  if (coordinator != nullptr) {
+    options.save_state = [c = coordinator.get()](const rpc::SchedulerState& s) {
+      return c->WriteState(s);
+    };
+  }
+  if (monitoring != nullptr) options.barrier_waited = BarrierWaitObserver(monitoring);
+  SchedulerCore core(*job, absl::Now(), std::move(options));
+  std::unique_ptr<Monitoring::Collection> state_metrics;
+  if (monitoring != nullptr) state_metrics = ExportSchedulerState(&core, monitoring);
+  if (!fresh) {
+    if (absl::Status s = core.Restore(saved, core.Now()); !s.ok()) {
+      return Fatal(absl::StrCat(standby ? "taking the job over: " : "--restore: ", s.message()));
+    }
+  }
+  if (resume) {
+    auto found = FindLatestCheckpoint(CheckpointRoot(*job));
+    if (!found.ok()) return Fatal(absl::StrCat("--resume: ", found.status().message()));
+    if (absl::Status s = core.ResumeFrom(*found); !s.ok()) return Fatal(std::string(s.message()));
+  }
   core.SetListenAddress(host, running->port);
+  if (coordinator != nullptr) {
+    service.Lead(&core, [c = coordinator.get()] { return c->Leading(); });
+  } else {
+    service.Lead(&core, nullptr);
+  }
   std::string self_metrics;
   if (monitoring != nullptr) {
     auto advertised = AdvertisedAddress(absl::GetFlag(FLAGS_advertise), host, monitoring->port(),
@@ -184,26 +296,26 @@ int Run(const std::vector<std::string>& overrides) {
     spdlog::info("scheduler metrics on {}", self_metrics);
     Monitoring::SetReady(true);
   }
-  if (restore) {
-    spdlog::info("scheduler of job '{}' restored, listening on {}:{}", job->job().name(), host,
-                 running->port);
+  if (!fresh) {
+    spdlog::info("scheduler of job '{}' {}, listening on {}:{}", job->job().name(),
+                 standby ? "taken over from the state in etcd" : "restored", host, running->port);
   } else {
     spdlog::info("scheduler of job '{}' listening on {}:{}; waiting for {} servers and {} workers",
                  job->job().name(), host, running->port, job->cluster().num_servers(),
                  job->cluster().num_workers());
   }
-  if (!absl::GetFlag(FLAGS_port_file).empty()) {
-    if (absl::Status s = WriteFileAtomically(absl::GetFlag(FLAGS_port_file),
-                                             absl::StrCat(running->port, "\n"));
-        !s.ok()) {
-      return Fatal(std::string(s.message()));
-    }
-  }
   // Every member's /metrics endpoint, for Prometheus's file_sd_configs.
   const std::string targets_path = job->job().output_dir() + "/prometheus_targets.json";
   std::string targets;
   absl::Time targets_checked;
+  bool lost_lead = false;
   while (!core.Poll(core.Now())) {
+    if (coordinator != nullptr && !coordinator->Leading()) {
+      // Fenced: another scheduler may lead by now. Stop at once, touching
+      // nothing (the state in etcd is the new leader's to carry on).
+      lost_lead = true;
+      break;
+    }
     if (absl::Now() - targets_checked > absl::Milliseconds(500)) {
       targets_checked = absl::Now();
       std::string now = PrometheusTargets(core.Status(targets_checked), self_metrics);
@@ -217,8 +329,15 @@ int Run(const std::vector<std::string>& overrides) {
     core.WaitForWork(absl::Milliseconds(50));  // the loop's period, or sooner when there is work
   }
   running->server->Shutdown(DeadlineIn(absl::Seconds(1)));
-  // Only a scheduler that stops without getting here leaves a state to restore.
+  if (lost_lead) {
+    return Fatal(absl::StrCat("this scheduler lost the lead of job '", job->job().name(),
+                              "' (it could not renew its lease in etcd in time); a standby "
+                              "scheduler carries the job on"));
+  }
+  // Only a scheduler that stops without getting here leaves a state to restore
+  // (in etcd, the final state stays: a standby sees the job is over).
   core.RemoveStateFile();
+  if (coordinator != nullptr) coordinator->Resign();
   if (core.state() != rpc::DONE) return Fatal(absl::StrCat("the job failed: ", core.failure()));
   spdlog::info("job '{}' done", job->job().name());
   return 0;
@@ -230,7 +349,7 @@ int Run(const std::vector<std::string>& overrides) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "ps_scheduler --config=JOB.yaml [--set section.field=value ...] [--port=N --port_file=F] "
-      "[--resume | --restore]");
+      "[--resume | --restore | --standby]");
   std::vector<std::string> overrides = ps::ExtractRepeatedFlag("set", &argc, argv);
   absl::ParseCommandLine(argc, argv);
   ps::InstallStopSignalHandlers();

@@ -43,7 +43,9 @@ constexpr rpc::Principal kScheduler = rpc::PRINCIPAL_SCHEDULER;
   if (grpc::Status denied = auth_.Check(*ctx, method, {__VA_ARGS__}, bind, id, &caller); \
       !denied.ok()) {                                                                    \
     return Refused(ctx, denied);                                                         \
-  }
+  }                                                                                      \
+  SchedulerCore* const core = Leading();                                                 \
+  if (core == nullptr) return Refused(ctx, NotLeading());
 
 SchedulerService::SchedulerService(SchedulerCore* core, const TicketSigner* signer,
                                    const config::SecuritySection& security)
@@ -58,6 +60,24 @@ SchedulerService::SchedulerService(SchedulerCore* core, const TicketSigner* sign
     auto verifier = TicketVerifier::Create(signer->public_key());
     if (verifier.ok()) auth_.SetVerifier(std::move(*verifier));
   }
+}
+
+void SchedulerService::Lead(SchedulerCore* core, std::function<bool()> leading) {
+  leading_ = std::move(leading);
+  core_.store(core, std::memory_order_release);
+}
+
+SchedulerCore* SchedulerService::Leading() const {
+  SchedulerCore* core = core_.load(std::memory_order_acquire);
+  if (core == nullptr || (leading_ && !leading_())) return nullptr;
+  return core;
+}
+
+grpc::Status SchedulerService::NotLeading() const {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      core_.load(std::memory_order_acquire) == nullptr
+                          ? "this scheduler is a standby: it has not taken the job over"
+                          : "this scheduler no longer leads the job");
 }
 
 bool SchedulerService::AdmitRegistration(absl::Time now) {
@@ -82,6 +102,8 @@ grpc::ServerUnaryReactor* SchedulerService::Register(grpc::CallbackServerContext
   if (grpc::Status denied = auth_.CheckRoleKey(*ctx, "Register", wanted); !denied.ok()) {
     return Refused(ctx, denied);
   }
+  SchedulerCore* const core = Leading();
+  if (core == nullptr) return Refused(ctx, NotLeading());
   if (!AdmitRegistration(absl::Now())) {
     Caller caller;
     caller.principal = wanted;
@@ -90,7 +112,7 @@ grpc::ServerUnaryReactor* SchedulerService::Register(grpc::CallbackServerContext
                           absl::StrCat("more than security.limits.registrations_per_minute (",
                                        registrations_per_minute_, ") registrations in a minute")));
   }
-  auto registered = core_->Register(*req);
+  auto registered = core->Register(*req);
   if (registered.ok() && signer_ != nullptr) {
     rpc::TicketClaims claims;
     claims.set_principal(wanted);
@@ -107,7 +129,7 @@ grpc::ServerUnaryReactor* SchedulerService::Heartbeat(grpc::CallbackServerContex
                                                       const rpc::HeartbeatRequest* req,
                                                       rpc::HeartbeatResponse* resp) {
   PS_AUTHORIZE("Heartbeat", Bind::kNode, req->node_id(), kWorker, kServer);
-  auto beat = core_->Heartbeat(*req, core_->Now());
+  auto beat = core->Heartbeat(*req, core->Now());
   if (beat.ok() && signer_ != nullptr && beat->known() && beat->rank() != caller.rank) {
     // A standby took over a rank: its ticket must say so for the servers.
     rpc::TicketClaims claims;
@@ -124,7 +146,7 @@ grpc::ServerUnaryReactor* SchedulerService::GetView(grpc::CallbackServerContext*
                                                     const rpc::GetViewRequest*,
                                                     rpc::ClusterView* resp) {
   PS_AUTHORIZE("GetView", Bind::kNone, 0, kWorker, kServer, kAdmin, kScheduler);
-  return FinishWith(ctx, absl::StatusOr<rpc::ClusterView>(core_->View()), resp);
+  return FinishWith(ctx, absl::StatusOr<rpc::ClusterView>(core->View()), resp);
 }
 
 grpc::ServerUnaryReactor* SchedulerService::Barrier(grpc::CallbackServerContext* ctx,
@@ -132,7 +154,7 @@ grpc::ServerUnaryReactor* SchedulerService::Barrier(grpc::CallbackServerContext*
                                                     rpc::BarrierResponse* resp) {
   PS_AUTHORIZE("Barrier", Bind::kNode, req->node_id(), kWorker, kServer);
   auto* reactor = ctx->DefaultReactor();
-  core_->Barrier(*req, [reactor, resp](absl::StatusOr<rpc::BarrierResponse> result) {
+  core->Barrier(*req, [reactor, resp](absl::StatusOr<rpc::BarrierResponse> result) {
     if (result.ok()) *resp = std::move(*result);
     reactor->Finish(ToGrpcStatus(result.status()));
   });
@@ -143,27 +165,27 @@ grpc::ServerUnaryReactor* SchedulerService::NextShard(grpc::CallbackServerContex
                                                       const rpc::NextShardRequest* req,
                                                       rpc::NextShardResponse* resp) {
   PS_AUTHORIZE("NextShard", Bind::kNode, req->node_id(), kWorker);
-  return FinishWith(ctx, core_->NextShard(*req), resp);
+  return FinishWith(ctx, core->NextShard(*req), resp);
 }
 
 grpc::ServerUnaryReactor* SchedulerService::SubmitEval(grpc::CallbackServerContext* ctx,
                                                        const rpc::SubmitEvalRequest* req,
                                                        rpc::SubmitEvalResponse*) {
   PS_AUTHORIZE("SubmitEval", Bind::kNode, req->node_id(), kWorker);
-  return FinishWith(ctx, core_->SubmitEval(*req));
+  return FinishWith(ctx, core->SubmitEval(*req));
 }
 
 grpc::ServerUnaryReactor* SchedulerService::Fail(grpc::CallbackServerContext* ctx,
                                                  const rpc::FailRequest* req, rpc::FailResponse*) {
   PS_AUTHORIZE("Fail", Bind::kNode, req->node_id(), kWorker, kServer);
-  core_->FailFrom(req->node_id(), req->message());
+  core->FailFrom(req->node_id(), req->message());
   return FinishWith(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* SchedulerService::Status(grpc::CallbackServerContext* ctx,
                                                    const rpc::StatusRequest*, rpc::JobStatus* resp) {
   PS_AUTHORIZE("Status", Bind::kNone, 0, kAdmin);
-  return FinishWith(ctx, absl::StatusOr<rpc::JobStatus>(core_->Status(core_->Now())), resp);
+  return FinishWith(ctx, absl::StatusOr<rpc::JobStatus>(core->Status(core->Now())), resp);
 }
 
 grpc::ServerUnaryReactor* SchedulerService::TakeCheckpoint(grpc::CallbackServerContext* ctx,
@@ -171,7 +193,7 @@ grpc::ServerUnaryReactor* SchedulerService::TakeCheckpoint(grpc::CallbackServerC
                                                        rpc::TakeCheckpointResponse* resp) {
   PS_AUTHORIZE("TakeCheckpoint", Bind::kNone, 0, kAdmin);
   if (req->request()) Audit("checkpoint_requested", {{"by", caller.peer}});
-  auto r = core_->RequestCheckpoint(req->request());
+  auto r = core->RequestCheckpoint(req->request());
   if (r.ok()) *resp = *r;
   return FinishWith(ctx, r.status());
 }
@@ -182,7 +204,7 @@ grpc::ServerUnaryReactor* SchedulerService::Drain(grpc::CallbackServerContext* c
   PS_AUTHORIZE("Drain", Bind::kNone, 0, kAdmin);
   Audit("drain_requested",
         {{"server_rank", absl::StrCat(req->server_rank())}, {"by", caller.peer}});
-  auto left = core_->Drain(req->server_rank());
+  auto left = core->Drain(req->server_rank());
   if (left.ok()) resp->set_partitions_left(*left);
   return FinishWith(ctx, left.status());
 }
@@ -191,7 +213,7 @@ grpc::ServerUnaryReactor* SchedulerService::Suspect(grpc::CallbackServerContext*
                                                     const rpc::SuspectRequest* req,
                                                     rpc::SuspectResponse*) {
   PS_AUTHORIZE("Suspect", Bind::kNode, req->node_id(), kWorker, kServer);
-  core_->Suspect(req->node_id(), req->server_rank(), req->error(),
+  core->Suspect(req->node_id(), req->server_rank(), req->error(),
                  absl::Milliseconds(std::min<uint64_t>(req->failing_ms(), uint64_t{1} << 40)));
   return FinishWith(ctx, absl::OkStatus());
 }
@@ -199,7 +221,7 @@ grpc::ServerUnaryReactor* SchedulerService::Suspect(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* SchedulerService::Leave(grpc::CallbackServerContext* ctx,
                                                   const rpc::LeaveRequest* req, rpc::LeaveResponse*) {
   PS_AUTHORIZE("Leave", Bind::kNode, req->node_id(), kWorker, kServer);
-  return FinishWith(ctx, core_->Leave(req->node_id()));
+  return FinishWith(ctx, core->Leave(req->node_id()));
 }
 
 #undef PS_AUTHORIZE

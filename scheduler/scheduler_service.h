@@ -10,7 +10,9 @@
 #ifndef PS_SCHEDULER_SCHEDULER_SERVICE_H_
 #define PS_SCHEDULER_SCHEDULER_SERVICE_H_
 
+#include <atomic>
 #include <deque>
+#include <functional>
 
 #include "absl/time/time.h"
 #include "common/auth.h"
@@ -24,8 +26,14 @@ class SchedulerService final : public rpc::Scheduler::CallbackService {
  public:
   // `signer` (the job's, from the job secret) signs members' tickets and
   // checks role keys; null with security.insecure (every call is allowed).
+  // A null `core`: a standby scheduler, which answers every call UNAVAILABLE
+  // (members then try the next scheduler address) until Lead.
   SchedulerService(SchedulerCore* core, const TicketSigner* signer,
                    const config::SecuritySection& security);
+  // The standby took the job over: calls go to `core` while `leading` says
+  // so (cluster.coordinator: etcd: while the lease holds), UNAVAILABLE after.
+  // Call once, before any call can see `core`'s absence end.
+  void Lead(SchedulerCore* core, std::function<bool()> leading);
 
   const Authorizer& authorizer() const { return auth_; }
 
@@ -62,7 +70,13 @@ class SchedulerService final : public rpc::Scheduler::CallbackService {
   // RESOURCE_EXHAUSTED past security.limits.registrations_per_minute.
   bool AdmitRegistration(absl::Time now);
 
-  SchedulerCore* const core_;
+  // The core while this scheduler leads, else null.
+  SchedulerCore* Leading() const;
+  grpc::Status NotLeading() const;
+
+  std::atomic<SchedulerCore*> core_;
+  // Set by Lead before core_ (read only after loading core_).
+  std::function<bool()> leading_;
   const TicketSigner* const signer_;
   const int registrations_per_minute_;
   Authorizer auth_{"scheduler"};
