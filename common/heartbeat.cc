@@ -1,5 +1,7 @@
 #include "common/heartbeat.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/signals.h"
@@ -32,7 +34,10 @@ void Heartbeat::Loop() {
     rpc::HeartbeatRequest hb;
     hb.set_node_id(node_id_);
     if (fill_) fill_(&hb);
-    auto resp = client_->Heartbeat(hb);
+    // A short deadline: a scheduler whose host is lost drops packets, and
+    // the next heartbeat should try a standby scheduler soon.
+    auto resp = client_->Heartbeat(
+        hb, std::clamp(2 * interval_, absl::Seconds(1), absl::Seconds(10)));
     if (resp.ok()) {
       last_ok = absl::Now();
       if (resp->state() == rpc::FAILED) {

@@ -46,7 +46,9 @@ std::shared_ptr<rpc::Scheduler::Stub> SchedulerClient::Stub() {
   return stub_;
 }
 
-void SchedulerClient::Reconnect(const grpc::Status& status, bool also_on_deadline) {
+void SchedulerClient::Reconnect(const grpc::Status& status,
+                                const std::shared_ptr<rpc::Scheduler::Stub>& used,
+                                bool also_on_deadline) {
   // gRPC 1.51's pick_first leaves a channel whose server went away in
   // TRANSIENT_FAILURE, failing every call at once, and its subchannel idle
   // after the backoff: it tries to connect again only when the resolver
@@ -56,11 +58,19 @@ void SchedulerClient::Reconnect(const grpc::Status& status, bool also_on_deadlin
   // (at most every 100 ms).
   // With several addresses (a leader and standbys) the next one is tried: a
   // standby answers UNAVAILABLE until it takes the job over.
-  if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
-      !(also_on_deadline && status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)) {
+  const bool deadline = status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE && !(also_on_deadline && deadline)) {
     return;
   }
   MutexLock lock(&mu_);
+  // Only the first of the calls that failed on a channel replaces it: the
+  // others (in flight on the same one) must not move the client on again.
+  if (used != stub_) return;
+  // A deadline moves on only to another scheduler (a lost host drops
+  // packets: its calls time out instead of being refused).
+  if (deadline && status.error_code() != grpc::StatusCode::UNAVAILABLE && addresses_.size() < 2) {
+    return;
+  }
   const absl::Time now = absl::Now();
   if (now - renewed_ < absl::Milliseconds(100)) return;
   renewed_ = now;
@@ -117,7 +127,8 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerClient::Register(const rpc::Regis
     }
     ctx.set_wait_for_ready(!several);
     rpc::RegisterResponse resp;
-    grpc::Status s = Stub()->Register(&ctx, req, &resp);
+    const auto stub = Stub();
+    grpc::Status s = stub->Register(&ctx, req, &resp);
     if (s.ok()) return resp;
     const bool retry = s.error_code() == grpc::StatusCode::UNAVAILABLE ||
                        s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
@@ -132,7 +143,7 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerClient::Register(const rpc::Regis
                                                  " within ", absl::FormatDuration(wait), ": ",
                                                  s.error_message()));
     }
-    Reconnect(s, /*also_on_deadline=*/true);
+    Reconnect(s, stub, /*also_on_deadline=*/true);
     absl::SleepFor(backoff);  // retry backoff, not synchronization
     backoff = std::min(backoff * 2, absl::Seconds(1));
   }
@@ -158,7 +169,8 @@ absl::StatusOr<rpc::BarrierResponse> SchedulerClient::Vote(uint32_t node_id,
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineIn(rpc_timeout_));
     rpc::BarrierResponse resp;
-    grpc::Status s = Stub()->Barrier(&ctx, req, &resp);
+    const auto stub = Stub();
+    grpc::Status s = stub->Barrier(&ctx, req, &resp);
     if (s.ok()) {
       if (barrier_observer_) barrier_observer_(name, absl::Now() - start);
       if (resp.view_omitted()) {
@@ -175,14 +187,18 @@ absl::StatusOr<rpc::BarrierResponse> SchedulerClient::Vote(uint32_t node_id,
       grpc::ClientContext probe;
       probe.set_deadline(DeadlineIn(std::min(rpc_timeout_, absl::Seconds(2))));
       rpc::ClusterView view;
-      if (Stub()->GetView(&probe, rpc::GetViewRequest(), &view).ok()) {
+      const auto probe_stub = Stub();
+      const grpc::Status answered = probe_stub->GetView(&probe, rpc::GetViewRequest(), &view);
+      if (answered.ok()) {
         last_contact = absl::Now();
         continue;
       }
+      // Unanswered: with several schedulers, try the next.
+      Reconnect(answered, probe_stub, /*also_on_deadline=*/true);
     } else if (s.error_code() != grpc::StatusCode::UNAVAILABLE) {
       return FromGrpcStatus(s);
     }
-    Reconnect(s);
+    Reconnect(s, stub);
     if (absl::Now() - last_contact > lost_after) {
       return absl::UnavailableError(absl::StrCat("lost the scheduler at ", address(), " while at barrier '",
                                                  name, "': ", s.error_message()));
@@ -219,14 +235,24 @@ absl::StatusOr<rpc::ClusterView> SchedulerClient::WaitForStart(uint32_t node_id,
   grpc::ClientContext ctx;                               \
   ctx.set_deadline(DeadlineIn(rpc_timeout_));            \
   Response resp;                                         \
-  grpc::Status s = Stub()->Method(&ctx, Request, &resp); \
+  const auto stub = Stub();                              \
+  grpc::Status s = stub->Method(&ctx, Request, &resp);   \
   if (!s.ok()) {                                         \
-    Reconnect(s);                                        \
+    Reconnect(s, stub, /*also_on_deadline=*/true);       \
     return FromGrpcStatus(s);                            \
   }
 
-absl::StatusOr<rpc::HeartbeatResponse> SchedulerClient::Heartbeat(const rpc::HeartbeatRequest& req) {
-  PS_SCHEDULER_UNARY(Heartbeat, req, rpc::HeartbeatResponse);
+absl::StatusOr<rpc::HeartbeatResponse> SchedulerClient::Heartbeat(const rpc::HeartbeatRequest& req,
+                                                                  absl::Duration timeout) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(DeadlineIn(std::min(timeout, rpc_timeout_)));
+  rpc::HeartbeatResponse resp;
+  const auto stub = Stub();
+  grpc::Status s = stub->Heartbeat(&ctx, req, &resp);
+  if (!s.ok()) {
+    Reconnect(s, stub, /*also_on_deadline=*/true);
+    return FromGrpcStatus(s);
+  }
   if (!resp.ticket().empty()) {
     // Our rank changed (a standby took one over): later calls speak for it.
     if (std::shared_ptr<CallCredentials> c = ProcessCredentials()) c->SetTicket(resp.ticket());
@@ -266,8 +292,9 @@ absl::StatusOr<rpc::NextShardResponse> SchedulerClient::NextShard(const rpc::Nex
   grpc::Status s = WithRetries(retry_window_, [&] {
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineIn(rpc_timeout_));
-    grpc::Status status = Stub()->NextShard(&ctx, req, &resp);
-    Reconnect(status);
+    const auto stub = Stub();
+    grpc::Status status = stub->NextShard(&ctx, req, &resp);
+    Reconnect(status, stub, /*also_on_deadline=*/true);
     return status;
   });
   if (!s.ok()) return FromGrpcStatus(s);
@@ -279,8 +306,9 @@ absl::Status SchedulerClient::SubmitEval(const rpc::SubmitEvalRequest& req) {
   grpc::Status s = WithRetries(retry_window_, [&] {
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineIn(rpc_timeout_));
-    grpc::Status status = Stub()->SubmitEval(&ctx, req, &resp);
-    Reconnect(status);
+    const auto stub = Stub();
+    grpc::Status status = stub->SubmitEval(&ctx, req, &resp);
+    Reconnect(status, stub, /*also_on_deadline=*/true);
     return status;
   });
   if (!s.ok()) return FromGrpcStatus(s);
@@ -317,9 +345,10 @@ absl::Status SchedulerClient::Suspect(uint32_t node_id, int32_t rank, const std:
   grpc::ClientContext ctx;
   ctx.set_deadline(DeadlineIn(std::min(rpc_timeout_, absl::Seconds(1))));
   rpc::SuspectResponse resp;
-  grpc::Status s = Stub()->Suspect(&ctx, req, &resp);
+  const auto stub = Stub();
+  grpc::Status s = stub->Suspect(&ctx, req, &resp);
   if (!s.ok()) {
-    Reconnect(s);
+    Reconnect(s, stub);
     return FromGrpcStatus(s);
   }
   return absl::OkStatus();

@@ -72,7 +72,9 @@ class SchedulerClient {
   // adopted the cluster view). Returns the view.
   absl::StatusOr<rpc::ClusterView> WaitForStart(uint32_t node_id, absl::Duration lost_after);
 
-  absl::StatusOr<rpc::HeartbeatResponse> Heartbeat(const rpc::HeartbeatRequest& req);
+  // `timeout`: at most the client's RPC timeout.
+  absl::StatusOr<rpc::HeartbeatResponse> Heartbeat(
+      const rpc::HeartbeatRequest& req, absl::Duration timeout = absl::InfiniteDuration());
   absl::StatusOr<rpc::ClusterView> GetView();
   // Gives the request an id (NextShardRequest.request_id) that its retries share.
   absl::StatusOr<rpc::NextShardResponse> NextShard(const rpc::NextShardRequest& req);
@@ -89,10 +91,12 @@ class SchedulerClient {
   std::function<void(const std::string&, absl::Duration)> barrier_observer_;
   std::atomic<uint64_t> next_request_id_{1};
   // After a call failed as UNAVAILABLE: a fresh channel for the next call,
-  // to the next address if there are several (`also_on_deadline`: after a
-  // deadline too, for Register, which waits for a connection).
-  void Reconnect(const grpc::Status& status, bool also_on_deadline = false)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // to the next address if there are several. `also_on_deadline`: after a
+  // deadline too, if there are several (calls whose deadline means the
+  // scheduler did not answer, unlike a barrier's).
+  // `used`: the stub the call went through.
+  void Reconnect(const grpc::Status& status, const std::shared_ptr<rpc::Scheduler::Stub>& used,
+                 bool also_on_deadline = false) ABSL_LOCKS_EXCLUDED(mu_);
   std::shared_ptr<rpc::Scheduler::Stub> Stub() ABSL_LOCKS_EXCLUDED(mu_);
 
   // The whole view of a barrier's version (BarrierResponse.view_omitted):

@@ -6,9 +6,12 @@
 # port on the switch goes down: it keeps running, unreachable), in another
 # the scheduler's link is cut for 20 s, in a third a primary server and one
 # worker cannot reach each other (unreachable routes) while both reach
-# everyone else; each job must end with the model of the same job run
-# without a cut. Needs root (ip netns). NETNS_CASES picks cases (default
-# all: "server-cut scheduler-cut worker-cut"); NETNS_KEEP=1 keeps the logs.
+# everyone else; in a fourth (cluster.coordinator: etcd, etcd on its own
+# host) the leading scheduler's host is lost (its link cut, its processes
+# killed) and a standby scheduler on another host takes the job over; each
+# job must end with the model of the same job run without a fault. Needs
+# root (ip netns). NETNS_CASES picks cases (default all: "server-cut
+# scheduler-cut worker-cut scheduler-lost"); NETNS_KEEP=1 keeps the logs.
 #   tests/netns_test.sh BIN_DIR
 set -euo pipefail
 BIN=$(cd "${1:?usage: netns_test.sh BIN_DIR}" && pwd)
@@ -21,9 +24,9 @@ command -v ip >/dev/null || fail "needs iproute2"
 TAG="ps$$"
 SW="$TAG-sw"
 WORK=$(mktemp -d /tmp/ps-netns.XXXXXX)
-HOSTS=(sched srv0 srv1 srv2 wrk0 wrk1)
+HOSTS=(sched srv0 srv1 srv2 wrk0 wrk1 sched2 etcd)
 declare -A ADDR=([sched]=10.213.9.1 [srv0]=10.213.9.2 [srv1]=10.213.9.3 [srv2]=10.213.9.4
-                 [wrk0]=10.213.9.5 [wrk1]=10.213.9.6)
+                 [wrk0]=10.213.9.5 [wrk1]=10.213.9.6 [sched2]=10.213.9.7 [etcd]=10.213.9.8)
 EPOCHS=40
 SETS=(--set cluster.num_servers=3 --set cluster.num_workers=2 --set cluster.standby_servers=0
       --set cluster.standby_workers=0 --set "train.epochs=$EPOCHS")
@@ -95,8 +98,9 @@ end_job() {
   say "$name: the job ended like the uncut run: $rows of the model identical"
 }
 
-# Which cases run (all by default): NETNS_CASES="server-cut scheduler-cut worker-cut".
-CASES=" ${NETNS_CASES:-server-cut scheduler-cut worker-cut} "
+# Which cases run (all by default):
+# NETNS_CASES="server-cut scheduler-cut worker-cut scheduler-lost".
+CASES=" ${NETNS_CASES:-server-cut scheduler-cut worker-cut scheduler-lost} "
 case_on() { [[ "$CASES" == *" $1 "* ]]; }
 
 # 1. The link of server rank 1 (a primary of a third of the partitions) is
@@ -162,4 +166,73 @@ grep -q "it is failed over as if it were dead" "$WORK/worker-cut.log" || fail "w
 say "worker-cut: the job ended $(( $(date +%s) - cut_at ))s after the cut: $(grep -m1 'failed over as if it were dead' "$WORK/worker-cut.log" | sed 's/.*\] //')"
 }
 case_on worker-cut && worker_cut
+
+# 4. cluster.coordinator: etcd. etcd on its own host, the leading scheduler
+# on sched, a standby (ps_scheduler --standby) on sched2, members that know
+# both. Mid-run the leader's host is lost: its link goes down and its
+# processes are killed. The standby takes the job over from the state in
+# etcd once the leader's lease (2 s) expires; the job ends as if nothing
+# happened. Started by hand, host by host: ps_launch would run on the lost
+# host.
+scheduler_lost() {
+say "scheduler-lost: leader and standby schedulers on two hosts, etcd on a third"
+command -v etcd >/dev/null || fail "scheduler-lost: needs etcd (deploy/setup.sh installs etcd-server)"
+local dir="$WORK/scheduler-lost"
+mkdir -p "$dir"
+"$BIN/psctl" keygen "$dir/auth" >/dev/null
+# Port 0 (the namespace is private anyway); the address is in etcd's log.
+on etcd etcd --name lost --data-dir "$dir/etcd" --listen-client-urls "http://${ADDR[etcd]}:0" \
+  --advertise-client-urls "http://${ADDR[etcd]}:0" --listen-peer-urls http://127.0.0.1:0 \
+  --initial-advertise-peer-urls http://127.0.0.1:1 --initial-cluster lost=http://127.0.0.1:1 \
+  --enable-grpc-gateway=false --log-outputs stderr >"$dir/etcd.log" 2>&1 &
+local endpoint=""
+for _ in $(seq 1 300); do
+  endpoint=$(grep -o "serving insecure client requests on [0-9.:]*" "$dir/etcd.log" | head -1 | awk '{print $NF}') || true
+  [ -n "$endpoint" ] && break
+  sleep 0.1  # poll period, bounded by the loop
+done
+[ -n "$endpoint" ] || { cat "$dir/etcd.log"; fail "scheduler-lost: etcd did not start"; }
+local sets=("${SETS[@]}" --set "job.output_dir=$dir/out" --set cluster.coordinator=etcd
+            --set "cluster.etcd_endpoints=$endpoint" --set cluster.etcd_lease_seconds=2)
+local config="$ROOT/examples/spambase_replicated.yaml"
+on sched "$BIN/ps_scheduler" --config "$config" "${sets[@]}" --host "${ADDR[sched]}" --port 0 \
+  --port_file "$dir/port1" --token_file "$dir/auth/job.token" >"$dir/scheduler-1.log" 2>&1 &
+for _ in $(seq 1 300); do [ -s "$dir/port1" ] && break; sleep 0.1; done  # poll, bounded
+[ -s "$dir/port1" ] || { cat "$dir/scheduler-1.log"; fail "scheduler-lost: the leader did not start"; }
+on sched2 "$BIN/ps_scheduler" --config "$config" "${sets[@]}" --standby --host "${ADDR[sched2]}" \
+  --port 0 --port_file "$dir/port2" --token_file "$dir/auth/job.token" >"$dir/scheduler-2.log" 2>&1 &
+local standby_pid=$!
+for _ in $(seq 1 300); do [ -s "$dir/port2" ] && break; sleep 0.1; done  # poll, bounded
+[ -s "$dir/port2" ] || { cat "$dir/scheduler-2.log"; fail "scheduler-lost: the standby did not start"; }
+local schedulers="${ADDR[sched]}:$(cat "$dir/port1"),${ADDR[sched2]}:$(cat "$dir/port2")"
+local members=()
+for h in srv0 srv1 srv2 wrk0 wrk1; do
+  local role=server
+  [[ $h == wrk* ]] && role=worker
+  on "$h" "$BIN/ps_$role" --scheduler "$schedulers" --host 0.0.0.0 --advertise "${ADDR[$h]}" \
+    --token_file "$dir/auth/$role.token" >"$dir/$h.log" 2>&1 &
+  members+=($!)
+done
+for _ in $(seq 1 600); do grep -q "epoch 3/$EPOCHS" "$dir/scheduler-1.log" && break; sleep 0.1; done
+grep -q "epoch 3/$EPOCHS" "$dir/scheduler-1.log" || { tail -20 "$dir/scheduler-1.log"; fail "scheduler-lost: training did not start"; }
+# The leader's host is lost: off the network, its processes dead.
+ip -n "$SW" link set dev p-sched down
+for p in $(ip netns pids "$TAG-sched"); do kill -9 "$p" 2>/dev/null || true; done
+local lost_at=$(date +%s.%N)
+say "scheduler-lost: the leader's host (${ADDR[sched]}) lost at epoch 3 of $EPOCHS"
+ls "$dir/out" | grep -q "^scheduler.state" && fail "scheduler-lost: a scheduler state file was written (etcd holds the state)"
+for _ in $(seq 1 300); do grep -q "taken over from the state in etcd" "$dir/scheduler-2.log" && break; sleep 0.1; done
+grep -q "taken over from the state in etcd" "$dir/scheduler-2.log" || { tail -20 "$dir/scheduler-2.log"; fail "scheduler-lost: the standby did not take over"; }
+say "scheduler-lost: the standby took over $(awk -v a="$lost_at" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s after the loss"
+for pid in "${members[@]}" "$standby_pid"; do
+  for _ in $(seq 1 1800); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done  # poll, bounded
+  kill -0 "$pid" 2>/dev/null && { tail -20 "$dir/scheduler-2.log"; fail "scheduler-lost: the job did not end within 180 s"; }
+  wait "$pid" || { tail -20 "$dir/scheduler-2.log"; fail "scheduler-lost: a process exited with an error"; }
+done
+ip -n "$SW" link set dev p-sched up
+rows=$("$ROOT/tests/same_model.sh" "$BIN" "$WORK/baseline/model" "$dir/out/model") \
+  || fail "scheduler-lost: the model differs from the run without a fault"
+say "scheduler-lost: the job ended like the run without a fault: $rows of the model identical"
+}
+case_on scheduler-lost && scheduler_lost
 exit 0

@@ -303,6 +303,34 @@ TEST(ParseJobConfig, CrossFieldChecks) {
   ExpectParseError(absl::StrCat(kMinimalYaml, "cluster:\n  heartbeat_interval_ms: 2000\n"),
                    "heartbeat_interval_ms", "cluster.heartbeat_interval_ms",
                    "must be at most a third of cluster.heartbeat_timeout_ms (5000), got 2000");
+  // The etcd coordinator: its endpoints, a lease the members outwait,
+  // standbys only with it, as host:port.
+  ExpectParseError(absl::StrCat(kMinimalYaml, "cluster:\n  coordinator: etcd\n"), "coordinator",
+                   "cluster.etcd_endpoints", "required with cluster.coordinator: etcd");
+  ExpectParseError(absl::StrCat(kMinimalYaml,
+                                "cluster:\n  coordinator: etcd\n  etcd_endpoints: e:2379\n"
+                                "  etcd_lease_seconds: 40\n"),
+                   "etcd_lease_seconds", "cluster.etcd_lease_seconds",
+                   "must be at most half of cluster.scheduler_timeout_ms (60000 ms)");
+  ExpectParseError(absl::StrCat(kMinimalYaml, "cluster:\n  scheduler_standbys: [b:7000]\n"),
+                   "scheduler_standbys", "cluster.scheduler_standbys",
+                   "need cluster.coordinator: etcd");
+  ExpectParseError(absl::StrCat(kMinimalYaml,
+                                "cluster:\n  coordinator: etcd\n  etcd_endpoints: e:2379\n"
+                                "  scheduler_standbys:\n    - b:7000\n    - b7000\n"),
+                   "b7000", "cluster.scheduler_standbys[1]", "'b7000' is not host:port");
+  ExpectParseError(absl::StrCat(kMinimalYaml, "cluster:\n  coordinator: zookeeper\n"),
+                   "coordinator", "cluster.coordinator", "expected one of: file, etcd");
+  {
+    auto etcd = ParseJobConfig(
+        absl::StrCat(kMinimalYaml, "cluster:\n  coordinator: etcd\n  etcd_endpoints: e:2379\n"
+                                   "  scheduler_standbys: [b:7000]\n"),
+        "job.yaml");
+    ASSERT_TRUE(etcd.ok()) << etcd.status();
+    EXPECT_EQ(etcd->cluster().coordinator(), config::ETCD);
+    EXPECT_EQ(etcd->cluster().etcd_lease_seconds(), 5);
+    EXPECT_EQ(etcd->cluster().etcd_prefix(), "/ps/");
+  }
   // train_path missing: the data section's line, if there is one.
   ExpectParseError("job:\n  name: x\ndata:\n  shuffle: true\n", "data:", "data.train_path",
                    "required");
