@@ -750,6 +750,29 @@ absl::Status ValidateJobConfigImpl(const config::JobConfig& config, absl::string
         !s.ok()) {
       return ConfigError(where(field), field, std::string(absl::StripPrefix(s.message(), field + ": ")));
     }
+    if (port == 0) {
+      return ConfigError(where(field), field,
+                         absl::StrCat("'", cluster.scheduler_standbys(i),
+                                      "' has port 0: members dial a standby at a fixed port"));
+    }
+  }
+  if (cluster.coordinator() == config::ETCD) {
+    // host:port each (etcd's http:// client URL spelling accepted).
+    for (absl::string_view one : absl::StrSplit(cluster.etcd_endpoints(), ',', absl::SkipWhitespace())) {
+      std::string endpoint(absl::StripAsciiWhitespace(one));
+      absl::string_view bare = endpoint;
+      absl::ConsumePrefix(&bare, "http://");
+      bare = absl::StripSuffix(bare, "/");
+      std::string host;
+      int port = 0;
+      if (absl::StrContains(bare, "://") || !ParseHostPort(std::string(bare), "", &host, &port).ok() ||
+          port == 0) {
+        return ConfigError(where("cluster.etcd_endpoints"), "cluster.etcd_endpoints",
+                           absl::StrCat("'", endpoint,
+                                        "' is not host:port of an etcd client endpoint (e.g. "
+                                        "etcd-0:2379; TLS to etcd is not supported yet)"));
+      }
+    }
   }
   if (cluster.replication() > cluster.num_servers()) {
     return ConfigError(where("cluster.replication"), "cluster.replication",

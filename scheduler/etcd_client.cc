@@ -78,7 +78,10 @@ absl::Status EtcdClient::Failed(const grpc::Status& status, const std::shared_pt
   {
     MutexLock lock(&mu_);
     endpoint = endpoints_[current_];
-    if (status.error_code() == grpc::StatusCode::UNAVAILABLE && used == stubs_) {
+    // A deadline too: a member that drops packets times calls out.
+    if ((status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) &&
+        used == stubs_ && endpoints_.size() > 1) {
       current_ = (current_ + 1) % endpoints_.size();
       auto stubs = std::make_shared<Stubs>();
       auto channel = PlainChannel(endpoints_[current_]);

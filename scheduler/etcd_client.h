@@ -1,7 +1,7 @@
 // A small client of etcd's v3 API (proto/etcd.proto) over gRPC: the calls the
 // scheduler needs to keep its state and its leadership in etcd
 // (cluster.coordinator: etcd). Every call carries a deadline; a call that
-// fails as UNAVAILABLE moves the client to the next endpoint.
+// fails as UNAVAILABLE or times out moves the client to the next endpoint.
 //
 // The channel is plain (etcd's client URLs are http://): etcd's TLS and
 // authentication are not supported yet.

@@ -11,6 +11,8 @@ namespace {
 
 constexpr absl::Duration kCallTimeout = absl::Seconds(2);
 
+std::chrono::steady_clock::duration ToSteady(absl::Duration d) { return absl::ToChronoNanoseconds(d); }
+
 }  // namespace
 
 EtcdCoordinator::EtcdCoordinator(std::unique_ptr<EtcdClient> client, Options options)
@@ -32,20 +34,28 @@ absl::Duration EtcdCoordinator::Margin() const {
   return std::max(absl::Milliseconds(200), options_.lease / 5);
 }
 
-absl::Time EtcdCoordinator::LeadingUntil() const {
+absl::Duration EtcdCoordinator::LeadLeft() const {
   MutexLock lock(&mu_);
-  return leading_until_;
+  if (leading_until_ == Steady::time_point::min()) return absl::ZeroDuration();
+  return std::max(absl::ZeroDuration(), absl::FromChrono(leading_until_ - Steady::now()));
 }
 
 int64_t EtcdCoordinator::term() const {
   MutexLock lock(&mu_);
-  return leading_until_ == absl::InfinitePast() ? 0 : term_;
+  return leading_until_ == Steady::time_point::min() ? 0 : term_;
 }
 
 void EtcdCoordinator::LoseLocked(const std::string& why) {
-  if (leading_until_ == absl::InfinitePast()) return;
-  leading_until_ = absl::InfinitePast();
+  if (leading_until_ == Steady::time_point::min()) return;
+  leading_until_ = Steady::time_point::min();
   spdlog::error("this scheduler no longer leads job '{}' (term {}): {}", options_.job, term_, why);
+}
+
+absl::StatusOr<std::optional<std::string>> EtcdCoordinator::Leader() {
+  auto kv = client_->Get(leader_key(), kCallTimeout);
+  if (!kv.ok()) return kv.status();
+  if (!kv->has_value()) return std::nullopt;
+  return (*kv)->value();
 }
 
 absl::StatusOr<bool> EtcdCoordinator::TryLead(std::string* leader) {
@@ -54,7 +64,7 @@ absl::StatusOr<bool> EtcdCoordinator::TryLead(std::string* leader) {
     if (renewer_.joinable()) return absl::FailedPreconditionError("TryLead: already led once");
   }
   // The lease is counted from before it is asked for.
-  const absl::Time asked = absl::Now();
+  const Steady::time_point asked = Steady::now();
   auto granted = client_->Grant(options_.lease, kCallTimeout);
   if (!granted.ok()) return granted.status();
   const auto [lease, ttl] = *granted;
@@ -79,66 +89,55 @@ absl::StatusOr<bool> EtcdCoordinator::TryLead(std::string* leader) {
     *leader = held.kvs_size() > 0 ? held.kvs(0).value() : "";
     return false;
   }
+  if (ttl > options_.lease) {
+    // etcd raised it to its minimum: a standby takes over later than the
+    // config says (cluster.scheduler_timeout_ms was checked against it).
+    spdlog::warn("etcd granted a lease of {} instead of cluster.etcd_lease_seconds ({}): its "
+                 "minimum lease is longer",
+                 absl::FormatDuration(ttl), absl::FormatDuration(options_.lease));
+  }
   MutexLock lock(&mu_);
   lease_ = lease;
   granted_ = ttl;
   term_ = done->header().revision();  // the revision that created the key
-  leading_until_ = asked + ttl - Margin();
+  leading_until_ = asked + ToSteady(std::min(ttl, options_.lease) - Margin());
   renewer_ = std::thread([this] { RenewLoop(); });
   spdlog::info("this scheduler leads job '{}' (etcd {}, term {}, lease {}s)", options_.job,
                client_->endpoint(), term_, absl::ToInt64Seconds(ttl));
   return true;
 }
 
-absl::Status EtcdCoordinator::WaitToLead(const std::function<bool()>& stop,
-                                         const std::function<void(const std::string&)>& observe) {
-  std::string seen = "\x01";  // nobody yet
-  absl::Time last_error;
-  while (!stop()) {
-    std::string leader;
-    auto led = TryLead(&leader);
-    if (led.ok() && *led) return absl::OkStatus();
-    if (led.ok()) {
-      if (leader != seen) observe(leader);
-      seen = leader;
-    } else if (absl::Now() - last_error > absl::Seconds(10)) {
-      last_error = absl::Now();
-      spdlog::warn("standby scheduler: {}", std::string(led.status().message()));
-    }
-    // Poll period: a quarter of the lease (the take-over delay beyond it).
-    absl::SleepFor(options_.lease / 4);
-  }
-  return absl::CancelledError("stopped while standing by");
-}
-
 void EtcdCoordinator::RenewLoop() {
   const absl::Duration period = options_.lease / 4;
   MutexLock lock(&mu_);
-  while (!stop_ && leading_until_ != absl::InfinitePast()) {
+  while (!stop_ && leading_until_ != Steady::time_point::min()) {
     mu_.AwaitWithTimeout(absl::Condition(&stop_), period);  // the renewal period
-    if (stop_ || leading_until_ == absl::InfinitePast()) break;
+    if (stop_ || leading_until_ == Steady::time_point::min()) break;
     const int64_t lease = lease_;
     mu_.Unlock();
-    const absl::Time sent = absl::Now();
+    const Steady::time_point sent = Steady::now();
     auto ttl = client_->KeepAliveOnce(lease, std::min(period, kCallTimeout));
     mu_.Lock();
-    if (absl::Now() >= leading_until_) {
+    if (leading_until_ == Steady::time_point::min()) break;
+    if (Steady::now() >= leading_until_) {
       // Too late even if this renewal went through: the process has
-      // stopped acting, and leadership is not picked up again.
+      // stopped acting, and the lead is not picked up again.
       LoseLocked("its lease could not be renewed in time");
       break;
     }
     if (!ttl.ok()) {
-      spdlog::warn("cannot renew the scheduler's lease: {} (it leads until {} s from now)",
+      spdlog::warn("cannot renew the scheduler's lease: {} (it leads for {} more)",
                    std::string(ttl.status().message()),
-                   absl::ToDoubleSeconds(leading_until_ - absl::Now()));
+                   absl::FormatDuration(absl::FromChrono(leading_until_ - Steady::now())));
       continue;
     }
     if (*ttl <= absl::ZeroDuration()) {
       LoseLocked("its lease expired in etcd");
       break;
     }
-    leading_until_ = std::max(leading_until_, sent + std::min(*ttl, granted_) - Margin());
+    leading_until_ =
+        std::max(leading_until_, sent + ToSteady(std::min({*ttl, granted_, options_.lease}) -
+                                                 Margin()));
   }
 }
 
@@ -155,15 +154,21 @@ absl::StatusOr<std::optional<rpc::SchedulerState>> EtcdCoordinator::ReadState() 
 }
 
 absl::Status EtcdCoordinator::WriteState(const rpc::SchedulerState& state) {
-  std::string bytes;
-  if (!state.SerializeToString(&bytes)) return absl::InternalError("cannot serialize the state");
   int64_t term;
+  Steady::time_point until;
   {
     MutexLock lock(&mu_);
-    if (leading_until_ == absl::InfinitePast()) {
+    if (leading_until_ == Steady::time_point::min() || Steady::now() >= leading_until_) {
       return absl::FailedPreconditionError("this scheduler does not lead");
     }
     term = term_;
+    until = leading_until_;  // fixed now: renewals do not stretch the retries
+  }
+  std::string bytes;
+  if (!state.SerializeToString(&bytes)) {
+    MutexLock lock(&mu_);
+    LoseLocked("its state could not be serialized");
+    return absl::InternalError("cannot serialize the scheduler's state");
   }
   etcdserverpb::TxnRequest txn;
   etcdserverpb::Compare* ours = txn.add_compare();
@@ -176,15 +181,14 @@ absl::Status EtcdCoordinator::WriteState(const rpc::SchedulerState& state) {
   put->set_value(std::move(bytes));
   absl::Status last;
   while (true) {
-    const absl::Time until = LeadingUntil();
-    const absl::Duration left = until - absl::Now();
+    const absl::Duration left = absl::FromChrono(until - Steady::now());
     if (left <= absl::ZeroDuration()) {
-      MutexLock lock(&mu_);
       const std::string why =
           last.ok() ? "its lease ran out"
                     : absl::StrCat("its state could not be written to etcd before its lease ran "
                                    "out: ",
                                    last.message());
+      MutexLock lock(&mu_);
       LoseLocked(why);
       return absl::FailedPreconditionError(
           absl::StrCat("the scheduler's state was not written: ", why));
@@ -201,7 +205,11 @@ absl::Status EtcdCoordinator::WriteState(const rpc::SchedulerState& state) {
     last = done.status();
     if (last.code() != absl::StatusCode::kUnavailable &&
         last.code() != absl::StatusCode::kDeadlineExceeded) {
-      return last;  // e.g. the state is larger than etcd's --max-request-bytes
+      // E.g. the state is larger than etcd's --max-request-bytes: no
+      // successor could carry on from what this scheduler does next.
+      MutexLock lock(&mu_);
+      LoseLocked(absl::StrCat("its state could not be written to etcd: ", last.message()));
+      return last;
     }
     absl::SleepFor(absl::Milliseconds(100));  // retry backoff while etcd is unreachable
   }
@@ -211,9 +219,10 @@ void EtcdCoordinator::Resign() {
   int64_t lease;
   {
     MutexLock lock(&mu_);
-    if (leading_until_ == absl::InfinitePast()) return;
-    leading_until_ = absl::InfinitePast();
+    if (lease_ == 0) return;  // never led
     lease = lease_;
+    lease_ = 0;
+    leading_until_ = Steady::time_point::min();
     stop_ = true;
   }
   if (renewer_.joinable()) renewer_.join();

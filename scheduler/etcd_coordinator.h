@@ -7,15 +7,18 @@
 // only if the key is absent); the key's create revision is its term. It
 // renews its lease every lease/4. Fencing: every state write is a
 // transaction that succeeds only while /leader still has this term, and the
-// leader stops acting (LeadingUntil) a margin before its lease could expire,
-// counted from when it sent its last successful renewal, so it has stopped
-// before etcd lets a standby take the key.
+// leader stops acting (Leading) a margin before its lease could expire,
+// counted on the monotonic clock from when it sent its last successful
+// renewal, so it has stopped before etcd lets a standby take the key. A
+// state write that fails ends the leadership too: the scheduler must not
+// act on a state a successor would not see.
 //
 // Thread-safety: every method is thread-safe; mu_ guards the lease, the term
 // and the leading deadline. A thread renews the lease while leading.
 #ifndef PS_SCHEDULER_ETCD_COORDINATOR_H_
 #define PS_SCHEDULER_ETCD_COORDINATOR_H_
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -47,26 +50,26 @@ class EtcdCoordinator {
   // Tries once to lead. true: this process leads (and renews its lease);
   // false: another does, its address in *leader.
   absl::StatusOr<bool> TryLead(std::string* leader);
-  // Waits until this process leads (a standby): looks at the leader key
-  // every lease/4 and tries to lead when it is gone; `observe` hears of
-  // each leader it sees (for the log). Returns CANCELLED once `stop` says so.
-  absl::Status WaitToLead(const std::function<bool()>& stop,
-                          const std::function<void(const std::string&)>& observe);
-  // Until when this process may act as the leader: InfinitePast if it never
-  // led, or lost the key.
-  absl::Time LeadingUntil() const ABSL_LOCKS_EXCLUDED(mu_);
-  bool Leading() const { return absl::Now() < LeadingUntil(); }
+  // Who leads now: the leader key's value, or nullopt if nobody does.
+  absl::StatusOr<std::optional<std::string>> Leader();
+  // Whether this process may act as the leader now.
+  bool Leading() const ABSL_LOCKS_EXCLUDED(mu_) { return LeadLeft() > absl::ZeroDuration(); }
+  // How long it may still act as the leader without another renewal (zero
+  // if it never led, or lost the lead).
+  absl::Duration LeadLeft() const ABSL_LOCKS_EXCLUDED(mu_);
   // The leader key's create revision while leading (a fencing token), else 0.
   int64_t term() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // The job's state, nullopt if etcd has none.
   absl::StatusOr<std::optional<rpc::SchedulerState>> ReadState();
   // Writes the state, if this process still leads: retries while etcd is
-  // unreachable, until LeadingUntil. FAILED_PRECONDITION once another
-  // scheduler may lead (this one must stop acting: Leading() is false from
-  // then on).
+  // unreachable, for at most what is left of the lead when it starts.
+  // Any failure ends the lead (Leading() is false from then on): the
+  // scheduler must stop acting. FAILED_PRECONDITION if another scheduler may
+  // lead.
   absl::Status WriteState(const rpc::SchedulerState& state);
-  // Gives the leadership up: deletes the leader key, revokes the lease.
+  // Gives the lead up (if this process ever led): revokes the lease, which
+  // deletes the leader key.
   void Resign() ABSL_LOCKS_EXCLUDED(mu_);
 
   std::string job_prefix() const { return key_ + "/"; }
@@ -75,6 +78,7 @@ class EtcdCoordinator {
   std::string endpoint() const { return client_->endpoint(); }
 
  private:
+  using Steady = std::chrono::steady_clock;
   void RenewLoop() ABSL_LOCKS_EXCLUDED(mu_);
   // How long before the lease's end the leader stops acting.
   absl::Duration Margin() const;
@@ -87,9 +91,11 @@ class EtcdCoordinator {
   int64_t lease_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Duration granted_ ABSL_GUARDED_BY(mu_);
   int64_t term_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Time leading_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Until when this process may act as the leader (monotonic clock);
+  // Steady::time_point::min() if it never led or lost the lead.
+  Steady::time_point leading_until_ ABSL_GUARDED_BY(mu_) = Steady::time_point::min();
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread renewer_;
+  std::thread renewer_;  // started once, under mu_; joined without it
 };
 
 }  // namespace ps

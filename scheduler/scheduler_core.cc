@@ -1250,6 +1250,7 @@ std::string SchedulerCore::failure() const {
 }
 
 bool SchedulerCore::Poll(absl::Time now) {
+  if (!MayAct()) return false;  // deposed: the main loop stops
   std::vector<BarrierDone> aborted;
   std::vector<std::pair<BarrierDone, rpc::BarrierResponse>> released;
   std::vector<int32_t> pending_evals;
@@ -1340,7 +1341,7 @@ bool SchedulerCore::Poll(absl::Time now) {
   for (int32_t epoch : pending_evals) {
     if (absl::Status s = FinishEval(epoch); !s.ok()) Fail(std::string(s.message()));
   }
-  if (save_epoch >= 0) {
+  if (save_epoch >= 0 && MayAct()) {
     // The workers wait at "eval-E" while the new best model is written.
     std::string unused;
     auto saved = SaveModel(job_.job().output_dir() + "/best_model", &unused);
@@ -1366,7 +1367,7 @@ bool SchedulerCore::Poll(absl::Time now) {
     for (auto& d : aborted) d(absl::AbortedError(absl::StrCat("the job failed: ", saved.status().message())));
     aborted.clear();
   }
-  if (checkpoint_epoch >= 0) {
+  if (checkpoint_epoch >= 0 && MayAct()) {
     // Every worker waits at the barrier ending the epoch while every primary
     // writes its partitions.
     std::string root, dir;
@@ -1412,7 +1413,7 @@ bool SchedulerCore::Poll(absl::Time now) {
       if (pruned > 0) spdlog::info("deleted {} older checkpoint{}", pruned, pruned == 1 ? "" : "s");
     }
   }
-  if (finish) {
+  if (finish && MayAct()) {
     absl::Status s = FinishJob();
     std::vector<BarrierDone> ready;
     rpc::BarrierResponse resp;

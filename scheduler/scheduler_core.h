@@ -57,6 +57,10 @@ class SchedulerCore {
     // Called (under the core's lock: keep it short) when a barrier is
     // released, with how long its first arrival waited.
     std::function<void(const std::string& barrier, absl::Duration waited)> barrier_waited;
+    // Whether this scheduler may still act (cluster.coordinator: etcd: while
+    // it leads); Poll does nothing, and starts no model save, checkpoint or
+    // end of the job, once it says no. Empty: always.
+    std::function<bool()> may_act;
     // The control plane's time (failure detection, barriers, progress);
     // tests inject a FakeClock. RPC deadlines stay on the real clock.
     const Clock* clock = Clock::Real();
@@ -151,6 +155,7 @@ class SchedulerCore {
     double loss_sum = 0;
     uint64_t epoch_samples = 0;
   };
+  bool MayAct() const { return !options_.may_act || options_.may_act(); }
   struct BarrierState {
     std::set<uint32_t> arrived;
     std::vector<BarrierDone> waiting;

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -69,6 +70,81 @@ std::string Absolute(const std::string& path) {
   return absl::StrCat(cwd, "/", path);
 }
 
+bool IsRunning(const rpc::SchedulerState& s) {
+  return s.state() != rpc::DONE && s.state() != rpc::FAILED;
+}
+
+enum class StandbyEnd { kLead, kJobOver, kStopped };
+
+// A standby: waits until the job's leader is gone and etcd holds a running
+// job to carry on, then leads (kLead, the state in *state). kJobOver: a
+// leader was seen and is gone, and the job did not go on (*state: its last
+// state, if any). It never leads a job that is not running (a standby
+// started before its leader, or after the job ended, waits), so it never
+// starts one over.
+absl::StatusOr<StandbyEnd> StandBy(EtcdCoordinator* c, const std::string& job, int lease_seconds,
+                                   rpc::SchedulerState* state) {
+  const absl::Duration period = absl::Seconds(lease_seconds) / 4;
+  std::string seen;
+  bool saw_leader = false;
+  absl::Time last_complaint;
+  auto complain = [&](const std::string& what) {
+    if (absl::Now() - last_complaint < absl::Seconds(10)) return;
+    last_complaint = absl::Now();
+    spdlog::warn("standby scheduler: {}", what);
+  };
+  while (true) {
+    // The poll period (the take-over delay beyond the lease), in short
+    // steps so that a stop is prompt.
+    for (absl::Time until = absl::Now() + period; absl::Now() < until;) {
+      if (StopRequested()) return StandbyEnd::kStopped;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    auto leader = c->Leader();
+    if (!leader.ok()) {
+      complain(std::string(leader.status().message()));
+      continue;
+    }
+    if (leader->has_value()) {
+      if (**leader != seen) spdlog::info("the job's scheduler is at {}", **leader);
+      seen = **leader;
+      saw_leader = true;
+      continue;
+    }
+    auto read = c->ReadState();
+    if (!read.ok()) {
+      complain(std::string(read.status().message()));
+      continue;
+    }
+    if (!read->has_value() || !IsRunning(**read)) {
+      if (saw_leader) {
+        if (read->has_value()) *state = std::move(**read);
+        return StandbyEnd::kJobOver;
+      }
+      complain(absl::StrCat("no leader, and etcd holds no running job '", job,
+                            "': waiting for its scheduler to start it"));
+      continue;
+    }
+    std::string other;
+    auto led = c->TryLead(&other);
+    if (!led.ok()) {
+      complain(std::string(led.status().message()));
+      continue;
+    }
+    if (!*led) continue;  // another standby was first
+    // Leading: nobody else can write now; read what the last leader left.
+    read = c->ReadState();
+    if (!read.ok()) return read.status();
+    if (!read->has_value() || !IsRunning(**read)) {
+      c->Resign();
+      if (read->has_value()) *state = std::move(**read);
+      return StandbyEnd::kJobOver;
+    }
+    *state = std::move(**read);
+    return StandbyEnd::kLead;
+  }
+}
+
 int Run(const std::vector<std::string>& overrides) {
   const std::string path = absl::GetFlag(FLAGS_config);
   if (path.empty()) return Fatal("--config is required");
@@ -112,6 +188,18 @@ int Run(const std::vector<std::string>& overrides) {
     if (!read.ok()) return Fatal(absl::StrCat("--restore: ", read.status().message()));
     saved = std::move(*read);
     *job = saved.job();
+  }
+  // --restore with etcd: where the stopped scheduler listened (members know
+  // that address); the state itself is read again once this one leads.
+  rpc::SchedulerState restored_from;
+  if (restore && etcd) {
+    auto client = EtcdClient::Create(job->cluster().etcd_endpoints(), "cluster.etcd_endpoints");
+    if (!client.ok()) return Fatal(std::string(client.status().message()));
+    EtcdCoordinator peek(std::move(*client), {job->cluster().etcd_prefix(), job->job().name(), "",
+                                              absl::Seconds(job->cluster().etcd_lease_seconds())});
+    auto read = peek.ReadState();
+    if (!read.ok()) return Fatal(absl::StrCat("--restore: ", read.status().message()));
+    if (read->has_value()) restored_from = std::move(**read);
   }
 
   // Security: TLS (flags, else security.tls), then the job secret.
@@ -159,10 +247,11 @@ int Run(const std::vector<std::string>& overrides) {
       !s.ok()) {
     return Fatal(std::string(s.message()));
   }
-  if (restore && !etcd) {
+  if (restore) {
     // Members know the old address.
-    if (!saved.host().empty()) host = saved.host();
-    port = saved.port();
+    const rpc::SchedulerState& was = etcd ? restored_from : saved;
+    if (!was.host().empty()) host = was.host();
+    if (was.port() != 0) port = was.port();
   }
   if (standby && job->cluster().scheduler_standbys_size() > 0) {
     if (absl::Status s = ParseHostPort(job->cluster().scheduler_standbys(0),
@@ -178,10 +267,57 @@ int Run(const std::vector<std::string>& overrides) {
   if (!monitoring_or.ok()) return Fatal(std::string(monitoring_or.status().message()));
   Monitoring* monitoring = monitoring_or->get();
   SetLogId(absl::StrCat("job ", job->job().name()));
-  // The service answers UNAVAILABLE until it has a core (Lead below): members
-  // that reach a standby, or this scheduler before it leads, try the next
-  // scheduler address.
+  // The leader key names the address members dial.
+  const std::string me = absl::StrCat(
+      absl::GetFlag(FLAGS_advertise).empty() ? host : absl::GetFlag(FLAGS_advertise), ":");
+  // Declared before the service and the gRPC server, so destroyed after them
+  // on every return.
+  std::unique_ptr<EtcdCoordinator> coordinator;
+  std::unique_ptr<SchedulerCore> core;
+  std::unique_ptr<Monitoring::Collection> state_metrics;
+  // Gives the lead up on every return once it is held (a failed start must
+  // not keep the key for a whole lease).
+  absl::Cleanup resign = [&] {
+    if (coordinator != nullptr) coordinator->Resign();
+  };
+  // The core, fresh or carrying on from `saved`, resumed from a checkpoint
+  // with --resume.
+  auto make_core = [&](bool fresh) -> absl::Status {
+    SchedulerCore::Options options;
+    options.state_path = state_path;
+    if (coordinator != nullptr) {
+      options.save_state = [c = coordinator.get()](const rpc::SchedulerState& s) {
+        return c->WriteState(s);
+      };
+      options.may_act = [c = coordinator.get()] { return c->Leading(); };
+    }
+    if (monitoring != nullptr) options.barrier_waited = BarrierWaitObserver(monitoring);
+    core = std::make_unique<SchedulerCore>(*job, absl::Now(), std::move(options));
+    if (monitoring != nullptr) state_metrics = ExportSchedulerState(core.get(), monitoring);
+    if (!fresh) {
+      if (absl::Status s = core->Restore(saved, core->Now()); !s.ok()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(standby ? "taking the job over: " : "--restore: ", s.message()));
+      }
+    }
+    if (resume) {
+      auto found = FindLatestCheckpoint(CheckpointRoot(*job));
+      if (!found.ok()) {
+        return absl::Status(found.status().code(),
+                            absl::StrCat("--resume: ", found.status().message()));
+      }
+      if (absl::Status s = core->ResumeFrom(*found); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  };
+  // The service answers UNAVAILABLE until it has a core (Lead): members that
+  // reach a standby try the next scheduler address.
   SchedulerService service(nullptr, signer.get(), job->security());
+  bool fresh = !restore;
+  if (!etcd) {
+    if (absl::Status s = make_core(fresh); !s.ok()) return Fatal(std::string(s.message()));
+    service.Lead(core.get(), nullptr);
+  }
   std::unique_ptr<Monitoring::Collection> refusal_metrics;
   if (monitoring != nullptr)
     refusal_metrics = ExportRefusals(&service.authorizer(), "scheduler", monitoring);
@@ -190,36 +326,42 @@ int Run(const std::vector<std::string>& overrides) {
   limits.max_streams_per_peer = job->security().limits().max_streams_per_peer();
   auto running = StartGrpcServer(host, port, {&service}, limits);
   if (!running.ok()) return Fatal(std::string(running.status().message()));
-  if (!absl::GetFlag(FLAGS_port_file).empty()) {
-    if (absl::Status s = WriteFileAtomically(absl::GetFlag(FLAGS_port_file),
-                                             absl::StrCat(running->port, "\n"));
-        !s.ok()) {
-      return Fatal(std::string(s.message()));
-    }
-  }
+  auto write_port_file = [&]() -> absl::Status {
+    if (absl::GetFlag(FLAGS_port_file).empty()) return absl::OkStatus();
+    return WriteFileAtomically(absl::GetFlag(FLAGS_port_file), absl::StrCat(running->port, "\n"));
+  };
 
   // With etcd: lead (or stand by until this scheduler may), then carry on
   // from the state there.
-  std::unique_ptr<EtcdCoordinator> coordinator;
-  bool fresh = true;  // no state to carry on from
   if (etcd) {
     coordinator = std::make_unique<EtcdCoordinator>(
         std::move(etcd_client),
         EtcdCoordinator::Options{job->cluster().etcd_prefix(), job->job().name(),
-                                 absl::StrCat(host, ":", running->port),
+                                 absl::StrCat(me, running->port),
                                  absl::Seconds(job->cluster().etcd_lease_seconds())});
-    bool saw_leader = false;
     if (standby) {
+      // Members must know the standby's address before it leads.
+      if (absl::Status s = write_port_file(); !s.ok()) return Fatal(std::string(s.message()));
       spdlog::info("standby scheduler of job '{}' listening on {}:{}; etcd {}, key {}",
                    job->job().name(), host, running->port, coordinator->endpoint(),
                    coordinator->leader_key());
-      absl::Status led = coordinator->WaitToLead([] { return StopRequested(); },
-                                                 [&](const std::string& leader) {
-                                                   saw_leader = true;
-                                                   spdlog::info("the job's scheduler is at {}",
-                                                                leader);
-                                                 });
-      if (!led.ok()) return Fatal(std::string(led.message()));
+      auto stood = StandBy(coordinator.get(), job->job().name(), job->cluster().etcd_lease_seconds(),
+                           &saved);
+      if (!stood.ok()) return Fatal(std::string(stood.status().message()));
+      if (*stood == StandbyEnd::kStopped) return Fatal("stopped while standing by");
+      if (*stood == StandbyEnd::kJobOver) {
+        if (saved.state() == rpc::DONE) {
+          spdlog::info("job '{}' ended under the scheduler this one stood by for",
+                       job->job().name());
+          return 0;
+        }
+        return Fatal(absl::StrCat("job '", job->job().name(),
+                                  "' ended under the scheduler this one stood by for, ",
+                                  saved.has_job() ? absl::StrCat("failed: ", saved.failure())
+                                                  : "which left no state in etcd"));
+      }
+      *job = saved.job();
+      fresh = false;
     } else {
       std::string leader;
       auto led = coordinator->TryLead(&leader);
@@ -229,63 +371,30 @@ int Run(const std::vector<std::string>& overrides) {
                                   leader, " (etcd key ", coordinator->leader_key(),
                                   "); start this one with --standby to stand by for it"));
       }
+      auto state = coordinator->ReadState();
+      if (!state.ok()) return Fatal(std::string(state.status().message()));
+      const bool running_job = state->has_value() && IsRunning(**state);
+      if (running_job && !restore) {
+        return Fatal(absl::StrCat(
+            "etcd holds the state of job '", job->job().name(), "', still running, whose "
+            "scheduler stopped (key ", coordinator->state_key(), "): carry it on with --restore, "
+            "or remove it (etcdctl del --prefix ", coordinator->job_prefix(), ") to start over"));
+      }
+      if (restore && !running_job) {
+        return Fatal(absl::StrCat("--restore: etcd holds no running job '", job->job().name(),
+                                  "' (key ", coordinator->state_key(), ")"));
+      }
+      if (running_job) {
+        saved = std::move(**state);
+        *job = saved.job();
+      }
     }
-    auto state = coordinator->ReadState();
-    if (!state.ok()) return Fatal(std::string(state.status().message()));
-    const bool running_job = state->has_value() && (*state)->state() != rpc::DONE &&
-                             (*state)->state() != rpc::FAILED;
-    if (standby && !running_job && saw_leader) {
-      spdlog::info("job '{}' ended under the scheduler this one stood by for: nothing to take over",
-                   job->job().name());
-      coordinator->Resign();
-      running->server->Shutdown(DeadlineIn(absl::Seconds(1)));
-      return 0;
-    }
-    if (running_job && !standby && !restore) {
-      return Fatal(absl::StrCat(
-          "etcd holds the state of job '", job->job().name(), "', still running, whose scheduler ",
-          "stopped (key ", coordinator->state_key(), "): carry it on with --restore, or remove ",
-          "it (etcdctl del --prefix ", coordinator->job_prefix(), ") to start over"));
-    }
-    if (restore && !running_job) {
-      return Fatal(absl::StrCat("--restore: etcd holds no running job '", job->job().name(),
-                                "' (key ", coordinator->state_key(), ")"));
-    }
-    if (running_job) {
-      saved = std::move(**state);
-      *job = saved.job();
-      fresh = false;
-    }
-  } else {
-    fresh = !restore;
+    if (absl::Status s = make_core(fresh); !s.ok()) return Fatal(std::string(s.message()));
   }
-
-  SchedulerCore::Options options;
-  options.state_path = state_path;
-  if (coordinator != nullptr) {
-    options.save_state = [c = coordinator.get()](const rpc::SchedulerState& s) {
-      return c->WriteState(s);
-    };
-  }
-  if (monitoring != nullptr) options.barrier_waited = BarrierWaitObserver(monitoring);
-  SchedulerCore core(*job, absl::Now(), std::move(options));
-  std::unique_ptr<Monitoring::Collection> state_metrics;
-  if (monitoring != nullptr) state_metrics = ExportSchedulerState(&core, monitoring);
-  if (!fresh) {
-    if (absl::Status s = core.Restore(saved, core.Now()); !s.ok()) {
-      return Fatal(absl::StrCat(standby ? "taking the job over: " : "--restore: ", s.message()));
-    }
-  }
-  if (resume) {
-    auto found = FindLatestCheckpoint(CheckpointRoot(*job));
-    if (!found.ok()) return Fatal(absl::StrCat("--resume: ", found.status().message()));
-    if (absl::Status s = core.ResumeFrom(*found); !s.ok()) return Fatal(std::string(s.message()));
-  }
-  core.SetListenAddress(host, running->port);
-  if (coordinator != nullptr) {
-    service.Lead(&core, [c = coordinator.get()] { return c->Leading(); });
-  } else {
-    service.Lead(&core, nullptr);
+  core->SetListenAddress(host, running->port);
+  if (etcd) service.Lead(core.get(), [c = coordinator.get()] { return c->Leading(); });
+  if (!standby) {
+    if (absl::Status s = write_port_file(); !s.ok()) return Fatal(std::string(s.message()));
   }
   std::string self_metrics;
   if (monitoring != nullptr) {
@@ -309,7 +418,7 @@ int Run(const std::vector<std::string>& overrides) {
   std::string targets;
   absl::Time targets_checked;
   bool lost_lead = false;
-  while (!core.Poll(core.Now())) {
+  while (!core->Poll(core->Now())) {
     if (coordinator != nullptr && !coordinator->Leading()) {
       // Fenced: another scheduler may lead by now. Stop at once, touching
       // nothing (the state in etcd is the new leader's to carry on).
@@ -318,15 +427,15 @@ int Run(const std::vector<std::string>& overrides) {
     }
     if (absl::Now() - targets_checked > absl::Milliseconds(500)) {
       targets_checked = absl::Now();
-      std::string now = PrometheusTargets(core.Status(targets_checked), self_metrics);
+      std::string now = PrometheusTargets(core->Status(targets_checked), self_metrics);
       if (now != targets && WriteFileAtomically(targets_path, now).ok()) targets = std::move(now);
     }
     if (StopRequested()) {
       // Members see FAILED at their next heartbeat (or are being stopped too).
-      core.Fail("the scheduler was asked to stop");
+      core->Fail("the scheduler was asked to stop");
       break;
     }
-    core.WaitForWork(absl::Milliseconds(50));  // the loop's period, or sooner when there is work
+    core->WaitForWork(absl::Milliseconds(50));  // the loop's period, or sooner when there is work
   }
   running->server->Shutdown(DeadlineIn(absl::Seconds(1)));
   if (lost_lead) {
@@ -336,9 +445,8 @@ int Run(const std::vector<std::string>& overrides) {
   }
   // Only a scheduler that stops without getting here leaves a state to restore
   // (in etcd, the final state stays: a standby sees the job is over).
-  core.RemoveStateFile();
-  if (coordinator != nullptr) coordinator->Resign();
-  if (core.state() != rpc::DONE) return Fatal(absl::StrCat("the job failed: ", core.failure()));
+  core->RemoveStateFile();
+  if (core->state() != rpc::DONE) return Fatal(absl::StrCat("the job failed: ", core->failure()));
   spdlog::info("job '{}' done", job->job().name());
   return 0;
 }

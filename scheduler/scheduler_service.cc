@@ -8,22 +8,6 @@
 namespace ps {
 namespace {
 
-// Finishes with `result`'s status, moving its value into *resp when OK.
-template <typename T>
-grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* ctx, absl::StatusOr<T> result,
-                                     T* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  if (result.ok()) *resp = std::move(*result);
-  reactor->Finish(ToGrpcStatus(result.status()));
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* ctx, const absl::Status& status) {
-  auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
 grpc::ServerUnaryReactor* Refused(grpc::CallbackServerContext* ctx, const grpc::Status& status) {
   auto* reactor = ctx->DefaultReactor();
   reactor->Finish(status);
@@ -78,6 +62,13 @@ grpc::Status SchedulerService::NotLeading() const {
                       core_.load(std::memory_order_acquire) == nullptr
                           ? "this scheduler is a standby: it has not taken the job over"
                           : "this scheduler no longer leads the job");
+}
+
+grpc::ServerUnaryReactor* SchedulerService::FinishWith(grpc::CallbackServerContext* ctx,
+                                                       const absl::Status& status) {
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(Leading() != nullptr ? ToGrpcStatus(status) : NotLeading());
+  return reactor;
 }
 
 bool SchedulerService::AdmitRegistration(absl::Time now) {
@@ -154,7 +145,11 @@ grpc::ServerUnaryReactor* SchedulerService::Barrier(grpc::CallbackServerContext*
                                                     rpc::BarrierResponse* resp) {
   PS_AUTHORIZE("Barrier", Bind::kNode, req->node_id(), kWorker, kServer);
   auto* reactor = ctx->DefaultReactor();
-  core->Barrier(*req, [reactor, resp](absl::StatusOr<rpc::BarrierResponse> result) {
+  core->Barrier(*req, [this, reactor, resp](absl::StatusOr<rpc::BarrierResponse> result) {
+    if (Leading() == nullptr) {
+      reactor->Finish(NotLeading());  // deposed while the call waited
+      return;
+    }
     if (result.ok()) *resp = std::move(*result);
     reactor->Finish(ToGrpcStatus(result.status()));
   });

@@ -73,6 +73,16 @@ class SchedulerService final : public rpc::Scheduler::CallbackService {
   // The core while this scheduler leads, else null.
   SchedulerCore* Leading() const;
   grpc::Status NotLeading() const;
+  // Finishes with `result`'s status, moving its value into *resp when OK;
+  // with UNAVAILABLE instead if this scheduler stopped leading meanwhile (a
+  // deposed leader answers nothing: its successor may not know of it).
+  template <typename T>
+  grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* ctx, absl::StatusOr<T> result,
+                                       T* resp) {
+    if (result.ok() && Leading() != nullptr) *resp = std::move(*result);
+    return FinishWith(ctx, result.status());
+  }
+  grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* ctx, const absl::Status& status);
 
   std::atomic<SchedulerCore*> core_;
   // Set by Lead before core_ (read only after loading core_).

@@ -102,7 +102,9 @@ int Run() {
   if (!registered.ok()) return Fatal(std::string(registered.status().message()));
   const config::JobConfig& job = registered->config();
   const uint32_t node_id = registered->node_id();
-  client.AddAddressesOf(job.cluster());  // the standby schedulers, if any
+  if (job.cluster().coordinator() == config::ETCD) {
+    client.AddAddressesOf(job.cluster());  // the standby schedulers
+  }
   if (data_plane != nullptr && job.cluster().data_plane() != config::TCP) {
     data_plane->Stop();  // the job pushes and pulls over gRPC
     data_address.clear();

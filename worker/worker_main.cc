@@ -80,7 +80,9 @@ int Run() {
   if (!registered.ok()) return Fatal(std::string(registered.status().message()));
   const config::JobConfig job = registered->config();
   const uint32_t node_id = registered->node_id();
-  client.AddAddressesOf(job.cluster());  // the standby schedulers, if any
+  if (job.cluster().coordinator() == config::ETCD) {
+    client.AddAddressesOf(job.cluster());  // the standby schedulers
+  }
   if (absl::Status s = AdoptTicket(registered->ticket(), job.security().insecure()); !s.ok()) {
     return Fatal(std::string(s.message()));
   }

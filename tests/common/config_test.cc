@@ -319,6 +319,16 @@ TEST(ParseJobConfig, CrossFieldChecks) {
                                 "cluster:\n  coordinator: etcd\n  etcd_endpoints: e:2379\n"
                                 "  scheduler_standbys:\n    - b:7000\n    - b7000\n"),
                    "b7000", "cluster.scheduler_standbys[1]", "'b7000' is not host:port");
+  ExpectParseError(absl::StrCat(kMinimalYaml,
+                                "cluster:\n  coordinator: etcd\n  etcd_endpoints: e:2379\n"
+                                "  scheduler_standbys: [b:0]\n"),
+                   "scheduler_standbys", "cluster.scheduler_standbys[0]",
+                   "has port 0: members dial a standby at a fixed port");
+  ExpectParseError(absl::StrCat(kMinimalYaml,
+                                "cluster:\n  coordinator: etcd\n"
+                                "  etcd_endpoints: http://e:2379, https://f:2379\n"),
+                   "etcd_endpoints", "cluster.etcd_endpoints",
+                   "'https://f:2379' is not host:port of an etcd client endpoint");
   ExpectParseError(absl::StrCat(kMinimalYaml, "cluster:\n  coordinator: zookeeper\n"),
                    "coordinator", "cluster.coordinator", "expected one of: file, etcd");
   {

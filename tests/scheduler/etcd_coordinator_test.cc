@@ -107,14 +107,19 @@ TEST_F(EtcdCoordinatorTest, AStandbyTakesOverOnlyAfterTheLeaderStoppedActing) {
   }
   auto b = Make("b:2", lease);
   // The leader's process dies: it renews no more (no resignation).
-  const absl::Time a_until = a->LeadingUntil();
+  const absl::Time a_until = absl::Now() + a->LeadLeft();
   a.reset();
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
   std::vector<std::string> seen;
-  absl::Status led =
-      b->WaitToLead([&] { return absl::Now() > a_until + absl::Seconds(30); },
-                    [&](const std::string& l) { seen.push_back(l); });
+  while (true) {
+    auto led = b->TryLead(&leader);
+    ASSERT_TRUE(led.ok()) << led.status();
+    if (*led) break;
+    if (seen.empty() || seen.back() != leader) seen.push_back(leader);
+    ASSERT_LT(absl::Now(), deadline) << "the standby never took over";
+    absl::SleepFor(absl::Milliseconds(50));  // poll period, bounded by the deadline
+  }
   const absl::Time took_over = absl::Now();
-  ASSERT_TRUE(led.ok()) << led;
   EXPECT_TRUE(b->Leading());
   EXPECT_THAT(seen, ::testing::ElementsAre("a:1"));
   // Fencing: the standby leads only once the old leader has stopped acting.
@@ -141,18 +146,20 @@ TEST_F(EtcdCoordinatorTest, ALeaderCutOffFromEtcdStopsBeforeItsLeaseEnds) {
   const absl::Duration lease = absl::Seconds(2);
   auto a = Make("a:1", lease);
   std::string leader;
-  const absl::Time asked = absl::Now();
   ASSERT_TRUE(*a->TryLead(&leader));
   ASSERT_TRUE(a->Leading());
   etcd_.reset();  // etcd gone: no renewal succeeds
+  // What is left of the lead is less than the lease by the margin (a fifth).
+  const absl::Duration left = a->LeadLeft();
+  const absl::Time stopped_by = absl::Now() + left;
+  EXPECT_LE(left, lease - lease / 5);
   const absl::Time deadline = absl::Now() + 2 * lease;
   while (a->Leading()) {
     ASSERT_LT(absl::Now(), deadline) << "a leader cut off from etcd went on leading";
-    absl::SleepFor(absl::Milliseconds(20));  // poll period, bounded by the deadline
+    absl::SleepFor(absl::Milliseconds(10));  // poll period, bounded by the deadline
   }
-  // It stopped no later than its lease could have ended in etcd, counted
-  // from before it asked for it.
-  EXPECT_LE(absl::Now(), asked + lease + absl::Milliseconds(100));
+  // It stopped when its lead ran out, without a renewal stretching it.
+  EXPECT_LE(absl::Now(), stopped_by + absl::Milliseconds(50));
   absl::Status write = a->WriteState(StateWithFailure("x"));
   EXPECT_EQ(write.code(), absl::StatusCode::kFailedPrecondition) << write;
 }
