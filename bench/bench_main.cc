@@ -106,6 +106,13 @@ ABSL_FLAG(bool, apply_rates, true, "--server: measure the apply rates against an
 ABSL_FLAG(std::vector<std::string>, growth_partitions,
           std::vector<std::string>({"64", "1024", "8192"}),
           "--server: partitions per cost-growth row (at 4 workers)");
+ABSL_FLAG(int, barrier_workers, 0,
+          "with --config: instead of the data path, the scheduler's barriers: this many "
+          "simulated workers (threads, each its own member with heartbeats) meet at "
+          "--barrier_rounds barriers over gRPC; prints the release latency after the last arrival "
+          "against a unary call's round trip (sets cluster.num_workers and security.insecure: "
+          "the workers share this process's credentials)");
+ABSL_FLAG(int, barrier_rounds, 200, "barriers for --barrier_workers");
 ABSL_FLAG(bool, count_skew, false,
           "count only on keys whose partitions start on server 0 (a skewed load for rebalancing)");
 
@@ -359,10 +366,11 @@ struct Results {
 
 class Bench {
  public:
-  Bench(const config::JobConfig& job, const rpc::ClusterView& view, int32_t rank,
-        uint64_t incarnation, SchedulerClient* scheduler, const StopFlag* stop)
+  Bench(const config::JobConfig& job, const rpc::ClusterView& view, uint32_t node_id,
+        int32_t rank, uint64_t incarnation, SchedulerClient* scheduler, const StopFlag* stop)
       : job_(job),
         view_(view),
+        node_id_(node_id),
         rank_(rank),
         incarnation_(incarnation),
         scheduler_(scheduler),
@@ -399,6 +407,7 @@ class Bench {
 
   const config::JobConfig job_;
   const rpc::ClusterView view_;
+  const uint32_t node_id_;  // reports of unreachable servers speak for it
   const int32_t rank_;
   const uint64_t incarnation_;
   SchedulerClient* const scheduler_;
@@ -720,9 +729,12 @@ absl::StatusOr<CountResult> Bench::RunCount(absl::Duration duration, int num_key
   o.max_retries = job_.cluster().max_retries();
   o.max_chunk_bytes = job_.cluster().max_chunk_bytes();
   o.failover_window = 2 * absl::Milliseconds(job_.cluster().heartbeat_timeout_ms()) + absl::Seconds(2);
-  o.report_unreachable = [s = scheduler_](int server, const std::string& error,
-                                           absl::Duration failing_for) {
-    (void)s->Suspect(0, server, error, failing_for);
+  // The scheduler checks that a report speaks for the caller's own node:
+  // reported as node 0, every report was refused and a killed server was
+  // found only by the heartbeat timeout.
+  o.report_unreachable = [s = scheduler_, node = node_id_](int server, const std::string& error,
+                                                           absl::Duration failing_for) {
+    (void)s->Suspect(node, server, error, failing_for);
   };
   KvClient kv(o, tables_, [s = scheduler_] { return s->GetView(); });
   kv.SetView(view_);
@@ -957,7 +969,7 @@ absl::StatusOr<Results> JoinAndBench(const std::string& scheduler_address) {
     return finish(absl::Status(view.status().code(),
                                absl::StrCat("start barrier: ", view.status().message())));
   }
-  Bench bench(job, *view, registered->rank(), incarnation, &client, &stop);
+  Bench bench(job, *view, node_id, registered->rank(), incarnation, &client, &stop);
   absl::StatusOr<Results> results;
   if (const double secs = absl::GetFlag(FLAGS_count_seconds); secs > 0) {
     std::cerr << "ps_bench: counting for " << secs << " s" << std::endl;
@@ -1045,8 +1057,120 @@ int RunServer() {
   return 0;
 }
 
-int Run(const std::vector<std::string>& overrides) {
+// --barrier_workers: N members meet at R barriers. Per round, the latency
+// is from the last arrival's call to the last release seen; against the
+// median round trip of a unary call (GetView) to the same scheduler, in the
+// same run.
+int RunBarriers(const std::string& scheduler_address, int workers, int rounds,
+                const config::JobConfig& job) {
+  struct Member {
+    std::unique_ptr<SchedulerClient> client;
+    uint32_t node_id = 0;
+    std::unique_ptr<Heartbeat> heartbeat;
+    std::vector<absl::Time> start, done;
+  };
+  std::vector<Member> members(workers);
+  const absl::Duration connect = absl::Milliseconds(job.cluster().connect_timeout_ms());
+  std::atomic<bool> failed{false};
+  std::string why;
+  Mutex why_mu;
+  auto fail = [&](const std::string& w) {
+    MutexLock lock(&why_mu);
+    if (why.empty()) why = w;
+    failed = true;
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < workers; ++i) {
+    threads.emplace_back([&, i] {
+      Member& m = members[i];
+      m.client = std::make_unique<SchedulerClient>(scheduler_address);
+      rpc::RegisterRequest reg;
+      reg.set_role(rpc::WORKER);
+      reg.set_incarnation(SchedulerClient::NewIncarnation());
+      auto registered = m.client->Register(reg, connect);
+      if (!registered.ok()) return fail(std::string(registered.status().message()));
+      m.node_id = registered->node_id();
+      m.heartbeat = std::make_unique<Heartbeat>(
+          m.client.get(), m.node_id, absl::Milliseconds(job.cluster().heartbeat_interval_ms()),
+          absl::Milliseconds(job.cluster().heartbeat_timeout_ms()), nullptr,
+          [&](Heartbeat::End, const std::string& w) { fail(w); });
+      if (auto v = m.client->WaitForStart(m.node_id, connect); !v.ok()) {
+        return fail(std::string(v.status().message()));
+      }
+      for (int r = 0; r < rounds && !failed; ++r) {
+        m.start.push_back(absl::Now());
+        if (auto b = m.client->Barrier(m.node_id, absl::StrCat("bench-", r), connect); !b.ok()) {
+          return fail(std::string(b.status().message()));
+        }
+        m.done.push_back(absl::Now());
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  // A unary round trip, for the ratio.
+  std::vector<double> unary_us;
+  if (!failed) {
+    for (int i = 0; i < 200; ++i) {
+      const absl::Time t0 = absl::Now();
+      if (!members[0].client->GetView().ok()) break;
+      unary_us.push_back(absl::ToDoubleMicroseconds(absl::Now() - t0));
+    }
+  }
+  // The job's end: every member at "end", then gone.
+  threads.clear();
+  for (int i = 0; i < workers; ++i) {
+    threads.emplace_back([&, i] {
+      Member& m = members[i];
+      if (m.client == nullptr || m.node_id == 0) return;
+      if (!failed) (void)m.client->Barrier(m.node_id, "end", connect);
+      if (failed) (void)m.client->Fail(m.node_id, "ps_bench --barrier_workers: " + why);
+      m.heartbeat.reset();
+      (void)m.client->Leave(m.node_id);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  if (failed) return Fatal(why);
+  std::vector<double> latency_us, arrival_spread_us;
+  for (int r = 0; r < rounds; ++r) {
+    absl::Time first_start = absl::InfiniteFuture(), last_start = absl::InfinitePast(),
+               last_done = absl::InfinitePast();
+    for (const Member& m : members) {
+      first_start = std::min(first_start, m.start[r]);
+      last_start = std::max(last_start, m.start[r]);
+      last_done = std::max(last_done, m.done[r]);
+    }
+    latency_us.push_back(absl::ToDoubleMicroseconds(last_done - last_start));
+    arrival_spread_us.push_back(absl::ToDoubleMicroseconds(last_start - first_start));
+  }
+  auto quantile = [](std::vector<double> v, double q) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    return v[std::min(v.size() - 1, static_cast<size_t>(q * (v.size() - 1) + 0.5))];
+  };
+  const double unary = quantile(unary_us, 0.5);
+  const double p50 = quantile(latency_us, 0.5), p90 = quantile(latency_us, 0.9),
+               max = quantile(latency_us, 1.0);
+  std::cout << absl::StrFormat(
+      "{\"barrier_workers\": %d, \"rounds\": %d,\n"
+      " \"release_after_last_arrival_us\": {\"p50\": %.0f, \"p90\": %.0f, \"max\": %.0f},\n"
+      " \"arrival_spread_us_p50\": %.0f, \"unary_round_trip_us_p50\": %.0f,\n"
+      " \"p50_over_unary\": %.2f}\n",
+      workers, rounds, p50, p90, max, quantile(arrival_spread_us, 0.5), unary,
+      unary > 0 ? p50 / unary : 0.0);
+  return 0;
+}
+
+int Run(std::vector<std::string> overrides) {
   if (absl::GetFlag(FLAGS_server)) return RunServer();
+  const int barrier_workers = absl::GetFlag(FLAGS_barrier_workers);
+  if (barrier_workers < 0 || barrier_workers > 4096) {
+    return Fatal("--barrier_workers must be in 0..4096");
+  }
+  if (barrier_workers > 0) {
+    if (absl::GetFlag(FLAGS_barrier_rounds) < 1) return Fatal("--barrier_rounds must be >= 1");
+    overrides.push_back(absl::StrCat("cluster.num_workers=", barrier_workers));
+    overrides.push_back("security.insecure=true");
+  }
   const std::string config_path = absl::GetFlag(FLAGS_config);
   const std::string scheduler = absl::GetFlag(FLAGS_scheduler);
   if (config_path.empty() == scheduler.empty()) {
@@ -1076,7 +1200,7 @@ int Run(const std::vector<std::string>& overrides) {
     return Fatal(absl::StrCat(config_path,
                               ": job.mode must be asp or ssp (the bench pushes without clocks)"));
   }
-  if (job->cluster().num_workers() != 1) {
+  if (job->cluster().num_workers() != 1 && barrier_workers == 0) {
     return Fatal(
         absl::StrCat(config_path, ": cluster.num_workers must be 1 (ps_bench is the worker)"));
   }
@@ -1103,6 +1227,17 @@ int Run(const std::vector<std::string>& overrides) {
   if (security.ok() && !cluster.auth_dir().empty()) {
     security = LoadProcessCredentials(cluster.auth_dir() + "/worker.token", rpc::PRINCIPAL_WORKER)
                    .status();
+  }
+  if (barrier_workers > 0) {
+    const int code = security.ok() ? RunBarriers(cluster.scheduler_address(), barrier_workers,
+                                                 absl::GetFlag(FLAGS_barrier_rounds), *job)
+                                   : Fatal(std::string(security.message()));
+    std::string error;
+    const int down = cluster.Wait(absl::Now() + absl::Seconds(code == 0 ? 60 : 10), &error,
+                                  [] { return StopRequested(); });
+    if (code != 0) return code;
+    if (down != 0) return Fatal(absl::StrCat("cluster shutdown: ", error));
+    return 0;
   }
   results =
       security.ok() ? JoinAndBench(cluster.scheduler_address()) : absl::StatusOr<Results>(security);

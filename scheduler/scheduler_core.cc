@@ -430,8 +430,22 @@ void SchedulerCore::MaybeReleaseLocked(const std::string& name, std::vector<Barr
     return;
   }
   b.released = true;
+  b.arrived.clear();  // not needed once released
   dirty_ = true;
   if (options_.barrier_waited) options_.barrier_waited(name, clock_->Now() - b.first_arrival);
+  if (name != "start" && name != "ready" && name != "end") {
+    // Forget old released barriers (the state would grow with every epoch),
+    // keeping the last ones for a late arrival (a standby that took over a
+    // rank, a call re-sent after a restart). Every live member passed them.
+    released_.push_back(name);
+    while (released_.size() > kReleasedBarriersKept) {
+      auto old = barriers_.find(released_.front());
+      if (old != barriers_.end() && old->second.released && old->second.waiting.empty()) {
+        barriers_.erase(old);
+      }
+      released_.pop_front();
+    }
+  }
   if (name == "ready") {
     // A resumed job's clock goes on from the checkpoint's.
     started_ = clock_->Now() - absl::Seconds(resumed_seconds_);
@@ -470,7 +484,12 @@ void SchedulerCore::Barrier(const rpc::BarrierRequest& req, BarrierDone done) {
       return;
     }
     if (b.arrived.empty()) b.first_arrival = clock_->Now();
-    dirty_ |= b.arrived.insert(req.node_id()).second || (req.want_stop() && !b.stop);
+    // An arrival alone is not written to the state: a restarted scheduler's
+    // members re-send the barrier calls it lost (arrivals are idempotent), so
+    // only releases (and stop votes) are. Writing every arrival made a
+    // barrier of N workers cost N state writes.
+    b.arrived.insert(req.node_id());
+    dirty_ |= req.want_stop() && !b.stop;
     b.stop |= req.want_stop();
     b.waiting.push_back(std::move(done));
     MaybeReleaseLocked(req.name(), &ready);
@@ -2123,11 +2142,15 @@ absl::Status SchedulerCore::Restore(const rpc::SchedulerState& s, absl::Time now
   view_ = s.view();
   view_file_version_ = s.view_file_version();
   barriers_.clear();
+  released_.clear();
   for (const rpc::SchedulerState::BarrierRecord& r : s.barriers()) {
     BarrierState& b = barriers_[r.name()];
     b.arrived.insert(r.arrived().begin(), r.arrived().end());
     b.released = r.released();
     b.stop = r.stop();
+    if (b.released && r.name() != "start" && r.name() != "ready" && r.name() != "end") {
+      released_.push_back(r.name());
+    }
   }
   shards_.Load(s);
   evals_.clear();

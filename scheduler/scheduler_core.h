@@ -333,6 +333,10 @@ class SchedulerCore {
   absl::Time last_balance_ ABSL_GUARDED_BY(mu_);
   rpc::ClusterView view_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, BarrierState> barriers_ ABSL_GUARDED_BY(mu_);
+  // Released barriers other than start/ready/end, oldest first: all but the
+  // last kReleasedBarriersKept are dropped from barriers_.
+  static constexpr size_t kReleasedBarriersKept = 16;
+  std::deque<std::string> released_ ABSL_GUARDED_BY(mu_);
   // The data-shard queue (scheduler/shard_queue.h).
   ShardQueue shards_ ABSL_GUARDED_BY(mu_);
   uint64_t train_examples_ ABSL_GUARDED_BY(mu_) = 0;

@@ -276,6 +276,46 @@ TEST(SchedulerCore, ARestartedSchedulerCarriesOnFromTheStateFile) {
   EXPECT_FALSE(ReadWholeFile(path).ok());
 }
 
+// Barriers cost one state write each (at their release, not per arrival),
+// and the state keeps only the last released ones: a long job's state does
+// not grow with its epochs. A late arrival at a recent one is answered.
+TEST(SchedulerCore, BarriersAreWrittenWhenReleasedAndOldOnesForgotten) {
+  const config::JobConfig job = Job(1, 2);
+  const std::string path = FreshPath("barriers.state");
+  SchedulerCore core(job, absl::Now(), SchedulerCore::Options{path});
+  Register(core, rpc::SERVER, 0);
+  const uint32_t w0 = Register(core, rpc::WORKER, 0);
+  const uint32_t w1 = Register(core, rpc::WORKER, 1);
+  auto barriers_in_state = [&] {
+    auto read = ReadSchedulerState(path);
+    EXPECT_TRUE(read.ok()) << read.status();
+    std::map<std::string, int> arrived;  // name -> arrivals written
+    for (const auto& r : read->barriers()) arrived[r.name()] = r.arrived_size();
+    return arrived;
+  };
+  for (int k = 0; k < 40; ++k) {
+    BarrierResult a, b;
+    a.Arrive(core, w0, absl::StrCat("bench-", k));
+    b.Arrive(core, w1, absl::StrCat("bench-", k));
+    ASSERT_TRUE(a.result.has_value() && b.result.has_value()) << k;
+  }
+  std::map<std::string, int> written = barriers_in_state();
+  EXPECT_LE(written.size(), 16u);
+  EXPECT_TRUE(written.contains("bench-39"));
+  EXPECT_FALSE(written.contains("bench-0"));
+  for (const auto& [name, arrivals] : written) EXPECT_EQ(arrivals, 0) << name;
+  // An arrival alone is not written.
+  BarrierResult half;
+  half.Arrive(core, w0, "bench-40");
+  EXPECT_FALSE(half.result.has_value());
+  EXPECT_FALSE(barriers_in_state().contains("bench-40"));
+  // A late (re-sent) arrival at a recent released barrier is answered at once.
+  BarrierResult late;
+  late.Arrive(core, w1, "bench-38");
+  ASSERT_TRUE(late.result.has_value());
+  EXPECT_TRUE(late.result->ok());
+}
+
 // A job resumed from a (made-up) checkpoint: its partitions load from it at
 // the start, and with replication 1 a dead server's partitions are placed on
 // the standby, which loads them from it too, instead of failing the job.
