@@ -28,36 +28,6 @@ namespace {
 
 const char* RoleName(rpc::Role role) { return role == rpc::SERVER ? "server" : "worker"; }
 
-// Membership tests and removals on a placement's rank lists.
-bool Holds(const google::protobuf::RepeatedField<int32_t>& list, int32_t rank) {
-  return std::find(list.begin(), list.end(), rank) != list.end();
-}
-void Drop(google::protobuf::RepeatedField<int32_t>* list, int32_t rank) {
-  list->erase(std::remove(list->begin(), list->end(), rank), list->end());
-}
-// Takes server `rank` out of a partition's backups (complete copy or not).
-void DropBackup(rpc::Placement* pl, int32_t rank) {
-  Drop(pl->mutable_backups(), rank);
-  Drop(pl->mutable_synced_backups(), rank);
-}
-
-// A new primary term for the partition (promotion, move, restore). Its
-// backups hold copies of the old term until the new primary's snapshot
-// reaches them, and a server reports a backup complete only with a snapshot
-// of the view's epoch: none counts as complete until it says so again (a
-// move's flip left them listed, so psctl showed nothing copying while the
-// new primary was the only complete copy, and the chaos run killed it).
-void NewTerm(rpc::Placement* pl) {
-  pl->set_epoch(pl->epoch() + 1);
-  pl->clear_synced_backups();
-}
-
-std::string ModeName(config::Mode mode) {
-  std::string name = config::Mode_Name(mode);
-  std::transform(name.begin(), name.end(), name.begin(), ::tolower);
-  return name;
-}
-
 }  // namespace
 
 SchedulerCore::SchedulerCore(const config::JobConfig& job, absl::Time start)
@@ -70,6 +40,7 @@ SchedulerCore::SchedulerCore(const config::JobConfig& job, absl::Time start, Opt
       created_(start),
       liveness_(absl::Milliseconds(job.cluster().heartbeat_timeout_ms()),
                 absl::Milliseconds(job.cluster().scheduler_timeout_ms())),
+      rebalancer_(job.cluster()),
       shards_(job.data().shard_size()) {
   MutexLock lock(&mu_);
   view_.set_state(rpc::WAITING);
@@ -232,21 +203,8 @@ void SchedulerCore::BuildViewLocked() {
   for (const auto& [id, node] : nodes_) {
     if (node.role == rpc::SERVER) AddServerInfoLocked(node);
   }
-  view_.clear_partition_owner();
-  view_.clear_placement();
-  // Primary p mod n; backups on the next r-1 servers.
-  for (int p = 0; p < job_.cluster().num_partitions(); ++p) {
-    view_.add_partition_owner(p % n);
-    rpc::Placement* pl = view_.add_placement();
-    pl->set_primary(p % n);
-    for (int b = 1; b < r; ++b) pl->add_backups((p + b) % n);
-    pl->set_epoch(1);
-    // A resumed job: the primaries load their partitions first.
-    if (!resume_dir_.empty()) {
-      pl->set_restore_from(resume_dir_);
-      pl->set_restore_epoch(pl->epoch());
-    }
-  }
+  // A resumed job: the primaries load their partitions first.
+  PlaceInitially(job_.cluster().num_partitions(), n, r, resume_dir_, &view_);
   view_.clear_live_workers();
   for (const auto& [id, node] : nodes_) {
     if (node.role == rpc::WORKER && node.rank >= 0) view_.add_live_workers(node.rank);
@@ -285,19 +243,11 @@ absl::StatusOr<rpc::HeartbeatResponse> SchedulerCore::Heartbeat(const rpc::Heart
     if (req.train_examples() > 0) train_examples_ = req.train_examples();
   } else if (node.role == rpc::SERVER) {
     // Traffic of the partitions it is primary of, as a moving average.
-    if (partition_load_.size() != static_cast<size_t>(view_.placement_size())) {
-      partition_load_.assign(view_.placement_size(), 0.0);
-    }
     if (node.last_load_report != absl::Time()) {
-      const double dt = std::max(1e-3, absl::ToDoubleSeconds(now - node.last_load_report));
       std::map<uint32_t, uint64_t> bytes;
       for (const rpc::PartitionLoad& l : req.partition_load()) bytes[l.partition()] += l.bytes();
-      for (int p = 0; p < view_.placement_size(); ++p) {
-        if (view_.placement(p).primary() != node.rank) continue;
-        auto b = bytes.find(p);
-        const double rate = b == bytes.end() ? 0.0 : b->second / dt;
-        partition_load_[p] = 0.5 * partition_load_[p] + 0.5 * rate;
-      }
+      rebalancer_.ReportTraffic(view_, node.rank, bytes,
+                                absl::ToDoubleSeconds(now - node.last_load_report));
     }
     node.last_load_report = now;
     // Which of its backup copies are complete (no version bump: only
@@ -367,9 +317,7 @@ rpc::JobStatus SchedulerCore::Status(absl::Time now) const {
         const rpc::Placement& pl = view_.placement(p);
         if (pl.primary() == node.rank) {
           m->set_partitions_primary(m->partitions_primary() + 1);
-          if (p < static_cast<int>(partition_load_.size())) {
-            m->set_load_bytes_per_s(m->load_bytes_per_s() + partition_load_[p]);
-          }
+          m->set_load_bytes_per_s(m->load_bytes_per_s() + rebalancer_.load(p));
         }
         if (Holds(pl.backups(), node.rank)) {
           m->set_partitions_backup(m->partitions_backup() + 1);
@@ -377,15 +325,12 @@ rpc::JobStatus SchedulerCore::Status(absl::Time now) const {
       }
     }
   }
-  s.set_migrations(migrations_);
+  s.set_migrations(rebalancer_.migrations());
   s.set_server_failovers(server_failovers_);
   s.set_promotions(promotions_);
   s.set_worker_takeovers(worker_takeovers_);
   s.set_shards_done(shards_done_);
-  for (const auto& [p, m] : moves_) {
-    absl::StrAppend(s.mutable_migrating(), s.migrating().empty() ? "" : ", ",
-                    absl::StrFormat("partition %d: server %d -> %d", p, m.from, m.to));
-  }
+  s.set_migrating(rebalancer_.Describe());
   return s;
 }
 
@@ -430,22 +375,12 @@ void SchedulerCore::MaybeReleaseLocked(const std::string& name, std::vector<Barr
     return;
   }
   b.released = true;
-  b.arrived.clear();  // not needed once released
+  // Kept (a name and a flag in the state), never forgotten: a standby that
+  // takes over a rank in BSP replays the job's barriers from the first, and
+  // a forgotten one would wait for everyone again. Who arrived is not needed.
+  b.arrived.clear();
   dirty_ = true;
   if (options_.barrier_waited) options_.barrier_waited(name, clock_->Now() - b.first_arrival);
-  if (name != "start" && name != "ready" && name != "end") {
-    // Forget old released barriers (the state would grow with every epoch),
-    // keeping the last ones for a late arrival (a standby that took over a
-    // rank, a call re-sent after a restart). Every live member passed them.
-    released_.push_back(name);
-    while (released_.size() > kReleasedBarriersKept) {
-      auto old = barriers_.find(released_.front());
-      if (old != barriers_.end() && old->second.released && old->second.waiting.empty()) {
-        barriers_.erase(old);
-      }
-      released_.pop_front();
-    }
-  }
   if (name == "ready") {
     // A resumed job's clock goes on from the checkpoint's.
     started_ = clock_->Now() - absl::Seconds(resumed_seconds_);
@@ -739,31 +674,13 @@ void SchedulerCore::WorkerDiedLocked(Node& node, absl::Duration silent,
   }
 }
 
-std::string SchedulerCore::PartitionsOfLocked(int rank) const {
-  std::vector<int> primary, backup;
-  for (int p = 0; p < view_.placement_size(); ++p) {
-    const rpc::Placement& pl = view_.placement(p);
-    if (pl.primary() == rank) primary.push_back(p);
-    if (Holds(pl.backups(), rank)) {
-      backup.push_back(p);
-    }
-  }
-  return absl::StrFormat("primary of %d, backup of %d", primary.size(), backup.size());
-}
-
 bool SchedulerCore::ServerDiedLocked(Node& node, const std::string& why,
                                      std::vector<BarrierDone>* aborted) {
   const std::string who = absl::StrFormat("server %d%s%s", node.rank, node.address.empty() ? "" : " at ",
                                           node.address);
   // Partitions whose every replica is gone cannot go on.
-  std::vector<int> lost;
-  for (int p = 0; p < view_.placement_size(); ++p) {
-    const rpc::Placement& pl = view_.placement(p);
-    if (pl.primary() != node.rank) continue;
-    bool backup_alive = false;
-    for (int b : pl.synced_backups()) backup_alive |= !ServerDeadLocked(b);
-    if (!backup_alive) lost.push_back(p);
-  }
+  const auto alive = [this](int32_t rank) { return !ServerDeadLocked(rank); };
+  const std::vector<int> lost = PartitionsLostWithout(view_, node.rank, alive);
   bool other_server = false;
   for (const auto& [id, n] : nodes_) other_server |= n.role == rpc::SERVER && !n.dead && n.id != node.id;
   if (!lost.empty() && (latest_checkpoint_.empty() || !other_server)) {
@@ -781,28 +698,10 @@ bool SchedulerCore::ServerDiedLocked(Node& node, const std::string& why,
   node.left = true;  // nobody waits for it to leave
   ForgetLocked(node);
   dirty_ = true;
-  const std::string held = PartitionsOfLocked(node.rank);
+  const std::string held = PartitionsOf(view_, node.rank);
   AddServerInfoLocked(node);
   if (!lost.empty()) RestoreLostLocked(lost, absl::StrCat(who, " ", why));
-  int promoted = 0;
-  for (int p = 0; p < view_.placement_size(); ++p) {
-    rpc::Placement* pl = view_.mutable_placement(p);
-    DropBackup(pl, node.rank);
-    if (pl->primary() == node.rank) {
-      // The first live backup with a complete copy takes over, in a new
-      // epoch: the old primary's forwards are refused from now on.
-      const auto& synced = pl->synced_backups();
-      const int next = *std::find_if(synced.begin(), synced.end(),
-                                     [&](int b) { return !ServerDeadLocked(b); });
-      pl->set_primary(next);
-      DropBackup(pl, next);
-      NewTerm(pl);
-      pl->clear_restore_from();  // the state comes from the backup
-      pl->clear_restore_rejoin();
-      view_.set_partition_owner(p, pl->primary());
-      ++promoted;
-    }
-  }
+  const int promoted = PromoteBackupsOf(&view_, node.rank, alive);
   const int refilled = RefillBackupsLocked();
   view_.set_version(view_.version() + 1);
   ++server_failovers_;
@@ -831,38 +730,13 @@ bool SchedulerCore::ServerDeadLocked(int rank) const {
 }
 
 int SchedulerCore::RefillBackupsLocked() {
-  const int want = job_.cluster().replication() - 1;
-  if (want <= 0 || view_.placement_size() == 0) return 0;
-  // Replicas held per live server; standbys (holding nothing) come first.
-  std::map<int, int> load;
+  std::set<int32_t> servers;
   for (const auto& [id, node] : nodes_) {
-    if (node.role == rpc::SERVER && !node.dead && !node.left && !node.draining) load[node.rank] = 0;
-  }
-  for (const rpc::Placement& pl : view_.placement()) {
-    if (load.count(pl.primary()) > 0) ++load[pl.primary()];
-    for (int b : pl.backups()) {
-      if (load.count(b) > 0) ++load[b];
+    if (node.role == rpc::SERVER && !node.dead && !node.left && !node.draining) {
+      servers.insert(node.rank);
     }
   }
-  int added = 0;
-  for (int p = 0; p < view_.placement_size(); ++p) {
-    rpc::Placement* pl = view_.mutable_placement(p);
-    while (pl->backups_size() < want) {
-      int best = -1;
-      for (const auto& [rank, n] : load) {
-        if (rank == pl->primary() ||
-            Holds(pl->backups(), rank)) {
-          continue;
-        }
-        if (best < 0 || n < load[best]) best = rank;
-      }
-      if (best < 0) break;  // no server left to hold another copy
-      pl->add_backups(best);
-      ++load[best];
-      ++added;
-    }
-  }
-  return added;
+  return RefillBackups(&view_, job_.cluster().replication() - 1, servers);
 }
 
 void SchedulerCore::FailFrom(uint32_t node_id, const std::string& message) {
@@ -910,167 +784,16 @@ const SchedulerCore::Node* SchedulerCore::ServerLocked(int rank) const {
   return nullptr;
 }
 
-std::map<int, double> SchedulerCore::ServerLoadsLocked() const {
-  std::map<int, double> load;
-  for (const auto& [id, node] : nodes_) {
-    if (node.role == rpc::SERVER && !node.dead && !node.left && !node.draining) load[node.rank] = 0;
-  }
-  for (int p = 0; p < view_.placement_size() && p < static_cast<int>(partition_load_.size()); ++p) {
-    auto it = load.find(view_.placement(p).primary());
-    if (it != load.end()) it->second += partition_load_[p];
-  }
-  return load;
-}
-
-void SchedulerCore::StartMoveLocked(int partition, int to, absl::Time now) {
-  rpc::Placement* pl = view_.mutable_placement(partition);
-  if (moves_.count(partition) > 0 || pl->primary() == to) return;
-  if (!Holds(pl->backups(), to)) {
-    pl->add_backups(to);
-    view_.set_version(view_.version() + 1);
-  }
-  moves_[partition] = Move{partition, pl->primary(), to, now};
-}
-
-void SchedulerCore::AdvanceMovesLocked(absl::Time now) {
-  constexpr size_t kMovesInFlight = 4;
-  while (moves_.size() < kMovesInFlight && !planned_.empty()) {
-    const Move m = planned_.front();
-    planned_.pop_front();
-    const Node* to = ServerLocked(m.to);
-    if (view_.placement(m.partition).primary() != m.from || to == nullptr || to->dead) continue;
-    StartMoveLocked(m.partition, m.to, now);
-  }
-  bool flipped = false;
-  for (auto it = moves_.begin(); it != moves_.end();) {
-    const Move m = it->second;
-    rpc::Placement* pl = view_.mutable_placement(m.partition);
-    const Node* to = ServerLocked(m.to);
-    if (pl->primary() != m.from || to == nullptr || to->dead) {
-      it = moves_.erase(it);  // a failover got there first
-      continue;
-    }
-    const bool synced = Holds(pl->synced_backups(), m.to);
-    if (!synced) {
-      if (now - m.started > absl::Seconds(30)) {
-        spdlog::warn("moving partition {} to server {}: no complete copy after {}; given up",
-                     m.partition, m.to, absl::FormatDuration(now - m.started));
-        if (pl->backups_size() >= job_.cluster().replication()) {
-          DropBackup(pl, m.to);
-          view_.set_version(view_.version() + 1);
-        }
-        it = moves_.erase(it);
-      } else {
-        ++it;
-      }
-      continue;
-    }
-    // The flip: the target is primary in a new epoch (the old primary's
-    // forwards are refused from now on); the old primary keeps no copy.
-    DropBackup(pl, m.to);
-    pl->set_primary(m.to);
-    NewTerm(pl);
-    view_.set_partition_owner(m.partition, m.to);
-    ++migrations_;
-    moved_at_[m.partition] = now;
-    flipped = true;
-    spdlog::info("moved partition {} from server {} to server {} in {}", m.partition, m.from, m.to,
-                 absl::FormatDuration(now - m.started));
-    Audit("partition_moved", {{"partition", absl::StrCat(m.partition)},
-                              {"from", absl::StrCat(m.from)},
-                              {"to", absl::StrCat(m.to)}});
-    it = moves_.erase(it);
-  }
-  if (flipped) {
-    RefillBackupsLocked();
-    view_.set_version(view_.version() + 1);
-  }
-}
-
 void SchedulerCore::BalanceLocked(absl::Time now) {
-  if (state_ != rpc::RUNNING || view_.placement_size() == 0) return;
-  if (partition_load_.size() != static_cast<size_t>(view_.placement_size())) {
-    partition_load_.assign(view_.placement_size(), 0.0);
+  if (state_ != rpc::RUNNING) return;
+  Rebalancer::Servers servers;
+  for (const auto& [id, node] : nodes_) {
+    if (node.role != rpc::SERVER || node.dead || node.left) continue;
+    (node.draining ? servers.draining : servers.eligible).insert(node.rank);
   }
-  AdvanceMovesLocked(now);
-  // Draining servers: their backup copies go at once (others are placed),
-  // their primaries move to the least busy servers.
-  for (auto& [id, node] : nodes_) {
-    if (node.role != rpc::SERVER || !node.draining || node.dead) continue;
-    bool changed = false;
-    for (int p = 0; p < view_.placement_size(); ++p) {
-      rpc::Placement* pl = view_.mutable_placement(p);
-      if (!Holds(pl->backups(), node.rank)) continue;
-      DropBackup(pl, node.rank);
-      changed = true;
-    }
-    if (changed) {
-      RefillBackupsLocked();
-      view_.set_version(view_.version() + 1);
-    }
-    std::map<int, double> load = ServerLoadsLocked();
-    if (load.empty()) return;
-    for (int p = 0; p < view_.placement_size(); ++p) {
-      if (view_.placement(p).primary() != node.rank || moves_.count(p) > 0) continue;
-      bool planned = false;
-      for (const Move& m : planned_) planned |= m.partition == p;
-      if (planned) continue;
-      int best = -1;
-      for (const auto& [rank, l] : load) {
-        if (best < 0 || l < load.at(best)) best = rank;
-      }
-      load[best] += partition_load_[p] + 1;  // spread the moves
-      spdlog::info("draining server {}: moving partition {} to server {}", node.rank, p, best);
-      planned_.push_back(Move{p, node.rank, best, now});
-    }
-  }
-  AdvanceMovesLocked(now);
-  const int interval = job_.cluster().rebalance_interval_ms();
-  if (interval <= 0 || !moves_.empty() || !planned_.empty() ||
-      now - last_balance_ < absl::Milliseconds(interval)) {
-    return;
-  }
-  last_balance_ = now;
-  const std::map<int, double> load = ServerLoadsLocked();
-  if (load.size() < 2) return;
-  double total = 0;
-  int hot = -1, cool = -1;
-  for (const auto& [rank, l] : load) {
-    total += l;
-    if (hot < 0 || l > load.at(hot)) hot = rank;
-    if (cool < 0 || l < load.at(cool)) cool = rank;
-  }
-  const double mean = total / load.size();
-  if (total <= 0 || load.at(hot) <= job_.cluster().rebalance_threshold() * mean) {
-    imbalanced_checks_ = 0;
-    return;
-  }
-  if (++imbalanced_checks_ < 2) return;  // seen twice in a row before acting
-  imbalanced_checks_ = 0;
-  // Partitions of the busiest server, largest first, that together carry
-  // about half the gap to the least busy one, without overshooting.
-  std::vector<int> candidates;
-  for (int p = 0; p < view_.placement_size(); ++p) {
-    auto moved = moved_at_.find(p);
-    if (moved != moved_at_.end() && now - moved->second < absl::Seconds(30)) continue;
-    if (view_.placement(p).primary() == hot && partition_load_[p] > 0) candidates.push_back(p);
-  }
-  std::sort(candidates.begin(), candidates.end(),
-            [&](int a, int b) { return partition_load_[a] > partition_load_[b]; });
-  double budget = (load.at(hot) - load.at(cool)) / 2;
-  std::vector<int> chosen;
-  for (int p : candidates) {
-    if (partition_load_[p] <= budget) {
-      chosen.push_back(p);
-      budget -= partition_load_[p];
-    }
-  }
-  if (chosen.empty()) return;
-  spdlog::info("rebalance: server {} carries {:.0f} B/s (mean {:.0f}; server {}: {:.0f}); moving {} "
-               "of its partitions to server {}",
-               hot, load.at(hot), mean, cool, load.at(cool), chosen.size(), cool);
-  for (int p : chosen) planned_.push_back(Move{p, hot, cool, now});
-  AdvanceMovesLocked(now);
+  rebalancer_.Step(now, servers, &view_, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    RefillBackupsLocked();  // under mu_: Step runs within BalanceLocked
+  });
 }
 
 absl::StatusOr<uint32_t> SchedulerCore::Drain(int32_t rank) {
@@ -1094,7 +817,7 @@ absl::StatusOr<uint32_t> SchedulerCore::Drain(int32_t rank) {
                        " servers for replication ", job_.cluster().replication()));
     }
     target->draining = true;
-    spdlog::info("draining server {} ({})", rank, PartitionsOfLocked(rank));
+    spdlog::info("draining server {} ({})", rank, PartitionsOf(view_, rank));
     Audit("drain_started", {{"server_rank", absl::StrCat(rank)}});
     work_cv_.Signal();
   }
@@ -1572,8 +1295,10 @@ absl::Status SchedulerCore::FinishJob() {
   {
     MutexLock lock(&mu_);
     wall = absl::ToDoubleSeconds(finished_ - started_);
-    json = MetricsJsonLocked(wall, *keys, server_stats);
-    WriteReportLocked(wall);
+    json = MetricsJson(RecordLocked(), wall, *keys, server_stats);
+    if (absl::Status s = WriteJobReport(RecordLocked(), wall); !s.ok()) {
+      spdlog::warn("could not write the report: {}", std::string(s.message()));
+    }
   }
   const std::string metrics_path = out + "/metrics.json";
   if (absl::Status s = WriteFileAtomically(metrics_path, json); !s.ok()) return s;
@@ -1581,174 +1306,6 @@ absl::Status SchedulerCore::FinishJob() {
                metrics_path, out);
   Audit("model_saved", {{"dir", model_dir}, {"keys", absl::StrCat(*keys)}});
   return absl::OkStatus();
-}
-
-const SchedulerCore::EpochResult* SchedulerCore::FinalResultLocked() const {
-  if (history_.empty()) return nullptr;
-  if (job_.train().early_stopping_patience() > 0 && saved_best_epoch_ >= 0) {
-    for (const EpochResult& r : history_) {
-      if (r.epoch == saved_best_epoch_ + 1) return &r;
-    }
-  }
-  return &history_.back();
-}
-
-std::string SchedulerCore::MetricsJsonLocked(double wall_seconds, uint64_t keys,
-                                             const std::string& server_stats) const {
-  uint64_t samples = 0;
-  for (const EpochResult& r : history_) (void)r;
-  samples = train_examples_ * static_cast<uint64_t>(history_.empty() ? 0 : history_.back().epoch);
-  std::string out = "{\n";
-  absl::StrAppend(&out, "  \"job\": \"", job_.job().name(), "\",\n");
-  absl::StrAppend(&out, "  \"mode\": \"", ModeName(job_.job().mode()), "\",\n");
-  absl::StrAppend(&out, "  \"servers\": ", job_.cluster().num_servers(), ",\n");
-  absl::StrAppend(&out, "  \"workers\": ", job_.cluster().num_workers(), ",\n");
-  absl::StrAppend(&out, "  \"epochs\": ", history_.empty() ? 0 : history_.back().epoch, ",\n");
-  absl::StrAppend(&out, "  \"train_samples\": ", samples, ",\n");
-  // What each worker trained on, by rank, over the epochs in the history.
-  std::vector<uint64_t> worker_samples(job_.cluster().num_workers(), 0);
-  for (const EpochResult& r : history_) {
-    for (size_t w = 0; w < r.worker_samples.size() && w < worker_samples.size(); ++w) {
-      worker_samples[w] += r.worker_samples[w];
-    }
-  }
-  absl::StrAppend(&out, "  \"worker_samples\": [", absl::StrJoin(worker_samples, ", "), "],\n");
-  absl::StrAppend(&out, "  \"wall_seconds\": ", absl::StrFormat("%.3f", wall_seconds), ",\n");
-  absl::StrAppend(&out, "  \"samples_per_second\": ",
-                  absl::StrFormat("%.1f", wall_seconds > 0 ? samples / wall_seconds : 0.0), ",\n");
-  absl::StrAppend(&out, "  \"model_keys\": ", keys, ",\n");
-  absl::StrAppend(&out, "  \"server_stats\": [\n", server_stats, "\n  ],\n");
-  if (const EpochResult* final = FinalResultLocked(); final != nullptr) {
-    absl::StrAppend(&out, "  \"model_epoch\": ", final->epoch, ",\n");
-    absl::StrAppend(&out, "  \"train_loss\": ", absl::StrFormat("%.6f", final->train_loss), ",\n");
-    if (final->has_validation) absl::StrAppend(&out, "  \"validation\": ", final->validation.json, ",\n");
-    if (!final->test.json.empty()) absl::StrAppend(&out, "  \"test\": ", final->test.json, ",\n");
-  }
-  const config::PrivacySection& privacy = job_.privacy();
-  if (privacy.dp_sgd() && !history_.empty()) {
-    absl::StrAppend(&out, "  \"privacy\": {\"epsilon\": ",
-                    absl::StrFormat("%.4f", EpsilonAfterLocked(history_.back().epoch)),
-                    ", \"delta\": ", absl::StrFormat("%g", privacy.delta()),
-                    ", \"noise_multiplier\": ", absl::StrFormat("%g", privacy.noise_multiplier()),
-                    ", \"clip_norm\": ", absl::StrFormat("%g", privacy.clip_norm()),
-                    ", \"accountant\": \"rdp-sampled-gaussian\"},\n");
-  }
-  absl::StrAppend(&out, "  \"history\": [");
-  for (size_t i = 0; i < history_.size(); ++i) {
-    const EpochResult& r = history_[i];
-    absl::StrAppend(&out, i == 0 ? "\n" : ",\n", "    {\"epoch\": ", r.epoch,
-                    ", \"seconds\": ", absl::StrFormat("%.3f", r.seconds),
-                    ", \"train_loss\": ", absl::StrFormat("%.6f", r.train_loss),
-                    ", \"worker_samples\": [", absl::StrJoin(r.worker_samples, ", "), "]");
-    if (privacy.dp_sgd())
-      absl::StrAppend(&out,
-                      ", \"epsilon\": ", absl::StrFormat("%.4f", EpsilonAfterLocked(r.epoch)));
-    if (r.has_validation) absl::StrAppend(&out, ", \"validation\": ", r.validation.json);
-    if (!r.test.json.empty()) absl::StrAppend(&out, ", \"test\": ", r.test.json);
-    absl::StrAppend(&out, "}");
-  }
-  absl::StrAppend(&out, history_.empty() ? "]\n" : "\n  ]\n", "}\n");
-  return out;
-}
-
-double SchedulerCore::EpsilonAfterLocked(int epochs) const {
-  // The lot: every worker's batch of one clock in BSP, one worker's batch
-  // otherwise; each example is in one lot per epoch.
-  const double n = static_cast<double>(std::max<uint64_t>(train_examples_, 1));
-  const double lot = static_cast<double>(job_.train().batch_size()) *
-                     (job_.job().mode() == config::BSP ? job_.cluster().num_workers() : 1);
-  const double q = std::min(1.0, lot / n);
-  const int64_t steps = static_cast<int64_t>(std::ceil(n / lot)) * epochs;
-  return DpSgdEpsilon(q, job_.privacy().noise_multiplier(), steps, job_.privacy().delta());
-}
-
-void SchedulerCore::WriteReportLocked(double wall_seconds) const {
-  Report report;
-  report.title = job_.job().name();
-  report.config_yaml = JobConfigToYaml(job_);
-  const EpochResult* final = FinalResultLocked();
-  report.summary = {
-      {"mode", ModeName(job_.job().mode())},
-      {"cluster", absl::StrCat(job_.cluster().num_servers(), " servers, ",
-                               job_.cluster().num_workers(), " workers")},
-      {"model", absl::AsciiStrToLower(config::ModelType_Name(job_.model().type()))},
-      {"wall time", absl::StrFormat("%.1f s", wall_seconds)},
-      {"epochs run", absl::StrCat(history_.empty() ? 0 : history_.back().epoch)}};
-  if (final != nullptr) {
-    report.summary.emplace_back("model kept", absl::StrCat("epoch ", final->epoch));
-    if (!final->test.line.empty()) report.summary.emplace_back("test", final->test.line);
-    if (final->has_validation) report.summary.emplace_back("validation", final->validation.line);
-  }
-  if (job_.privacy().dp_sgd() && !history_.empty()) {
-    report.summary.emplace_back(
-        "privacy",
-        absl::StrFormat("DP-SGD: epsilon %.3f at delta %g (noise multiplier %g, clip norm %g)",
-                        EpsilonAfterLocked(history_.back().epoch), job_.privacy().delta(),
-                        job_.privacy().noise_multiplier(), job_.privacy().clip_norm()));
-  }
-  // Learning curves: loss, then the task's main metric, per epoch.
-  const bool regression = TaskOf(job_.model()) == Task::kRegression;
-  const std::string metric = regression ? "rmse" : "accuracy";
-  ReportChart loss{"Loss per epoch", "epoch", regression ? "squared error" : "log-loss", {}, false};
-  ReportChart score{absl::StrCat(metric, " per epoch"), "epoch", metric, {}, false};
-  ReportSeries train{"train (running)", {}, {}}, val_loss{"validation", {}, {}}, test_loss{"test", {}, {}};
-  ReportSeries val_score{"validation", {}, {}}, test_score{"test", {}, {}};
-  ReportTable table{"History", {"epoch", "seconds", "train loss", "validation", "test"}, {}};
-  for (const EpochResult& r : history_) {
-    train.x.push_back(r.epoch);
-    train.y.push_back(regression ? 2 * r.train_loss : r.train_loss);  // 1/2 e^2 -> e^2
-    if (r.has_validation) {
-      val_loss.x.push_back(r.epoch);
-      val_loss.y.push_back(r.validation.values.at("loss"));
-      val_score.x.push_back(r.epoch);
-      val_score.y.push_back(r.validation.values.at(metric));
-    }
-    if (!r.test.values.empty()) {
-      test_loss.x.push_back(r.epoch);
-      test_loss.y.push_back(r.test.values.at("loss"));
-      test_score.x.push_back(r.epoch);
-      test_score.y.push_back(r.test.values.at(metric));
-    }
-    table.rows.push_back({absl::StrCat(r.epoch), absl::StrFormat("%.2f", r.seconds),
-                          absl::StrFormat("%.4f", r.train_loss),
-                          r.has_validation ? r.validation.line : "-", r.test.line});
-  }
-  for (ReportSeries* s : {&train, &val_loss, &test_loss}) {
-    if (!s->x.empty()) loss.series.push_back(std::move(*s));
-  }
-  for (ReportSeries* s : {&val_score, &test_score}) {
-    if (!s->x.empty()) score.series.push_back(std::move(*s));
-  }
-  report.charts = {std::move(loss), std::move(score)};
-  if (final != nullptr && (!final->test.roc.empty() || !final->validation.roc.empty())) {
-    ReportChart roc{"ROC curve", "false positive rate", "true positive rate", {}, true};
-    for (const auto& [name, e] : {std::pair<const char*, const Evaluation*>{"test", &final->test},
-                                  {"validation", &final->validation}}) {
-      if (e->roc.empty()) continue;
-      ReportSeries s{absl::StrFormat("%s (AUC %.4f)", name, e->values.at("auc")), {}, {}};
-      for (const auto& [fpr, tpr] : e->roc) {
-        s.x.push_back(fpr);
-        s.y.push_back(tpr);
-      }
-      roc.series.push_back(std::move(s));
-    }
-    report.charts.push_back(std::move(roc));
-  }
-  report.tables.push_back(std::move(table));
-  if (final != nullptr && !final->test.confusion.empty()) {
-    ReportTable confusion{"Confusion matrix (test; rows: true class, columns: predicted)", {""}, {}};
-    for (size_t c = 0; c < final->test.confusion.size(); ++c) confusion.header.push_back(absl::StrCat(c));
-    for (size_t t = 0; t < final->test.confusion.size(); ++t) {
-      std::vector<std::string> row = {absl::StrCat(t)};
-      for (uint64_t v : final->test.confusion[t]) row.push_back(absl::StrCat(v));
-      confusion.rows.push_back(std::move(row));
-    }
-    report.tables.push_back(std::move(confusion));
-  }
-  const std::string path = job_.job().output_dir() + "/report.html";
-  if (absl::Status s = WriteReport(path, report); !s.ok()) {
-    spdlog::warn("could not write the report: {}", std::string(s.message()));
-  }
 }
 
 absl::StatusOr<rpc::TakeCheckpointResponse> SchedulerCore::RequestCheckpoint(bool request) {
@@ -2067,19 +1624,7 @@ void SchedulerCore::SaveStateLocked() {
   s.mutable_checkpoint_tried()->Add(checkpoint_tried_.begin(), checkpoint_tried_.end());
   s.set_start_epoch(start_epoch_);
   s.set_start_clock(start_clock_);
-  for (const auto& [p, m] : moves_) {
-    rpc::SchedulerState::Move* out = s.add_moves();
-    out->set_partition(m.partition);
-    out->set_from(m.from);
-    out->set_to(m.to);
-  }
-  for (const Move& m : planned_) {
-    rpc::SchedulerState::Move* out = s.add_planned();
-    out->set_partition(m.partition);
-    out->set_from(m.from);
-    out->set_to(m.to);
-  }
-  s.set_migrations(migrations_);
+  rebalancer_.Save(&s);
   s.set_checkpoint_requested(checkpoint_requested_);
   std::string bytes;
   absl::Status written =
@@ -2142,15 +1687,11 @@ absl::Status SchedulerCore::Restore(const rpc::SchedulerState& s, absl::Time now
   view_ = s.view();
   view_file_version_ = s.view_file_version();
   barriers_.clear();
-  released_.clear();
   for (const rpc::SchedulerState::BarrierRecord& r : s.barriers()) {
     BarrierState& b = barriers_[r.name()];
     b.arrived.insert(r.arrived().begin(), r.arrived().end());
     b.released = r.released();
     b.stop = r.stop();
-    if (b.released && r.name() != "start" && r.name() != "ready" && r.name() != "end") {
-      released_.push_back(r.name());
-    }
   }
   shards_.Load(s);
   evals_.clear();
@@ -2176,11 +1717,7 @@ absl::Status SchedulerCore::Restore(const rpc::SchedulerState& s, absl::Time now
   checkpoint_tried_ = std::set<int32_t>(s.checkpoint_tried().begin(), s.checkpoint_tried().end());
   start_epoch_ = s.start_epoch();
   start_clock_ = s.start_clock();
-  moves_.clear();
-  for (const auto& m : s.moves()) moves_[m.partition()] = Move{m.partition(), m.from(), m.to(), now};
-  planned_.clear();
-  for (const auto& m : s.planned()) planned_.push_back(Move{m.partition(), m.from(), m.to(), now});
-  migrations_ = s.migrations();
+  rebalancer_.Load(s, now);
   checkpoint_requested_ = s.checkpoint_requested();
   created_ = now;
   last_progress_ = now;

@@ -31,7 +31,10 @@
 #include "proto/checkpoint.pb.h"
 #include "proto/job_config.pb.h"
 #include "proto/scheduler.pb.h"
+#include "scheduler/job_outputs.h"
 #include "scheduler/liveness.h"
+#include "scheduler/placement.h"
+#include "scheduler/rebalancer.h"
 #include "scheduler/shard_queue.h"
 
 namespace ps {
@@ -168,19 +171,12 @@ class SchedulerCore {
     double loss_sum = 0;
     uint64_t samples = 0;
   };
-  struct EpochResult {
-    int epoch = 0;  // 1-based
-    double train_loss = 0;
-    Evaluation test;
-    bool has_validation = false;
-    Evaluation validation;
-    double seconds = 0;  // since training started
-    std::vector<uint64_t> worker_samples;  // training samples of the epoch, by worker rank
-  };
 
   size_t ParticipantsLocked(const std::string& barrier) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // DP-SGD: the privacy spent after `epochs` epochs (common/privacy.h).
-  double EpsilonAfterLocked(int epochs) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What the job's outputs are made of (scheduler/job_outputs.h).
+  JobRecord RecordLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return JobRecord{&job_, &history_, train_examples_, saved_best_epoch_};
+  }
   // Releases `name` if complete; moves its waiters into `ready`.
   // A barrier's answer carries the view's version, state, message and live
   // workers only (BarrierResponse.view_omitted).
@@ -218,25 +214,7 @@ class SchedulerCore {
   // Gives every partition short of replication-1 backups new ones on the
   // live servers holding the fewest copies. Returns how many were placed.
   int RefillBackupsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::string PartitionsOfLocked(int rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Load balancing (DESIGN.md section 7). A move of partition p from its
-  // primary to server `to`: `to` joins p's backups, gets a snapshot and the
-  // tail, and once it reports a complete copy the map flips (new epoch).
-  struct Move {
-    int partition = 0;
-    int from = 0;
-    int to = 0;
-    absl::Time started;
-  };
-  // Traffic (bytes/s) of the partitions each live, non-draining server is
-  // primary of.
-  std::map<int, double> ServerLoadsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void StartMoveLocked(int partition, int to, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Flips the map for moves whose target holds a complete copy; gives up
-  // on moves whose target did not catch up in time; starts planned moves.
-  void AdvanceMovesLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Moves one partition off the busiest server if it is over the threshold,
-  // and empties draining servers. Called from Poll.
+  // Load balancing (scheduler/rebalancer.h), from Poll.
   void BalanceLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const Node* ServerLocked(int rank) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A worker died: the job goes on without it (its shard is requeued, it
@@ -255,13 +233,6 @@ class SchedulerCore {
   // Saves the model (or keeps the best one), writes metrics.json and
   // report.html. Runs without mu_.
   absl::Status FinishJob();
-  std::string MetricsJsonLocked(double wall_seconds, uint64_t keys,
-                                const std::string& server_stats) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The history entry whose model the job keeps: the best one with early
-  // stopping, else the last.
-  const EpochResult* FinalResultLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void WriteReportLocked(double wall_seconds) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Checkpoints. The epoch (0-based) whose checkpoint is taken when barrier
   // `name` completes, or -1: "eval-E" when workers evaluate after every
@@ -315,28 +286,14 @@ class SchedulerCore {
   };
   std::map<std::pair<uint32_t, int32_t>, Unreachable> unreachable_ ABSL_GUARDED_BY(mu_);
   std::map<uint32_t, absl::Time> cut_by_ ABSL_GUARDED_BY(mu_);
-  // Per partition: its primary's traffic, bytes/s (moving average of the
-  // heartbeats' reports).
-  std::vector<double> partition_load_ ABSL_GUARDED_BY(mu_);
-  std::map<int, Move> moves_ ABSL_GUARDED_BY(mu_);    // in flight, by partition
-  std::deque<Move> planned_ ABSL_GUARDED_BY(mu_);     // to start, a few at a time
-  uint32_t migrations_ ABSL_GUARDED_BY(mu_) = 0;
+  // Traffic per partition, partition moves (scheduler/rebalancer.h).
+  Rebalancer rebalancer_ ABSL_GUARDED_BY(mu_);
   // Counters for psctl and /metrics (JobStatus), since this process started.
   uint32_t server_failovers_ ABSL_GUARDED_BY(mu_) = 0, promotions_ ABSL_GUARDED_BY(mu_) = 0,
                              worker_takeovers_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t shards_done_ ABSL_GUARDED_BY(mu_) = 0;
-  // Rebalancing waits for an imbalance seen this many checks in a row, and
-  // does not move a partition again soon after it moved (no thrashing on
-  // bursty load).
-  int imbalanced_checks_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<int, absl::Time> moved_at_ ABSL_GUARDED_BY(mu_);
-  absl::Time last_balance_ ABSL_GUARDED_BY(mu_);
   rpc::ClusterView view_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, BarrierState> barriers_ ABSL_GUARDED_BY(mu_);
-  // Released barriers other than start/ready/end, oldest first: all but the
-  // last kReleasedBarriersKept are dropped from barriers_.
-  static constexpr size_t kReleasedBarriersKept = 16;
-  std::deque<std::string> released_ ABSL_GUARDED_BY(mu_);
   // The data-shard queue (scheduler/shard_queue.h).
   ShardQueue shards_ ABSL_GUARDED_BY(mu_);
   uint64_t train_examples_ ABSL_GUARDED_BY(mu_) = 0;
