@@ -41,7 +41,8 @@ SchedulerCore::SchedulerCore(const config::JobConfig& job, absl::Time start, Opt
       liveness_(absl::Milliseconds(job.cluster().heartbeat_timeout_ms()),
                 absl::Milliseconds(job.cluster().scheduler_timeout_ms())),
       rebalancer_(job.cluster()),
-      shards_(job.data().shard_size()) {
+      shards_(job.data().shard_size()),
+      eval_book_(job_) {
   MutexLock lock(&mu_);
   view_.set_state(rpc::WAITING);
   last_progress_ = start;
@@ -295,7 +296,7 @@ rpc::JobStatus SchedulerCore::Status(absl::Time now) const {
   s.set_failure(failure_);
   *s.mutable_view() = view_;
   s.set_epochs(job_.train().epochs());
-  s.set_epochs_evaluated(static_cast<int32_t>(history_.size()));
+  s.set_epochs_evaluated(static_cast<int32_t>(eval_book_.history().size()));
   s.set_seconds(started_ == absl::Time() ? 0 : absl::ToDoubleSeconds(now - started_));
   for (const auto& [id, node] : nodes_) {
     rpc::MemberStatus* m = s.add_members();
@@ -361,8 +362,8 @@ void SchedulerCore::MaybeReleaseLocked(const std::string& name, std::vector<Barr
   if (name.rfind("eval-", 0) == 0) {
     // Released once the evaluation is merged (and the best model saved).
     int32_t epoch = -1;
-    if (!absl::SimpleAtoi(name.substr(5), &epoch) || evaluated_.count(epoch) == 0) return;
-    if (stop_early_) b.stop = true;
+    if (!absl::SimpleAtoi(name.substr(5), &epoch) || !eval_book_.evaluated(epoch)) return;
+    if (eval_book_.stop_early()) b.stop = true;
   }
   if (const int32_t epoch = CheckpointEpochLocked(name, b);
       epoch >= 0 && checkpoint_tried_.count(epoch) == 0) {
@@ -470,29 +471,12 @@ absl::StatusOr<rpc::NextShardResponse> SchedulerCore::NextShard(const rpc::NextS
 absl::Status SchedulerCore::SubmitEval(const rpc::SubmitEvalRequest& req) {
   {
     MutexLock lock(&mu_);
-    if (req.labels_size() * NumOutputs(job_.model()) != req.scores_size() ||
-        req.val_labels_size() * NumOutputs(job_.model()) != req.val_scores_size()) {
-      return absl::InvalidArgumentError("submit eval: scores and labels differ in length");
-    }
-    // Late (a standby worker replaying an epoch its predecessor finished).
-    if (evaluated_.count(req.epoch()) > 0) return absl::OkStatus();
-    for (const EpochResult& r : history_) {
-      // Merged already: a retry after the scheduler restarted.
-      if (r.epoch == req.epoch() + 1) return absl::OkStatus();
-    }
-    auto& parts = evals_[req.epoch()];
-    EvalPart& part = parts[req.node_id()];
-    part.scores.assign(req.scores().begin(), req.scores().end());
-    part.labels.assign(req.labels().begin(), req.labels().end());
-    part.val_scores.assign(req.val_scores().begin(), req.val_scores().end());
-    part.val_labels.assign(req.val_labels().begin(), req.val_labels().end());
-    part.loss_sum = req.train_loss_sum();
-    part.samples = req.train_samples();
-    if (part.samples > 0 && req.epoch() == 0) {
+    auto taken = eval_book_.Add(req);
+    if (!taken.ok()) return taken.status();
+    if (!*taken) return absl::OkStatus();
+    if (req.train_samples() > 0 && req.epoch() == 0) {
       // Every worker's epoch-0 samples add up to the training set.
-      uint64_t total = 0;
-      for (const auto& [id, p] : parts) total += p.samples;
-      train_examples_ = std::max(train_examples_, total);
+      train_examples_ = std::max(train_examples_, eval_book_.SamplesOf(0));
     }
     dirty_ = true;
     SaveStateLocked();
@@ -503,78 +487,29 @@ absl::Status SchedulerCore::SubmitEval(const rpc::SubmitEvalRequest& req) {
 absl::Status SchedulerCore::FinishEval(int32_t epoch) {
   std::vector<BarrierDone> ready;
   rpc::BarrierResponse resp;
+  std::optional<EvalBook::Shares> shares;
+  double seconds = 0;
   {
-    ReleasableMutexLock lock(&mu_);
-    auto found = evals_.find(epoch);
-    if (found == evals_.end()) return absl::OkStatus();
-    const auto& parts = found->second;
-    if (parts.size() < static_cast<size_t>(view_.live_workers_size())) return absl::OkStatus();
-    // Every worker's share is in: metrics over the whole sets.
-    std::vector<float> scores, labels, val_scores, val_labels;
-    double loss = 0;
-    uint64_t samples = 0;
-    std::vector<uint64_t> worker_samples(job_.cluster().num_workers(), 0);
-    for (const auto& [id, p] : parts) {
-      if (auto node = nodes_.find(id);
-          node != nodes_.end() && node->second.rank >= 0 &&
-          node->second.rank < static_cast<int32_t>(worker_samples.size())) {
-        worker_samples[node->second.rank] += p.samples;
-      }
-      scores.insert(scores.end(), p.scores.begin(), p.scores.end());
-      labels.insert(labels.end(), p.labels.begin(), p.labels.end());
-      val_scores.insert(val_scores.end(), p.val_scores.begin(), p.val_scores.end());
-      val_labels.insert(val_labels.end(), p.val_labels.begin(), p.val_labels.end());
-      loss += p.loss_sum;
-      samples += p.samples;
-    }
-    evals_.erase(found);
-    const Task task = TaskOf(job_.model());
-    const int classes = job_.model().num_classes();
-    EpochResult r;
-    r.epoch = epoch + 1;
-    r.train_loss = samples > 0 ? loss / static_cast<double>(samples) : 0;
-    r.seconds = absl::ToDoubleSeconds(clock_->Now() - started_);
-    r.worker_samples = std::move(worker_samples);
-    // Metrics (sorts over whole sets) are computed without the lock, so
-    // heartbeats and barriers are not held up behind them.
-    lock.Release();
-    if (!labels.empty()) {
-      auto test = Evaluate(task, classes, scores, labels);
-      if (!test.ok()) return test.status();
-      r.test = std::move(*test);
-    }
-    if (!val_labels.empty()) {
-      auto val = Evaluate(task, classes, val_scores, val_labels);
-      if (!val.ok()) return val.status();
-      r.validation = std::move(*val);
-      r.has_validation = true;
-    }
-    MutexLock relock(&mu_);
-    spdlog::info("epoch {}/{}: train loss {:.4f}{}{} | test {}", r.epoch, job_.train().epochs(),
-                 r.train_loss, r.has_validation ? " | validation " : "",
-                 r.has_validation ? r.validation.line : "", labels.empty() ? "-" : r.test.line);
-    // Early stopping on the validation metric.
-    if (job_.train().early_stopping_patience() > 0 && r.has_validation) {
-      auto metric = MetricForStopping(r.validation, job_.train().early_stopping_metric());
-      if (!metric.ok()) return metric.status();
-      const auto [value, higher_better] = *metric;
-      const bool better = best_epoch_ < 0 || (higher_better ? value > best_value_ : value < best_value_);
-      if (better) {
-        best_value_ = value;
-        best_epoch_ = epoch;
-        bad_evaluations_ = 0;
-        save_pending_ = epoch;  // Poll saves it before releasing "eval-E"
-        work_cv_.Signal();
-      } else if (++bad_evaluations_ >= job_.train().early_stopping_patience()) {
-        stop_early_ = true;
-        spdlog::info("early stopping: {} has not improved for {} evaluations; keeping epoch {} ({} {:.4f})",
-                     job_.train().early_stopping_metric(), bad_evaluations_, best_epoch_ + 1,
-                     job_.train().early_stopping_metric(), best_value_);
-      }
-    }
-    history_.push_back(std::move(r));
-    if (save_pending_ != epoch) {
-      evaluated_.insert(epoch);
+    MutexLock lock(&mu_);
+    shares = eval_book_.TakeIfComplete(
+        epoch, view_.live_workers_size(), [this](uint32_t id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          auto node = nodes_.find(id);  // under mu_: called within this block
+          return node == nodes_.end() ? -1 : node->second.rank;
+        });
+    if (!shares.has_value()) return absl::OkStatus();
+    seconds = absl::ToDoubleSeconds(clock_->Now() - started_);
+  }
+  // Metrics (sorts over whole sets) are computed without the lock, so
+  // heartbeats and barriers are not held up behind them.
+  auto merged = EvalBook::Merge(job_, std::move(*shares), seconds);
+  if (!merged.ok()) return merged.status();
+  {
+    MutexLock lock(&mu_);
+    auto save_first = eval_book_.Record(epoch, std::move(*merged));
+    if (!save_first.ok()) return save_first.status();
+    if (*save_first) {
+      work_cv_.Signal();  // Poll saves the best model before releasing "eval-E"
+    } else {
       MaybeReleaseLocked(absl::StrCat("eval-", epoch), &ready);
       BarrierViewLocked(&resp);
       resp.set_stop(barriers_[absl::StrCat("eval-", epoch)].stop);
@@ -588,7 +523,7 @@ absl::Status SchedulerCore::FinishEval(int32_t epoch) {
 
 void SchedulerCore::WaitForWork(absl::Duration timeout) {
   MutexLock lock(&mu_);
-  if (save_pending_ >= 0 || end_pending_ || !suspects_.empty() || checkpoint_pending_ >= 0) return;
+  if (eval_book_.save_pending() >= 0 || end_pending_ || !suspects_.empty() || checkpoint_pending_ >= 0) return;
   work_cv_.WaitWithTimeout(&mu_, timeout);
 }
 
@@ -640,7 +575,7 @@ void SchedulerCore::WorkerDiedLocked(Node& node, absl::Duration silent,
     for (auto& [name, b] : barriers_) {
       if (!b.released) b.arrived.erase(node.id);
     }
-    for (auto& [epoch, parts] : evals_) parts.erase(node.id);
+    eval_book_.Drop(node.id);
     spdlog::warn("worker {} sent no heartbeat for {}: standby worker node {} takes over its rank",
                  standby.rank, absl::FormatDuration(silent), id);
     Audit("worker_takeover", {{"rank", absl::StrCat(standby.rank)},
@@ -1009,7 +944,7 @@ bool SchedulerCore::Poll(absl::Time now) {
         std::vector<BarrierDone> now_ready;
         if (!b.released) MaybeReleaseLocked(name, &now_ready);
       }
-      for (const auto& [epoch, parts] : evals_) pending_evals.push_back(epoch);
+      pending_evals = eval_book_.Waiting();
     }
     if (state_ == rpc::WAITING &&
         now - created_ > absl::Milliseconds(job_.cluster().connect_timeout_ms())) {
@@ -1032,7 +967,7 @@ bool SchedulerCore::Poll(absl::Time now) {
         const absl::Duration silent = liveness_.SilentFor(id, now);
         if (node.role == rpc::WORKER) {
           WorkerDiedLocked(node, silent, &released, &aborted);
-          for (const auto& [epoch, parts] : evals_) pending_evals.push_back(epoch);
+          pending_evals = eval_book_.Waiting();
           continue;
         }
         if (!ServerDiedLocked(
@@ -1072,7 +1007,9 @@ bool SchedulerCore::Poll(absl::Time now) {
       end_pending_ = false;
       finish = true;
     }
-    if (save_pending_ >= 0 && state_ == rpc::RUNNING) save_epoch = save_pending_;
+    if (eval_book_.save_pending() >= 0 && state_ == rpc::RUNNING) {
+      save_epoch = eval_book_.save_pending();
+    }
     if (checkpoint_pending_ >= 0 && state_ == rpc::RUNNING) checkpoint_epoch = checkpoint_pending_;
     SaveStateLocked();
   }
@@ -1091,12 +1028,10 @@ bool SchedulerCore::Poll(absl::Time now) {
     rpc::BarrierResponse resp;
     {
       MutexLock lock(&mu_);
-      save_pending_ = -1;
+      eval_book_.BestSaved(save_epoch, saved.ok());
       if (!saved.ok()) {
         FailLocked(absl::StrCat("saving the best model: ", saved.status().message()), &aborted);
       } else {
-        saved_best_epoch_ = save_epoch;
-        evaluated_.insert(save_epoch);
         const std::string name = absl::StrCat("eval-", save_epoch);
         MaybeReleaseLocked(name, &ready);
         BarrierViewLocked(&resp);
@@ -1278,7 +1213,7 @@ absl::Status SchedulerCore::FinishJob() {
   int32_t best = -1;
   {
     MutexLock lock(&mu_);
-    if (job_.train().early_stopping_patience() > 0) best = saved_best_epoch_;
+    if (job_.train().early_stopping_patience() > 0) best = eval_book_.saved_best_epoch();
   }
   if (best >= 0) {
     // Early stopping: the job's model is the best one, not the last.
@@ -1449,34 +1384,6 @@ void SchedulerCore::RestoreLostLocked(const std::vector<int>& lost, const std::s
 
 namespace {
 
-rpc::EvaluationRecord ToRecord(const Evaluation& e) {
-  rpc::EvaluationRecord r;
-  r.set_line(e.line);
-  r.set_json(e.json);
-  for (const auto& [name, value] : e.values) {
-    r.add_value_names(name);
-    r.add_values(value);
-  }
-  for (const auto& [fpr, tpr] : e.roc) {
-    r.add_roc_fpr(fpr);
-    r.add_roc_tpr(tpr);
-  }
-  for (const auto& row : e.confusion) r.add_confusion()->mutable_counts()->Add(row.begin(), row.end());
-  return r;
-}
-
-Evaluation FromRecord(const rpc::EvaluationRecord& r) {
-  Evaluation e;
-  e.line = r.line();
-  e.json = r.json();
-  for (int i = 0; i < r.value_names_size() && i < r.values_size(); ++i) e.values[r.value_names(i)] = r.values(i);
-  for (int i = 0; i < r.roc_fpr_size() && i < r.roc_tpr_size(); ++i) {
-    e.roc.emplace_back(r.roc_fpr(i), r.roc_tpr(i));
-  }
-  for (const auto& row : r.confusion()) e.confusion.emplace_back(row.counts().begin(), row.counts().end());
-  return e;
-}
-
 int64_t UnixMicros(absl::Time t) { return t == absl::Time() ? 0 : absl::ToUnixMicros(t); }
 absl::Time FromMicros(int64_t us) { return us == 0 ? absl::Time() : absl::FromUnixMicros(us); }
 
@@ -1484,55 +1391,16 @@ absl::Time FromMicros(int64_t us) { return us == 0 ? absl::Time() : absl::FromUn
 
 rpc::ProgressRecord SchedulerCore::ProgressLocked() const {
   rpc::ProgressRecord p;
-  for (const EpochResult& r : history_) {
-    rpc::EpochRecord* e = p.add_history();
-    e->set_epoch(r.epoch);
-    e->set_train_loss(r.train_loss);
-    if (!r.test.line.empty() || !r.test.values.empty()) *e->mutable_test() = ToRecord(r.test);
-    if (r.has_validation) *e->mutable_validation() = ToRecord(r.validation);
-    // Only the job's final model's ROC curve is drawn (the last or the best
-    // epoch's): the others' would only make this file grow with the job.
-    if (&r != &history_.back() && r.epoch != best_epoch_ + 1 && r.epoch != saved_best_epoch_ + 1) {
-      for (rpc::EvaluationRecord* set : {e->has_test() ? e->mutable_test() : nullptr,
-                                         e->has_validation() ? e->mutable_validation() : nullptr}) {
-        if (set == nullptr) continue;
-        set->clear_roc_fpr();
-        set->clear_roc_tpr();
-      }
-    }
-    e->set_seconds(r.seconds);
-    e->mutable_worker_samples()->Add(r.worker_samples.begin(), r.worker_samples.end());
-  }
+  eval_book_.SaveProgress(&p);
   p.set_train_examples(train_examples_);
-  p.set_best_value(best_value_);
-  p.set_best_epoch(best_epoch_);
-  p.set_saved_best_epoch(saved_best_epoch_);
-  p.set_bad_evaluations(bad_evaluations_);
-  p.set_stop_early(stop_early_);
   p.set_seconds(started_ == absl::Time() ? resumed_seconds_
                                          : absl::ToDoubleSeconds(clock_->Now() - started_));
   return p;
 }
 
 void SchedulerCore::LoadProgressLocked(const rpc::ProgressRecord& p) {
-  history_.clear();
-  for (const rpc::EpochRecord& e : p.history()) {
-    EpochResult r;
-    r.epoch = e.epoch();
-    r.train_loss = e.train_loss();
-    if (e.has_test()) r.test = FromRecord(e.test());
-    r.has_validation = e.has_validation();
-    if (r.has_validation) r.validation = FromRecord(e.validation());
-    r.seconds = e.seconds();
-    r.worker_samples.assign(e.worker_samples().begin(), e.worker_samples().end());
-    history_.push_back(std::move(r));
-  }
+  eval_book_.LoadProgress(p);
   train_examples_ = p.train_examples();
-  best_value_ = p.best_value();
-  best_epoch_ = p.best_epoch();
-  saved_best_epoch_ = p.saved_best_epoch();
-  bad_evaluations_ = p.bad_evaluations();
-  stop_early_ = p.stop_early();
 }
 
 void SchedulerCore::SaveStateLocked() {
@@ -1599,22 +1467,8 @@ void SchedulerCore::SaveStateLocked() {
     r->set_stop(b.stop);
   }
   shards_.Save(&s);
-  for (const auto& [epoch, parts] : evals_) {
-    for (const auto& [id, part] : parts) {
-      rpc::SchedulerState::EvalShare* e = s.add_evals();
-      e->set_epoch(epoch);
-      e->set_node_id(id);
-      e->mutable_scores()->Add(part.scores.begin(), part.scores.end());
-      e->mutable_labels()->Add(part.labels.begin(), part.labels.end());
-      e->mutable_val_scores()->Add(part.val_scores.begin(), part.val_scores.end());
-      e->mutable_val_labels()->Add(part.val_labels.begin(), part.val_labels.end());
-      e->set_loss_sum(part.loss_sum);
-      e->set_samples(part.samples);
-    }
-  }
-  s.mutable_evaluated()->Add(evaluated_.begin(), evaluated_.end());
+  eval_book_.Save(&s);
   *s.mutable_progress() = ProgressLocked();
-  s.set_save_pending(save_pending_);
   s.set_started_unix_us(UnixMicros(started_));
   s.set_finished_unix_us(UnixMicros(finished_));
   s.set_end_pending(end_pending_);
@@ -1694,19 +1548,8 @@ absl::Status SchedulerCore::Restore(const rpc::SchedulerState& s, absl::Time now
     b.stop = r.stop();
   }
   shards_.Load(s);
-  evals_.clear();
-  for (const rpc::SchedulerState::EvalShare& e : s.evals()) {
-    EvalPart& part = evals_[e.epoch()][e.node_id()];
-    part.scores.assign(e.scores().begin(), e.scores().end());
-    part.labels.assign(e.labels().begin(), e.labels().end());
-    part.val_scores.assign(e.val_scores().begin(), e.val_scores().end());
-    part.val_labels.assign(e.val_labels().begin(), e.val_labels().end());
-    part.loss_sum = e.loss_sum();
-    part.samples = e.samples();
-  }
-  evaluated_ = std::set<int32_t>(s.evaluated().begin(), s.evaluated().end());
+  eval_book_.Load(s);
   LoadProgressLocked(s.progress());
-  save_pending_ = s.save_pending();
   started_ = FromMicros(s.started_unix_us());
   finished_ = FromMicros(s.finished_unix_us());
   // The job's end was under way (model, metrics.json): done again.
@@ -1726,7 +1569,7 @@ absl::Status SchedulerCore::Restore(const rpc::SchedulerState& s, absl::Time now
   // The map version moves on, so every member fetches the view again.
   view_.set_version(view_.version() + 1);
   spdlog::info("restored the scheduler's state: {} members, map version {}, {} epochs evaluated{}",
-               nodes_.size(), view_.version(), history_.size(),
+               nodes_.size(), view_.version(), eval_book_.history().size(),
                latest_checkpoint_.empty() ? "" : absl::StrCat(", latest checkpoint ", latest_checkpoint_));
   SaveStateLocked();
   return absl::OkStatus();

@@ -31,6 +31,7 @@
 #include "proto/checkpoint.pb.h"
 #include "proto/job_config.pb.h"
 #include "proto/scheduler.pb.h"
+#include "scheduler/eval_book.h"
 #include "scheduler/job_outputs.h"
 #include "scheduler/liveness.h"
 #include "scheduler/placement.h"
@@ -166,16 +167,11 @@ class SchedulerCore {
     bool stop = false;  // someone voted to stop (or early stopping decided)
     absl::Time first_arrival;  // for Options.barrier_waited
   };
-  struct EvalPart {
-    std::vector<float> scores, labels, val_scores, val_labels;
-    double loss_sum = 0;
-    uint64_t samples = 0;
-  };
 
   size_t ParticipantsLocked(const std::string& barrier) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // What the job's outputs are made of (scheduler/job_outputs.h).
   JobRecord RecordLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return JobRecord{&job_, &history_, train_examples_, saved_best_epoch_};
+    return JobRecord{&job_, &eval_book_.history(), train_examples_, eval_book_.saved_best_epoch()};
   }
   // Releases `name` if complete; moves its waiters into `ready`.
   // A barrier's answer carries the view's version, state, message and live
@@ -297,19 +293,8 @@ class SchedulerCore {
   // The data-shard queue (scheduler/shard_queue.h).
   ShardQueue shards_ ABSL_GUARDED_BY(mu_);
   uint64_t train_examples_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<int32_t, std::map<uint32_t, EvalPart>> evals_ ABSL_GUARDED_BY(mu_);
-  std::vector<EpochResult> history_ ABSL_GUARDED_BY(mu_);
-  // Epochs whose evaluation is merged and, where needed, whose model is saved:
-  // their "eval-E" barrier may be released.
-  std::set<int32_t> evaluated_ ABSL_GUARDED_BY(mu_);
-  // Early stopping: best validation value so far, its epoch (0-based, -1:
-  // none), evaluations without improvement, a save of the best model pending.
-  double best_value_ ABSL_GUARDED_BY(mu_) = 0;
-  int32_t best_epoch_ ABSL_GUARDED_BY(mu_) = -1;
-  int32_t saved_best_epoch_ ABSL_GUARDED_BY(mu_) = -1;
-  int32_t bad_evaluations_ ABSL_GUARDED_BY(mu_) = 0;
-  int32_t save_pending_ ABSL_GUARDED_BY(mu_) = -1;
-  bool stop_early_ ABSL_GUARDED_BY(mu_) = false;
+  // Evaluations, the history, early stopping (scheduler/eval_book.h).
+  EvalBook eval_book_ ABSL_GUARDED_BY(mu_);
   CondVar work_cv_;  // signalled when Poll has work
   absl::Time started_ ABSL_GUARDED_BY(mu_);       // start barrier released
   absl::Time finished_ ABSL_GUARDED_BY(mu_);      // end barrier complete
