@@ -1117,19 +1117,27 @@ int RunBarriers(const std::string& scheduler_address, int workers, int rounds,
     }
   }
   // The job's end: every member at "end", then gone.
+  std::string failure;
+  {
+    MutexLock lock(&why_mu);
+    failure = why;
+  }
   threads.clear();
   for (int i = 0; i < workers; ++i) {
     threads.emplace_back([&, i] {
       Member& m = members[i];
       if (m.client == nullptr || m.node_id == 0) return;
       if (!failed) (void)m.client->Barrier(m.node_id, "end", connect);
-      if (failed) (void)m.client->Fail(m.node_id, "ps_bench --barrier_workers: " + why);
+      if (failed) (void)m.client->Fail(m.node_id, "ps_bench --barrier_workers: " + failure);
       m.heartbeat.reset();
       (void)m.client->Leave(m.node_id);
     });
   }
   for (std::thread& t : threads) t.join();
-  if (failed) return Fatal(why);
+  if (failed) {
+    MutexLock lock(&why_mu);  // the heartbeats are stopped: nothing writes it now
+    return Fatal(why);
+  }
   std::vector<double> latency_us, arrival_spread_us;
   for (int r = 0; r < rounds; ++r) {
     absl::Time first_start = absl::InfiniteFuture(), last_start = absl::InfinitePast(),

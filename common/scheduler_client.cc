@@ -48,7 +48,7 @@ std::shared_ptr<rpc::Scheduler::Stub> SchedulerClient::Stub() {
 
 void SchedulerClient::Reconnect(const grpc::Status& status,
                                 const std::shared_ptr<rpc::Scheduler::Stub>& used,
-                                bool also_on_deadline) {
+                                OnDeadline on_deadline) {
   // gRPC 1.51's pick_first leaves a channel whose server went away in
   // TRANSIENT_FAILURE, failing every call at once, and its subchannel idle
   // after the backoff: it tries to connect again only when the resolver
@@ -59,7 +59,8 @@ void SchedulerClient::Reconnect(const grpc::Status& status,
   // With several addresses (a leader and standbys) the next one is tried: a
   // standby answers UNAVAILABLE until it takes the job over.
   const bool deadline = status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
-  if (status.error_code() != grpc::StatusCode::UNAVAILABLE && !(also_on_deadline && deadline)) {
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
+      !(deadline && on_deadline != OnDeadline::kNothing)) {
     return;
   }
   MutexLock lock(&mu_);
@@ -67,10 +68,9 @@ void SchedulerClient::Reconnect(const grpc::Status& status,
   // others (in flight on the same one) must not move the client on again.
   if (used != stub_) return;
   // A deadline moves on only to another scheduler (a lost host drops
-  // packets: its calls time out instead of being refused).
-  if (deadline && status.error_code() != grpc::StatusCode::UNAVAILABLE && addresses_.size() < 2) {
-    return;
-  }
+  // packets: its calls time out instead of being refused), except for
+  // Register's.
+  if (deadline && on_deadline == OnDeadline::kNextScheduler && addresses_.size() < 2) return;
   const absl::Time now = absl::Now();
   if (now - renewed_ < absl::Milliseconds(100)) return;
   renewed_ = now;
@@ -143,7 +143,7 @@ absl::StatusOr<rpc::RegisterResponse> SchedulerClient::Register(const rpc::Regis
                                                  " within ", absl::FormatDuration(wait), ": ",
                                                  s.error_message()));
     }
-    Reconnect(s, stub, /*also_on_deadline=*/true);
+    Reconnect(s, stub, OnDeadline::kFreshChannel);
     absl::SleepFor(backoff);  // retry backoff, not synchronization
     backoff = std::min(backoff * 2, absl::Seconds(1));
   }
@@ -194,7 +194,7 @@ absl::StatusOr<rpc::BarrierResponse> SchedulerClient::Vote(uint32_t node_id,
         continue;
       }
       // Unanswered: with several schedulers, try the next.
-      Reconnect(answered, probe_stub, /*also_on_deadline=*/true);
+      Reconnect(answered, probe_stub, OnDeadline::kNextScheduler);
     } else if (s.error_code() != grpc::StatusCode::UNAVAILABLE) {
       return FromGrpcStatus(s);
     }
@@ -238,7 +238,7 @@ absl::StatusOr<rpc::ClusterView> SchedulerClient::WaitForStart(uint32_t node_id,
   const auto stub = Stub();                              \
   grpc::Status s = stub->Method(&ctx, Request, &resp);   \
   if (!s.ok()) {                                         \
-    Reconnect(s, stub, /*also_on_deadline=*/true);       \
+    Reconnect(s, stub, OnDeadline::kNextScheduler);       \
     return FromGrpcStatus(s);                            \
   }
 
@@ -250,7 +250,7 @@ absl::StatusOr<rpc::HeartbeatResponse> SchedulerClient::Heartbeat(const rpc::Hea
   const auto stub = Stub();
   grpc::Status s = stub->Heartbeat(&ctx, req, &resp);
   if (!s.ok()) {
-    Reconnect(s, stub, /*also_on_deadline=*/true);
+    Reconnect(s, stub, OnDeadline::kNextScheduler);
     return FromGrpcStatus(s);
   }
   if (!resp.ticket().empty()) {
@@ -261,8 +261,29 @@ absl::StatusOr<rpc::HeartbeatResponse> SchedulerClient::Heartbeat(const rpc::Hea
 }
 
 absl::StatusOr<rpc::ClusterView> SchedulerClient::GetView() {
-  PS_SCHEDULER_UNARY(GetView, rpc::GetViewRequest(), rpc::ClusterView);
-  return resp;
+  // With several schedulers, a call that found one not leading (or gone)
+  // tries the others for up to the RPC timeout: a barrier's view comes from
+  // here, and a leader that is only slow moved the client to a standby.
+  const absl::Time give_up = absl::Now() + rpc_timeout_;
+  while (true) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(DeadlineIn(std::max(absl::Milliseconds(100), give_up - absl::Now())));
+    rpc::ClusterView resp;
+    const auto stub = Stub();
+    const grpc::Status s = stub->GetView(&ctx, rpc::GetViewRequest(), &resp);
+    if (s.ok()) return resp;
+    Reconnect(s, stub, OnDeadline::kNextScheduler);
+    bool several;
+    {
+      MutexLock lock(&mu_);
+      several = addresses_.size() > 1;
+    }
+    if (!several || s.error_code() != grpc::StatusCode::UNAVAILABLE ||
+        absl::Now() + absl::Milliseconds(100) >= give_up) {
+      return FromGrpcStatus(s);
+    }
+    absl::SleepFor(absl::Milliseconds(100));  // retry backoff: the next scheduler
+  }
 }
 
 namespace {
@@ -294,7 +315,7 @@ absl::StatusOr<rpc::NextShardResponse> SchedulerClient::NextShard(const rpc::Nex
     ctx.set_deadline(DeadlineIn(rpc_timeout_));
     const auto stub = Stub();
     grpc::Status status = stub->NextShard(&ctx, req, &resp);
-    Reconnect(status, stub, /*also_on_deadline=*/true);
+    Reconnect(status, stub, OnDeadline::kNextScheduler);
     return status;
   });
   if (!s.ok()) return FromGrpcStatus(s);
@@ -308,7 +329,7 @@ absl::Status SchedulerClient::SubmitEval(const rpc::SubmitEvalRequest& req) {
     ctx.set_deadline(DeadlineIn(rpc_timeout_));
     const auto stub = Stub();
     grpc::Status status = stub->SubmitEval(&ctx, req, &resp);
-    Reconnect(status, stub, /*also_on_deadline=*/true);
+    Reconnect(status, stub, OnDeadline::kNextScheduler);
     return status;
   });
   if (!s.ok()) return FromGrpcStatus(s);

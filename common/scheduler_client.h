@@ -90,13 +90,18 @@ class SchedulerClient {
   absl::Duration retry_window_ = absl::ZeroDuration();
   std::function<void(const std::string&, absl::Duration)> barrier_observer_;
   std::atomic<uint64_t> next_request_id_{1};
+  // What a deadline means to Reconnect.
+  enum class OnDeadline {
+    kNothing,         // a barrier's: it waited, as it should
+    kNextScheduler,   // the scheduler did not answer: try the next, if several
+    kFreshChannel,    // Register (waits for a connection): a fresh channel even with one
+  };
   // After a call failed as UNAVAILABLE: a fresh channel for the next call,
-  // to the next address if there are several. `also_on_deadline`: after a
-  // deadline too, if there are several (calls whose deadline means the
-  // scheduler did not answer, unlike a barrier's).
-  // `used`: the stub the call went through.
+  // to the next address if there are several; after a deadline as
+  // `on_deadline` says. `used`: the stub the call went through (only the
+  // first call failing on a channel replaces it).
   void Reconnect(const grpc::Status& status, const std::shared_ptr<rpc::Scheduler::Stub>& used,
-                 bool also_on_deadline = false) ABSL_LOCKS_EXCLUDED(mu_);
+                 OnDeadline on_deadline = OnDeadline::kNothing) ABSL_LOCKS_EXCLUDED(mu_);
   std::shared_ptr<rpc::Scheduler::Stub> Stub() ABSL_LOCKS_EXCLUDED(mu_);
 
   // The whole view of a barrier's version (BarrierResponse.view_omitted):

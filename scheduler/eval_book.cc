@@ -80,9 +80,13 @@ std::vector<int32_t> EvalBook::Waiting() const {
 }
 
 std::optional<EvalBook::Shares> EvalBook::TakeIfComplete(
-    int32_t epoch, size_t live_workers, const std::function<int32_t(uint32_t)>& rank_of) {
+    int32_t epoch, const std::set<uint32_t>& live_workers,
+    const std::function<int32_t(uint32_t)>& rank_of) {
   auto found = shares_.find(epoch);
-  if (found == shares_.end() || found->second.size() < live_workers) return std::nullopt;
+  if (found == shares_.end()) return std::nullopt;
+  for (uint32_t id : live_workers) {
+    if (found->second.count(id) == 0) return std::nullopt;
+  }
   Shares all;
   all.epoch = epoch;
   all.worker_samples.assign(job_.cluster().num_workers(), 0);

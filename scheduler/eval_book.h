@@ -49,9 +49,10 @@ class EvalBook {
     uint64_t samples = 0;
     std::vector<uint64_t> worker_samples;  // by rank
   };
-  // The shares of `epoch` once `live_workers` are in (taken out), else
-  // nullopt. `rank_of` maps a node id to its rank (-1: none).
-  std::optional<Shares> TakeIfComplete(int32_t epoch, size_t live_workers,
+  // The shares of `epoch` once every one of `live_workers` (node ids) sent
+  // its own (taken out, with those of workers that sent theirs and died),
+  // else nullopt. `rank_of` maps a node id to its rank (-1: none).
+  std::optional<Shares> TakeIfComplete(int32_t epoch, const std::set<uint32_t>& live_workers,
                                        const std::function<int32_t(uint32_t)>& rank_of);
   // The epoch's metrics (no lock needed). `seconds`: since training started.
   static absl::StatusOr<EpochResult> Merge(const config::JobConfig& job, Shares shares,

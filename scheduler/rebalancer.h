@@ -35,8 +35,9 @@ class Rebalancer {
   };
   // The servers as the core sees them now.
   struct Servers {
-    std::set<int32_t> eligible;  // live and not draining: may take partitions
-    std::set<int32_t> draining;  // live and draining: to be emptied
+    std::set<int32_t> eligible;  // live, not draining, not leaving: may take partitions
+    std::set<int32_t> draining;  // live and draining: to be emptied (in rank order)
+    std::set<int32_t> alive;     // not dead: a move to one goes on
   };
 
   explicit Rebalancer(const config::ClusterSection& cluster);
@@ -74,9 +75,7 @@ class Rebalancer {
   void Start(int partition, int to, absl::Time now, rpc::ClusterView* view);
   void Advance(absl::Time now, const Servers& servers, rpc::ClusterView* view,
                const std::function<void()>& refill);
-  bool Alive(const Servers& servers, int32_t rank) const {
-    return servers.eligible.count(rank) > 0 || servers.draining.count(rank) > 0;
-  }
+  static bool Alive(const Servers& servers, int32_t rank) { return servers.alive.count(rank) > 0; }
 
   const int replication_;
   const int interval_ms_;

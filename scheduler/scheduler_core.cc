@@ -348,7 +348,18 @@ size_t SchedulerCore::ParticipantsLocked(const std::string& barrier) const {
 
 void SchedulerCore::MaybeReleaseLocked(const std::string& name, std::vector<BarrierDone>* ready) {
   BarrierState& b = barriers_[name];
-  if (b.released || state_ != rpc::RUNNING || b.arrived.size() < ParticipantsLocked(name)) return;
+  if (b.released || state_ != rpc::RUNNING) return;
+  // Who arrived and is still alive: a worker that arrived and then died (no
+  // standby took its rank) must not stand in for a live one.
+  size_t arrived = b.arrived.size();
+  if (name != "start" && name != "ready") {
+    arrived = 0;
+    for (uint32_t id : b.arrived) {
+      auto node = nodes_.find(id);
+      arrived += node != nodes_.end() && !node->second.dead;
+    }
+  }
+  if (arrived < ParticipantsLocked(name)) return;
   if (name == "end") {
     if (!end_pending_ && finished_ == absl::Time()) {
       // Released by Poll once the model is saved.
@@ -491,11 +502,14 @@ absl::Status SchedulerCore::FinishEval(int32_t epoch) {
   double seconds = 0;
   {
     MutexLock lock(&mu_);
-    shares = eval_book_.TakeIfComplete(
-        epoch, view_.live_workers_size(), [this](uint32_t id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-          auto node = nodes_.find(id);  // under mu_: called within this block
-          return node == nodes_.end() ? -1 : node->second.rank;
-        });
+    std::set<uint32_t> live;
+    for (const auto& [id, node] : nodes_) {
+      if (node.role == rpc::WORKER && node.rank >= 0 && !node.dead) live.insert(id);
+    }
+    shares = eval_book_.TakeIfComplete(epoch, live, [this](uint32_t id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      auto node = nodes_.find(id);  // under mu_: called within this block
+      return node == nodes_.end() ? -1 : node->second.rank;
+    });
     if (!shares.has_value()) return absl::OkStatus();
     seconds = absl::ToDoubleSeconds(clock_->Now() - started_);
   }
@@ -614,7 +628,9 @@ bool SchedulerCore::ServerDiedLocked(Node& node, const std::string& why,
   const std::string who = absl::StrFormat("server %d%s%s", node.rank, node.address.empty() ? "" : " at ",
                                           node.address);
   // Partitions whose every replica is gone cannot go on.
-  const auto alive = [this](int32_t rank) { return !ServerDeadLocked(rank); };
+  const auto alive = [this](int32_t rank) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return !ServerDeadLocked(rank);  // under mu_: used within this function
+  };
   const std::vector<int> lost = PartitionsLostWithout(view_, node.rank, alive);
   bool other_server = false;
   for (const auto& [id, n] : nodes_) other_server |= n.role == rpc::SERVER && !n.dead && n.id != node.id;
@@ -674,6 +690,18 @@ int SchedulerCore::RefillBackupsLocked() {
   return RefillBackups(&view_, job_.cluster().replication() - 1, servers);
 }
 
+void SchedulerCore::AbandonWaiters() {
+  std::vector<BarrierDone> waiting;
+  {
+    MutexLock lock(&mu_);
+    for (auto& [name, b] : barriers_) {
+      for (auto& d : b.waiting) waiting.push_back(std::move(d));
+      b.waiting.clear();
+    }
+  }
+  for (auto& d : waiting) d(absl::UnavailableError("this scheduler no longer leads the job"));
+}
+
 void SchedulerCore::FailFrom(uint32_t node_id, const std::string& message) {
   {
     MutexLock lock(&mu_);
@@ -723,8 +751,13 @@ void SchedulerCore::BalanceLocked(absl::Time now) {
   if (state_ != rpc::RUNNING) return;
   Rebalancer::Servers servers;
   for (const auto& [id, node] : nodes_) {
-    if (node.role != rpc::SERVER || node.dead || node.left) continue;
-    (node.draining ? servers.draining : servers.eligible).insert(node.rank);
+    if (node.role != rpc::SERVER || node.dead) continue;
+    servers.alive.insert(node.rank);
+    if (node.draining) {
+      servers.draining.insert(node.rank);
+    } else if (!node.left) {
+      servers.eligible.insert(node.rank);
+    }
   }
   rebalancer_.Step(now, servers, &view_, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     RefillBackupsLocked();  // under mu_: Step runs within BalanceLocked

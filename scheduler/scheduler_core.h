@@ -98,6 +98,10 @@ class SchedulerCore {
   absl::StatusOr<rpc::NextShardResponse> NextShard(const rpc::NextShardRequest& req);
   absl::Status SubmitEval(const rpc::SubmitEvalRequest& req);
   void Fail(const std::string& message);
+  // This scheduler stopped leading (cluster.coordinator: etcd): every
+  // parked barrier call is answered UNAVAILABLE (its caller re-sends it to
+  // the next scheduler); nothing else changes.
+  void AbandonWaiters();
   // Fail, reported by member `node_id`, which is exiting.
   void FailFrom(uint32_t node_id, const std::string& message);
   absl::Status Leave(uint32_t node_id);

@@ -437,6 +437,10 @@ int Run(const std::vector<std::string>& overrides) {
     }
     core->WaitForWork(absl::Milliseconds(50));  // the loop's period, or sooner when there is work
   }
+  // A deposed leader answers its parked barrier calls UNAVAILABLE (the
+  // callers go to the next scheduler) rather than have the shutdown cancel
+  // them.
+  if (lost_lead) core->AbandonWaiters();
   running->server->Shutdown(DeadlineIn(absl::Seconds(1)));
   if (lost_lead) {
     return Fatal(absl::StrCat("this scheduler lost the lead of job '", job->job().name(),

@@ -41,9 +41,9 @@ const auto kRank = [](uint32_t node) { return static_cast<int32_t>(node) - 1; };
 // Both workers' shares of `epoch`, merged and recorded. Returns Record's answer.
 bool Epoch(EvalBook& book, const config::JobConfig& job, int32_t epoch, int right) {
   EXPECT_TRUE(*book.Add(Share(1, epoch, right)));
-  EXPECT_FALSE(book.TakeIfComplete(epoch, 2, kRank).has_value()) << "one share of two";
+  EXPECT_FALSE(book.TakeIfComplete(epoch, {1, 2}, kRank).has_value()) << "one share of two";
   EXPECT_TRUE(*book.Add(Share(2, epoch, right)));
-  auto shares = book.TakeIfComplete(epoch, 2, kRank);
+  auto shares = book.TakeIfComplete(epoch, {1, 2}, kRank);
   EXPECT_TRUE(shares.has_value());
   auto merged = EvalBook::Merge(job, std::move(*shares), 1.0);
   EXPECT_TRUE(merged.ok()) << merged.status();
@@ -72,12 +72,22 @@ TEST(EvalBook, AnEpochMergesOnceEveryLiveWorkersShareIsIn) {
   bad.add_scores(0.5);
   EXPECT_EQ(book.Add(bad).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(book.Waiting().empty());
-  // A dead worker's share goes; with one live worker the other's is enough.
+  // A replaced worker's share goes (its successor sends its own).
   ASSERT_TRUE(*book.Add(Share(1, 1, 4)));
   book.Drop(1);
-  EXPECT_FALSE(book.TakeIfComplete(1, 1, kRank).has_value());
+  EXPECT_FALSE(book.TakeIfComplete(1, {2}, kRank).has_value());
   ASSERT_TRUE(*book.Add(Share(2, 1, 4)));
-  EXPECT_TRUE(book.TakeIfComplete(1, 1, kRank).has_value());
+  EXPECT_TRUE(book.TakeIfComplete(1, {2}, kRank).has_value());
+  // A worker that sent its share and died does not stand in for a live one
+  // that has not: the merge waits for every live worker's own.
+  ASSERT_TRUE(*book.Add(Share(1, 2, 4)));
+  EXPECT_FALSE(book.TakeIfComplete(2, {2, 3}, kRank).has_value());
+  ASSERT_TRUE(*book.Add(Share(2, 2, 4)));
+  EXPECT_FALSE(book.TakeIfComplete(2, {2, 3}, kRank).has_value());
+  ASSERT_TRUE(*book.Add(Share(3, 2, 4)));
+  auto three = book.TakeIfComplete(2, {2, 3}, kRank);
+  ASSERT_TRUE(three.has_value());
+  EXPECT_EQ(three->samples, 30u) << "the dead worker's share is merged too";
 }
 
 TEST(EvalBook, EarlyStoppingKeepsTheBestEpochAndStopsAfterItsPatience) {

@@ -40,7 +40,7 @@ TEST(Rebalancer, AHotServersPartitionsMoveOnceTheTargetHoldsACompleteCopy) {
   PlaceInitially(8, 2, 1, "", &view);
   Rebalancer r(Cluster(100));
   HotServerZero(&r, view);
-  const Rebalancer::Servers servers{{0, 1}, {}};
+  const Rebalancer::Servers servers{{0, 1}, {}, {0, 1}};
   int refills = 0;
   auto refill = [&] { ++refills; };
   absl::Time now = absl::UnixEpoch() + absl::Hours(1);
@@ -84,7 +84,7 @@ TEST(Rebalancer, ADrainingServerIsEmptiedAndMovesSurviveARestart) {
   rpc::ClusterView view;
   PlaceInitially(6, 3, 1, "", &view);
   Rebalancer r(Cluster(0));  // no balancing by load: only the drain
-  const Rebalancer::Servers servers{{0, 1}, {2}};
+  const Rebalancer::Servers servers{{0, 1}, {2}, {0, 1, 2}};
   absl::Time now = absl::UnixEpoch() + absl::Hours(1);
   r.Step(now, servers, &view, [] {});
   ASSERT_FALSE(r.idle());
@@ -107,10 +107,10 @@ TEST(Rebalancer, AMoveWhoseTargetDiedOrWasFailedOverIsDropped) {
   rpc::ClusterView view;
   PlaceInitially(4, 2, 1, "", &view);
   Rebalancer r(Cluster(0));
-  r.Step(absl::UnixEpoch(), {{0}, {1}}, &view, [] {});  // drain 1 onto 0
+  r.Step(absl::UnixEpoch(), {{0}, {1}, {0, 1}}, &view, [] {});  // drain 1 onto 0
   ASSERT_FALSE(r.idle());
   // Server 0 dies before any copy completes: nowhere to go.
-  r.Step(absl::UnixEpoch() + absl::Seconds(1), {{}, {1}}, &view, [] {});
+  r.Step(absl::UnixEpoch() + absl::Seconds(1), {{}, {1}, {1}}, &view, [] {});
   EXPECT_EQ(PrimaryOf(view, 1), 2);
   EXPECT_EQ(r.migrations(), 0u);
 }
