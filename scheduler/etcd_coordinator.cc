@@ -24,6 +24,7 @@ EtcdCoordinator::~EtcdCoordinator() {
   {
     MutexLock lock(&mu_);
     stop_ = true;
+    stop_cv_.SignalAll();
   }
   if (renewer_.joinable()) renewer_.join();
 }
@@ -85,8 +86,11 @@ absl::StatusOr<bool> EtcdCoordinator::TryLead(std::string* leader) {
     // through, the key goes with the lease.
     (void)client_->Revoke(lease, kCallTimeout);
     if (!done.ok()) return done.status();
-    const etcdserverpb::RangeResponse& held = done->responses(0).response_range();
-    *leader = held.kvs_size() > 0 ? held.kvs(0).value() : "";
+    // The failure branch's range, if etcd sent it (an answer without one
+    // names nobody rather than crash).
+    *leader = done->responses_size() > 0 && done->responses(0).response_range().kvs_size() > 0
+                  ? done->responses(0).response_range().kvs(0).value()
+                  : "";
     return false;
   }
   if (ttl > options_.lease) {
@@ -111,7 +115,11 @@ void EtcdCoordinator::RenewLoop() {
   const absl::Duration period = options_.lease / 4;
   MutexLock lock(&mu_);
   while (!stop_ && leading_until_ != Steady::time_point::min()) {
-    mu_.AwaitWithTimeout(absl::Condition(&stop_), period);  // the renewal period
+    // The renewal period (woken early by a stop).
+    const Steady::time_point next = Steady::now() + ToSteady(period);
+    while (!stop_ && Steady::now() < next) {
+      stop_cv_.WaitWithTimeout(&mu_, absl::FromChrono(next - Steady::now()));
+    }
     if (stop_ || leading_until_ == Steady::time_point::min()) break;
     const int64_t lease = lease_;
     mu_.Unlock();
@@ -224,6 +232,7 @@ void EtcdCoordinator::Resign() {
     lease_ = 0;
     leading_until_ = Steady::time_point::min();
     stop_ = true;
+    stop_cv_.SignalAll();
   }
   if (renewer_.joinable()) renewer_.join();
   // Revoking the lease deletes the leader key bound to it.

@@ -11,19 +11,18 @@
 #include <signal.h>
 
 #include <algorithm>
-#include <cmath>
 #include <filesystem>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/model_io.h"
 #include "common/rpc.h"
 #include "common/scheduler_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/ps.grpc.pb.h"
 #include "tests/auth_util.h"
+#include "tests/model_util.h"
 #include "tests/test_util.h"
 #include "tools/process_group.h"
 
@@ -32,33 +31,13 @@ namespace {
 
 using ::ps::testing::BinDir;
 using ::ps::testing::JsonNumber;
+using ::ps::testing::MaxModelDifference;
 using ::ps::testing::NewTempDir;
 using ::ps::testing::ProcessesMentioning;
 using ::ps::testing::ReadFile;
 using ::ps::testing::SourceDir;
 using ::ps::testing::WaitForText;
 using ::testing::HasSubstr;
-
-// Largest difference between the weights of two saved models (infinity if
-// their keys differ).
-double MaxDifference(const std::string& a, const std::string& b) {
-  auto ma = ReadModel(a), mb = ReadModel(b);
-  if (!ma.ok() || !mb.ok()) return INFINITY;
-  double diff = 0;
-  for (const auto& [id, table] : ma->tables) {
-    auto other = mb->tables.find(id);
-    if (other == mb->tables.end() || other->second.rows.size() != table.rows.size())
-      return INFINITY;
-    for (const auto& [key, values] : table.rows) {
-      auto row = other->second.rows.find(key);
-      if (row == other->second.rows.end()) return INFINITY;
-      for (size_t i = 0; i < values.size(); ++i) {
-        diff = std::max(diff, std::abs(static_cast<double>(values[i]) - row->second[i]));
-      }
-    }
-  }
-  return diff;
-}
 
 std::vector<std::string> Sets(const std::vector<std::string>& sets) {
   std::vector<std::string> argv;
@@ -150,7 +129,7 @@ TEST(Checkpoint, AResumedBspJobEndsWithTheUninterruptedJobsModel) {
                                      absl::Seconds(120));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_THAT(resumed.output, HasSubstr("resuming from checkpoint"));
-  const double diff = MaxDifference(baseline + "/model", out + "/model");
+  const double diff = MaxModelDifference(baseline + "/model", out + "/model");
   std::cout << "max abs difference per weight, resumed vs uninterrupted: " << diff << std::endl;
   EXPECT_EQ(diff, 0.0) << "BSP with the same data order and clocks must give the same bits";
   // The history goes back to epoch 1 (carried in the checkpoint).
@@ -195,7 +174,7 @@ TEST(Checkpoint, AFailedJobRestartsFromItsCheckpointByMaxRestarts) {
   EXPECT_THAT(ReadFile(out + "/audit.log"), HasSubstr("job_restarted"));
   EXPECT_TRUE(std::filesystem::exists(out + "/logs-attempt-1/server-0.log"))
       << "the failed attempt's logs are kept";
-  const double diff = MaxDifference(baseline + "/model", out + "/model");
+  const double diff = MaxModelDifference(baseline + "/model", out + "/model");
   EXPECT_EQ(diff, 0.0) << "the restarted BSP job must end with the same bits";
   EXPECT_EQ(JsonNumber(ReadFile(out + "/metrics.json"), "{", "epochs"), 10);
 }
@@ -352,7 +331,7 @@ TEST(SchedulerRestart, AKilledSchedulerRestoredOnItsPortFinishesTheJobWithTheSam
                                              : out + "/" + exit->name + ".log");
   }
   EXPECT_THAT(ReadFile(out + "/scheduler-2.log"), HasSubstr("restored the scheduler's state"));
-  const double diff = MaxDifference(baseline + "/model", out + "/model");
+  const double diff = MaxModelDifference(baseline + "/model", out + "/model");
   std::cout << "max abs difference per weight, scheduler restarted vs not: " << diff << std::endl;
   EXPECT_EQ(diff, 0.0);
   EXPECT_EQ(JsonNumber(ReadFile(out + "/metrics.json"), "{", "epochs"), 12);

@@ -14,10 +14,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/model_io.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/etcd_util.h"
+#include "tests/model_util.h"
 #include "tests/test_util.h"
 #include "tools/process_group.h"
 
@@ -26,32 +26,12 @@ namespace {
 
 using ::ps::testing::BinDir;
 using ::ps::testing::JsonNumber;
+using ::ps::testing::MaxModelDifference;
 using ::ps::testing::NewTempDir;
 using ::ps::testing::ReadFile;
 using ::ps::testing::SourceDir;
 using ::ps::testing::WaitForText;
 using ::testing::HasSubstr;
-
-// Largest difference between the weights of two saved models (infinity if
-// their keys differ).
-double MaxDifference(const std::string& a, const std::string& b) {
-  auto ma = ReadModel(a), mb = ReadModel(b);
-  if (!ma.ok() || !mb.ok()) return INFINITY;
-  double diff = 0;
-  for (const auto& [id, table] : ma->tables) {
-    auto other = mb->tables.find(id);
-    if (other == mb->tables.end() || other->second.rows.size() != table.rows.size())
-      return INFINITY;
-    for (const auto& [key, values] : table.rows) {
-      auto row = other->second.rows.find(key);
-      if (row == other->second.rows.end()) return INFINITY;
-      for (size_t i = 0; i < values.size(); ++i) {
-        diff = std::max(diff, std::abs(static_cast<double>(values[i]) - row->second[i]));
-      }
-    }
-  }
-  return diff;
-}
 
 const char kConfig[] = "examples/spambase_lr.yaml";
 
@@ -168,7 +148,7 @@ TEST_F(CoordinatorTest, AStandbyTakesAKilledLeadersJobOverWithTheSameModel) {
                                              ? out_ + "/scheduler-2.log"
                                              : out_ + "/" + exit->name + ".log");
   }
-  const double diff = MaxDifference(baseline + "/model", out_ + "/model");
+  const double diff = MaxModelDifference(baseline + "/model", out_ + "/model");
   std::cout << "max abs difference per weight, leader killed vs not: " << diff << std::endl;
   EXPECT_EQ(diff, 0.0);
   EXPECT_EQ(JsonNumber(ReadFile(out_ + "/metrics.json"), "{", "epochs"), 12);

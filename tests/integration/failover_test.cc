@@ -7,14 +7,12 @@
 #include <signal.h>
 
 #include <algorithm>
-#include <cmath>
 #include <iostream>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/model_io.h"
 #include "common/partitioning.h"
 #include "common/rpc.h"
 #include "common/scheduler_client.h"
@@ -23,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "proto/ps.grpc.pb.h"
 #include "tests/auth_util.h"
+#include "tests/model_util.h"
 #include "tests/test_util.h"
 #include "tools/process_group.h"
 
@@ -31,6 +30,7 @@ namespace {
 
 using ::ps::testing::BinDir;
 using ::ps::testing::JsonNumber;
+using ::ps::testing::MaxModelDifference;
 using ::ps::testing::ListeningPorts;
 using ::ps::testing::NewTempDir;
 using ::ps::testing::ReadFile;
@@ -65,26 +65,6 @@ std::vector<int> Active(const std::string& out, const std::string& binary) {
 }
 std::vector<int> ActiveServers(const std::string& out) { return Active(out, "ps_server"); }
 
-// Largest difference between the weights of two saved models (infinity if
-// their keys differ).
-double MaxDifference(const std::string& a, const std::string& b) {
-  auto ma = ReadModel(a), mb = ReadModel(b);
-  if (!ma.ok() || !mb.ok()) return INFINITY;
-  double diff = 0;
-  for (const auto& [id, table] : ma->tables) {
-    auto other = mb->tables.find(id);
-    if (other == mb->tables.end() || other->second.rows.size() != table.rows.size()) return INFINITY;
-    for (const auto& [key, values] : table.rows) {
-      auto row = other->second.rows.find(key);
-      if (row == other->second.rows.end()) return INFINITY;
-      for (size_t i = 0; i < values.size(); ++i) {
-        diff = std::max(diff, std::abs(static_cast<double>(values[i]) - row->second[i]));
-      }
-    }
-  }
-  return diff;
-}
-
 // The job without any failure: the model the failure runs must reproduce.
 std::string Baseline() {
   const std::string out = NewTempDir("failover-baseline");
@@ -108,7 +88,7 @@ TEST(Failover, KilledPrimaryServerLeavesTheBspModelUnchanged) {
   const std::string log = ReadFile(out + ".log");
   ASSERT_EQ(exit->code, 0) << log;
   EXPECT_THAT(log, HasSubstr("partitions promoted to a backup"));
-  const double diff = MaxDifference(baseline + "/model", out + "/model");
+  const double diff = MaxModelDifference(baseline + "/model", out + "/model");
   std::cout << "max abs difference per weight after a killed primary: " << diff << std::endl;
   EXPECT_EQ(diff, 0.0) << "BSP sums in rank order: the failover must not change a bit";
 }
@@ -130,7 +110,7 @@ TEST(Failover, KilledWorkerReplacedByAStandbyLeavesTheBspModelUnchanged) {
   const std::string log = ReadFile(out + ".log");
   ASSERT_EQ(exit->code, 0) << log;
   EXPECT_THAT(log, HasSubstr("standby worker node"));
-  const double diff = MaxDifference(baseline + "/model", out + "/model");
+  const double diff = MaxModelDifference(baseline + "/model", out + "/model");
   std::cout << "max abs difference per weight after a killed worker: " << diff << std::endl;
   EXPECT_EQ(diff, 0.0);
 }
@@ -241,7 +221,7 @@ TEST(Failover, FrozenOldPrimaryCannotAcknowledgeAfterItWasReplaced) {
   std::string stepped_down;
   for (int i = 0; i < 3; ++i) stepped_down += ReadFile(absl::StrCat(out, "/logs/server-", i, ".log"));
   EXPECT_THAT(stepped_down, HasSubstr("stepping down"));
-  const double diff = MaxDifference(baseline + "/model", out + "/model");
+  const double diff = MaxModelDifference(baseline + "/model", out + "/model");
   std::cout << "max abs difference per weight after a frozen primary: " << diff << std::endl;
   EXPECT_EQ(diff, 0.0);
 }
