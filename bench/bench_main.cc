@@ -366,8 +366,8 @@ struct Results {
 
 class Bench {
  public:
-  Bench(const config::JobConfig& job, const rpc::ClusterView& view, uint32_t node_id,
-        int32_t rank, uint64_t incarnation, SchedulerClient* scheduler, const StopFlag* stop)
+  Bench(const config::JobConfig& job, const rpc::ClusterView& view, uint32_t node_id, int32_t rank,
+        uint64_t incarnation, SchedulerClient* scheduler, const StopFlag* stop)
       : job_(job),
         view_(view),
         node_id_(node_id),

@@ -730,12 +730,11 @@ absl::Status ValidateJobConfigImpl(const config::JobConfig& config, absl::string
       const bool lease_written = locations.contains("cluster.etcd_lease_seconds");
       const std::string field =
           lease_written ? "cluster.etcd_lease_seconds" : "cluster.scheduler_timeout_ms";
-      return ConfigError(
-          where(field), field,
-          absl::StrCat("cluster.etcd_lease_seconds (", cluster.etcd_lease_seconds(),
-                       " s) must be at most half of cluster.scheduler_timeout_ms (",
-                       cluster.scheduler_timeout_ms(),
-                       " ms): members must outwait a standby's take-over"));
+      return ConfigError(where(field), field,
+                         absl::StrCat("cluster.etcd_lease_seconds (", cluster.etcd_lease_seconds(),
+                                      " s) must be at most half of cluster.scheduler_timeout_ms (",
+                                      cluster.scheduler_timeout_ms(),
+                                      " ms): members must outwait a standby's take-over"));
     }
   } else if (cluster.scheduler_standbys_size() > 0) {
     return ConfigError(where("cluster.scheduler_standbys"), "cluster.scheduler_standbys",
@@ -748,7 +747,8 @@ absl::Status ValidateJobConfigImpl(const config::JobConfig& config, absl::string
     int port;
     if (absl::Status s = ParseHostPort(cluster.scheduler_standbys(i), field, &host, &port);
         !s.ok()) {
-      return ConfigError(where(field), field, std::string(absl::StripPrefix(s.message(), field + ": ")));
+      return ConfigError(where(field), field,
+                         std::string(absl::StripPrefix(s.message(), field + ": ")));
     }
     if (port == 0) {
       return ConfigError(where(field), field,
@@ -758,15 +758,16 @@ absl::Status ValidateJobConfigImpl(const config::JobConfig& config, absl::string
   }
   if (cluster.coordinator() == config::ETCD) {
     // host:port each (etcd's http:// client URL spelling accepted).
-    for (absl::string_view one : absl::StrSplit(cluster.etcd_endpoints(), ',', absl::SkipWhitespace())) {
+    for (absl::string_view one :
+         absl::StrSplit(cluster.etcd_endpoints(), ',', absl::SkipWhitespace())) {
       std::string endpoint(absl::StripAsciiWhitespace(one));
       absl::string_view bare = endpoint;
       absl::ConsumePrefix(&bare, "http://");
       bare = absl::StripSuffix(bare, "/");
       std::string host;
       int port = 0;
-      if (absl::StrContains(bare, "://") || !ParseHostPort(std::string(bare), "", &host, &port).ok() ||
-          port == 0) {
+      if (absl::StrContains(bare, "://") ||
+          !ParseHostPort(std::string(bare), "", &host, &port).ok() || port == 0) {
         return ConfigError(where("cluster.etcd_endpoints"), "cluster.etcd_endpoints",
                            absl::StrCat("'", endpoint,
                                         "' is not host:port of an etcd client endpoint (e.g. "

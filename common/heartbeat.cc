@@ -36,8 +36,8 @@ void Heartbeat::Loop() {
     if (fill_) fill_(&hb);
     // A short deadline: a scheduler whose host is lost drops packets, and
     // the next heartbeat should try a standby scheduler soon.
-    auto resp = client_->Heartbeat(
-        hb, std::clamp(2 * interval_, absl::Seconds(1), absl::Seconds(10)));
+    auto resp =
+        client_->Heartbeat(hb, std::clamp(2 * interval_, absl::Seconds(1), absl::Seconds(10)));
     if (resp.ok()) {
       last_ok = absl::Now();
       if (resp->state() == rpc::FAILED) {

@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <random>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -200,8 +200,9 @@ absl::StatusOr<rpc::BarrierResponse> SchedulerClient::Vote(uint32_t node_id,
     }
     Reconnect(s, stub);
     if (absl::Now() - last_contact > lost_after) {
-      return absl::UnavailableError(absl::StrCat("lost the scheduler at ", address(), " while at barrier '",
-                                                 name, "': ", s.error_message()));
+      return absl::UnavailableError(absl::StrCat("lost the scheduler at ", address(),
+                                                 " while at barrier '", name,
+                                                 "': ", s.error_message()));
     }
     absl::SleepFor(absl::Milliseconds(100));  // retry backoff
   }
@@ -231,15 +232,15 @@ absl::StatusOr<rpc::ClusterView> SchedulerClient::WaitForStart(uint32_t node_id,
   return Barrier(node_id, "ready", lost_after);
 }
 
-#define PS_SCHEDULER_UNARY(Method, Request, Response)    \
-  grpc::ClientContext ctx;                               \
-  ctx.set_deadline(DeadlineIn(rpc_timeout_));            \
-  Response resp;                                         \
-  const auto stub = Stub();                              \
-  grpc::Status s = stub->Method(&ctx, Request, &resp);   \
-  if (!s.ok()) {                                         \
-    Reconnect(s, stub, OnDeadline::kNextScheduler);       \
-    return FromGrpcStatus(s);                            \
+#define PS_SCHEDULER_UNARY(Method, Request, Response)  \
+  grpc::ClientContext ctx;                             \
+  ctx.set_deadline(DeadlineIn(rpc_timeout_));          \
+  Response resp;                                       \
+  const auto stub = Stub();                            \
+  grpc::Status s = stub->Method(&ctx, Request, &resp); \
+  if (!s.ok()) {                                       \
+    Reconnect(s, stub, OnDeadline::kNextScheduler);    \
+    return FromGrpcStatus(s);                          \
   }
 
 absl::StatusOr<rpc::HeartbeatResponse> SchedulerClient::Heartbeat(const rpc::HeartbeatRequest& req,

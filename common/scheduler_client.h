@@ -92,9 +92,9 @@ class SchedulerClient {
   std::atomic<uint64_t> next_request_id_{1};
   // What a deadline means to Reconnect.
   enum class OnDeadline {
-    kNothing,         // a barrier's: it waited, as it should
-    kNextScheduler,   // the scheduler did not answer: try the next, if several
-    kFreshChannel,    // Register (waits for a connection): a fresh channel even with one
+    kNothing,        // a barrier's: it waited, as it should
+    kNextScheduler,  // the scheduler did not answer: try the next, if several
+    kFreshChannel,   // Register (waits for a connection): a fresh channel even with one
   };
   // After a call failed as UNAVAILABLE: a fresh channel for the next call,
   // to the next address if there are several; after a deadline as

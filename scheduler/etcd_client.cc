@@ -26,7 +26,7 @@ std::shared_ptr<grpc::Channel> PlainChannel(const std::string& address) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const std::string& endpoints,
-                                                             const std::string& field) {
+                                                               const std::string& field) {
   std::vector<std::string> list;
   for (absl::string_view part : absl::StrSplit(endpoints, ',', absl::SkipWhitespace())) {
     std::string address(absl::StripAsciiWhitespace(part));
@@ -48,8 +48,9 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(const std::string
   }
   if (list.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ": required with cluster.coordinator: etcd (host:port of etcd's "
-                            "client endpoints, comma-separated)"));
+        absl::StrCat(field,
+                     ": required with cluster.coordinator: etcd (host:port of etcd's "
+                     "client endpoints, comma-separated)"));
   }
   return std::unique_ptr<EtcdClient>(new EtcdClient(std::move(list)));
 }
@@ -144,7 +145,7 @@ absl::Status EtcdClient::DeletePrefix(const std::string& prefix, absl::Duration 
 }
 
 absl::StatusOr<etcdserverpb::TxnResponse> EtcdClient::Txn(const etcdserverpb::TxnRequest& request,
-                                                         absl::Duration timeout) {
+                                                          absl::Duration timeout) {
   auto stubs = Current();
   grpc::ClientContext ctx;
   ctx.set_deadline(DeadlineIn(timeout));
@@ -155,7 +156,7 @@ absl::StatusOr<etcdserverpb::TxnResponse> EtcdClient::Txn(const etcdserverpb::Tx
 }
 
 absl::StatusOr<std::pair<int64_t, absl::Duration>> EtcdClient::Grant(absl::Duration ttl,
-                                                                    absl::Duration timeout) {
+                                                                     absl::Duration timeout) {
   auto stubs = Current();
   grpc::ClientContext ctx;
   ctx.set_deadline(DeadlineIn(timeout));
@@ -165,7 +166,8 @@ absl::StatusOr<std::pair<int64_t, absl::Duration>> EtcdClient::Grant(absl::Durat
   grpc::Status s = stubs->lease->LeaseGrant(&ctx, req, &resp);
   if (!s.ok()) return Failed(s, stubs, "lease grant");
   if (!resp.error().empty()) {
-    return absl::UnavailableError(absl::StrCat("etcd at ", endpoint(), ": lease grant: ", resp.error()));
+    return absl::UnavailableError(
+        absl::StrCat("etcd at ", endpoint(), ": lease grant: ", resp.error()));
   }
   return std::make_pair(resp.id(), absl::Seconds(resp.ttl()));
 }

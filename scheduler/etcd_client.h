@@ -30,7 +30,7 @@ class EtcdClient {
   // `endpoints`: host:port, comma-separated; an error names `field` (the
   // config field or flag that holds them) and what is wrong.
   static absl::StatusOr<std::unique_ptr<EtcdClient>> Create(const std::string& endpoints,
-                                                           const std::string& field);
+                                                            const std::string& field);
 
   // The value of `key` with its revisions, or nullopt if absent.
   absl::StatusOr<std::optional<etcdserverpb::KeyValue>> Get(const std::string& key,

@@ -11,7 +11,9 @@ namespace {
 
 constexpr absl::Duration kCallTimeout = absl::Seconds(2);
 
-std::chrono::steady_clock::duration ToSteady(absl::Duration d) { return absl::ToChronoNanoseconds(d); }
+std::chrono::steady_clock::duration ToSteady(absl::Duration d) {
+  return absl::ToChronoNanoseconds(d);
+}
 
 }  // namespace
 
@@ -96,9 +98,10 @@ absl::StatusOr<bool> EtcdCoordinator::TryLead(std::string* leader) {
   if (ttl > options_.lease) {
     // etcd raised it to its minimum: a standby takes over later than the
     // config says (cluster.scheduler_timeout_ms was checked against it).
-    spdlog::warn("etcd granted a lease of {} instead of cluster.etcd_lease_seconds ({}): its "
-                 "minimum lease is longer",
-                 absl::FormatDuration(ttl), absl::FormatDuration(options_.lease));
+    spdlog::warn(
+        "etcd granted a lease of {} instead of cluster.etcd_lease_seconds ({}): its "
+        "minimum lease is longer",
+        absl::FormatDuration(ttl), absl::FormatDuration(options_.lease));
   }
   MutexLock lock(&mu_);
   lease_ = lease;
@@ -143,9 +146,8 @@ void EtcdCoordinator::RenewLoop() {
       LoseLocked("its lease expired in etcd");
       break;
     }
-    leading_until_ =
-        std::max(leading_until_, sent + ToSteady(std::min({*ttl, granted_, options_.lease}) -
-                                                 Margin()));
+    leading_until_ = std::max(
+        leading_until_, sent + ToSteady(std::min({*ttl, granted_, options_.lease}) - Margin()));
   }
 }
 
@@ -193,9 +195,10 @@ absl::Status EtcdCoordinator::WriteState(const rpc::SchedulerState& state) {
     if (left <= absl::ZeroDuration()) {
       const std::string why =
           last.ok() ? "its lease ran out"
-                    : absl::StrCat("its state could not be written to etcd before its lease ran "
-                                   "out: ",
-                                   last.message());
+                    : absl::StrCat(
+                          "its state could not be written to etcd before its lease ran "
+                          "out: ",
+                          last.message());
       MutexLock lock(&mu_);
       LoseLocked(why);
       return absl::FailedPreconditionError(
@@ -206,9 +209,9 @@ absl::Status EtcdCoordinator::WriteState(const rpc::SchedulerState& state) {
     if (done.ok()) {
       MutexLock lock(&mu_);
       LoseLocked("its leader key is gone or another scheduler's");
-      return absl::FailedPreconditionError(
-          absl::StrCat("another scheduler leads job '", options_.job, "' (etcd key ",
-                       leader_key(), " is not this scheduler's)"));
+      return absl::FailedPreconditionError(absl::StrCat("another scheduler leads job '",
+                                                        options_.job, "' (etcd key ", leader_key(),
+                                                        " is not this scheduler's)"));
     }
     last = done.status();
     if (last.code() != absl::StatusCode::kUnavailable &&
@@ -237,8 +240,10 @@ void EtcdCoordinator::Resign() {
   if (renewer_.joinable()) renewer_.join();
   // Revoking the lease deletes the leader key bound to it.
   if (absl::Status s = client_->Revoke(lease, kCallTimeout); !s.ok()) {
-    spdlog::warn("could not give up the lead in etcd (a standby takes over when the lease "
-                 "expires): {}", std::string(s.message()));
+    spdlog::warn(
+        "could not give up the lead in etcd (a standby takes over when the lease "
+        "expires): {}",
+        std::string(s.message()));
   }
 }
 

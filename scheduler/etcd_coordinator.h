@@ -95,7 +95,7 @@ class EtcdCoordinator {
   // Steady::time_point::min() if it never led or lost the lead.
   Steady::time_point leading_until_ ABSL_GUARDED_BY(mu_) = Steady::time_point::min();
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  CondVar stop_cv_;  // signalled when stop_ is set
+  CondVar stop_cv_;      // signalled when stop_ is set
   std::thread renewer_;  // started once, under mu_; joined without it
 };
 

@@ -21,7 +21,8 @@ rpc::EvaluationRecord ToRecord(const Evaluation& e) {
     r.add_roc_fpr(fpr);
     r.add_roc_tpr(tpr);
   }
-  for (const auto& row : e.confusion) r.add_confusion()->mutable_counts()->Add(row.begin(), row.end());
+  for (const auto& row : e.confusion)
+    r.add_confusion()->mutable_counts()->Add(row.begin(), row.end());
   return r;
 }
 
@@ -29,11 +30,13 @@ Evaluation FromRecord(const rpc::EvaluationRecord& r) {
   Evaluation e;
   e.line = r.line();
   e.json = r.json();
-  for (int i = 0; i < r.value_names_size() && i < r.values_size(); ++i) e.values[r.value_names(i)] = r.values(i);
+  for (int i = 0; i < r.value_names_size() && i < r.values_size(); ++i)
+    e.values[r.value_names(i)] = r.values(i);
   for (int i = 0; i < r.roc_fpr_size() && i < r.roc_tpr_size(); ++i) {
     e.roc.emplace_back(r.roc_fpr(i), r.roc_tpr(i));
   }
-  for (const auto& row : r.confusion()) e.confusion.emplace_back(row.counts().begin(), row.counts().end());
+  for (const auto& row : r.confusion())
+    e.confusion.emplace_back(row.counts().begin(), row.counts().end());
   return e;
 }
 
@@ -107,7 +110,7 @@ std::optional<EvalBook::Shares> EvalBook::TakeIfComplete(
 }
 
 absl::StatusOr<EpochResult> EvalBook::Merge(const config::JobConfig& job, Shares shares,
-                                           double seconds) {
+                                            double seconds) {
   const Task task = TaskOf(job.model());
   const int classes = job.model().num_classes();
   EpochResult r;

@@ -36,7 +36,8 @@ std::string MetricsJson(const JobRecord& rec, double wall_seconds, uint64_t keys
                         const std::string& server_stats) {
   const config::JobConfig& job = *rec.job;
   const std::vector<EpochResult>& history = *rec.history;
-  const uint64_t samples = rec.train_examples * static_cast<uint64_t>(history.empty() ? 0 : history.back().epoch);
+  const uint64_t samples =
+      rec.train_examples * static_cast<uint64_t>(history.empty() ? 0 : history.back().epoch);
   std::string out = "{\n";
   absl::StrAppend(&out, "  \"job\": \"", job.job().name(), "\",\n");
   absl::StrAppend(&out, "  \"mode\": \"", ModeName(job.job().mode()), "\",\n");
@@ -60,7 +61,8 @@ std::string MetricsJson(const JobRecord& rec, double wall_seconds, uint64_t keys
   if (const EpochResult* final = FinalResult(rec); final != nullptr) {
     absl::StrAppend(&out, "  \"model_epoch\": ", final->epoch, ",\n");
     absl::StrAppend(&out, "  \"train_loss\": ", absl::StrFormat("%.6f", final->train_loss), ",\n");
-    if (final->has_validation) absl::StrAppend(&out, "  \"validation\": ", final->validation.json, ",\n");
+    if (final->has_validation)
+      absl::StrAppend(&out, "  \"validation\": ", final->validation.json, ",\n");
     if (!final->test.json.empty()) absl::StrAppend(&out, "  \"test\": ", final->test.json, ",\n");
   }
   const config::PrivacySection& privacy = job.privacy();
@@ -80,8 +82,7 @@ std::string MetricsJson(const JobRecord& rec, double wall_seconds, uint64_t keys
                     ", \"train_loss\": ", absl::StrFormat("%.6f", r.train_loss),
                     ", \"worker_samples\": [", absl::StrJoin(r.worker_samples, ", "), "]");
     if (privacy.dp_sgd())
-      absl::StrAppend(&out,
-                      ", \"epsilon\": ", absl::StrFormat("%.4f", EpsilonAfter(rec, r.epoch)));
+      absl::StrAppend(&out, ", \"epsilon\": ", absl::StrFormat("%.4f", EpsilonAfter(rec, r.epoch)));
     if (r.has_validation) absl::StrAppend(&out, ", \"validation\": ", r.validation.json);
     if (!r.test.json.empty()) absl::StrAppend(&out, ", \"test\": ", r.test.json);
     absl::StrAppend(&out, "}");
@@ -109,13 +110,12 @@ absl::Status WriteJobReport(const JobRecord& rec, double wall_seconds) {
   report.title = job.job().name();
   report.config_yaml = JobConfigToYaml(job);
   const EpochResult* final = FinalResult(rec);
-  report.summary = {
-      {"mode", ModeName(job.job().mode())},
-      {"cluster", absl::StrCat(job.cluster().num_servers(), " servers, ",
-                               job.cluster().num_workers(), " workers")},
-      {"model", absl::AsciiStrToLower(config::ModelType_Name(job.model().type()))},
-      {"wall time", absl::StrFormat("%.1f s", wall_seconds)},
-      {"epochs run", absl::StrCat(history.empty() ? 0 : history.back().epoch)}};
+  report.summary = {{"mode", ModeName(job.job().mode())},
+                    {"cluster", absl::StrCat(job.cluster().num_servers(), " servers, ",
+                                             job.cluster().num_workers(), " workers")},
+                    {"model", absl::AsciiStrToLower(config::ModelType_Name(job.model().type()))},
+                    {"wall time", absl::StrFormat("%.1f s", wall_seconds)},
+                    {"epochs run", absl::StrCat(history.empty() ? 0 : history.back().epoch)}};
   if (final != nullptr) {
     report.summary.emplace_back("model kept", absl::StrCat("epoch ", final->epoch));
     if (!final->test.line.empty()) report.summary.emplace_back("test", final->test.line);
@@ -133,7 +133,8 @@ absl::Status WriteJobReport(const JobRecord& rec, double wall_seconds) {
   const std::string metric = regression ? "rmse" : "accuracy";
   ReportChart loss{"Loss per epoch", "epoch", regression ? "squared error" : "log-loss", {}, false};
   ReportChart score{absl::StrCat(metric, " per epoch"), "epoch", metric, {}, false};
-  ReportSeries train{"train (running)", {}, {}}, val_loss{"validation", {}, {}}, test_loss{"test", {}, {}};
+  ReportSeries train{"train (running)", {}, {}}, val_loss{"validation", {}, {}},
+      test_loss{"test", {}, {}};
   ReportSeries val_score{"validation", {}, {}}, test_score{"test", {}, {}};
   ReportTable table{"History", {"epoch", "seconds", "train loss", "validation", "test"}, {}};
   for (const EpochResult& r : history) {
@@ -178,8 +179,10 @@ absl::Status WriteJobReport(const JobRecord& rec, double wall_seconds) {
   }
   report.tables.push_back(std::move(table));
   if (final != nullptr && !final->test.confusion.empty()) {
-    ReportTable confusion{"Confusion matrix (test; rows: true class, columns: predicted)", {""}, {}};
-    for (size_t c = 0; c < final->test.confusion.size(); ++c) confusion.header.push_back(absl::StrCat(c));
+    ReportTable confusion{
+        "Confusion matrix (test; rows: true class, columns: predicted)", {""}, {}};
+    for (size_t c = 0; c < final->test.confusion.size(); ++c)
+      confusion.header.push_back(absl::StrCat(c));
     for (size_t t = 0; t < final->test.confusion.size(); ++t) {
       std::vector<std::string> row = {absl::StrCat(t)};
       for (uint64_t v : final->test.confusion[t]) row.push_back(absl::StrCat(v));

@@ -23,7 +23,7 @@ struct EpochResult {
   Evaluation test;
   bool has_validation = false;
   Evaluation validation;
-  double seconds = 0;  // since training started
+  double seconds = 0;                    // since training started
   std::vector<uint64_t> worker_samples;  // training samples of the epoch, by worker rank
 };
 

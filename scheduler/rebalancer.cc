@@ -181,9 +181,10 @@ void Rebalancer::Step(absl::Time now, const Servers& servers, rpc::ClusterView* 
     }
   }
   if (chosen.empty()) return;
-  spdlog::info("rebalance: server {} carries {:.0f} B/s (mean {:.0f}; server {}: {:.0f}); moving {} "
-               "of its partitions to server {}",
-               hot, load.at(hot), mean, cool, load.at(cool), chosen.size(), cool);
+  spdlog::info(
+      "rebalance: server {} carries {:.0f} B/s (mean {:.0f}; server {}: {:.0f}); moving {} "
+      "of its partitions to server {}",
+      hot, load.at(hot), mean, cool, load.at(cool), chosen.size(), cool);
   for (int p : chosen) planned_.push_back(Move{p, hot, cool, now});
   Advance(now, servers, view, refill);
 }
@@ -215,7 +216,8 @@ void Rebalancer::Save(rpc::SchedulerState* s) const {
 
 void Rebalancer::Load(const rpc::SchedulerState& s, absl::Time now) {
   moves_.clear();
-  for (const auto& m : s.moves()) moves_[m.partition()] = Move{m.partition(), m.from(), m.to(), now};
+  for (const auto& m : s.moves())
+    moves_[m.partition()] = Move{m.partition(), m.from(), m.to(), now};
   planned_.clear();
   for (const auto& m : s.planned()) planned_.push_back(Move{m.partition(), m.from(), m.to(), now});
   migrations_ = s.migrations();

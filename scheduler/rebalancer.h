@@ -80,9 +80,9 @@ class Rebalancer {
   const int replication_;
   const int interval_ms_;
   const double threshold_;
-  std::vector<double> load_;       // per partition, bytes/s
-  std::map<int, Move> moves_;      // in flight, by partition
-  std::deque<Move> planned_;       // to start, a few at a time
+  std::vector<double> load_;   // per partition, bytes/s
+  std::map<int, Move> moves_;  // in flight, by partition
+  std::deque<Move> planned_;   // to start, a few at a time
   uint32_t migrations_ = 0;
   // Waits for an imbalance seen this many checks in a row, and does not move
   // a partition again soon after it moved (no thrashing on bursty load).

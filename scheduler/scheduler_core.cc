@@ -506,10 +506,11 @@ absl::Status SchedulerCore::FinishEval(int32_t epoch) {
     for (const auto& [id, node] : nodes_) {
       if (node.role == rpc::WORKER && node.rank >= 0 && !node.dead) live.insert(id);
     }
-    shares = eval_book_.TakeIfComplete(epoch, live, [this](uint32_t id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      auto node = nodes_.find(id);  // under mu_: called within this block
-      return node == nodes_.end() ? -1 : node->second.rank;
-    });
+    shares =
+        eval_book_.TakeIfComplete(epoch, live, [this](uint32_t id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          auto node = nodes_.find(id);  // under mu_: called within this block
+          return node == nodes_.end() ? -1 : node->second.rank;
+        });
     if (!shares.has_value()) return absl::OkStatus();
     seconds = absl::ToDoubleSeconds(clock_->Now() - started_);
   }
@@ -537,7 +538,9 @@ absl::Status SchedulerCore::FinishEval(int32_t epoch) {
 
 void SchedulerCore::WaitForWork(absl::Duration timeout) {
   MutexLock lock(&mu_);
-  if (eval_book_.save_pending() >= 0 || end_pending_ || !suspects_.empty() || checkpoint_pending_ >= 0) return;
+  if (eval_book_.save_pending() >= 0 || end_pending_ || !suspects_.empty() ||
+      checkpoint_pending_ >= 0)
+    return;
   work_cv_.WaitWithTimeout(&mu_, timeout);
 }
 
@@ -1514,10 +1517,10 @@ void SchedulerCore::SaveStateLocked() {
   rebalancer_.Save(&s);
   s.set_checkpoint_requested(checkpoint_requested_);
   std::string bytes;
-  absl::Status written =
-      options_.save_state         ? options_.save_state(s)
-      : s.SerializeToString(&bytes) ? WriteSealedFile(options_.state_path, bytes)
-                                    : absl::InternalError("cannot serialize the scheduler state");
+  absl::Status written = options_.save_state ? options_.save_state(s)
+                         : s.SerializeToString(&bytes)
+                             ? WriteSealedFile(options_.state_path, bytes)
+                             : absl::InternalError("cannot serialize the scheduler state");
   if (!options_.save_state && written.ok() && previous_view_file != 0 &&
       previous_view_file != view_file_version_) {
     std::remove(ViewFilePath(options_.state_path, previous_view_file).c_str());
@@ -1601,9 +1604,10 @@ absl::Status SchedulerCore::Restore(const rpc::SchedulerState& s, absl::Time now
   dirty_ = true;
   // The map version moves on, so every member fetches the view again.
   view_.set_version(view_.version() + 1);
-  spdlog::info("restored the scheduler's state: {} members, map version {}, {} epochs evaluated{}",
-               nodes_.size(), view_.version(), eval_book_.history().size(),
-               latest_checkpoint_.empty() ? "" : absl::StrCat(", latest checkpoint ", latest_checkpoint_));
+  spdlog::info(
+      "restored the scheduler's state: {} members, map version {}, {} epochs evaluated{}",
+      nodes_.size(), view_.version(), eval_book_.history().size(),
+      latest_checkpoint_.empty() ? "" : absl::StrCat(", latest checkpoint ", latest_checkpoint_));
   SaveStateLocked();
   return absl::OkStatus();
 }

@@ -169,7 +169,8 @@ int Run(const std::vector<std::string>& overrides) {
   if (resume && restore) return Fatal("--resume and --restore exclude each other");
   const bool etcd = job->cluster().coordinator() == config::ETCD;
   if (standby && !etcd) {
-    return Fatal("--standby needs cluster.coordinator: etcd (the leader's state and lease live there)");
+    return Fatal(
+        "--standby needs cluster.coordinator: etcd (the leader's state and lease live there)");
   }
   if (standby && (resume || restore)) {
     return Fatal("--standby takes the job over as its leader left it: no --resume or --restore");
@@ -345,8 +346,8 @@ int Run(const std::vector<std::string>& overrides) {
       spdlog::info("standby scheduler of job '{}' listening on {}:{}; etcd {}, key {}",
                    job->job().name(), host, running->port, coordinator->endpoint(),
                    coordinator->leader_key());
-      auto stood = StandBy(coordinator.get(), job->job().name(), job->cluster().etcd_lease_seconds(),
-                           &saved);
+      auto stood = StandBy(coordinator.get(), job->job().name(),
+                           job->cluster().etcd_lease_seconds(), &saved);
       if (!stood.ok()) return Fatal(std::string(stood.status().message()));
       if (*stood == StandbyEnd::kStopped) return Fatal("stopped while standing by");
       if (*stood == StandbyEnd::kJobOver) {
@@ -375,10 +376,13 @@ int Run(const std::vector<std::string>& overrides) {
       if (!state.ok()) return Fatal(std::string(state.status().message()));
       const bool running_job = state->has_value() && IsRunning(**state);
       if (running_job && !restore) {
-        return Fatal(absl::StrCat(
-            "etcd holds the state of job '", job->job().name(), "', still running, whose "
-            "scheduler stopped (key ", coordinator->state_key(), "): carry it on with --restore, "
-            "or remove it (etcdctl del --prefix ", coordinator->job_prefix(), ") to start over"));
+        return Fatal(absl::StrCat("etcd holds the state of job '", job->job().name(),
+                                  "', still running, whose "
+                                  "scheduler stopped (key ",
+                                  coordinator->state_key(),
+                                  "): carry it on with --restore, "
+                                  "or remove it (etcdctl del --prefix ",
+                                  coordinator->job_prefix(), ") to start over"));
       }
       if (restore && !running_job) {
         return Fatal(absl::StrCat("--restore: etcd holds no running job '", job->job().name(),

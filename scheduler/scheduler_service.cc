@@ -209,7 +209,7 @@ grpc::ServerUnaryReactor* SchedulerService::Suspect(grpc::CallbackServerContext*
                                                     rpc::SuspectResponse*) {
   PS_AUTHORIZE("Suspect", Bind::kNode, req->node_id(), kWorker, kServer);
   core->Suspect(req->node_id(), req->server_rank(), req->error(),
-                 absl::Milliseconds(std::min<uint64_t>(req->failing_ms(), uint64_t{1} << 40)));
+                absl::Milliseconds(std::min<uint64_t>(req->failing_ms(), uint64_t{1} << 40)));
   return FinishWith(ctx, absl::OkStatus());
 }
 

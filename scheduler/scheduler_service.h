@@ -82,7 +82,8 @@ class SchedulerService final : public rpc::Scheduler::CallbackService {
     if (result.ok() && Leading() != nullptr) *resp = std::move(*result);
     return FinishWith(ctx, result.status());
   }
-  grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* ctx, const absl::Status& status);
+  grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* ctx,
+                                       const absl::Status& status);
 
   std::atomic<SchedulerCore*> core_;
   // Set by Lead before core_ (read only after loading core_).

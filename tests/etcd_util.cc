@@ -27,10 +27,10 @@ absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Start(const std::string&
   auto pid = etcd->group_.Spawn(
       {"etcd",
        {binary, "--name", "test", "--data-dir", dir + "/data", "--listen-client-urls",
-        "http://127.0.0.1:0", "--advertise-client-urls", "http://127.0.0.1:0",
-        "--listen-peer-urls", "http://127.0.0.1:0", "--initial-advertise-peer-urls",
-        "http://127.0.0.1:1", "--initial-cluster", "test=http://127.0.0.1:1",
-        "--enable-grpc-gateway=false", "--log-outputs", "stderr"},
+        "http://127.0.0.1:0", "--advertise-client-urls", "http://127.0.0.1:0", "--listen-peer-urls",
+        "http://127.0.0.1:0", "--initial-advertise-peer-urls", "http://127.0.0.1:1",
+        "--initial-cluster", "test=http://127.0.0.1:1", "--enable-grpc-gateway=false",
+        "--log-outputs", "stderr"},
        etcd->log_});
   if (!pid.ok()) return pid.status();
   etcd->pid_ = *pid;

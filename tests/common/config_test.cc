@@ -332,10 +332,11 @@ TEST(ParseJobConfig, CrossFieldChecks) {
   ExpectParseError(absl::StrCat(kMinimalYaml, "cluster:\n  coordinator: zookeeper\n"),
                    "coordinator", "cluster.coordinator", "expected one of: file, etcd");
   {
-    auto etcd = ParseJobConfig(
-        absl::StrCat(kMinimalYaml, "cluster:\n  coordinator: etcd\n  etcd_endpoints: e:2379\n"
-                                   "  scheduler_standbys: [b:7000]\n"),
-        "job.yaml");
+    auto etcd =
+        ParseJobConfig(absl::StrCat(kMinimalYaml,
+                                    "cluster:\n  coordinator: etcd\n  etcd_endpoints: e:2379\n"
+                                    "  scheduler_standbys: [b:7000]\n"),
+                       "job.yaml");
     ASSERT_TRUE(etcd.ok()) << etcd.status();
     EXPECT_EQ(etcd->cluster().coordinator(), config::ETCD);
     EXPECT_EQ(etcd->cluster().etcd_lease_seconds(), 5);

@@ -64,14 +64,13 @@ class CoordinatorTest : public ::testing::Test {
   std::vector<std::string> Scheduler(const std::string& port_file,
                                      const std::vector<std::string>& extra = {}) {
     std::vector<std::string> sets = JobSets();
-    sets.insert(sets.end(), {"job.output_dir=" + out_, "cluster.coordinator=etcd",
-                             "cluster.etcd_endpoints=" + etcd_->endpoint(),
-                             "cluster.etcd_lease_seconds=2"});
-    std::vector<std::string> argv =
-        WithSets({BinDir() + "/ps_scheduler", "--config", SourceDir() + "/" + kConfig, "--host",
-                  "127.0.0.1", "--port", "0", "--port_file", port_file,
-                  testing::TokenFlag("scheduler")},
-                 sets);
+    sets.insert(sets.end(),
+                {"job.output_dir=" + out_, "cluster.coordinator=etcd",
+                 "cluster.etcd_endpoints=" + etcd_->endpoint(), "cluster.etcd_lease_seconds=2"});
+    std::vector<std::string> argv = WithSets(
+        {BinDir() + "/ps_scheduler", "--config", SourceDir() + "/" + kConfig, "--host", "127.0.0.1",
+         "--port", "0", "--port_file", port_file, testing::TokenFlag("scheduler")},
+        sets);
     argv.insert(argv.end(), extra.begin(), extra.end());
     return argv;
   }
@@ -122,8 +121,7 @@ TEST_F(CoordinatorTest, AStandbyTakesAKilledLeadersJobOverWithTheSameModel) {
         group.Spawn({absl::StrCat("worker-", i), argv, absl::StrCat(out_, "/worker-", i, ".log")})
             .ok());
   }
-  ASSERT_TRUE(
-      WaitForText(out_ + "/scheduler-1.log", "epoch 3/12", absl::Now() + absl::Seconds(60)))
+  ASSERT_TRUE(WaitForText(out_ + "/scheduler-1.log", "epoch 3/12", absl::Now() + absl::Seconds(60)))
       << ReadFile(out_ + "/scheduler-1.log");
   group.Signal(*leader, SIGKILL);
   const absl::Time killed = absl::Now();
@@ -165,8 +163,8 @@ TEST_F(CoordinatorTest, ASecondLeaderIsRefusedAndARunningJobIsNotStartedOver) {
 
   auto second = testing::RunCommand(Scheduler(out_ + "/port2"), absl::Seconds(30));
   EXPECT_EQ(second.exit_code, 1) << second.output;
-  EXPECT_THAT(second.output, HasSubstr(absl::StrCat("already has a scheduler, at 127.0.0.1:",
-                                                    *port1)));
+  EXPECT_THAT(second.output,
+              HasSubstr(absl::StrCat("already has a scheduler, at 127.0.0.1:", *port1)));
   EXPECT_THAT(second.output, HasSubstr("--standby"));
 
   // The leader dies; its lease expires; the job (waiting for members) is

@@ -30,8 +30,8 @@ namespace {
 
 using ::ps::testing::BinDir;
 using ::ps::testing::JsonNumber;
-using ::ps::testing::MaxModelDifference;
 using ::ps::testing::ListeningPorts;
+using ::ps::testing::MaxModelDifference;
 using ::ps::testing::NewTempDir;
 using ::ps::testing::ReadFile;
 using ::ps::testing::SourceDir;

@@ -30,8 +30,8 @@ class EtcdCoordinatorTest : public ::testing::Test {
                                         const std::string& job = "job") {
     auto client = EtcdClient::Create(etcd_->endpoint(), "cluster.etcd_endpoints");
     EXPECT_TRUE(client.ok()) << client.status();
-    return std::make_unique<EtcdCoordinator>(
-        std::move(*client), EtcdCoordinator::Options{"/ps-test/", job, me, lease});
+    return std::make_unique<EtcdCoordinator>(std::move(*client),
+                                             EtcdCoordinator::Options{"/ps-test/", job, me, lease});
   }
 
   static rpc::SchedulerState StateWithFailure(const std::string& failure) {
@@ -125,8 +125,8 @@ TEST_F(EtcdCoordinatorTest, AStandbyTakesOverOnlyAfterTheLeaderStoppedActing) {
   // Fencing: the standby leads only once the old leader has stopped acting.
   EXPECT_GT(took_over, a_until);
   std::cout << "standby took over " << absl::FormatDuration(took_over - a_until)
-            << " after the old leader stopped acting (lease " << absl::FormatDuration(lease)
-            << ")" << std::endl;
+            << " after the old leader stopped acting (lease " << absl::FormatDuration(lease) << ")"
+            << std::endl;
 }
 
 TEST_F(EtcdCoordinatorTest, AResigningLeaderHandsOverAtOnce) {
