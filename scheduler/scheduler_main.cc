@@ -375,7 +375,13 @@ int Run(const std::vector<std::string>& overrides) {
       auto state = coordinator->ReadState();
       if (!state.ok()) return Fatal(std::string(state.status().message()));
       const bool running_job = state->has_value() && IsRunning(**state);
-      if (running_job && !restore) {
+      if (running_job && resume) {
+        // Restarted from a checkpoint (by hand, or by ps_launch's
+        // job.max_restarts after the last attempt failed): its state goes.
+        spdlog::warn("etcd holds the state of job '{}', still running, whose scheduler stopped: "
+                     "--resume starts it over from its latest checkpoint instead",
+                     job->job().name());
+      } else if (running_job && !restore) {
         return Fatal(absl::StrCat("etcd holds the state of job '", job->job().name(),
                                   "', still running, whose "
                                   "scheduler stopped (key ",
@@ -388,7 +394,7 @@ int Run(const std::vector<std::string>& overrides) {
         return Fatal(absl::StrCat("--restore: etcd holds no running job '", job->job().name(),
                                   "' (key ", coordinator->state_key(), ")"));
       }
-      if (running_job) {
+      if (running_job && restore) {
         saved = std::move(**state);
         *job = saved.job();
       }

@@ -181,6 +181,12 @@ TEST_F(CoordinatorTest, ASecondLeaderIsRefusedAndARunningJobIsNotStartedOver) {
   EXPECT_EQ(third.exit_code, 1) << third.output;
   EXPECT_THAT(third.output, HasSubstr("still running, whose scheduler stopped"));
   EXPECT_THAT(third.output, HasSubstr("--restore"));
+  // --resume (ps_launch's job.max_restarts) starts it over from a
+  // checkpoint instead: past the state in etcd, it finds none here.
+  auto resumed = testing::RunCommand(Scheduler(out_ + "/port4", {"--resume"}), absl::Seconds(30));
+  EXPECT_EQ(resumed.exit_code, 1) << resumed.output;
+  EXPECT_THAT(resumed.output, HasSubstr("--resume starts it over from its latest checkpoint"));
+  EXPECT_THAT(resumed.output, HasSubstr("--resume: "));
 
   // Without etcd in the config, --standby is refused.
   auto no_etcd = testing::RunCommand(
