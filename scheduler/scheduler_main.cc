@@ -378,9 +378,10 @@ int Run(const std::vector<std::string>& overrides) {
       if (running_job && resume) {
         // Restarted from a checkpoint (by hand, or by ps_launch's
         // job.max_restarts after the last attempt failed): its state goes.
-        spdlog::warn("etcd holds the state of job '{}', still running, whose scheduler stopped: "
-                     "--resume starts it over from its latest checkpoint instead",
-                     job->job().name());
+        spdlog::warn(
+            "etcd holds the state of job '{}', still running, whose scheduler stopped: "
+            "--resume starts it over from its latest checkpoint instead",
+            job->job().name());
       } else if (running_job && !restore) {
         return Fatal(absl::StrCat("etcd holds the state of job '", job->job().name(),
                                   "', still running, whose "
